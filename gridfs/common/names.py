@@ -1,0 +1,93 @@
+"""Validation of every identifier that may reach a file path, a URL or a query.
+
+Object keys never become paths (chunks are stored under random ids), so a key such as
+``a/../b`` is stored as a literal key; NUL bytes, invalid UTF-8 and over-long keys are
+refused everywhere.
+
+SPDX-License-Identifier: LGPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+
+from gridfs.common.errors import InvalidName
+
+ACCOUNT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# S3 bucket naming rules: 3-63 chars, lowercase, digits, dots and hyphens, no "..".
+BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+CHUNK_ID_RE = re.compile(r"^[0-9A-F]{64}$")
+CONTAINER_ID_RE = re.compile(r"^[0-9A-F]{64}$")
+MAX_KEY_BYTES = 1024
+MAX_PROPERTY_BYTES = 2048
+
+
+def check_account(account: str) -> str:
+    if not isinstance(account, str) or not ACCOUNT_RE.match(account):
+        raise InvalidName(f"invalid account name {account!r}: 1-64 of A-Z a-z 0-9 _ . -")
+    return account
+
+
+def check_bucket(bucket: str) -> str:
+    if (
+        not isinstance(bucket, str)
+        or not BUCKET_RE.match(bucket)
+        or ".." in bucket
+        or re.match(r"^\d+\.\d+\.\d+\.\d+$", bucket)
+    ):
+        raise InvalidName(
+            f"invalid bucket name {bucket!r}: 3-63 characters of a-z 0-9 . -, "
+            "starting and ending with a letter or digit"
+        )
+    return bucket
+
+
+def check_key(key: str) -> str:
+    """An object key: any UTF-8 text of 1-1024 bytes without NUL."""
+    if not isinstance(key, str) or not key:
+        raise InvalidName("object name must be a non-empty string")
+    if "\x00" in key:
+        raise InvalidName(f"object name {key!r} contains a NUL character")
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise InvalidName(f"object name {key!r} is not valid UTF-8") from exc
+    if size > MAX_KEY_BYTES:
+        raise InvalidName(f"object name is {size} bytes long, over the {MAX_KEY_BYTES}-byte limit")
+    return key
+
+
+def check_prefix(prefix: str) -> str:
+    """A listing prefix: like a key, but may be empty."""
+    return check_key(prefix) if prefix else prefix
+
+
+def check_chunk_id(chunk_id: str) -> str:
+    if not isinstance(chunk_id, str) or not CHUNK_ID_RE.match(chunk_id):
+        raise InvalidName(f"invalid chunk id {chunk_id!r}: 64 upper-case hex digits")
+    return chunk_id
+
+
+def check_container_id(cid: str) -> str:
+    if not isinstance(cid, str) or not CONTAINER_ID_RE.match(cid):
+        raise InvalidName(f"invalid container id {cid!r}: 64 upper-case hex digits")
+    return cid
+
+
+def new_chunk_id() -> str:
+    return secrets.token_hex(32).upper()
+
+
+def container_id(account: str, bucket: str) -> str:
+    """The container id: a hash of account and name, as in OpenIO (its first 4 hex
+    digits are the prefix that selects the meta1 service)."""
+    check_account(account)
+    check_bucket(bucket)
+    return hashlib.sha256(f"{account}\x00{bucket}".encode()).hexdigest().upper()
+
+
+def container_prefix(cid: str) -> str:
+    """The 16-bit prefix (4 hex digits) of a container id: one of 65,536."""
+    return check_container_id(cid)[:4]
