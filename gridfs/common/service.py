@@ -1,0 +1,111 @@
+"""Starting service processes and the conventions every service follows.
+
+A service binds (port 0: any free port), then announces its URL by writing it to its
+``--ready-file`` atomically; :func:`spawn_service` waits for that file. Both ``grid up``
+and the tests start services this way, so they test what users run.
+
+SPDX-License-Identifier: LGPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from gridfs.common.errors import ServiceUnavailable
+
+
+@dataclass
+class SpawnedService:
+    process: subprocess.Popen
+    url: str
+    log_path: Path
+
+    @property
+    def addr(self) -> str:
+        return self.url.removeprefix("http://")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def spawn_service(
+    module: str,
+    args: list[str],
+    run_dir: str | os.PathLike,
+    name: str,
+    timeout: float = 30.0,
+    env: dict[str, str] | None = None,
+) -> SpawnedService:
+    """Start ``python -m MODULE ARGS --ready-file ...`` detached, wait for its URL."""
+    run = Path(run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    ready = run / f"{name}.url"
+    ready.unlink(missing_ok=True)
+    log_path = run / f"{name}.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module, *args, "--ready-file", str(ready)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # survives the CLI that started it; not killed by its ^C
+            env={**os.environ, **(env or {})},
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready.exists():
+            return SpawnedService(proc, ready.read_text().strip(), log_path)
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise ServiceUnavailable(f"{name} exited with {proc.returncode} at start-up:\n{tail}")
+        time.sleep(0.02)
+    proc.kill()
+    raise ServiceUnavailable(f"{name} did not become ready within {timeout} s (log: {log_path})")
+
+
+def write_ready_file(path: str | os.PathLike | None, url: str) -> None:
+    if not path:
+        return
+    tmp = Path(f"{path}.tmp")
+    tmp.write_text(url)
+    os.replace(tmp, path)
+
+
+def base_arg_parser(description: str) -> argparse.ArgumentParser:
+    """Options every service takes."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--config", required=True, help="path of grid.toml")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=0, help="port (0: any free port)")
+    p.add_argument("--ready-file", help="where to write the service URL once listening")
+    p.add_argument("--log-level", default="INFO")
+    return p
+
+
+def setup_logging(name: str, level: str) -> logging.Logger:
+    logging.basicConfig(
+        level=level.upper(),
+        format=f"%(asctime)s {name}[%(process)d] %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    return logging.getLogger(name)
+
+
+def install_stop_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
