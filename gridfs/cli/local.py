@@ -1,0 +1,247 @@
+"""The embedded local grid: every service as a background process on 127.0.0.1.
+
+Layout under the data folder::
+
+    grid.toml               endpoints, secret, and the [local] process table (mode 0600)
+    run/                    ready files and logs of each service
+    directory/              meta0, meta1 and meta2 databases, the event log
+    nodeN/volV/             one storage server (rawx) each
+
+Each node gets its own host word in its services' locations
+(``site1.rack1.nodeN.volV``), so placement spreads chunks over nodes first.
+
+SPDX-License-Identifier: LGPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from gridfs.common.config import GridConfig, SizeRule
+from gridfs.common.errors import GridError, ServiceUnavailable
+from gridfs.common.service import spawn_service
+from gridfs.conscience.client import ConscienceClient
+
+SMALL_OBJECT_LIMIT = 1024 * 1024  # objects up to this size get copies instead of EC
+
+
+@dataclass
+class LocalService:
+    name: str
+    type: str  # conscience | directory | events | rawx
+    module: str
+    args: list[str]
+    pid: int = 0
+    url: str = ""
+    location: str = ""
+
+    @property
+    def addr(self) -> str:
+        return self.url.removeprefix("http://")
+
+
+def default_policy_for(volumes: int) -> str:
+    """The widest built-in policy that the grid can place on distinct volumes."""
+    for name, width in (("EC63", 9), ("EC42", 6), ("THREECOPIES", 3), ("TWOCOPIES", 2)):
+        if volumes >= width:
+            return name
+    return "SINGLE"
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is dead for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _is_ours(pid: int, module: str) -> bool:
+    """Guard against signalling an unrelated process that reused a recorded pid."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return module.encode() in f.read()
+    except OSError:
+        return False
+
+
+class LocalGrid:
+    def __init__(self, data: str | os.PathLike) -> None:
+        self.data = Path(data).resolve()
+        self.config_path = self.data / "grid.toml"
+        self.run_dir = self.data / "run"
+
+    # -- state in grid.toml -----------------------------------------------------
+
+    def config(self) -> GridConfig:
+        return GridConfig.load(self.config_path)
+
+    def services(self, cfg: GridConfig | None = None) -> list[LocalService]:
+        cfg = cfg or self.config()
+        return [LocalService(**s) for s in cfg.extra.get("local", {}).get("services", [])]
+
+    def _record(self, cfg: GridConfig, services: list[LocalService]) -> None:
+        local = dict(cfg.extra.get("local", {}))
+        local["data"] = str(self.data)
+        local["services"] = [asdict(s) for s in services]
+        cfg.extra["local"] = local
+        cfg.save(self.config_path)
+
+    def is_running(self) -> bool:
+        if not self.config_path.exists():
+            return False
+        return any(pid_alive(s.pid) for s in self.services())
+
+    # -- start and stop -----------------------------------------------------------
+
+    def _start(self, cfg: GridConfig, svc: LocalService) -> LocalService:
+        spawned = spawn_service(svc.module, ["--config", str(self.config_path), *svc.args], self.run_dir, svc.name)
+        svc.pid, svc.url = spawned.process.pid, spawned.url
+        return svc
+
+    def up(self, nodes: int = 3, volumes: int = 3, policy: str | None = None, wait: float = 30.0) -> GridConfig:
+        if nodes < 1 or volumes < 1:
+            raise GridError("a grid needs at least one node with one volume")
+        if self.is_running():
+            raise GridError(f"a grid is already running from {self.data} (grid down first)")
+        self.data.mkdir(parents=True, exist_ok=True)
+        cfg = GridConfig.load(self.config_path) if self.config_path.exists() else GridConfig()
+        cfg.secret = cfg.secret or secrets.token_hex(32)
+        cfg.default_policy = policy or default_policy_for(nodes * volumes)
+        if not cfg.size_rules:
+            small = "THREECOPIES" if nodes * volumes >= 3 else "SINGLE"
+            cfg.size_rules = [SizeRule(SMALL_OBJECT_LIMIT, small)]
+        cfg.save(self.config_path)
+        services: list[LocalService] = []
+        try:
+            conscience = self._start(cfg, LocalService("conscience", "conscience", "gridfs.conscience", []))
+            services.append(conscience)
+            cfg.conscience_url = conscience.url
+            self._record(cfg, services)
+            directory = self._start(
+                cfg,
+                LocalService("directory", "directory", "gridfs.directory", ["--data", str(self.data / "directory")]),
+            )
+            services.append(directory)
+            cfg.directory_url = directory.url
+            self._record(cfg, services)
+            for n in range(1, nodes + 1):
+                services.extend(self._start_node(cfg, n, volumes))
+                self._record(cfg, services)
+            services.append(self._start(cfg, LocalService("events", "events", "gridfs.events", [
+                "--state", str(self.data / "events.cursor")])))
+            self._record(cfg, services)
+            self.wait_registered(cfg, [s for s in services if s.type == "rawx"], wait)
+        except BaseException:
+            self._stop_all(services)
+            raise
+        return cfg
+
+    def _start_node(self, cfg: GridConfig, n: int, volumes: int) -> list[LocalService]:
+        started = []
+        for v in range(1, volumes + 1):
+            vol = self.data / f"node{n}" / f"vol{v}"
+            vol.mkdir(parents=True, exist_ok=True)
+            location = f"site1.rack1.node{n}.vol{v}"
+            svc = LocalService(
+                f"rawx-node{n}-vol{v}", "rawx", "gridfs.storage",
+                ["--volume", str(vol), "--location", location], location=location,
+            )
+            started.append(self._start(cfg, svc))
+        return started
+
+    def add_node(self, volumes: int = 3, wait: float = 10.0) -> list[LocalService]:
+        cfg = self.config()
+        services = self.services(cfg)
+        nodes = {s.location.split(".")[2] for s in services if s.type == "rawx"}
+        n = max((int(x.removeprefix("node")) for x in nodes), default=0) + 1
+        started = self._start_node(cfg, n, volumes)
+        self._record(cfg, services + started)
+        self.wait_registered(cfg, started, wait)
+        return started
+
+    def wait_registered(self, cfg: GridConfig, expected: list[LocalService], timeout: float) -> None:
+        """Wait until the conscience lists every expected storage server as writable."""
+        client = ConscienceClient(cfg.conscience_url, cfg.secret)
+        want = {s.addr for s in expected}
+        deadline = time.monotonic() + timeout
+        while True:
+            live = {s["addr"] for s in client.services("rawx") if s.get("score_put", 0) > 0}
+            if want <= live:
+                return
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable(f"storage servers not registered after {timeout} s: {sorted(want - live)}")
+            time.sleep(0.1)
+
+    def restart(self, name: str) -> LocalService:
+        """Start one recorded service again (after a crash or a kill), same data and port."""
+        cfg = self.config()
+        services = self.services(cfg)
+        svc = next((s for s in services if s.name == name), None)
+        if svc is None:
+            raise GridError(f"no service named {name!r} in {self.config_path}")
+        self._stop_all([svc])
+        port = svc.url.rsplit(":", 1)[-1]
+        extra = ["--port", port] if port.isdigit() else []
+        args = list(svc.args)
+        svc.args = args + extra
+        self._start(cfg, svc)
+        svc.args = args
+        self._record(cfg, services)
+        return svc
+
+    def down(self, timeout: float = 10.0) -> int:
+        if not self.config_path.exists():
+            return 0
+        services = self.services()
+        stopped = self._stop_all(services)
+        cfg = self.config()
+        self._record(cfg, [LocalService(**{**asdict(s), "pid": 0}) for s in services])
+        return stopped
+
+    def _stop_all(self, services: list[LocalService], timeout: float = 10.0) -> int:
+        live = [s for s in services if pid_alive(s.pid) and _is_ours(s.pid, s.module)]
+        for s in reversed(live):  # storage servers first, conscience last
+            os.kill(s.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for s in live:
+            while pid_alive(s.pid) and time.monotonic() < deadline:
+                _reap(s.pid)
+                time.sleep(0.05)
+            if pid_alive(s.pid):
+                os.kill(s.pid, signal.SIGKILL)
+            _reap(s.pid)
+        return len(live)
+
+    def status_rows(self) -> list[dict[str, Any]]:
+        """The conscience's view, joined with the local pids."""
+        cfg = self.config()
+        pids = {s.addr: s for s in self.services(cfg)}
+        rows = ConscienceClient(cfg.conscience_url, cfg.secret).services()
+        for row in rows:
+            local = pids.get(row["addr"])
+            row["pid"] = local.pid if local else None
+            row["name"] = local.name if local else ""
+        return rows
+
+
+def _reap(pid: int) -> None:
+    """Collect a child we started in this process, so it doesn't linger as a zombie."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)

@@ -1,0 +1,396 @@
+"""``grid``: the command line of the grid.
+
+Exit codes: 0 success, 1 a grid error (the message names the object and the cause),
+2 a usage error.
+
+SPDX-License-Identifier: LGPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+from rich.table import Table
+
+from gridfs.client import GridClient
+from gridfs.common.config import DEFAULT_DATA_DIR, GridConfig, find_config
+from gridfs.common.errors import GridError
+from gridfs.conscience.client import ConscienceClient
+
+console = Console()
+err = Console(stderr=True)
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """``bucket/key`` or ``grid://bucket/key`` -> (bucket, key)."""
+    path = target.removeprefix("grid://")
+    bucket, _, key = path.partition("/")
+    if not bucket:
+        raise GridError(f"expected BUCKET/KEY, got {target!r}")
+    return bucket, key
+
+
+def _need_key(target: str) -> tuple[str, str]:
+    bucket, key = split_target(target)
+    if not key:
+        raise GridError(f"expected BUCKET/KEY, got {target!r} (no object name)")
+    return bucket, key
+
+
+def _client(args: argparse.Namespace) -> GridClient:
+    return GridClient(args.config, account=args.account)
+
+
+def _progress() -> Progress:
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    if args.data:
+        return Path(args.data)
+    return find_config(args.config).parent
+
+
+# -- commands ---------------------------------------------------------------------
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from gridfs.cli.local import LocalGrid
+
+    grid = LocalGrid(args.data or DEFAULT_DATA_DIR)
+    cfg = grid.up(nodes=args.nodes, volumes=args.volumes, policy=args.policy)
+    rawx = sum(1 for s in grid.services(cfg) if s.type == "rawx")
+    console.print(f"grid up: {rawx} storage servers on {args.nodes} nodes, default policy {cfg.default_policy}")
+    console.print(f"config: {grid.config_path}  (export GRID_CONFIG={grid.config_path})")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from gridfs.cli.local import LocalGrid
+
+    n = LocalGrid(_data_dir(args)).down()
+    console.print(f"grid down: stopped {n} processes")
+    return 0
+
+
+def cmd_node_add(args: argparse.Namespace) -> int:
+    from gridfs.cli.local import LocalGrid
+
+    started = LocalGrid(_data_dir(args)).add_node(volumes=args.volumes)
+    for s in started:
+        console.print(f"added {s.name} at {s.url} ({s.location})")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from gridfs.cli.local import LocalGrid
+
+    grid = LocalGrid(_data_dir(args))
+    rows = grid.status_rows()
+    if args.json:
+        print(json.dumps(rows, indent=2, sort_keys=True))
+        return 0
+    table = Table(title=f"grid {grid.config().namespace}")
+    for col in ("type", "name", "addr", "location", "put", "get", "free", "locked", "up"):
+        table.add_column(col)
+    for r in sorted(rows, key=lambda r: (r["type"], r.get("location", ""))):
+        stats = r.get("stats", {})
+        table.add_row(
+            r["type"], r.get("name", ""), r["addr"], r.get("location", ""),
+            str(r.get("score_put", "")), str(r.get("score_get", "")),
+            _human(stats.get("free_bytes", 0)), "yes" if r.get("locked") else "",
+            "yes" if r.get("up", True) else "NO",
+        )
+    console.print(table)
+    return 0
+
+
+def cmd_lock(args: argparse.Namespace) -> int:
+    cfg = GridConfig.load(args.config)
+    client = ConscienceClient(cfg.conscience_url, cfg.secret)
+    (client.lock if args.command == "lock" else client.unlock)(args.addr)
+    console.print(f"{args.command}ed {args.addr}")
+    return 0
+
+
+def cmd_policies(args: argparse.Namespace) -> int:
+    cfg = GridConfig.load(args.config)
+    from gridfs.coding.policies import all_policies
+
+    table = Table(title="storage policies")
+    for col in ("name", "method", "chunks", "overhead", "survives", ""):
+        table.add_column(col)
+    for p in all_policies(cfg.policies).values():
+        note = "default" if p.name == cfg.default_policy else ""
+        for rule in cfg.size_rules:
+            if rule.policy == p.name:
+                note = (note + ", " if note else "") + f"objects <= {_human(rule.max_size)}"
+        table.add_row(p.name, p.describe(), str(p.width), f"{p.overhead:.2f}x", f"{p.tolerates} lost", note)
+    console.print(table)
+    return 0
+
+
+def cmd_mb(args: argparse.Namespace) -> int:
+    bucket, _ = split_target(args.bucket)
+    _client(args).create_bucket(bucket, policy=args.policy or "", versioning=args.versioning)
+    console.print(f"created bucket {bucket}")
+    return 0
+
+
+def cmd_rb(args: argparse.Namespace) -> int:
+    bucket, _ = split_target(args.bucket)
+    client = _client(args)
+    if args.force:
+        for item in list(client.iter_list(bucket)):
+            if not isinstance(item, str):
+                client.delete(bucket, item.key)
+    client.delete_bucket(bucket)
+    console.print(f"removed bucket {bucket}")
+    return 0
+
+
+def _with_progress(total: int, label: str, fn: Callable[[Callable[[int], Any]], Any]) -> Any:
+    with _progress() as progress:
+        task = progress.add_task(label, total=total)
+        return fn(lambda n: progress.advance(task, n))
+
+
+def cmd_put(args: argparse.Namespace) -> int:
+    client = _client(args)
+    bucket, key = split_target(args.target)
+    src = Path(args.source) if args.source != "-" else None
+    key = key or (src.name if src else "")
+    if not key:
+        raise GridError("reading stdin needs an object name: grid put - BUCKET/KEY")
+    if src is None:
+        info = client.put(bucket, key, sys.stdin.buffer, policy=args.policy)
+    else:
+        if not src.is_file():
+            raise GridError(f"{src}: not a readable file")
+        info = _with_progress(
+            src.stat().st_size, f"put {key}", lambda cb: client.put(bucket, key, src, policy=args.policy, progress=cb)
+        )
+    console.print(f"{bucket}/{key}: {_human(info.size)} stored with {info.policy} (version {info.version})")
+    return 0
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    client = _client(args)
+    bucket, key = _need_key(args.target)
+    dest = Path(args.dest) if args.dest else Path(Path(key).name)
+    if dest.is_dir():
+        dest = dest / Path(key).name
+    info = client.head(bucket, key)
+    _with_progress(info.size, f"get {key}", lambda cb: client.get_file(bucket, key, dest, progress=cb))
+    console.print(f"{bucket}/{key} -> {dest} ({_human(info.size)})")
+    return 0
+
+
+def cmd_cat(args: argparse.Namespace) -> int:
+    client = _client(args)
+    bucket, key = _need_key(args.target)
+    out = sys.stdout.buffer
+    for piece in client.get_stream(bucket, key, offset=args.offset, length=args.length):
+        out.write(piece)
+    out.flush()
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    client = _client(args)
+    if not args.target:
+        for b in client.list_buckets():
+            console.print(f"{b.bucket}\t{b.policy or 'default'}\t{b.objects} objects\t{_human(b.bytes)}")
+        return 0
+    bucket, prefix = split_target(args.target)
+    delimiter = "" if args.recursive else "/"
+    for item in client.iter_list(bucket, prefix=prefix, delimiter=delimiter):
+        if isinstance(item, str):
+            print(f"{'DIR':>12}  {item}")
+        else:
+            print(f"{item.size:>12}  {item.key}")
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    client = _client(args)
+    for target in args.targets:
+        bucket, key = split_target(target)
+        if args.recursive:
+            for item in list(client.iter_list(bucket, prefix=key)):
+                if not isinstance(item, str):
+                    client.delete(bucket, item.key)
+        else:
+            client.delete(bucket, _need_key(target)[1])
+    return 0
+
+
+def cmd_stat(args: argparse.Namespace) -> int:
+    bucket, key = _need_key(args.target)
+    info = _client(args).head(bucket, key)
+    data = info.to_dict()
+    data.pop("metachunks")
+    print(json.dumps(data, indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_locate(args: argparse.Namespace) -> int:
+    bucket, key = _need_key(args.target)
+    where = _client(args).locate(bucket, key)
+    if args.json:
+        print(json.dumps(where, indent=2, sort_keys=True))
+        return 0
+    obj = where["object"]
+    console.print(f"[bold]{bucket}/{key}[/]  {obj['size']} bytes, {obj['policy']} ({obj['chunk_method']})")
+    console.print(f"  container id  {where['cid']}")
+    console.print(f"  prefix        {where['prefix']}  -> meta0 {where['meta0']}")
+    console.print(f"  meta1         {where['meta1']}")
+    console.print(f"  meta2         {where['meta2']}")
+    for mc in obj["metachunks"]:
+        console.print(f"  metachunk {mc['pos']}: bytes {mc['offset']}-{mc['offset'] + mc['size'] - 1}")
+        for c in sorted(mc["chunks"], key=lambda c: c["sub"]):
+            console.print(f"    {mc['pos']}.{c['sub']}  {c['url']}  {c['size']} bytes  xxh3 {c['hash']}")
+        if mc.get("missing"):
+            console.print(f"    missing positions (awaiting repair): {mc['missing']}")
+    return 0
+
+
+# -- parser -----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="grid", description="gridfs: grid object store")
+    p.add_argument("--config", default=None, help="grid.toml (default: $GRID_CONFIG or ~/.gridfs/grid.toml)")
+    p.add_argument("--account", default="default")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="start a local grid")
+    up.add_argument("--data", default=None, help=f"data folder (default {DEFAULT_DATA_DIR})")
+    up.add_argument("--nodes", type=int, default=3)
+    up.add_argument("--volumes", type=int, default=3)
+    up.add_argument("--policy", default=None, help="default storage policy")
+    up.set_defaults(fn=cmd_up)
+
+    down = sub.add_parser("down", help="stop the local grid")
+    down.add_argument("--data", default=None)
+    down.set_defaults(fn=cmd_down)
+
+    node = sub.add_parser("node", help="manage nodes of the local grid")
+    node_sub = node.add_subparsers(dest="node_command", required=True)
+    add = node_sub.add_parser("add", help="add a node to the running grid")
+    add.add_argument("--data", default=None)
+    add.add_argument("--volumes", type=int, default=3)
+    add.set_defaults(fn=cmd_node_add)
+
+    st = sub.add_parser("status", help="services, scores and free space")
+    st.add_argument("--data", default=None)
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(fn=cmd_status)
+
+    for name in ("lock", "unlock"):
+        lk = sub.add_parser(name, help=f"{name} a service (locked: no new writes)")
+        lk.add_argument("addr")
+        lk.set_defaults(fn=cmd_lock)
+
+    sub.add_parser("policies", help="list storage policies").set_defaults(fn=cmd_policies)
+
+    mb = sub.add_parser("mb", help="make a bucket")
+    mb.add_argument("bucket")
+    mb.add_argument("--policy", default="")
+    mb.add_argument("--versioning", action="store_true")
+    mb.set_defaults(fn=cmd_mb)
+
+    rb = sub.add_parser("rb", help="remove a bucket")
+    rb.add_argument("bucket")
+    rb.add_argument("--force", action="store_true", help="delete its objects first")
+    rb.set_defaults(fn=cmd_rb)
+
+    put = sub.add_parser("put", help="upload a file (or - for stdin)")
+    put.add_argument("source")
+    put.add_argument("target", help="BUCKET/KEY, or BUCKET/ to use the file name")
+    put.add_argument("--policy", default=None)
+    put.set_defaults(fn=cmd_put)
+
+    get = sub.add_parser("get", help="download an object to a file")
+    get.add_argument("target")
+    get.add_argument("dest", nargs="?")
+    get.set_defaults(fn=cmd_get)
+
+    cat = sub.add_parser("cat", help="write an object to stdout")
+    cat.add_argument("target")
+    cat.add_argument("--offset", type=int, default=0)
+    cat.add_argument("--length", type=int, default=None)
+    cat.set_defaults(fn=cmd_cat)
+
+    ls = sub.add_parser("ls", help="list buckets, or objects of a bucket")
+    ls.add_argument("target", nargs="?")
+    ls.add_argument("-r", "--recursive", action="store_true")
+    ls.set_defaults(fn=cmd_ls)
+
+    rm = sub.add_parser("rm", help="delete objects")
+    rm.add_argument("targets", nargs="+")
+    rm.add_argument("-r", "--recursive", action="store_true", help="every object under the prefix")
+    rm.set_defaults(fn=cmd_rm)
+
+    stat = sub.add_parser("stat", help="object metadata as JSON")
+    stat.add_argument("target")
+    stat.set_defaults(fn=cmd_stat)
+
+    loc = sub.add_parser("locate", help="resolution path and chunk URLs of an object")
+    loc.add_argument("target")
+    loc.add_argument("--json", action="store_true")
+    loc.set_defaults(fn=cmd_locate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.config:
+        os.environ["GRID_CONFIG"] = args.config
+    try:
+        return int(args.fn(args) or 0)
+    except GridError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        return 1
+    except (OSError, ValueError) as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        return 1
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,412 @@
+"""``GridClient``: the documented Python API of the grid.
+
+Buckets map to directory containers of one account. Every write stores chunks first
+and commits the directory record last; every read resolves the record, then reads
+chunks directly from the storage servers. Chunks that a commit, delete or rename leaves
+unreferenced are deleted by the event handlers fed by the directory's durable log, not
+here: a client that dies after its commit must not leak them. The client only cleans
+up chunks it wrote and never managed to record. Instances are picklable and safe to use
+after ``fork`` (pools are rebuilt in the child), so Dask and MPI can ship them.
+
+SPDX-License-Identifier: LGPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from gridfs.client.buffers import BufferPool
+from gridfs.client.context import IOContext
+from gridfs.client.reader import ObjectReader
+from gridfs.client.sources import PutData, known_size
+from gridfs.client.writer import ObjectWriter, WriteResult
+from gridfs.coding.policies import StoragePolicy, all_policies, get_policy
+from gridfs.common.config import DEFAULT_ACCOUNT, GridConfig
+from gridfs.common.errors import GridError, NoSuchObject
+from gridfs.common.names import check_bucket, check_key, new_chunk_id
+from gridfs.conscience.client import CachedServices, ConscienceClient
+from gridfs.directory.client import DirectoryClient
+from gridfs.directory.model import ContainerInfo, ListResult, ObjectInfo, PartInfo, UploadInfo
+from gridfs.storage.client import ChunkClient
+
+log = logging.getLogger("gridfs.client")
+Progress = Callable[[int], Any] | None
+
+# Chunk transfers in flight per client: enough for two EC 6+3 metachunks each way.
+CHUNK_THREADS = 24
+
+
+class GridClient:
+    def __init__(
+        self,
+        config: GridConfig | str | os.PathLike | None = None,
+        account: str = DEFAULT_ACCOUNT,
+        depth: int = 3,
+    ) -> None:
+        self.config = config if isinstance(config, GridConfig) else GridConfig.load(config)
+        self.account = account
+        self.depth = depth
+        self.directory = DirectoryClient(self.config.directory_url, self.config.secret)
+        self.conscience = ConscienceClient(self.config.conscience_url, self.config.secret)
+        self._ctx: IOContext | None = None
+        self._ctx_pid = 0
+        self._ctx_lock = threading.Lock()
+
+    # -- plumbing -----------------------------------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_ctx"], state["_ctx_pid"] = None, 0
+        del state["_ctx_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._ctx_lock = threading.Lock()
+
+    @property
+    def io(self) -> IOContext:
+        """The I/O context, built lazily and rebuilt in a forked child."""
+        if self._ctx is None or self._ctx_pid != os.getpid():
+            with self._ctx_lock:
+                if self._ctx is None or self._ctx_pid != os.getpid():
+                    self._ctx = IOContext(
+                        chunks=ChunkClient(self.config.secret),
+                        services=CachedServices(self.conscience, "rawx", ttl=1.0),
+                        chunk_pool=ThreadPoolExecutor(CHUNK_THREADS, thread_name_prefix="grid-chunk"),
+                        meta_pool=ThreadPoolExecutor(self.depth * 2, thread_name_prefix="grid-meta"),
+                        prefetch_pool=ThreadPoolExecutor(self.depth, thread_name_prefix="grid-prefetch"),
+                        buffers=BufferPool(keep=self.depth * 2 + 2),
+                        chunk_size=self.config.chunk_size,
+                        depth=self.depth,
+                    )
+                    self._ctx_pid = os.getpid()
+        return self._ctx
+
+    def close(self) -> None:
+        if self._ctx is not None and self._ctx_pid == os.getpid():
+            self._ctx.shutdown()
+        self._ctx = None
+
+    def __enter__(self) -> GridClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def policies(self) -> dict[str, StoragePolicy]:
+        return all_policies(self.config.policies)
+
+    def _policy(self, bucket: str, explicit: str | None, size: int | None) -> StoragePolicy:
+        """Explicit policy, else the bucket's, else the namespace's choice by size."""
+        if explicit:
+            return get_policy(explicit, self.config.policies)
+        container = self.directory.get_container(self.account, bucket)
+        name = container.policy or self.config.policy_for_size(size)
+        return get_policy(name, self.config.policies)
+
+    # -- buckets ------------------------------------------------------------------
+
+    def create_bucket(
+        self, bucket: str, *, policy: str = "", versioning: bool = False, exist_ok: bool = False
+    ) -> ContainerInfo:
+        if policy:
+            get_policy(policy, self.config.policies)  # refuse unknown names before creating
+        try:
+            return self.directory.create_container(self.account, bucket, policy=policy, versioning=versioning)
+        except FileExistsError:
+            if not exist_ok:
+                raise
+            return self.directory.get_container(self.account, bucket)
+
+    def delete_bucket(self, bucket: str) -> None:
+        self.directory.delete_container(self.account, bucket)
+
+    def bucket_info(self, bucket: str) -> ContainerInfo:
+        return self.directory.get_container(self.account, bucket)
+
+    def list_buckets(self) -> list[ContainerInfo]:
+        return self.directory.list_containers(self.account)
+
+    def set_versioning(self, bucket: str, state: str) -> ContainerInfo:
+        return self.directory.set_container(self.account, bucket, versioning=state)
+
+    # -- writes -------------------------------------------------------------------
+
+    def _write(
+        self, bucket: str, key: str, data: PutData, policy: StoragePolicy, progress: Progress
+    ) -> tuple[ObjectWriter, WriteResult]:
+        check_bucket(bucket)
+        check_key(key)
+        writer = ObjectWriter(self.io, policy, new_chunk_id(), key, progress)
+        return writer, writer.write(data)
+
+    def put(
+        self,
+        bucket: str,
+        key: str,
+        data: PutData,
+        *,
+        policy: str | None = None,
+        properties: dict[str, str] | None = None,
+        mime_type: str = "application/octet-stream",
+        if_none_match: bool = False,
+        progress: Progress = None,
+    ) -> ObjectInfo:
+        """Store ``data`` (bytes-like, a path, a binary file or an iterator of bytes)."""
+        chosen = self._policy(bucket, policy, known_size(data))
+        writer, result = self._write(bucket, key, data, chosen, progress)
+        record = ObjectInfo(
+            account=self.account,
+            bucket=bucket,
+            key=key,
+            content_id=writer.headers["X-Grid-Content-Id"],
+            size=result.size,
+            policy=chosen.name,
+            chunk_method=chosen.chunk_method,
+            hash=result.hash,
+            mime_type=mime_type,
+            properties=dict(properties or {}),
+            metachunks=result.metachunks,
+        )
+        try:
+            committed, _garbage = self.directory.commit_object(
+                self.account, bucket, record, if_none_match=if_none_match
+            )
+        except BaseException:
+            writer.discard()
+            raise
+        return committed
+
+    def put_file(self, bucket: str, key: str, path: str | os.PathLike, **kwargs: Any) -> ObjectInfo:
+        return self.put(bucket, key, Path(path), **kwargs)
+
+    def delete(self, bucket: str, key: str, *, version: int | None = None) -> dict:
+        result, _garbage = self.directory.delete_object(self.account, bucket, key, version=version)
+        return result
+
+    def rename(self, bucket: str, src: str, dst: str) -> ObjectInfo:
+        """Metadata-only rename: no chunk is read or written."""
+        info, _garbage = self.directory.rename_object(self.account, bucket, src, dst)
+        return info
+
+    def copy(
+        self,
+        src_bucket: str,
+        src_key: str,
+        dst_bucket: str,
+        dst_key: str,
+        *,
+        version: int | None = None,
+        properties: dict[str, str] | None = None,
+    ) -> ObjectInfo:
+        """Server-side copy: each chunk is hard-linked on its server, no data moves."""
+        src = self.head(src_bucket, src_key, version=version, chunks=True)
+        check_bucket(dst_bucket)
+        check_key(dst_key)
+        links = [
+            (chunk, self.io.chunk_pool.submit(self._link, chunk.url)) for mc in src.metachunks for chunk in mc.chunks
+        ]
+        new_urls: list[str] = []
+        try:
+            for chunk, fut in links:
+                chunk.url = fut.result()
+                new_urls.append(chunk.url)
+            record = ObjectInfo(
+                account=self.account,
+                bucket=dst_bucket,
+                key=dst_key,
+                content_id=new_chunk_id(),
+                size=src.size,
+                policy=src.policy,
+                chunk_method=src.chunk_method,
+                hash=src.hash,
+                mime_type=src.mime_type,
+                properties=dict(src.properties if properties is None else properties),
+                metachunks=src.metachunks,
+            )
+            committed, _garbage = self.directory.commit_object(self.account, dst_bucket, record)
+        except BaseException:
+            for _chunk, fut in links:
+                with contextlib.suppress(BaseException):
+                    new_urls.append(fut.result())
+            self.io.delete_chunks(sorted(set(new_urls)))
+            raise
+        return committed
+
+    def _link(self, url: str) -> str:
+        return self.io.chunks.link(url, new_chunk_id())
+
+    def set_properties(
+        self, bucket: str, key: str, properties: dict[str, str | None], *, replace: bool = False
+    ) -> ObjectInfo:
+        return self.directory.set_properties(self.account, bucket, key, properties, replace=replace)
+
+    # -- reads --------------------------------------------------------------------
+
+    def head(self, bucket: str, key: str, *, version: int | None = None, chunks: bool = False) -> ObjectInfo:
+        return self.directory.get_object(self.account, bucket, key, version=version, chunks=chunks)
+
+    def reader(self, bucket: str, key: str, *, version: int | None = None) -> ObjectReader:
+        return ObjectReader(self.io, self.head(bucket, key, version=version, chunks=True))
+
+    def get(
+        self, bucket: str, key: str, *, offset: int = 0, length: int | None = None, version: int | None = None
+    ) -> bytes:
+        """The bytes of an object, or of ``length`` bytes from ``offset``."""
+        reader = self.reader(bucket, key, version=version)
+        start, end = reader.check_range(offset, length)
+        out = bytearray(end - start)
+        reader.read_into(start, end, memoryview(out))
+        return bytes(out)
+
+    def get_stream(
+        self, bucket: str, key: str, *, offset: int = 0, length: int | None = None, version: int | None = None
+    ) -> Iterator[memoryview]:
+        """Stream an object in metachunk-sized views (each valid until the next one)."""
+        reader = self.reader(bucket, key, version=version)
+        start, end = reader.check_range(offset, length)
+        return reader.iter_range(start, end)
+
+    def get_file(
+        self,
+        bucket: str,
+        key: str,
+        path: str | os.PathLike,
+        *,
+        version: int | None = None,
+        progress: Progress = None,
+    ) -> ObjectInfo:
+        """Download to ``path`` atomically: a failed download leaves no file behind."""
+        reader = self.reader(bucket, key, version=version)
+        target = Path(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent or ".")
+        try:
+            with os.fdopen(fd, "wb", buffering=0) as f:
+                for piece in reader.iter_range(0, reader.info.size):
+                    f.write(piece)
+                    if progress:
+                        progress(piece.nbytes)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        return reader.info
+
+    def exists(self, bucket: str, key: str) -> bool:
+        try:
+            self.head(bucket, key)
+            return True
+        except NoSuchObject:
+            return False
+
+    def list(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        delimiter: str = "",
+        start_after: str = "",
+        token: str = "",
+        max_keys: int = 1000,
+    ) -> ListResult:
+        return self.directory.list_objects(
+            self.account,
+            bucket,
+            prefix=prefix,
+            delimiter=delimiter,
+            start_after=start_after,
+            token=token,
+            max_keys=max_keys,
+        )
+
+    def iter_list(self, bucket: str, *, prefix: str = "", delimiter: str = "") -> Iterator[ObjectInfo | str]:
+        """Every object (and, with a delimiter, every common prefix as a str), page by page."""
+        token = ""
+        while True:
+            page = self.list(bucket, prefix=prefix, delimiter=delimiter, token=token)
+            yield from page.prefixes
+            yield from page.objects
+            if not page.truncated:
+                return
+            token = page.next_token
+
+    def list_versions(self, bucket: str, **kwargs: Any) -> dict:
+        return self.directory.list_versions(self.account, bucket, **kwargs)
+
+    def locate(self, bucket: str, key: str) -> dict:
+        """The resolution path of an object: prefix -> meta1 -> meta2 -> chunk URLs."""
+        return self.directory.locate(self.account, bucket, key)
+
+    # -- multipart ----------------------------------------------------------------
+
+    def create_multipart(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        policy: str | None = None,
+        properties: dict[str, str] | None = None,
+        mime_type: str = "application/octet-stream",
+    ) -> UploadInfo:
+        chosen = self._policy(bucket, policy, None)
+        check_key(key)
+        return self.directory.create_upload(
+            self.account, bucket, key, policy=chosen.name, mime_type=mime_type, properties=properties
+        )
+
+    def upload_part(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        data: PutData,
+        *,
+        etag: str = "",
+        progress: Progress = None,
+    ) -> PartInfo:
+        if not 1 <= part_number <= 10000:
+            raise GridError(f"part number {part_number} outside 1-10000")
+        upload = next((u for u in self.directory.list_uploads(self.account, bucket) if u.upload_id == upload_id), None)
+        policy = get_policy(upload.policy if upload else self.config.default_policy, self.config.policies)
+        writer, result = self._write(bucket, key, data, policy, progress)
+        part = PartInfo(
+            upload_id=upload_id,
+            part_number=part_number,
+            size=result.size,
+            etag=etag or result.hash,
+            metachunks=result.metachunks,
+        )
+        try:
+            self.directory.commit_part(self.account, bucket, upload_id, part)
+        except BaseException:
+            writer.discard()
+            raise
+        return part
+
+    def complete_multipart(
+        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]] | list[int]
+    ) -> ObjectInfo:
+        """Assemble the object from its parts: a directory operation, no data is copied."""
+        normalized = [p if isinstance(p, tuple) else (p, "") for p in parts]
+        info, _garbage = self.directory.complete_upload(self.account, bucket, upload_id, normalized)
+        return info
+
+    def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
+        self.directory.abort_upload(self.account, bucket, upload_id)
+
+    def list_parts(self, bucket: str, upload_id: str) -> list[PartInfo]:
+        return self.directory.list_parts(self.account, bucket, upload_id)
+
+    def list_multipart(self, bucket: str, *, prefix: str = "") -> list[UploadInfo]:
+        return self.directory.list_uploads(self.account, bucket, prefix=prefix)

@@ -1,0 +1,118 @@
+"""Striping a metachunk into k data chunks and Reed-Solomon parity.
+
+Layout: data chunk ``i`` is bytes ``[i*cs, (i+1)*cs)`` of the metachunk, where
+``cs = ceil(size / k)``; the tail of the last one is zero padding. Chunks are numpy
+views of the metachunk buffer, so striping copies nothing but the padding. Because
+Reed-Solomon works column by column, the same byte range ``[lo, hi)`` of any k chunks
+rebuilds that range of the others: a degraded ranged read fetches only that range.
+
+SPDX-License-Identifier: LGPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import zfec
+
+from gridfs.common.errors import BadRequest, DataUnavailable
+
+Buffer = bytes | bytearray | memoryview | np.ndarray
+
+
+def chunk_size_for(meta_size: int, k: int) -> int:
+    return -(-meta_size // k)
+
+
+def stripe(buf: np.ndarray, size: int, k: int) -> list[np.ndarray]:
+    """Views of the k data chunks of the first ``size`` bytes of ``buf``.
+
+    ``buf`` must hold at least ``k * ceil(size / k)`` bytes; the padding is zeroed in place.
+    """
+    cs = chunk_size_for(size, k)
+    if buf.nbytes < k * cs:
+        raise ValueError(f"stripe buffer of {buf.nbytes} bytes is smaller than {k} x {cs}")
+    buf[size : k * cs] = 0
+    return [buf[i * cs : (i + 1) * cs] for i in range(k)]
+
+
+@dataclass(frozen=True)
+class ChunkRange:
+    """Bytes ``[lo, hi)`` of data chunk ``index`` land at ``out`` in the caller's range."""
+
+    index: int
+    lo: int
+    hi: int
+    out: int
+
+
+def data_ranges(meta_size: int, k: int, start: int, end: int) -> list[ChunkRange]:
+    """The data-chunk ranges that hold bytes ``[start, end)`` of a metachunk."""
+    if not 0 <= start <= end <= meta_size:
+        raise ValueError(f"range {start}-{end} outside a metachunk of {meta_size} bytes")
+    cs = chunk_size_for(meta_size, k)
+    out: list[ChunkRange] = []
+    pos = start
+    while pos < end:
+        i = pos // cs
+        hi = min(end, (i + 1) * cs)
+        out.append(ChunkRange(i, pos - i * cs, hi - i * cs, pos - start))
+        pos = hi
+    return out
+
+
+class Codec(Protocol):
+    k: int
+    m: int
+
+    def encode(self, data: Sequence[Buffer]) -> list[Buffer]:
+        """The m parity chunks of k equal-sized data chunks."""
+        ...
+
+    def decode(self, shares: Mapping[int, Buffer]) -> list[Buffer]:
+        """The k data chunks from any k shares (share number -> bytes of one range)."""
+        ...
+
+
+class ZfecCodec:
+    """Reed-Solomon over GF(2^8) with zfec: releases the GIL, so threads scale."""
+
+    name = "zfec"
+
+    def __init__(self, k: int, m: int) -> None:
+        self.k, self.m = k, m
+        self._encoder = zfec.Encoder(k, k + m)
+        self._decoder = zfec.Decoder(k, k + m)
+        self._parity_nums = list(range(k, k + m))
+
+    def encode(self, data: Sequence[Buffer]) -> list[Buffer]:
+        if self.m == 0:
+            return []
+        return list(self._encoder.encode(list(data), self._parity_nums))
+
+    def decode(self, shares: Mapping[int, Buffer]) -> list[Buffer]:
+        if len(shares) < self.k:
+            raise DataUnavailable(f"need {self.k} shares to decode, have {len(shares)}")
+        nums = sorted(shares)[: self.k]
+        if nums == list(range(self.k)):
+            return [shares[i] for i in nums]
+        return list(self._decoder.decode([shares[i] for i in nums], nums))
+
+
+_CODECS: dict[tuple[str, int, int], Codec] = {}
+
+
+def get_codec(name: str, k: int, m: int) -> Codec:
+    """A codec instance, shared per (name, k, m): zfec encoders are reusable and thread-safe."""
+    key = (name, k, m)
+    codec = _CODECS.get(key)
+    if codec is None:
+        if name == "zfec":
+            codec = ZfecCodec(k, m)
+        else:
+            raise BadRequest(f"codec {name!r} is not available in this client")
+        _CODECS[key] = codec
+    return codec
