@@ -1,0 +1,55 @@
+"""Event handlers: each takes one event dict ``{"id", "type", "ts", "data"}``.
+
+SPDX-License-Identifier: AGPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from gridfs.common.errors import GridError, InvalidName, NoSuchChunk
+from gridfs.storage.client import ChunkClient
+
+log = logging.getLogger("gridfs.events")
+Handler = Callable[[dict[str, Any]], None]
+
+
+class ChunkReaper:
+    """Deletes chunks that a delete, overwrite or abort left unreferenced."""
+
+    def __init__(self, chunks: ChunkClient, pool: ThreadPoolExecutor) -> None:
+        self.chunks = chunks
+        self.pool = pool
+        self.deleted = 0
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        urls = event["data"].get("chunks") or []
+        failures = [e for e in self.pool.map(self._delete, urls) if e is not None]
+        if failures:
+            # Raising keeps the cursor here: the event is retried on the next pass.
+            raise failures[0]
+
+    def _delete(self, url: str) -> GridError | None:
+        try:
+            self.chunks.delete(url)
+            self.deleted += 1
+        except (NoSuchChunk, InvalidName):
+            pass  # already gone: deletion is idempotent
+        except GridError as exc:
+            return exc
+        return None
+
+
+def load_user_handler(spec: str) -> Handler:
+    """``package.module:function`` from the namespace config ``[events] handlers``."""
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise ValueError(f"event handler {spec!r} must be 'module:function'")
+    fn = getattr(importlib.import_module(module), name)
+    if not callable(fn):
+        raise ValueError(f"event handler {spec!r} is not callable")
+    return fn
