@@ -153,7 +153,9 @@ class LocalGrid:
             raise
         return cfg
 
-    def _start_node(self, cfg: GridConfig, n: int, volumes: int) -> list[LocalService]:
+    def _start_node(
+        self, cfg: GridConfig, n: int, volumes: int, rawx_args: list[str] | None = None
+    ) -> list[LocalService]:
         started = []
         for v in range(1, volumes + 1):
             vol = self.data / f"node{n}" / f"vol{v}"
@@ -161,17 +163,20 @@ class LocalGrid:
             location = f"site1.rack1.node{n}.vol{v}"
             svc = LocalService(
                 f"rawx-node{n}-vol{v}", "rawx", "gridfs.storage",
-                ["--volume", str(vol), "--location", location], location=location,
+                ["--volume", str(vol), "--location", location, *(rawx_args or [])], location=location,
             )
             started.append(self._start(cfg, svc))
         return started
 
-    def add_node(self, volumes: int = 3, wait: float = 10.0) -> list[LocalService]:
+    def add_node(
+        self, volumes: int = 3, wait: float = 10.0, rawx_args: list[str] | None = None
+    ) -> list[LocalService]:
+        """Start a new node's storage servers; they take writes as soon as they register."""
         cfg = self.config()
         services = self.services(cfg)
         nodes = {s.location.split(".")[2] for s in services if s.type == "rawx"}
         n = max((int(x.removeprefix("node")) for x in nodes), default=0) + 1
-        started = self._start_node(cfg, n, volumes)
+        started = self._start_node(cfg, n, volumes, rawx_args)
         self._record(cfg, services + started)
         self.wait_registered(cfg, started, wait)
         return started

@@ -1,0 +1,227 @@
+"""The grid core end to end: real processes started by `grid up`, the real CLI."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import chunk_files, run_grid_cli
+
+from gridfs.cli.local import LocalGrid
+from gridfs.client import GridClient
+
+
+def random_file(path: Path, size: int, seed: int = 1) -> Path:
+    rng = np.random.default_rng(seed)
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, 64 << 20)
+            f.write(rng.bytes(n))
+            left -= n
+    return path
+
+
+def rawx_services(grid: LocalGrid) -> list:
+    return [s for s in grid.services() if s.type == "rawx"]
+
+
+def volume_of(grid: LocalGrid, url: str) -> Path:
+    addr = url.split("/")[2]
+    svc = next(s for s in rawx_services(grid) if s.addr == addr)
+    return Path(svc.args[svc.args.index("--volume") + 1])
+
+
+def chunk_path(grid: LocalGrid, url: str) -> Path:
+    chunk_id = url.rsplit("/", 1)[1]
+    return volume_of(grid, url) / chunk_id[:3] / chunk_id
+
+
+def test_ec63_gigabyte_survives_three_dead_servers_not_four(fresh_grid: LocalGrid, tmp_path: Path) -> None:
+    cfg = fresh_grid.config_path
+    src = random_file(tmp_path / "big.bin", 1 << 30)
+    run_grid_cli(cfg, "mb", "big")
+    run_grid_cli(cfg, "put", str(src), "big/one.bin", "--policy", "EC63")
+
+    where = json.loads(run_grid_cli(cfg, "locate", "big/one.bin", "--json").stdout)
+    assert where["prefix"] == where["cid"][:4]
+    metachunks = where["object"]["metachunks"]
+    assert sum(mc["size"] for mc in metachunks) == 1 << 30
+    for mc in metachunks:
+        assert sorted(c["sub"] for c in mc["chunks"]) == list(range(9))
+        assert len({volume_of(fresh_grid, c["url"]) for c in mc["chunks"]}) == 9
+
+    out = tmp_path / "out.bin"
+    run_grid_cli(cfg, "get", "big/one.bin", str(out))
+    assert filecmp.cmp(src, out, shallow=False)
+    out.unlink()
+
+    victims = rawx_services(fresh_grid)[:4]
+    for svc in victims[:3]:
+        os.kill(svc.pid, signal.SIGKILL)
+    run_grid_cli(cfg, "get", "big/one.bin", str(out))
+    assert filecmp.cmp(src, out, shallow=False)
+    out.unlink()
+
+    os.kill(victims[3].pid, signal.SIGKILL)
+    failed = run_grid_cli(cfg, "get", "big/one.bin", str(out), check=False)
+    assert failed.returncode != 0
+    message = failed.stderr.decode()
+    assert "big/one.bin" in message
+    assert "positions" in message
+    assert not out.exists()
+    assert not list(tmp_path.glob(".out.bin*")), "a partial download was left behind"
+
+
+def test_corrupt_chunk_is_rebuilt_from_parity_and_reported(local_grid: LocalGrid, tmp_path: Path) -> None:
+    cfg = local_grid.config_path
+    src = random_file(tmp_path / "c.bin", 20 << 20, seed=2)
+    run_grid_cli(cfg, "mb", "corrupt")
+    run_grid_cli(cfg, "put", str(src), "corrupt/c.bin", "--policy", "EC63")
+    where = json.loads(run_grid_cli(cfg, "locate", "corrupt/c.bin", "--json").stdout)
+    chunk = next(c for c in where["object"]["metachunks"][0]["chunks"] if c["sub"] == 1)
+    path = chunk_path(local_grid, chunk["url"])
+    with open(path, "r+b") as f:
+        f.seek(1000)
+        good = f.read(16)
+        f.seek(1000)
+        f.write(bytes(b ^ 0xFF for b in good))
+
+    out = tmp_path / "back.bin"
+    result = run_grid_cli(cfg, "-v", "get", "corrupt/c.bin", str(out))
+    assert filecmp.cmp(src, out, shallow=False)
+    assert "corrupt" in result.stderr.decode()
+    assert chunk["url"].rsplit("/", 1)[1] in result.stderr.decode()
+
+
+def test_new_node_takes_writes_at_once_and_nothing_moves(fresh_grid: LocalGrid) -> None:
+    client = GridClient(fresh_grid.config_path)
+    client.create_bucket("spread")
+    for i in range(20):
+        client.put("spread", f"before/{i}", os.urandom(4096))
+    before = chunk_files(fresh_grid.data)
+    assert before
+
+    t0 = time.monotonic()
+    run_grid_cli(fresh_grid.config_path, "node", "add", "--volumes", "3")
+    rows = json.loads(run_grid_cli(fresh_grid.config_path, "status", "--json").stdout)
+    assert time.monotonic() - t0 < 5
+    new = [r for r in rows if r["type"] == "rawx" and ".node4." in r["location"]]
+    assert len(new) == 3 and all(r["score_put"] > 0 for r in new)
+
+    time.sleep(3.5)  # past the score ramp-up of a new service
+    for i in range(120):
+        client.put("spread", f"after/{i}", os.urandom(4096), policy="SINGLE")
+    after = chunk_files(fresh_grid.data)
+    added = [p for p in after if p not in before]
+    on_new = [p for p in added if "node4" in p.parts[-4]]
+    assert len(added) == 120
+    assert len(on_new) >= 120 * 0.12, f"the new node (1/4 of the volumes) took only {len(on_new)} of 120 chunks"
+    for path, ident in before.items():
+        assert after.get(path) == ident, f"{path} was moved or rewritten"
+
+
+def test_silent_locked_and_full_servers_get_no_new_chunks(fresh_grid: LocalGrid) -> None:
+    from gridfs.storage.client import ChunkClient
+
+    cfg = fresh_grid.config()
+    client = GridClient(fresh_grid.config_path)
+    client.create_bucket("avoid")
+    silent, locked = rawx_services(fresh_grid)[:2]
+    (full,) = fresh_grid.add_node(volumes=1, rawx_args=["--max-bytes", str(2 << 20)])
+
+    # Fill `full` past 90 % through the storage API, then check it still serves reads.
+    chunks = ChunkClient(cfg.secret)
+    import xxhash
+
+    filler = os.urandom(1_950_000)
+    filler_url = f"{full.url}/chunk/{'F' * 64}"
+    chunks.put(filler_url, filler, chunk_hash=xxhash.xxh3_64_hexdigest(filler))
+    run_grid_cli(fresh_grid.config_path, "lock", locked.addr)
+    os.kill(silent.pid, signal.SIGSTOP)
+    try:
+        time.sleep(6.5)  # the conscience's silence timeout is 5 s; heartbeats are every second
+        rows = {r["addr"]: r for r in fresh_grid.status_rows()}
+        assert rows[silent.addr]["score_put"] == 0
+        assert rows[locked.addr]["score_put"] == 0 and rows[locked.addr]["locked"]
+        assert rows[full.addr]["score_put"] == 0 and rows[full.addr]["score_get"] > 0
+        before = set(chunk_files(fresh_grid.data))
+        for i in range(60):
+            client.put("avoid", f"k{i}", os.urandom(2048), policy="SINGLE")
+        new = set(chunk_files(fresh_grid.data)) - before
+        assert len(new) == 60
+        avoided = {volume_of(fresh_grid, s.url) for s in (silent, locked, full)}
+        assert not [p for p in new if p.parent.parent in avoided]
+        assert bytes(chunks.get(filler_url)) == filler  # full, yet readable
+    finally:
+        os.kill(silent.pid, signal.SIGCONT)
+        run_grid_cli(fresh_grid.config_path, "unlock", locked.addr)
+
+
+def test_full_volume_refuses_and_client_places_chunk_elsewhere(fresh_grid: LocalGrid) -> None:
+    from gridfs.conscience.client import CachedServices
+    from gridfs.storage.client import ChunkClient
+
+    cfg = fresh_grid.config()
+    (small,) = fresh_grid.add_node(volumes=1, rawx_args=["--max-bytes", str(1 << 20)])
+    others = [s for s in rawx_services(fresh_grid) if s.addr != small.addr]
+    for s in others:
+        run_grid_cli(fresh_grid.config_path, "lock", s.addr)
+    client = GridClient(fresh_grid.config_path)
+    client.create_bucket("full")
+    # This client's view of the grid is stale on purpose: it believes `small` is the only writable server.
+    client.io.services = CachedServices(client.conscience, "rawx", ttl=3600)
+    client.io.services.get()
+    for s in others:
+        run_grid_cli(fresh_grid.config_path, "unlock", s.addr)
+    data = os.urandom(1_500_000)  # larger than the small volume's free space
+    info = client.put("full", "big", data, policy="SINGLE")
+    (chunk,) = info.metachunks[0].chunks
+    assert small.addr not in chunk.url
+    assert client.get("full", "big") == data
+    refused = ChunkClient(cfg.secret)
+    import xxhash
+
+    from gridfs.common.errors import VolumeFull
+
+    with pytest.raises(VolumeFull):
+        refused.put(f"{small.url}/chunk/{'E' * 64}", data, chunk_hash=xxhash.xxh3_64_hexdigest(data))
+
+
+def test_directory_killed_after_ack_keeps_the_object(local_grid: LocalGrid) -> None:
+    client = GridClient(local_grid.config_path)
+    client.create_bucket("durable", exist_ok=True)
+    data = os.urandom(3 << 20)
+    client.put("durable", "acked", data)
+    directory = next(s for s in local_grid.services() if s.type == "directory")
+    os.kill(directory.pid, signal.SIGKILL)
+    local_grid.restart("directory")
+    fresh = GridClient(local_grid.config_path)
+    assert fresh.get("durable", "acked") == data
+    assert client.get("durable", "acked") == data  # the old client's caches still resolve
+
+
+def test_interrupted_put_leaves_no_object_and_no_partial_chunk(local_grid: LocalGrid, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    src = random_file(tmp_path / "slow.bin", 600 << 20, seed=3)
+    run_grid_cli(local_grid.config_path, "mb", "cut")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gridfs.cli.main", "--config", str(local_grid.config_path), "put", str(src), "cut/x"]
+    )
+    time.sleep(1.5)
+    proc.kill()
+    proc.wait()
+    client = GridClient(local_grid.config_path)
+    assert not client.exists("cut", "x")
+    deadline = time.monotonic() + 5
+    while list(local_grid.data.glob("node*/vol*/*/*.tmp-*")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not list(local_grid.data.glob("node*/vol*/*/*.tmp-*")), "a cut-off chunk upload left a temp file"
