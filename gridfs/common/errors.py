@@ -68,6 +68,16 @@ class ContainerNotEmpty(GridError, OSError):
     status = 409
 
 
+class LengthRequired(GridError, ValueError):
+    code = "LengthRequired"
+    status = 411
+
+
+class PayloadTooLarge(GridError, ValueError):
+    code = "PayloadTooLarge"
+    status = 413
+
+
 class PreconditionFailed(GridError):
     code = "PreconditionFailed"
     status = 412

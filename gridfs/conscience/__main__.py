@@ -1,0 +1,5 @@
+"""``python -m gridfs.conscience``. SPDX-License-Identifier: AGPL-3.0-or-later"""
+
+from gridfs.conscience.server import main
+
+main()

@@ -1,0 +1,209 @@
+"""The storage server process: HTTP chunk API on one volume, plus heartbeats.
+
+PUT bodies are received into a buffer and handed to a worker thread that verifies
+the hash, writes, fsyncs and renames (all GIL-releasing). A body cut short is
+dropped before anything touches the disk.
+
+SPDX-License-Identifier: AGPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import logging
+import re
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+
+from gridfs.common.config import GridConfig
+from gridfs.common.errors import BadRequest, InvalidRange, LengthRequired, PayloadTooLarge
+from gridfs.common.http import SECRET_HEADER, aiohttp_middlewares
+from gridfs.common.names import check_chunk_id
+from gridfs.common.service import base_arg_parser, install_stop_signals, setup_logging, write_ready_file
+from gridfs.storage.stats import StatsCollector
+from gridfs.storage.store import Volume
+
+log = logging.getLogger("rawx")
+MAX_CHUNK = 512 << 20
+RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+REF_HEADERS = {
+    "X-Grid-Content-Path": "path", "X-Grid-Content-Id": "content_id", "X-Grid-Content-Version": "version",
+    "X-Grid-Chunk-Pos": "pos", "X-Grid-Content-Policy": "policy",
+}
+
+
+def parse_range(header: str, size: int) -> tuple[int, int]:
+    m = RANGE_RE.match(header.strip())
+    if not m or m.group(1) == m.group(2) == "":
+        raise InvalidRange(f"unsupported Range {header!r}")
+    a, b = m.group(1), m.group(2)
+    if a == "":
+        start, end = max(0, size - int(b)), size
+    else:
+        start, end = int(a), min(size, int(b) + 1 if b else size)
+    if start >= size or start >= end:
+        raise InvalidRange(f"Range {header!r} outside a chunk of {size} bytes")
+    return start, end
+
+
+class RawxApp:
+    def __init__(self, volume: Volume, location: str, pool: ThreadPoolExecutor) -> None:
+        self.volume, self.location, self.pool = volume, location, pool
+        self.inflight = 0
+        self.metrics = CollectorRegistry()
+        self.requests = Counter("grid_rawx_requests", "requests", ["method", "status"], registry=self.metrics)
+        self.bytes_in = Counter("grid_rawx_bytes_in", "chunk bytes received", registry=self.metrics)
+        self.bytes_out = Counter("grid_rawx_bytes_out", "chunk bytes sent", registry=self.metrics)
+        Gauge("grid_rawx_chunks", "chunks stored", registry=self.metrics).set_function(lambda: volume.chunks)
+        Gauge("grid_rawx_corrupt_seen", "corrupt chunks refused", registry=self.metrics).set_function(
+            lambda: volume.corrupt_seen)
+
+    async def run(self, fn, *args):  # type: ignore[no-untyped-def]
+        return await asyncio.get_running_loop().run_in_executor(self.pool, functools.partial(fn, *args))
+
+    @web.middleware
+    async def count(self, request: web.Request, handler):  # type: ignore[no-untyped-def]
+        self.inflight += 1
+        try:
+            resp = await handler(request)
+            self.requests.labels(request.method, resp.status).inc()
+            return resp
+        finally:
+            self.inflight -= 1
+
+    async def put(self, request: web.Request) -> web.Response:
+        chunk_id = check_chunk_id(request.match_info["id"])
+        size = request.content_length
+        if size is None:
+            raise LengthRequired("PUT of a chunk needs Content-Length")
+        if size > MAX_CHUNK:
+            raise PayloadTooLarge(f"chunk of {size} bytes is over the {MAX_CHUNK}-byte limit")
+        digest = request.headers.get("X-Grid-Chunk-Hash", "")
+        if not re.match(r"^[0-9a-fA-F]{16}$", digest):
+            raise BadRequest("X-Grid-Chunk-Hash (xxh3_64 hex) is required")
+        buf = bytearray(size)
+        pos = 0
+        async for piece in request.content.iter_any():
+            n = len(piece)
+            if pos + n > size:
+                raise BadRequest("body longer than Content-Length")
+            buf[pos : pos + n] = piece
+            pos += n
+        if pos != size:  # the client went away mid-body: nothing is written
+            raise BadRequest(f"body cut short at {pos} of {size} bytes")
+        ref = {v: urllib.parse.unquote(request.headers[k]) for k, v in REF_HEADERS.items() if k in request.headers}
+        await self.run(self.volume.put, chunk_id, memoryview(buf), digest, ref)
+        self.bytes_in.inc(size)
+        return web.json_response({"chunk_id": chunk_id, "size": size}, status=201)
+
+    def _meta_headers(self, meta: dict) -> dict[str, str]:
+        return {"X-Grid-Chunk-Hash": meta["hash"], "X-Grid-Chunk-Size": str(meta["size"]),
+                "X-Grid-Content-Path": urllib.parse.quote(str(meta.get("path", ""))),
+                "X-Grid-Chunk-Pos": str(meta.get("pos", ""))}
+
+    async def get(self, request: web.Request) -> web.Response:
+        chunk_id = check_chunk_id(request.match_info["id"])
+        meta = await self.run(self.volume.meta, chunk_id)
+        headers = self._meta_headers(meta)
+        rng = request.headers.get("Range")
+        if rng:
+            start, end = parse_range(rng, meta["size"])
+            data, size = await self.run(self.volume.read, chunk_id, start, end - start)
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+            status = 206
+        else:
+            data, _ = await self.run(self.volume.read, chunk_id)
+            status = 200
+        self.bytes_out.inc(data.nbytes)
+        return web.Response(body=data, status=status, headers=headers, content_type="application/octet-stream")
+
+    async def head(self, request: web.Request) -> web.Response:
+        meta = await self.run(self.volume.meta, check_chunk_id(request.match_info["id"]))
+        return web.Response(status=200, headers=self._meta_headers(meta))
+
+    async def delete(self, request: web.Request) -> web.Response:
+        await self.run(self.volume.delete, check_chunk_id(request.match_info["id"]))
+        return web.Response(status=204)
+
+    async def link(self, request: web.Request) -> web.Response:
+        chunk_id = check_chunk_id(request.match_info["id"])
+        new_id = check_chunk_id(request.query.get("to", ""))
+        await self.run(self.volume.link, chunk_id, new_id)
+        return web.json_response({"chunk_id": new_id}, status=201)
+
+    async def info(self, _: web.Request) -> web.Response:
+        free, total = self.volume.space()
+        return web.json_response({"location": self.location, "volume": str(self.volume.root), "free_bytes": free,
+                                  "total_bytes": total, "chunks": self.volume.chunks, "inflight": self.inflight})
+
+    async def health(self, _: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    async def prometheus(self, _: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.metrics), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    def build(self, secret: str) -> web.Application:
+        app = web.Application(middlewares=[self.count, *aiohttp_middlewares(secret)], client_max_size=MAX_CHUNK)
+        app.add_routes([
+            web.put("/chunk/{id}", self.put), web.get("/chunk/{id}", self.get, allow_head=False),
+            web.head("/chunk/{id}", self.head), web.delete("/chunk/{id}", self.delete),
+            web.post("/chunk/{id}/link", self.link), web.get("/info", self.info),
+            web.get("/health", self.health), web.get("/metrics", self.prometheus),
+        ])
+        return app
+
+
+async def heartbeats(rawx: RawxApp, cfg: GridConfig, addr: str, stop: asyncio.Event) -> None:
+    """Once a second, real figures to the conscience; an unreachable conscience is retried."""
+    stats = StatsCollector(rawx.volume.root)
+    url = cfg.conscience_url.rstrip("/") + "/v1/heartbeat"
+    async with aiohttp.ClientSession(headers={SECRET_HEADER: cfg.secret}) as session:
+        while not stop.is_set():
+            free, total = rawx.volume.space()
+            body = {"type": "rawx", "addr": addr, "location": rawx.location,
+                    "tags": {"volume": str(rawx.volume.root)},
+                    "stats": {**stats.sample(), "free_bytes": free, "total_bytes": total, "inflight": rawx.inflight}}
+            try:
+                async with session.post(url, json=body, timeout=aiohttp.ClientTimeout(total=2)) as resp:
+                    if resp.status >= 400:
+                        log.warning("conscience refused heartbeat: %s %s", resp.status, await resp.text())
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                log.debug("conscience unreachable: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    setup_logging("rawx", args.log_level)
+    cfg = GridConfig.load(args.config)
+    volume = Volume(args.volume, args.max_bytes)
+    rawx = RawxApp(volume, args.location, ThreadPoolExecutor(8, thread_name_prefix="rawx-io"))
+    runner = web.AppRunner(rawx.build(cfg.secret), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, args.host, args.port)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    stop = asyncio.Event()
+    install_stop_signals(asyncio.get_running_loop(), stop)
+    beat = asyncio.create_task(heartbeats(rawx, cfg, f"{args.host}:{port}", stop))
+    write_ready_file(args.ready_file, f"http://{args.host}:{port}")
+    log.info("rawx for %s at %s listening on %s:%d", Path(args.volume), args.location, args.host, port)
+    await stop.wait()
+    await beat
+    await runner.cleanup()
+
+
+def main() -> None:
+    p = base_arg_parser("gridfs storage server (rawx)")
+    p.add_argument("--volume", required=True)
+    p.add_argument("--location", required=True, help="site.rack.host.volume")
+    p.add_argument("--max-bytes", type=int, default=None, help="volume capacity (default: the disk's)")
+    asyncio.run(serve(p.parse_args()))

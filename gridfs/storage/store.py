@@ -1,0 +1,202 @@
+"""Chunk files on one volume.
+
+``VOLUME/<id[0:3]>/<id>``; written as ``<id>.tmp-<rand>``, fsynced, renamed, and the
+directory fsynced, so a chunk is either whole and durable or absent. xattrs hold the
+chunk's size, xxh3_64 of the whole chunk, xxh3_64 of every 1 MiB block (so a ranged
+read verifies only the blocks it touches), and one ``ref.<ID>`` record per hard link
+(object path, content id, position) because links share the inode.
+
+SPDX-License-Identifier: AGPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import secrets
+import threading
+from pathlib import Path
+
+import xxhash
+
+from gridfs.common.errors import AlreadyExists, ChecksumMismatch, InvalidRange, NoSuchChunk, VolumeFull
+from gridfs.common.names import check_chunk_id
+
+log = logging.getLogger("rawx")
+BLOCK = 1 << 20
+X = "user.grid."
+
+
+def block_hashes(data: memoryview) -> bytes:
+    return b"".join(xxhash.xxh3_64_digest(data[i : i + BLOCK]) for i in range(0, data.nbytes, BLOCK))
+
+
+class Volume:
+    def __init__(self, root: str | os.PathLike, max_bytes: int | None = None) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        self.corrupt_seen = 0
+        self._lock = threading.Lock()
+        self.used, self.chunks = self._scan()
+
+    def _scan(self) -> tuple[int, int]:
+        """Sizes of stored chunks (each inode once), after removing interrupted uploads."""
+        used, count, inodes = 0, 0, set()
+        for sub in self.root.iterdir():
+            if not sub.is_dir():
+                continue
+            for f in sub.iterdir():
+                if ".tmp-" in f.name:
+                    log.info("removing interrupted upload %s", f)
+                    f.unlink(missing_ok=True)
+                    continue
+                st = f.stat()
+                count += 1
+                if st.st_ino not in inodes:
+                    inodes.add(st.st_ino)
+                    used += st.st_size
+        return used, count
+
+    def path(self, chunk_id: str) -> Path:
+        check_chunk_id(chunk_id)
+        return self.root / chunk_id[:3] / chunk_id
+
+    def space(self) -> tuple[int, int]:
+        """(free, total) bytes, bounded by the quota when there is one."""
+        st = os.statvfs(self.root)
+        free, total = st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+        if self.max_bytes is not None:
+            total = min(total, self.max_bytes)
+            free = max(0, min(free, self.max_bytes - self.used))
+        return free, total
+
+    def put(self, chunk_id: str, data: memoryview, chunk_hash: str, ref: dict) -> None:
+        final = self.path(chunk_id)
+        actual = xxhash.xxh3_64_hexdigest(data)
+        if actual != chunk_hash.lower():
+            raise ChecksumMismatch(f"chunk {chunk_id}: body hash {actual} != declared {chunk_hash}")
+        with self._lock:
+            if self.space()[0] < data.nbytes:
+                raise VolumeFull(f"volume {self.root} has no room for {data.nbytes} bytes")
+            self.used += data.nbytes  # reserved now, released below if the write fails
+        final.parent.mkdir(exist_ok=True)
+        tmp = final.with_name(f"{chunk_id}.tmp-{secrets.token_hex(4)}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                view = data
+                while view.nbytes:
+                    view = view[os.write(fd, view) :]
+                os.setxattr(fd, X + "hash", actual.encode())
+                os.setxattr(fd, X + "size", str(data.nbytes).encode())
+                os.setxattr(fd, X + "blocks", block_hashes(data))
+                os.setxattr(fd, X + "ref." + chunk_id, json.dumps(ref).encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if final.exists():
+                raise AlreadyExists(f"chunk {chunk_id} already exists")
+            os.rename(tmp, final)
+            self._fsync_dir(final.parent)
+        except BaseException as exc:
+            tmp.unlink(missing_ok=True)
+            with self._lock:
+                self.used -= data.nbytes
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise VolumeFull(f"volume {self.root} is full: {exc}") from exc
+            raise
+        with self._lock:
+            self.chunks += 1
+
+    @staticmethod
+    def _fsync_dir(path: Path) -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def meta(self, chunk_id: str) -> dict:
+        path = self.path(chunk_id)
+        try:
+            size = int(os.getxattr(path, X + "size"))
+            meta = {"chunk_id": chunk_id, "size": size, "hash": os.getxattr(path, X + "hash").decode()}
+            with contextlib.suppress(OSError):
+                meta.update(json.loads(os.getxattr(path, X + "ref." + chunk_id)))
+            return meta
+        except FileNotFoundError:
+            raise NoSuchChunk(f"no chunk {chunk_id}") from None
+
+    def read(self, chunk_id: str, offset: int = 0, length: int | None = None) -> tuple[memoryview, int]:
+        """Bytes [offset, offset+length) after verifying every block they touch; and the chunk size."""
+        path = self.path(chunk_id)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise NoSuchChunk(f"no chunk {chunk_id}") from None
+        try:
+            size = int(os.getxattr(fd, X + "size"))
+            hashes = os.getxattr(fd, X + "blocks")
+            end = size if length is None else offset + length
+            if offset < 0 or end > size or offset > end:
+                raise InvalidRange(f"range {offset}-{end} outside chunk {chunk_id} of {size} bytes")
+            first, last = offset // BLOCK, max(offset, end - 1) // BLOCK
+            lo = first * BLOCK
+            hi = min(size, (last + 1) * BLOCK) if end > offset else lo
+            buf = bytearray(hi - lo)
+            got = os.preadv(fd, [buf], lo) if buf else 0
+            view = memoryview(buf)
+            if got != len(buf) or os.fstat(fd).st_size != size:
+                self._corrupt(chunk_id, "size differs from its record")
+            for b in range(first, last + 1 if end > offset else first):
+                blk = view[(b - first) * BLOCK : (b - first + 1) * BLOCK]
+                if xxhash.xxh3_64_digest(blk) != hashes[b * 8 : b * 8 + 8]:
+                    self._corrupt(chunk_id, f"block {b} checksum mismatch")
+            return view[offset - lo : end - lo], size
+        finally:
+            os.close(fd)
+
+    def _corrupt(self, chunk_id: str, why: str) -> None:
+        self.corrupt_seen += 1
+        log.warning("corrupt chunk %s in %s: %s; not serving it", chunk_id, self.root, why)
+        raise ChecksumMismatch(f"chunk {chunk_id} is corrupt ({why})")
+
+    def delete(self, chunk_id: str) -> None:
+        path = self.path(chunk_id)
+        try:
+            st = path.stat()
+            with contextlib.suppress(OSError):
+                os.removexattr(path, X + "ref." + chunk_id)
+            path.unlink()
+        except FileNotFoundError:
+            raise NoSuchChunk(f"no chunk {chunk_id}") from None
+        with self._lock:
+            self.chunks -= 1
+            if st.st_nlink == 1:
+                self.used -= st.st_size
+
+    def link(self, chunk_id: str, new_id: str) -> None:
+        src, dst = self.path(chunk_id), self.path(new_id)
+        if not src.exists():
+            raise NoSuchChunk(f"no chunk {chunk_id}")
+        dst.parent.mkdir(exist_ok=True)
+        try:
+            os.link(src, dst)
+        except FileExistsError:
+            raise AlreadyExists(f"chunk {new_id} already exists") from None
+        ref = {}
+        with contextlib.suppress(OSError):
+            ref = json.loads(os.getxattr(src, X + "ref." + chunk_id))
+        os.setxattr(dst, X + "ref." + new_id, json.dumps(ref).encode())
+        fd = os.open(dst, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._fsync_dir(dst.parent)
+        with self._lock:
+            self.chunks += 1
