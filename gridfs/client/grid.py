@@ -388,7 +388,7 @@ class GridClient:
             metachunks=result.metachunks,
         )
         try:
-            self.directory.commit_part(self.account, bucket, upload_id, part)
+            self.directory.commit_part(self.account, bucket, upload_id, part, policy.chunk_method)
         except BaseException:
             writer.discard()
             raise

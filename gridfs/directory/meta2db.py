@@ -1,0 +1,455 @@
+"""One container's SQLite database (meta2): objects, versions, uploads, properties.
+
+WAL mode with ``synchronous=FULL``: a commit that was acknowledged survives a kill -9.
+Chunk locations of a version are stored as one JSON document with the version; the
+directory never needs to query them individually.
+
+SPDX-License-Identifier: AGPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from gridfs.common.errors import (
+    BadRequest,
+    ContainerNotEmpty,
+    InvalidPart,
+    NoSuchObject,
+    NoSuchUpload,
+    PreconditionFailed,
+)
+from gridfs.common.names import check_key, check_prefix
+from gridfs.directory.model import ContainerInfo, ListResult, Metachunk, ObjectInfo, PartInfo, UploadInfo
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS props (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS objects (
+    key TEXT NOT NULL, version INTEGER NOT NULL, content_id TEXT NOT NULL, size INTEGER NOT NULL,
+    mtime REAL NOT NULL, policy TEXT NOT NULL, chunk_method TEXT NOT NULL, hash TEXT NOT NULL,
+    mime_type TEXT NOT NULL, properties TEXT NOT NULL, delete_marker INTEGER NOT NULL,
+    null_version INTEGER NOT NULL, metachunks TEXT NOT NULL,
+    PRIMARY KEY (key, version)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS latest (key TEXT PRIMARY KEY, version INTEGER NOT NULL, live INTEGER NOT NULL)
+    WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS latest_live ON latest (live, key);
+CREATE TABLE IF NOT EXISTS uploads (
+    upload_id TEXT PRIMARY KEY, key TEXT NOT NULL, policy TEXT NOT NULL, mime_type TEXT NOT NULL,
+    properties TEXT NOT NULL, initiated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS parts (
+    upload_id TEXT NOT NULL, part_number INTEGER NOT NULL, size INTEGER NOT NULL, etag TEXT NOT NULL,
+    mtime REAL NOT NULL, chunk_method TEXT NOT NULL, metachunks TEXT NOT NULL,
+    PRIMARY KEY (upload_id, part_number));
+"""
+OBJECT_COLS = ("key, version, content_id, size, mtime, policy, chunk_method, hash, mime_type, properties, "
+               "delete_marker, null_version, metachunks")
+MAX_KEYS = 1000
+
+
+def _successor(prefix: str) -> str:
+    """The smallest string greater than every string that starts with ``prefix``."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def _urls(metachunks_json: str) -> list[str]:
+    return [c["url"] for mc in json.loads(metachunks_json) for c in mc["chunks"]]
+
+
+class Meta2:
+    """A container database. Callers serialize access with ``lock``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+        self.lock = threading.Lock()
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- container ----------------------------------------------------------------
+
+    def props(self) -> dict[str, Any]:
+        return {k: json.loads(v) for k, v in self.db.execute("SELECT k, v FROM props")}
+
+    def set_props(self, **values: Any) -> None:
+        self.db.executemany("INSERT OR REPLACE INTO props VALUES (?, ?)",
+                            [(k, json.dumps(v)) for k, v in values.items()])
+
+    def info(self, cid: str, meta2: str, stats: bool = False) -> ContainerInfo:
+        p = self.props()
+        info = ContainerInfo(account=p["account"], bucket=p["bucket"], cid=cid, meta2=meta2, policy=p.get("policy", ""),
+                             versioning=p.get("versioning", "disabled"), ctime=p.get("ctime", 0.0),
+                             properties=p.get("properties", {}))
+        if stats:
+            row = self.db.execute("SELECT COUNT(*), COALESCE(SUM(o.size), 0) FROM latest l JOIN objects o "
+                                  "ON o.key = l.key AND o.version = l.version WHERE l.live = 1").fetchone()
+            info.objects, info.bytes = row
+        return info
+
+    def check_empty(self) -> None:
+        if self.db.execute("SELECT 1 FROM objects LIMIT 1").fetchone():
+            raise ContainerNotEmpty(f"container {self.props()['bucket']} still holds objects or versions")
+        if self.db.execute("SELECT 1 FROM uploads LIMIT 1").fetchone():
+            raise ContainerNotEmpty(f"container {self.props()['bucket']} has multipart uploads in progress")
+
+    def _next_version(self) -> int:
+        last = self.db.execute("SELECT v FROM props WHERE k = 'last_version'").fetchone()
+        version = max(time.time_ns() // 1000, (json.loads(last[0]) if last else 0) + 1)
+        self.set_props(last_version=version)
+        return version
+
+    # -- objects ------------------------------------------------------------------
+
+    def _row_to_info(self, row: tuple, chunks: bool = True, latest: int | None = None) -> ObjectInfo:
+        p = self.props()
+        (key, version, content_id, size, mtime, policy, chunk_method, digest, mime, props, marker, _null, mcs) = row
+        return ObjectInfo(
+            account=p["account"], bucket=p["bucket"], key=key, version=version, content_id=content_id, size=size,
+            mtime=mtime, policy=policy, chunk_method=chunk_method, hash=digest, mime_type=mime,
+            properties=json.loads(props), delete_marker=bool(marker),
+            is_latest=latest is None or latest == version,
+            metachunks=[Metachunk.from_dict(m) for m in json.loads(mcs)] if chunks else [],
+        )
+
+    def _refresh_latest(self, key: str) -> None:
+        row = self.db.execute("SELECT version, delete_marker FROM objects WHERE key = ? ORDER BY version DESC LIMIT 1",
+                              (key,)).fetchone()
+        if row is None:
+            self.db.execute("DELETE FROM latest WHERE key = ?", (key,))
+        else:
+            self.db.execute("INSERT OR REPLACE INTO latest VALUES (?, ?, ?)", (key, row[0], 0 if row[1] else 1))
+
+    def _drop_versions(self, key: str, where: str, args: tuple = ()) -> list[str]:
+        """Delete some versions of ``key``; returns their chunk URLs."""
+        rows = self.db.execute(f"SELECT metachunks FROM objects WHERE key = ? AND {where}", (key, *args)).fetchall()
+        self.db.execute(f"DELETE FROM objects WHERE key = ? AND {where}", (key, *args))
+        return [u for (m,) in rows for u in _urls(m)]
+
+    def _replace_target(self, key: str) -> list[str]:
+        """What a new version of ``key`` replaces, per the versioning state; returns garbage."""
+        state = self.props().get("versioning", "disabled")
+        if state == "enabled":
+            return []
+        if state == "suspended":
+            return self._drop_versions(key, "null_version = 1")
+        return self._drop_versions(key, "1 = 1")
+
+    def _insert(self, obj: ObjectInfo, null_version: bool) -> ObjectInfo:
+        obj.version = self._next_version()
+        obj.mtime = time.time()
+        obj.content_id = obj.content_id or secrets.token_hex(16).upper()
+        self.db.execute(
+            f"INSERT INTO objects ({OBJECT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (obj.key, obj.version, obj.content_id, obj.size, obj.mtime, obj.policy, obj.chunk_method, obj.hash,
+             obj.mime_type, json.dumps(obj.properties), int(obj.delete_marker), int(null_version),
+             json.dumps([_mc_dict(m) for m in obj.metachunks])))
+        self._refresh_latest(obj.key)
+        return obj
+
+    def commit(self, obj: ObjectInfo, if_none_match: bool = False) -> tuple[ObjectInfo, list[str]]:
+        check_key(obj.key)
+        with Txn(self.db):
+            if if_none_match and self._live(obj.key):
+                raise PreconditionFailed(f"{obj.key} already exists")
+            garbage = self._replace_target(obj.key)
+            obj.delete_marker = False
+            state = self.props().get("versioning", "disabled")
+            return self._insert(obj, null_version=state != "enabled"), garbage
+
+    def _live(self, key: str) -> bool:
+        return bool(self.db.execute("SELECT 1 FROM latest WHERE key = ? AND live = 1", (key,)).fetchone())
+
+    def get(self, key: str, version: int | None = None, chunks: bool = True) -> ObjectInfo:
+        check_key(key)
+        latest = self.db.execute("SELECT version, live FROM latest WHERE key = ?", (key,)).fetchone()
+        if version is None:
+            if latest is None or not latest[1]:
+                why = " (its latest version is a delete marker)" if latest else ""
+                raise NoSuchObject(f"no object {key!r}{why}")
+            version = latest[0]
+        row = self.db.execute(f"SELECT {OBJECT_COLS} FROM objects WHERE key = ? AND version = ?",
+                              (key, version)).fetchone()
+        if row is None:
+            raise NoSuchObject(f"no version {version} of {key!r}")
+        info = self._row_to_info(row, chunks, latest[0] if latest else None)
+        if info.delete_marker:
+            raise NoSuchObject(f"version {version} of {key!r} is a delete marker")
+        return info
+
+    def delete(self, key: str, version: int | None = None) -> tuple[dict, list[str]]:
+        check_key(key)
+        with Txn(self.db):
+            if version is not None:
+                row = self.db.execute("SELECT delete_marker FROM objects WHERE key = ? AND version = ?",
+                                      (key, version)).fetchone()
+                if row is None:
+                    raise NoSuchObject(f"no version {version} of {key!r}")
+                garbage = self._drop_versions(key, "version = ?", (version,))
+                self._refresh_latest(key)
+                return {"version": version, "delete_marker": bool(row[0])}, garbage
+            state = self.props().get("versioning", "disabled")
+            if state == "disabled":
+                if not self._live(key):
+                    raise NoSuchObject(f"no object {key!r}")
+                garbage = self._drop_versions(key, "1 = 1")
+                self._refresh_latest(key)
+                return {"version": None, "delete_marker": False}, garbage
+            garbage = self._drop_versions(key, "null_version = 1") if state == "suspended" else []
+            marker = ObjectInfo(account="", bucket="", key=key, policy="", chunk_method="", delete_marker=True)
+            self.db.execute("DELETE FROM latest WHERE key = ?", (key,))
+            marker = self._insert(marker, null_version=state == "suspended")
+            self.db.execute("UPDATE objects SET delete_marker = 1 WHERE key = ? AND version = ?",
+                            (key, marker.version))
+            self._refresh_latest(key)
+            return {"version": marker.version, "delete_marker": True}, garbage
+
+    def rename(self, src: str, dst: str) -> tuple[ObjectInfo, list[str]]:
+        check_key(src)
+        check_key(dst)
+        with Txn(self.db):
+            info = self.get(src)
+            garbage = self._replace_target(dst) if src != dst else []
+            _, more = self._delete_for_rename(src, info.version)
+            info.key = dst
+            state = self.props().get("versioning", "disabled")
+            return self._insert(info, null_version=state != "enabled"), garbage + more
+
+    def _delete_for_rename(self, key: str, version: int) -> tuple[None, list[str]]:
+        # The renamed version's chunks move to the new key: they are not garbage.
+        self.db.execute("DELETE FROM objects WHERE key = ? AND version = ?", (key, version))
+        self._refresh_latest(key)
+        return None, []
+
+    def set_properties(self, key: str, properties: dict, version: int | None, replace: bool) -> ObjectInfo:
+        with Txn(self.db):
+            info = self.get(key, version, chunks=False)
+            if replace:
+                new = {k: v for k, v in properties.items() if v is not None}
+            else:
+                new = dict(info.properties)
+                for k, v in properties.items():
+                    if v is None:
+                        new.pop(k, None)
+                    else:
+                        new[k] = v
+            _check_properties(new)
+            self.db.execute("UPDATE objects SET properties = ? WHERE key = ? AND version = ?",
+                            (json.dumps(new), key, info.version))
+            info.properties = new
+            return info
+
+    # -- listing ------------------------------------------------------------------
+
+    def list(self, prefix: str, delimiter: str, start_after: str, token: str, max_keys: int) -> ListResult:
+        check_prefix(prefix)
+        max_keys = max(0, min(MAX_KEYS, max_keys))
+        lower, inclusive = prefix, True
+        for bound in (start_after, token[2:] if token else ""):
+            if bound and bound >= lower:
+                lower, inclusive = bound, False
+        if token.startswith("P:"):
+            lower, inclusive = _successor(token[2:]), True
+        upper = _successor(prefix) if prefix else None
+        objects: list[ObjectInfo] = []
+        prefixes: list[str] = []
+        last = ""
+        while len(objects) + len(prefixes) < max_keys:
+            sql = "SELECT key FROM latest WHERE live = 1 AND key " + (">=" if inclusive else ">") + " ?"
+            args: list[Any] = [lower]
+            if upper is not None:
+                sql += " AND key < ?"
+                args.append(upper)
+            rows = self.db.execute(sql + " ORDER BY key LIMIT ?", (*args, max_keys + 1)).fetchall()
+            if not rows:
+                return ListResult(objects, prefixes, False)
+            jumped = False
+            for (key,) in rows:
+                if len(objects) + len(prefixes) >= max_keys:
+                    return ListResult(objects, prefixes, True, last)
+                cut = key.find(delimiter, len(prefix)) if delimiter else -1
+                if cut >= 0:
+                    common = key[: cut + len(delimiter)]
+                    prefixes.append(common)
+                    last = "P:" + common
+                    lower, inclusive, jumped = _successor(common), True, True
+                    break  # skip every key under this common prefix with one seek
+                objects.append(self._listed(key))
+                last = "K:" + key
+                lower, inclusive = key, False
+            if not jumped and len(rows) <= max_keys:
+                return ListResult(objects, prefixes, False)
+        more = self.db.execute("SELECT 1 FROM latest WHERE live = 1 AND key " + (">=" if inclusive else ">") + " ?"
+                               + (" AND key < ?" if upper is not None else "") + " LIMIT 1",
+                               (lower, upper) if upper is not None else (lower,)).fetchone()
+        return ListResult(objects, prefixes, bool(more), last if more else "")
+
+    def _listed(self, key: str) -> ObjectInfo:
+        row = self.db.execute(f"SELECT {OBJECT_COLS} FROM objects WHERE key = ? AND version = "
+                              "(SELECT version FROM latest WHERE key = ?)", (key, key)).fetchone()
+        return self._row_to_info(row, chunks=False)
+
+    def list_versions(self, prefix: str, delimiter: str, key_marker: str, version_marker: int | None,
+                      max_keys: int) -> dict:
+        check_prefix(prefix)
+        max_keys = max(0, min(MAX_KEYS, max_keys))
+        args: list[Any] = [prefix]
+        sql = f"SELECT {OBJECT_COLS} FROM objects WHERE key >= ?"
+        if prefix:
+            sql += " AND key < ?"
+            args.append(_successor(prefix))
+        if key_marker:
+            if version_marker is None:
+                sql += " AND key > ?"
+                args.append(key_marker)
+            else:
+                sql += " AND (key > ? OR (key = ? AND version < ?))"
+                args += [key_marker, key_marker, version_marker]
+        latest = dict(self.db.execute("SELECT key, version FROM latest").fetchall()) if max_keys else {}
+        versions: list[ObjectInfo] = []
+        prefixes: list[str] = []
+        truncated = False
+        for row in self.db.execute(sql + " ORDER BY key, version DESC", args):
+            key = row[0]
+            cut = key.find(delimiter, len(prefix)) if delimiter else -1
+            if cut >= 0:
+                common = key[: cut + len(delimiter)]
+                if prefixes and prefixes[-1] == common:
+                    continue
+                if len(versions) + len(prefixes) >= max_keys:
+                    truncated = True
+                    break
+                prefixes.append(common)
+                continue
+            if len(versions) + len(prefixes) >= max_keys:
+                truncated = True
+                break
+            versions.append(self._row_to_info(row, chunks=False, latest=latest.get(key)))
+        last = versions[-1] if versions else None
+        return {"versions": [v.to_dict() for v in versions], "prefixes": prefixes, "truncated": truncated,
+                "next_key_marker": last.key if truncated and last else "",
+                "next_version_marker": last.version if truncated and last else None}
+
+    # -- multipart ----------------------------------------------------------------
+
+    def create_upload(self, key: str, policy: str, mime_type: str, properties: dict) -> UploadInfo:
+        check_key(key)
+        _check_properties(properties)
+        up = UploadInfo(upload_id=secrets.token_hex(16), key=key, policy=policy, mime_type=mime_type,
+                        properties=properties, initiated=time.time())
+        with Txn(self.db):
+            self.db.execute("INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?)",
+                            (up.upload_id, key, policy, mime_type, json.dumps(properties), up.initiated))
+        return up
+
+    def _upload(self, upload_id: str) -> UploadInfo:
+        row = self.db.execute("SELECT upload_id, key, policy, mime_type, properties, initiated FROM uploads "
+                              "WHERE upload_id = ?", (upload_id,)).fetchone()
+        if row is None:
+            raise NoSuchUpload(f"no multipart upload {upload_id!r}")
+        return UploadInfo(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5])
+
+    def list_uploads(self, prefix: str) -> list[UploadInfo]:
+        rows = self.db.execute("SELECT upload_id FROM uploads WHERE key >= ? ORDER BY key, initiated",
+                               (prefix,)).fetchall()
+        return [u for (uid,) in rows if (u := self._upload(uid)).key.startswith(prefix)]
+
+    def commit_part(self, upload_id: str, part: PartInfo, chunk_method: str) -> list[str]:
+        if not 1 <= part.part_number <= 10000:
+            raise InvalidPart(f"part number {part.part_number} is outside 1-10000")
+        with Txn(self.db):
+            self._upload(upload_id)
+            old = self.db.execute("SELECT metachunks FROM parts WHERE upload_id = ? AND part_number = ?",
+                                  (upload_id, part.part_number)).fetchone()
+            self.db.execute("INSERT OR REPLACE INTO parts VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (upload_id, part.part_number, part.size, part.etag, time.time(), chunk_method,
+                             json.dumps([_mc_dict(m) for m in part.metachunks])))
+            return _urls(old[0]) if old else []
+
+    def list_parts(self, upload_id: str) -> list[PartInfo]:
+        self._upload(upload_id)
+        rows = self.db.execute("SELECT part_number, size, etag, mtime, metachunks FROM parts WHERE upload_id = ? "
+                               "ORDER BY part_number", (upload_id,)).fetchall()
+        return [PartInfo(upload_id, n, size, etag, mtime, [Metachunk.from_dict(m) for m in json.loads(mcs)])
+                for n, size, etag, mtime, mcs in rows]
+
+    def complete_upload(
+        self, upload_id: str, parts: list[tuple[int, str]], digest: str
+    ) -> tuple[ObjectInfo, list[str]]:
+        with Txn(self.db):
+            up = self._upload(upload_id)
+            stored = {n: (size, etag, method, mcs) for n, size, etag, method, mcs in self.db.execute(
+                "SELECT part_number, size, etag, chunk_method, metachunks FROM parts WHERE upload_id = ?",
+                (upload_id,))}
+            if not parts:
+                raise InvalidPart("a multipart upload needs at least one part")
+            numbers = [n for n, _ in parts]
+            if numbers != sorted(numbers) or len(set(numbers)) != len(numbers):
+                raise InvalidPart("InvalidPartOrder: parts must be listed in ascending order, once each")
+            metachunks: list[dict] = []
+            offset, methods = 0, set()
+            for n, etag in parts:
+                if n not in stored:
+                    raise InvalidPart(f"part {n} was not uploaded")
+                size, stored_etag, method, mcs = stored[n]
+                if etag and etag.strip('"') != stored_etag.strip('"'):
+                    raise InvalidPart(f"part {n}: etag {etag} does not match the uploaded part")
+                methods.add(method)
+                for mc in json.loads(mcs):
+                    mc["pos"], mc["offset"] = len(metachunks), offset + mc["offset"]
+                    metachunks.append(mc)
+                offset += size
+            if len(methods) > 1:
+                raise BadRequest("parts were written with different chunk methods")
+            garbage = [u for n, (_s, _e, _m, mcs) in stored.items() if n not in set(numbers) for u in _urls(mcs)]
+            self.db.execute("DELETE FROM parts WHERE upload_id = ?", (upload_id,))
+            self.db.execute("DELETE FROM uploads WHERE upload_id = ?", (upload_id,))
+            obj = ObjectInfo(account="", bucket="", key=up.key, size=offset, policy=up.policy,
+                             chunk_method=methods.pop(), hash=digest, mime_type=up.mime_type,
+                             properties=up.properties, metachunks=[Metachunk.from_dict(m) for m in metachunks])
+            garbage += self._replace_target(up.key)
+            state = self.props().get("versioning", "disabled")
+            return self._insert(obj, null_version=state != "enabled"), garbage
+
+    def abort_upload(self, upload_id: str) -> list[str]:
+        with Txn(self.db):
+            self._upload(upload_id)
+            rows = self.db.execute("SELECT metachunks FROM parts WHERE upload_id = ?", (upload_id,)).fetchall()
+            self.db.execute("DELETE FROM parts WHERE upload_id = ?", (upload_id,))
+            self.db.execute("DELETE FROM uploads WHERE upload_id = ?", (upload_id,))
+            return [u for (m,) in rows for u in _urls(m)]
+
+
+def _mc_dict(mc: Metachunk) -> dict:
+    return {"pos": mc.pos, "offset": mc.offset, "size": mc.size, "missing": list(mc.missing),
+            "chunks": [{"url": c.url, "sub": c.sub, "size": c.size, "hash": c.hash} for c in mc.chunks]}
+
+
+def _check_properties(props: dict) -> None:
+    if not isinstance(props, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in props.items()):
+        raise BadRequest("properties must map strings to strings")
+    if len(json.dumps(props)) > 64 * 1024:
+        raise BadRequest("properties are limited to 64 KiB")
+
+
+class Txn:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
