@@ -27,7 +27,7 @@ from gridfs.common.errors import GridError
 from gridfs.conscience.client import ConscienceClient
 
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def split_target(target: str) -> tuple[str, str]:

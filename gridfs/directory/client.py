@@ -61,8 +61,9 @@ class DirectoryClient:
         return cid, url
 
     def _call(self, account: str, bucket: str, method: str, path: str, **kwargs: Any) -> Any:
-        cid, url = self._meta2(account, bucket)
+        cid = container_id(account, bucket)
         try:
+            _, url = self._meta2(account, bucket)
             return self._http(url).call(method, f"/v1/meta2/{cid}{path}", **kwargs)
         except NoSuchContainer:
             self._meta2_of_cid.pop(cid, None)
@@ -82,14 +83,14 @@ class DirectoryClient:
         return self.get_container(account, bucket)
 
     def get_container(self, account: str, bucket: str, *, stats: bool = True) -> ContainerInfo:
-        try:
-            return ContainerInfo.from_dict(self._call(account, bucket, "GET", "/container", params={"stats": stats}))
-        except NoSuchContainer:
-            raise NoSuchContainer(f"no bucket {bucket!r}") from None
+        return ContainerInfo.from_dict(self._call(account, bucket, "GET", "/container", params={"stats": stats}))
 
     def delete_container(self, account: str, bucket: str) -> None:
-        cid, _ = self._meta2(account, bucket)
-        self._http(self._meta1(cid)).call("DELETE", f"/v1/meta1/{cid}")
+        cid = container_id(account, bucket)
+        try:
+            self._http(self._meta1(cid)).call("DELETE", f"/v1/meta1/{cid}")
+        except NoSuchContainer:
+            raise NoSuchContainer(f"no bucket {bucket!r} in account {account!r}") from None
         self._meta2_of_cid.pop(cid, None)
 
     def list_containers(self, account: str) -> list[ContainerInfo]:

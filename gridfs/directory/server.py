@@ -35,7 +35,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from gridfs.common.config import GridConfig
-from gridfs.common.errors import AlreadyExists, BadRequest, InvalidName, NoSuchContainer
+from gridfs.common.errors import AlreadyExists, BadRequest, GridError, InvalidName, NoSuchContainer
 from gridfs.common.http import aiohttp_middlewares
 from gridfs.common.names import check_account, check_bucket, check_container_id, container_id
 from gridfs.common.service import base_arg_parser, install_stop_signals, setup_logging, write_ready_file
@@ -329,7 +329,7 @@ def build_app(secret: str, d: Directory) -> web.Application:
         try:
             return await handler(request)
         except (KeyError, TypeError, ValueError) as exc:
-            if isinstance(exc, InvalidName | BadRequest):
+            if isinstance(exc, GridError):
                 raise
             raise BadRequest(f"malformed request: {exc!r}") from exc
 

@@ -26,7 +26,7 @@ def chunk_url(addr: str, chunk_id: str) -> str:
 
 def _split(url: str) -> tuple[str, str]:
     parts = urllib.parse.urlsplit(url)
-    return parts.netloc, parts.path
+    return parts.netloc, parts.path + (f"?{parts.query}" if parts.query else "")
 
 
 class ChunkClient:
