@@ -216,7 +216,8 @@ def test_interrupted_put_leaves_no_object_and_no_partial_chunk(local_grid: Local
     proc = subprocess.Popen(
         [sys.executable, "-m", "gridfs.cli.main", "--config", str(local_grid.config_path), "put", str(src), "cut/x"]
     )
-    time.sleep(1.5)
+    time.sleep(1.2)
+    assert proc.poll() is None, "the upload finished before it could be cut off: use a larger file"
     proc.kill()
     proc.wait()
     client = GridClient(local_grid.config_path)
