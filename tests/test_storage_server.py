@@ -1,0 +1,150 @@
+"""The storage server as a real process: chunk API, checksums, bad input, quota, links."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import xxhash
+
+from gridfs.common.config import GridConfig
+from gridfs.common.errors import AlreadyExists, ChecksumMismatch, NoSuchChunk, VolumeFull
+from gridfs.common.service import SpawnedService, spawn_service
+from gridfs.storage.client import ChunkClient, chunk_url
+
+ID = "A" * 64
+
+
+def h(data: bytes) -> str:
+    return xxhash.xxh3_64_hexdigest(data)
+
+
+@pytest.fixture
+def rawx(grid_config: GridConfig, tmp_path: Path) -> Iterator[tuple[SpawnedService, Path]]:
+    vol = tmp_path / "vol"
+    svc = spawn_service("gridfs.storage", ["--config", str(grid_config.path), "--volume", str(vol),
+                                           "--location", "s.r.h.v", "--max-bytes", str(64 << 20)],
+                        tmp_path / "run", "rawx")
+    yield svc, vol
+    svc.stop()
+
+
+def test_round_trip_ranges_head_delete(rawx: tuple[SpawnedService, Path], grid_config: GridConfig) -> None:
+    svc, vol = rawx
+    c = ChunkClient(grid_config.secret)
+    data = os.urandom((8 << 20) + 333)
+    url = chunk_url(svc.addr, ID)
+    c.put(url, data, chunk_hash=h(data), headers={"X-Grid-Content-Path": "a/b"})
+    assert (vol / ID[:3] / ID).stat().st_size == len(data)
+    assert bytes(c.get(url)) == data
+    for off, n in [(0, 1), (1, 1 << 20), ((1 << 20) - 1, 2), (len(data) - 7, 7), (5_000_001, 3_000_000)]:
+        assert bytes(c.get(url, offset=off, length=n)) == data[off : off + n]
+    buf = bytearray(100)
+    assert bytes(c.get(url, offset=10, length=100, into=memoryview(buf))) == data[10:110]
+    assert c.head(url)["x-grid-chunk-hash"] == h(data)
+    with pytest.raises(AlreadyExists):
+        c.put(url, data, chunk_hash=h(data))
+    c.delete(url)
+    with pytest.raises(NoSuchChunk):
+        c.get(url)
+
+
+def test_secret_required(rawx: tuple[SpawnedService, Path]) -> None:
+    svc, _ = rawx
+    assert requests.get(f"{svc.url}/chunk/{ID}", timeout=5).status_code == 401
+    assert requests.get(f"{svc.url}/chunk/{ID}", headers={"X-Grid-Secret": "no"}, timeout=5).status_code == 403
+    assert requests.get(f"{svc.url}/health", timeout=5).status_code == 200
+    assert "grid_rawx_chunks" in requests.get(f"{svc.url}/metrics", timeout=5).text
+
+
+@pytest.mark.parametrize("bad", ["..%2F..%2Fetc%2Fpasswd", "a" * 64, "A" * 63, "%00" + "A" * 63, "A" * 65])
+def test_bad_chunk_ids_never_reach_the_disk(rawx: tuple[SpawnedService, Path], grid_config: GridConfig,
+                                             tmp_path: Path, bad: str) -> None:
+    svc, vol = rawx
+    r = requests.put(f"{svc.url}/chunk/{bad}", data=b"x", timeout=5,
+                     headers={"X-Grid-Secret": grid_config.secret, "X-Grid-Chunk-Hash": h(b"x")})
+    assert r.status_code in (400, 404)
+    assert not [p for p in vol.rglob("*") if p.is_file()]
+    assert not (tmp_path / "etc").exists()
+
+
+def test_hash_mismatch_keeps_nothing(rawx: tuple[SpawnedService, Path], grid_config: GridConfig) -> None:
+    svc, vol = rawx
+    with pytest.raises(ChecksumMismatch):
+        ChunkClient(grid_config.secret).put(chunk_url(svc.addr, ID), b"data", chunk_hash=h(b"other"))
+    assert not [p for p in vol.rglob("*") if p.is_file()]
+
+
+def test_body_cut_off_mid_way_leaves_no_file(rawx: tuple[SpawnedService, Path], grid_config: GridConfig) -> None:
+    svc, vol = rawx
+    host, port = svc.addr.split(":")
+    with socket.create_connection((host, int(port))) as s:
+        s.sendall((f"PUT /chunk/{ID} HTTP/1.1\r\nHost: x\r\nX-Grid-Secret: {grid_config.secret}\r\n"
+                   f"X-Grid-Chunk-Hash: {'0' * 16}\r\nContent-Length: {1 << 20}\r\n\r\n").encode())
+        s.sendall(os.urandom(1 << 19))
+    time.sleep(0.5)
+    assert not [p for p in vol.rglob("*") if p.is_file()]
+    with pytest.raises(NoSuchChunk):
+        ChunkClient(grid_config.secret).get(chunk_url(svc.addr, ID))
+
+
+def test_corrupt_chunk_is_refused_and_logged(rawx: tuple[SpawnedService, Path], grid_config: GridConfig) -> None:
+    svc, vol = rawx
+    c = ChunkClient(grid_config.secret)
+    data = os.urandom(3 << 20)
+    url = chunk_url(svc.addr, ID)
+    c.put(url, data, chunk_hash=h(data))
+    path = vol / ID[:3] / ID
+    with open(path, "r+b") as f:
+        f.seek((2 << 20) + 5)
+        f.write(b"\x00\xff\x00")
+    with pytest.raises(ChecksumMismatch):
+        c.get(url)
+    with pytest.raises(ChecksumMismatch):
+        c.get(url, offset=(2 << 20) + 1, length=10)
+    assert bytes(c.get(url, offset=0, length=1 << 20)) == data[: 1 << 20]  # untouched blocks still serve
+    assert "corrupt" in svc.log_path.read_text() and ID in svc.log_path.read_text()
+
+
+def test_quota_full_volume_refuses_writes_but_serves_reads(rawx: tuple[SpawnedService, Path],
+                                                           grid_config: GridConfig) -> None:
+    svc, _ = rawx
+    c = ChunkClient(grid_config.secret)
+    big = os.urandom(60 << 20)
+    c.put(chunk_url(svc.addr, ID), big, chunk_hash=h(big))
+    more = os.urandom(8 << 20)
+    with pytest.raises(VolumeFull):
+        c.put(chunk_url(svc.addr, "B" * 64), more, chunk_hash=h(more))
+    assert bytes(c.get(chunk_url(svc.addr, ID), offset=0, length=10)) == big[:10]
+    info = requests.get(f"{svc.url}/info", headers={"X-Grid-Secret": grid_config.secret}, timeout=5).json()
+    assert info["free_bytes"] == (64 << 20) - len(big)
+
+
+def test_link_shares_data(rawx: tuple[SpawnedService, Path], grid_config: GridConfig) -> None:
+    svc, vol = rawx
+    c = ChunkClient(grid_config.secret)
+    data = os.urandom(1000)
+    url = chunk_url(svc.addr, ID)
+    c.put(url, data, chunk_hash=h(data))
+    new = c.link(url, "C" * 64)
+    assert (vol / ID[:3] / ID).stat().st_nlink == 2
+    c.delete(url)
+    assert bytes(c.get(new)) == data
+
+
+def test_stale_temp_files_are_removed_at_start(grid_config: GridConfig, tmp_path: Path) -> None:
+    vol = tmp_path / "vol"
+    (vol / "AAA").mkdir(parents=True)
+    stale = vol / "AAA" / f"{ID}.tmp-1234"
+    stale.write_bytes(b"half")
+    svc = spawn_service("gridfs.storage", ["--config", str(grid_config.path), "--volume", str(vol),
+                                           "--location", "s.r.h.v"], tmp_path / "run", "rawx")
+    try:
+        assert not stale.exists()
+    finally:
+        svc.stop()
