@@ -112,6 +112,13 @@ class DirectoryClient:
                          body={"object": obj.to_dict(), "if_none_match": if_none_match})
         return ObjectInfo.from_dict(out["object"]), out["garbage"]
 
+    def commit_objects(self, account: str, bucket: str, objs: list[ObjectInfo]) -> tuple[list[ObjectInfo], list[str]]:
+        """Commit many records in one directory transaction (bulk ingest of small objects)."""
+        for obj in objs:
+            check_key(obj.key)
+        out = self._call(account, bucket, "POST", "/commit", body={"objects": [o.to_dict() for o in objs]})
+        return [ObjectInfo.from_dict(o) for o in out["objects"]], out["garbage"]
+
     def get_object(self, account: str, bucket: str, key: str, *, version: int | None = None,
                    chunks: bool = True) -> ObjectInfo:
         check_key(key)

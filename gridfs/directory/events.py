@@ -23,9 +23,20 @@ class EventLog:
         self.lock = threading.Lock()
 
     def append(self, event_type: str, data: dict[str, Any]) -> None:
+        self.append_many([(event_type, data)])
+
+    def append_many(self, events: list[tuple[str, dict[str, Any]]]) -> None:
+        """One transaction, so one fsync, for a whole batch."""
+        now = time.time()
         with self.lock:
-            self.db.execute("INSERT INTO events (type, ts, data) VALUES (?, ?, ?)",
-                            (event_type, time.time(), json.dumps(data)))
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.executemany("INSERT INTO events (type, ts, data) VALUES (?, ?, ?)",
+                                    [(t, now, json.dumps(d)) for t, d in events])
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
 
     def read(self, after: int, limit: int) -> dict[str, Any]:
         with self.lock:

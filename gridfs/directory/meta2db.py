@@ -157,14 +157,23 @@ class Meta2:
         return obj
 
     def commit(self, obj: ObjectInfo, if_none_match: bool = False) -> tuple[ObjectInfo, list[str]]:
-        check_key(obj.key)
+        (committed, garbage), = self.commit_many([obj], if_none_match)
+        return committed, garbage
+
+    def commit_many(self, objs: list[ObjectInfo], if_none_match: bool = False) -> list[tuple[ObjectInfo, list[str]]]:
+        """Commit several records in one transaction (one fsync): bulk ingest of small files."""
+        for obj in objs:
+            check_key(obj.key)
+        state = self.props().get("versioning", "disabled")
+        out = []
         with Txn(self.db):
-            if if_none_match and self._live(obj.key):
-                raise PreconditionFailed(f"{obj.key} already exists")
-            garbage = self._replace_target(obj.key)
-            obj.delete_marker = False
-            state = self.props().get("versioning", "disabled")
-            return self._insert(obj, null_version=state != "enabled"), garbage
+            for obj in objs:
+                if if_none_match and self._live(obj.key):
+                    raise PreconditionFailed(f"{obj.key} already exists")
+                garbage = self._replace_target(obj.key)
+                obj.delete_marker = False
+                out.append((self._insert(obj, null_version=state != "enabled"), garbage))
+        return out
 
     def _live(self, key: str) -> bool:
         return bool(self.db.execute("SELECT 1 FROM latest WHERE key = ? AND live = 1", (key,)).fetchone())

@@ -139,8 +139,12 @@ class Directory:
             return fn(m2)
 
     def event(self, m2: Meta2, kind: str, data: dict) -> None:
+        self.events_many(m2, [(kind, data)])
+
+    def events_many(self, m2: Meta2, events: list[tuple[str, dict]]) -> None:
         p = m2.props()
-        self.events.append(kind, {"account": p["account"], "bucket": p["bucket"], **data})
+        where = {"account": p["account"], "bucket": p["bucket"]}
+        self.events.append_many([(kind, {**where, **data}) for kind, data in events])
 
 
 def _obj_event(obj: ObjectInfo) -> dict:
@@ -201,12 +205,19 @@ def build_app(secret: str, d: Directory) -> web.Application:
 
     async def commit(r: web.Request) -> web.Response:
         body = await r.json()
-        obj = ObjectInfo.from_dict(body["object"])
+        objs = [ObjectInfo.from_dict(o) for o in body.get("objects") or [body["object"]]]
 
         def fn(m: Meta2) -> dict:
-            info, garbage = m.commit(obj, bool(body.get("if_none_match")))
-            d.event(m, "content.new", _obj_event(info))
-            after_drop(m, garbage, {"key": info.key, "reason": "replaced"})
+            done = m.commit_many(objs, bool(body.get("if_none_match")))
+            events: list[tuple[str, dict]] = []
+            for info, garbage in done:
+                events.append(("content.new", _obj_event(info)))
+                if garbage:
+                    events.append(("content.deleted", {"key": info.key, "reason": "replaced", "chunks": garbage}))
+            d.events_many(m, events)
+            if "objects" in body:
+                return {"objects": [i.to_dict() for i, _ in done], "garbage": [u for _, g in done for u in g]}
+            info, garbage = done[0]
             return {"object": info.to_dict(), "garbage": garbage}
 
         return web.json_response(await on(r.match_info["cid"], fn))
