@@ -143,9 +143,11 @@ def main() -> None:
             overhead = get_policy(policy).overhead
             for procs in (int(x) for x in args.procs.split(",")):
                 jobs = [(config, policy, f"{policy}-{procs}-{i}", size, i) for i in range(procs)]
+                os.sync()  # start each phase with no writeback left over from the one before
                 put_s, get_s = spans(run_parallel(_large_worker, jobs))
                 total = size * procs
                 # The ceiling writes what the grid had to write: user bytes x the policy's overhead.
+                os.sync()
                 cw, cr = disk_ceiling(folder, int(total * overhead))
                 row = {
                     "policy": policy, "procs": procs, "put_mbs": total / put_s / 1e6, "get_mbs": total / get_s / 1e6,

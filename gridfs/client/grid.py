@@ -18,6 +18,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -42,6 +43,8 @@ Progress = Callable[[int], Any] | None
 
 # Chunk transfers in flight per client: enough for two EC 6+3 metachunks each way.
 CHUNK_THREADS = 24
+# How long a bucket's policy is trusted before asking the directory again.
+BUCKET_POLICY_TTL = 5.0
 
 
 class GridClient:
@@ -59,12 +62,13 @@ class GridClient:
         self._ctx: IOContext | None = None
         self._ctx_pid = 0
         self._ctx_lock = threading.Lock()
+        self._bucket_policy: dict[str, tuple[str, float]] = {}
 
     # -- plumbing -----------------------------------------------------------------
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_ctx"], state["_ctx_pid"] = None, 0
+        state["_ctx"], state["_ctx_pid"], state["_bucket_policy"] = None, 0, {}
         del state["_ctx_lock"]
         return state
 
@@ -109,9 +113,11 @@ class GridClient:
         """Explicit policy, else the bucket's, else the namespace's choice by size."""
         if explicit:
             return get_policy(explicit, self.config.policies)
-        container = self.directory.get_container(self.account, bucket)
-        name = container.policy or self.config.policy_for_size(size)
-        return get_policy(name, self.config.policies)
+        cached = self._bucket_policy.get(bucket)
+        if cached is None or time.monotonic() - cached[1] > BUCKET_POLICY_TTL:
+            policy = self.directory.get_container(self.account, bucket, stats=False).policy
+            cached = self._bucket_policy[bucket] = (policy, time.monotonic())
+        return get_policy(cached[0] or self.config.policy_for_size(size), self.config.policies)
 
     # -- buckets ------------------------------------------------------------------
 
@@ -128,6 +134,7 @@ class GridClient:
             return self.directory.get_container(self.account, bucket)
 
     def delete_bucket(self, bucket: str) -> None:
+        self._bucket_policy.pop(bucket, None)
         self.directory.delete_container(self.account, bucket)
 
     def bucket_info(self, bucket: str) -> ContainerInfo:

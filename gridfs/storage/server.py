@@ -29,7 +29,7 @@ from gridfs.common.http import SECRET_HEADER, aiohttp_middlewares
 from gridfs.common.names import check_chunk_id
 from gridfs.common.service import base_arg_parser, install_stop_signals, setup_logging, write_ready_file
 from gridfs.storage.stats import StatsCollector
-from gridfs.storage.store import Volume
+from gridfs.storage.store import BufferPool, Volume
 
 log = logging.getLogger("rawx")
 MAX_CHUNK = 512 << 20
@@ -57,6 +57,7 @@ def parse_range(header: str, size: int) -> tuple[int, int]:
 class RawxApp:
     def __init__(self, volume: Volume, location: str, pool: ThreadPoolExecutor) -> None:
         self.volume, self.location, self.pool = volume, location, pool
+        self.buffers = BufferPool()
         self.inflight = 0
         self.metrics = CollectorRegistry()
         self.requests = Counter("grid_rawx_requests", "requests", ["method", "status"], registry=self.metrics)
@@ -89,18 +90,22 @@ class RawxApp:
         digest = request.headers.get("X-Grid-Chunk-Hash", "")
         if not re.match(r"^[0-9a-fA-F]{16}$", digest):
             raise BadRequest("X-Grid-Chunk-Hash (xxh3_64 hex) is required")
-        buf = bytearray(size)
-        pos = 0
-        async for piece in request.content.iter_any():
-            n = len(piece)
-            if pos + n > size:
-                raise BadRequest("body longer than Content-Length")
-            buf[pos : pos + n] = piece
-            pos += n
-        if pos != size:  # the client went away mid-body: nothing is written
-            raise BadRequest(f"body cut short at {pos} of {size} bytes")
-        ref = {v: urllib.parse.unquote(request.headers[k]) for k, v in REF_HEADERS.items() if k in request.headers}
-        await self.run(self.volume.put, chunk_id, memoryview(buf), digest, ref)
+        buf = self.buffers.acquire(size)
+        try:
+            view = memoryview(buf)[:size]
+            pos = 0
+            async for piece in request.content.iter_any():
+                n = len(piece)
+                if pos + n > size:
+                    raise BadRequest("body longer than Content-Length")
+                view[pos : pos + n] = piece
+                pos += n
+            if pos != size:  # the client went away mid-body: nothing is written
+                raise BadRequest(f"body cut short at {pos} of {size} bytes")
+            ref = {v: urllib.parse.unquote(request.headers[k]) for k, v in REF_HEADERS.items() if k in request.headers}
+            await self.run(self.volume.put, chunk_id, view, digest, ref)
+        finally:
+            self.buffers.release(buf)
         self.bytes_in.inc(size)
         return web.json_response({"chunk_id": chunk_id, "size": size}, status=201)
 
@@ -109,21 +114,27 @@ class RawxApp:
                 "X-Grid-Content-Path": urllib.parse.quote(str(meta.get("path", ""))),
                 "X-Grid-Chunk-Pos": str(meta.get("pos", ""))}
 
-    async def get(self, request: web.Request) -> web.Response:
+    async def get(self, request: web.Request) -> web.StreamResponse:
         chunk_id = check_chunk_id(request.match_info["id"])
         meta = await self.run(self.volume.meta, chunk_id)
         headers = self._meta_headers(meta)
+        start, end = 0, meta["size"]
         rng = request.headers.get("Range")
         if rng:
             start, end = parse_range(rng, meta["size"])
-            data, size = await self.run(self.volume.read, chunk_id, start, end - start)
-            headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-            status = 206
-        else:
-            data, _ = await self.run(self.volume.read, chunk_id)
-            status = 200
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{meta['size']}"
+        data, _, buf = await self.run(self.volume.read, chunk_id, start, end - start, self.buffers)
+        try:
+            resp = web.StreamResponse(status=206 if rng else 200, headers=headers)
+            resp.content_type = "application/octet-stream"
+            resp.content_length = data.nbytes
+            await resp.prepare(request)
+            await resp.write(data)
+            await resp.write_eof()
+        finally:
+            self.buffers.release(buf)  # only once the bytes are handed to the transport
         self.bytes_out.inc(data.nbytes)
-        return web.Response(body=data, status=status, headers=headers, content_type="application/octet-stream")
+        return resp
 
     async def head(self, request: web.Request) -> web.Response:
         meta = await self.run(self.volume.meta, check_chunk_id(request.match_info["id"]))
