@@ -71,8 +71,15 @@ def test_put_from_file_iterator_and_empty(client: GridClient, tmp_path: Path) ->
 
 
 def test_small_objects_get_copies_by_size_rule(client: GridClient) -> None:
-    assert client.put("lib", "rule/small", b"x" * 1000).policy == client.config.policy_for_size(1000)
-    assert client.put("lib", "rule/large", os.urandom(2 << 20)).policy == client.config.default_policy
+    small, large = client.config.policy_for_size(1000), client.config.default_policy
+    assert small != large
+    assert client.put("lib", "rule/small", b"x" * 1000).policy == small
+    assert client.put("lib", "rule/large", os.urandom(2 << 20)).policy == large
+    # Streams of unknown length are peeked up to the rule's limit.
+    assert client.put("lib", "rule/stream-small", iter([b"x" * 600, b"y" * 400])).policy == small
+    big = os.urandom(3 << 20)
+    info = client.put("lib", "rule/stream-large", (big[i : i + 65536] for i in range(0, len(big), 65536)))
+    assert info.policy == large and client.get("lib", "rule/stream-large") == big
 
 
 def test_listing_with_delimiter_and_pages(client: GridClient) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 from gridfs.client.buffers import BufferPool
 from gridfs.client.context import IOContext
 from gridfs.client.reader import ObjectReader
-from gridfs.client.sources import PutData, known_size
+from gridfs.client.sources import PutData, known_size, peek
 from gridfs.client.writer import ObjectWriter, WriteResult
 from gridfs.coding.policies import StoragePolicy, all_policies, get_policy
 from gridfs.common.config import DEFAULT_ACCOUNT, GridConfig
@@ -169,7 +169,10 @@ class GridClient:
         progress: Progress = None,
     ) -> ObjectInfo:
         """Store ``data`` (bytes-like, a path, a binary file or an iterator of bytes)."""
-        chosen = self._policy(bucket, policy, known_size(data))
+        size = known_size(data)
+        if size is None and policy is None and self.config.size_rules:
+            data, size = peek(data, max(r.max_size for r in self.config.size_rules))
+        chosen = self._policy(bucket, policy, size)
         writer, result = self._write(bucket, key, data, chosen, progress)
         record = ObjectInfo(
             account=self.account,

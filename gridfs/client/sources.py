@@ -44,6 +44,36 @@ def known_size(data: Any) -> int | None:
     return None
 
 
+def peek(data: Any, limit: int) -> tuple[Any, int | None]:
+    """Read up to ``limit + 1`` bytes of a stream of unknown length.
+
+    Returns data that still yields every byte, and the size when the stream ended
+    within the limit (so a small object piped in still gets the small-object policy).
+    """
+    if limit <= 0:
+        return data, None
+    reader = (lambda n: data.read(n)) if hasattr(data, "read") else None
+    it = None if reader else iter(data)
+    head: list[bytes] = []
+    got = 0
+    while got <= limit:
+        piece = reader(limit + 1 - got) if reader else next(it, b"")  # type: ignore[arg-type, misc]
+        if not piece:
+            whole = b"".join(head)
+            return whole, len(whole)
+        head.append(bytes(piece))
+        got += len(piece)
+
+    def rest() -> Iterator[bytes]:
+        yield from head
+        if reader:
+            yield from iter(lambda: reader(1 << 20), b"")
+        else:
+            yield from it  # type: ignore[misc]
+
+    return rest(), None
+
+
 class MetachunkSource:
     """Yields ``(view, release)`` pairs of at most ``meta_size`` bytes each.
 
