@@ -23,7 +23,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+console = Console(soft_wrap=True)
 DATA = Path(os.environ.get("GRID_DEMO_DATA", "grid-data/demo")).resolve()
 SIZES = [4 << 10] * 8 + [300 << 10] * 4 + [3 << 20] * 3 + [40 << 20, 130 << 20]
 

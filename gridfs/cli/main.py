@@ -26,7 +26,7 @@ from gridfs.common.config import DEFAULT_DATA_DIR, GridConfig, find_config
 from gridfs.common.errors import GridError
 from gridfs.conscience.client import ConscienceClient
 
-console = Console()
+console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 
