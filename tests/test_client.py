@@ -24,7 +24,7 @@ from gridfs.common.errors import (
     Unauthorized,
 )
 
-POLICIES = ["SINGLE", "TWOCOPIES", "THREECOPIES", "EC21", "EC42", "EC63"]
+POLICIES = ["SINGLE", "TWOCOPIES", "THREECOPIES", "EC21", "EC42", "EC63", "EC42-ISAL", "EC63-ISAL"]
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +46,17 @@ def test_round_trip_and_odd_ranges_for_every_policy(client: GridClient, policy: 
     assert client.get("lib", f"rt/{policy}", offset=len(data)) == b""
     with pytest.raises(InvalidRange):
         client.get("lib", f"rt/{policy}", offset=len(data) + 1)
+
+
+@pytest.mark.parametrize("policy", ["EC63", "EC63-ISAL"])
+def test_degraded_reads_rebuild_from_parity(client: GridClient, policy: str) -> None:
+    data = os.urandom(client.config.chunk_size * 7 + 999)
+    client.put("lib", f"degraded/{policy}", data, policy=policy)
+    for mc in client.head("lib", f"degraded/{policy}", chunks=True).metachunks:
+        for chunk in [c for c in mc.chunks if c.sub in (0, 4, 7)]:  # two data chunks and one parity chunk
+            client.io.chunks.delete(chunk.url)
+    assert client.get("lib", f"degraded/{policy}") == data
+    assert client.get("lib", f"degraded/{policy}", offset=12345, length=3_000_000) == data[12345 : 12345 + 3_000_000]
 
 
 def test_put_from_file_iterator_and_empty(client: GridClient, tmp_path: Path) -> None:

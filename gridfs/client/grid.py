@@ -88,7 +88,7 @@ class GridClient:
                         chunk_pool=ThreadPoolExecutor(CHUNK_THREADS, thread_name_prefix="grid-chunk"),
                         meta_pool=ThreadPoolExecutor(self.depth * 2, thread_name_prefix="grid-meta"),
                         prefetch_pool=ThreadPoolExecutor(self.depth, thread_name_prefix="grid-prefetch"),
-                        buffers=BufferPool(keep=self.depth * 2 + 2),
+                        buffers=BufferPool(keep=self.depth * 4 + 4),  # data and parity in flight
                         chunk_size=self.config.chunk_size,
                         depth=self.depth,
                     )

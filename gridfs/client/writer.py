@@ -152,7 +152,9 @@ class ObjectWriter:
                 borrowed.append(pad)
                 piece = pad
             data.append(piece)
-        return data + self.codec.encode(data), borrowed
+        parity_out = [self.ctx.buffers.acquire(cs) for _ in range(self.policy.m)]
+        borrowed += parity_out
+        return data + self.codec.encode(data, parity_out), borrowed
 
     def _write_metachunk(self, pos: int, offset: int, view: np.ndarray) -> Metachunk:
         shares, borrowed = self._shares(view)

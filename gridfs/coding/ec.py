@@ -68,8 +68,8 @@ class Codec(Protocol):
     k: int
     m: int
 
-    def encode(self, data: Sequence[Buffer]) -> list[Buffer]:
-        """The m parity chunks of k equal-sized data chunks."""
+    def encode(self, data: Sequence[Buffer], out: Sequence[np.ndarray] | None = None) -> list[Buffer]:
+        """The m parity chunks of k equal-sized data chunks, written into ``out`` when the codec can."""
         ...
 
     def decode(self, shares: Mapping[int, Buffer]) -> list[Buffer]:
@@ -88,7 +88,8 @@ class ZfecCodec:
         self._decoder = zfec.Decoder(k, k + m)
         self._parity_nums = list(range(k, k + m))
 
-    def encode(self, data: Sequence[Buffer]) -> list[Buffer]:
+    def encode(self, data: Sequence[Buffer], out: Sequence[np.ndarray] | None = None) -> list[Buffer]:
+        # zfec allocates its own outputs; ``out`` is ignored.
         if self.m == 0:
             return []
         return list(self._encoder.encode(list(data), self._parity_nums))
@@ -112,6 +113,10 @@ def get_codec(name: str, k: int, m: int) -> Codec:
     if codec is None:
         if name == "zfec":
             codec = ZfecCodec(k, m)
+        elif name == "isal":
+            from gridfs.coding.isal import IsalCodec
+
+            codec = IsalCodec(k, m)
         else:
             raise BadRequest(f"codec {name!r} is not available in this client")
         _CODECS[key] = codec
