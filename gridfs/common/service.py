@@ -14,11 +14,15 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from aiohttp import web
 
 from gridfs.common.errors import ServiceUnavailable
 
@@ -109,3 +113,36 @@ def setup_logging(name: str, level: str) -> logging.Logger:
 def install_stop_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+
+
+def bind(host: str, port: int) -> tuple[socket.socket, str]:
+    """Bind before building the app, so a service knows its own URL (port 0: any free port)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock, f"http://{host}:{sock.getsockname()[1]}"
+
+
+async def serve_app(
+    app: web.Application,
+    sock: socket.socket,
+    url: str,
+    ready_file: str | None,
+    background: Callable[[asyncio.Event], Awaitable[None]] | None = None,
+) -> None:
+    """Serve ``app`` on ``sock`` until SIGTERM/SIGINT; announce ``url`` once listening.
+
+    ``background(stop)`` runs beside the server (heartbeats, an agent loop) and must
+    return once ``stop`` is set.
+    """
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    stop = asyncio.Event()
+    install_stop_signals(asyncio.get_running_loop(), stop)
+    task = asyncio.create_task(background(stop)) if background else None
+    write_ready_file(ready_file, url)
+    await stop.wait()
+    if task is not None:
+        await task
+    await runner.cleanup()

@@ -24,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from gridfs.common.config import GridConfig
 from gridfs.common.errors import BadRequest, NotFound
 from gridfs.common.http import aiohttp_middlewares
-from gridfs.common.service import base_arg_parser, install_stop_signals, setup_logging, write_ready_file
+from gridfs.common.service import base_arg_parser, bind, serve_app, setup_logging
 from gridfs.conscience.scoring import ScoringRules, scores
 
 log = logging.getLogger("conscience")
@@ -164,17 +164,9 @@ async def serve(args: argparse.Namespace) -> None:
         lock_file.parent.mkdir(parents=True, exist_ok=True)
     registry = Registry(ScoringRules(args.timeout, args.ramp, args.full), lock_file)
     registry.load_locks()
-    runner = web.AppRunner(build_app(cfg.secret, registry), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, args.host, args.port)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    write_ready_file(args.ready_file, f"http://{args.host}:{port}")
-    log.info("conscience listening on %s:%d", args.host, port)
-    stop = asyncio.Event()
-    install_stop_signals(asyncio.get_running_loop(), stop)
-    await stop.wait()
-    await runner.cleanup()
+    sock, url = bind(args.host, args.port)
+    log.info("conscience on %s", url)
+    await serve_app(build_app(cfg.secret, registry), sock, url, args.ready_file)
 
 
 def main() -> None:

@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import functools
 import logging
-import socket
 import sqlite3
 import threading
 import time
@@ -38,7 +37,7 @@ from gridfs.common.config import GridConfig
 from gridfs.common.errors import AlreadyExists, BadRequest, GridError, InvalidName, NoSuchContainer
 from gridfs.common.http import aiohttp_middlewares
 from gridfs.common.names import check_account, check_bucket, check_container_id, container_id
-from gridfs.common.service import base_arg_parser, install_stop_signals, setup_logging, write_ready_file
+from gridfs.common.service import base_arg_parser, bind, serve_app, setup_logging
 from gridfs.directory.events import EventLog
 from gridfs.directory.meta2db import Meta2, Txn
 from gridfs.directory.model import ObjectInfo, PartInfo
@@ -363,20 +362,9 @@ async def serve(args: argparse.Namespace) -> None:
     setup_logging("directory", args.log_level)
     cfg = GridConfig.load(args.config)
     # Bind first: the URL (and so the port) is recorded in meta0 and meta1.
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((args.host, args.port))
-    url = f"http://{args.host}:{sock.getsockname()[1]}"
-    app_runner = web.AppRunner(build_app(cfg.secret, Directory(Path(args.data), url)), access_log=None)
-    await app_runner.setup()
-    site = web.SockSite(app_runner, sock)
-    await site.start()
-    write_ready_file(args.ready_file, url)
+    sock, url = bind(args.host, args.port)
     log.info("directory (meta0, meta1, meta2) at %s, data in %s", url, args.data)
-    stop = asyncio.Event()
-    install_stop_signals(asyncio.get_running_loop(), stop)
-    await stop.wait()
-    await app_runner.cleanup()
+    await serve_app(build_app(cfg.secret, Directory(Path(args.data), url)), sock, url, args.ready_file)
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, gen
 
 from gridfs.common.config import GridConfig
 from gridfs.common.http import aiohttp_middlewares
-from gridfs.common.service import base_arg_parser, install_stop_signals, setup_logging, write_ready_file
+from gridfs.common.service import base_arg_parser, bind, serve_app, setup_logging
 from gridfs.directory.client import DirectoryClient
 from gridfs.events.agent import EventAgent
 from gridfs.events.handlers import ChunkReaper, load_user_handler
@@ -56,21 +56,17 @@ async def serve(args: argparse.Namespace) -> None:
 
     app = web.Application(middlewares=aiohttp_middlewares(cfg.secret))
     app.add_routes([web.get("/health", health), web.get("/metrics", metrics), web.get("/v1/status", status)])
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, args.host, args.port)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    thread = threading.Thread(target=agent.run, name="event-agent", daemon=True)
-    thread.start()
-    write_ready_file(args.ready_file, f"http://{args.host}:{port}")
-    log.info("event agent on %s:%d from event %d", args.host, port, agent.cursor)
-    stop = asyncio.Event()
-    install_stop_signals(asyncio.get_running_loop(), stop)
-    await stop.wait()
-    agent.stopped.set()
-    thread.join(5)
-    await runner.cleanup()
+    sock, url = bind(args.host, args.port)
+    log.info("event agent on %s from event %d", url, agent.cursor)
+
+    async def run_agent(stop: asyncio.Event) -> None:
+        thread = threading.Thread(target=agent.run, name="event-agent", daemon=True)
+        thread.start()
+        await stop.wait()
+        agent.stopped.set()
+        await asyncio.to_thread(thread.join, 5)
+
+    await serve_app(app, sock, url, args.ready_file, run_agent)
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ from gridfs.common.config import GridConfig
 from gridfs.common.errors import BadRequest, InvalidRange, LengthRequired, PayloadTooLarge
 from gridfs.common.http import SECRET_HEADER, aiohttp_middlewares
 from gridfs.common.names import check_chunk_id
-from gridfs.common.service import base_arg_parser, install_stop_signals, setup_logging, write_ready_file
+from gridfs.common.service import base_arg_parser, bind, serve_app, setup_logging
 from gridfs.storage.stats import StatsCollector
 from gridfs.storage.store import BufferPool, Volume
 
@@ -197,19 +197,10 @@ async def serve(args: argparse.Namespace) -> None:
     cfg = GridConfig.load(args.config)
     volume = Volume(args.volume, args.max_bytes)
     rawx = RawxApp(volume, args.location, ThreadPoolExecutor(8, thread_name_prefix="rawx-io"))
-    runner = web.AppRunner(rawx.build(cfg.secret), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, args.host, args.port)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    stop = asyncio.Event()
-    install_stop_signals(asyncio.get_running_loop(), stop)
-    beat = asyncio.create_task(heartbeats(rawx, cfg, f"{args.host}:{port}", stop))
-    write_ready_file(args.ready_file, f"http://{args.host}:{port}")
-    log.info("rawx for %s at %s listening on %s:%d", Path(args.volume), args.location, args.host, port)
-    await stop.wait()
-    await beat
-    await runner.cleanup()
+    sock, url = bind(args.host, args.port)
+    log.info("rawx for %s at %s on %s", Path(args.volume), args.location, url)
+    await serve_app(rawx.build(cfg.secret), sock, url, args.ready_file,
+                    lambda stop: heartbeats(rawx, cfg, url.removeprefix("http://"), stop))
 
 
 def main() -> None:
