@@ -1,5 +1,9 @@
-"""``python -m gridfs.conscience``. SPDX-License-Identifier: AGPL-3.0-or-later"""
+"""``python -m gridfs.conscience``.
+
+SPDX-License-Identifier: AGPL-3.0-or-later
+"""
 
 from gridfs.conscience.server import main
 
-main()
+if __name__ == "__main__":
+    main()

@@ -1,8 +1,13 @@
 """Placement: weighted random choice by put score under distance rules.
 
-A location is ``site.rack.host.volume``. Never two chunks of one stripe on the same
-volume; among the candidates, prefer those farthest from what is already chosen
-(another site, then rack, then host), then draw by score.
+A location is ``site.rack.host.volume``. The chunks of one stripe never land twice on
+one volume (same location string, or same service address), and are spread as far
+apart as the grid allows: greedily, each pick is restricted to the candidates farthest
+(by :func:`distance`) from everything already picked, then drawn at random weighted by
+``score_put``. Weighting by score, rather than taking the best, keeps the load spread
+and avoids every client piling onto the same momentarily best server.
+
+Runs in the client on a cached service list: pure, no I/O, O(count x services).
 
 SPDX-License-Identifier: LGPL-3.0-or-later
 """
@@ -10,38 +15,96 @@ SPDX-License-Identifier: LGPL-3.0-or-later
 from __future__ import annotations
 
 import random
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 from gridfs.common.errors import NotEnoughServices
 
+LOCATION_DEPTH = 4  # site, rack, host, volume
 
-def distance(a: str, b: str) -> int:
-    """4: other site, 3: other rack, 2: other host, 1: other volume, 0: same volume."""
-    pa, pb = a.split("."), b.split(".")
-    for depth, (x, y) in enumerate(zip(pa, pb, strict=False)):
+# Shared default generator; callers that need reproducible draws pass their own.
+_RNG = random.Random()
+
+
+def _parts(location: str) -> tuple[str, ...]:
+    return tuple(location.split("."))
+
+
+def _distance(pa: Sequence[str], pb: Sequence[str]) -> int:
+    # Any difference past the volume level (a malformed, longer location) still means
+    # another volume: only identical locations are at distance 0.
+    for depth in range(max(len(pa), len(pb), LOCATION_DEPTH)):
+        x = pa[depth] if depth < len(pa) else ""
+        y = pb[depth] if depth < len(pb) else ""
         if x != y:
-            return 4 - depth
+            return max(1, LOCATION_DEPTH - depth)
     return 0
 
 
+def distance(loc_a: str, loc_b: str) -> int:
+    """How far apart two locations are: 4 other site, 3 other rack, 2 other host,
+    1 other volume, 0 the same volume."""
+    return _distance(_parts(loc_a), _parts(loc_b))
+
+
+def _volume_key(svc: dict) -> str:
+    # A service without a location is its own volume: only its address identifies it.
+    return svc.get("location") or f"?.?.?.{svc['addr']}"
+
+
 def select(
-    services: list[dict], count: int, *, avoid: Collection[str] = (), rng: random.Random | None = None
+    services: list[dict],
+    count: int,
+    *,
+    avoid: Collection[str] = (),
+    rng: random.Random | None = None,
 ) -> list[dict]:
-    rng = rng or random
-    usable = [s for s in services if s.get("score_put", 0) > 0 and s["addr"] not in avoid]
-    locations = {s.get("location") or s["addr"] for s in usable}
-    if len(locations) < count:
+    """Pick ``count`` services on distinct volumes, spread over sites, racks, hosts.
+
+    ``services`` are conscience entries (``addr``, ``location``, ``score_put``); those
+    with a put score of 0 or an address in ``avoid`` are never picked. Returns the picked
+    entries themselves, in pick order. Raises NotEnoughServices when fewer than ``count``
+    distinct volumes are usable.
+    """
+    if count < 0:
+        raise ValueError(f"cannot place {count} chunks")
+    rng = rng or _RNG
+    avoid = set(avoid)
+    # One candidate per address (the first seen), so a duplicated entry cannot be picked twice.
+    seen_addrs: set[str] = set()
+    usable: list[dict] = []
+    for svc in services:
+        addr = svc["addr"]
+        if addr in avoid or addr in seen_addrs or not (svc.get("score_put") or 0) > 0:
+            continue
+        seen_addrs.add(addr)
+        usable.append(svc)
+    volumes = {_volume_key(s) for s in usable}
+    if len(volumes) < count:
         raise NotEnoughServices(
-            f"placement needs {count} distinct volumes, only {len(locations)} can take writes now"
+            f"placement needs {count} services on distinct volumes but only {len(volumes)} can take writes "
+            f"now ({len(services)} known, {len(avoid)} avoided, the rest locked, full, silent or duplicates)"
         )
+
+    keys = [_volume_key(s) for s in usable]
+    parts = [_parts(k) for k in keys]
+    # For every candidate, its distance to the nearest pick so far; starts above any real distance.
+    nearest = [LOCATION_DEPTH + 1] * len(usable)
+    alive = [True] * len(usable)
     chosen: list[dict] = []
     while len(chosen) < count:
-        taken = {s.get("location") or s["addr"] for s in chosen}
-        pool = [s for s in usable if (s.get("location") or s["addr"]) not in taken]
-        if chosen:
-            far = {id(s): min(distance(s.get("location", s["addr"]), c.get("location", c["addr"])) for c in chosen)
-                   for s in pool}
-            best = max(far.values())
-            pool = [s for s in pool if far[id(s)] == best]
-        chosen.append(rng.choices(pool, weights=[s["score_put"] for s in pool])[0])
+        best = max((nearest[i] for i in range(len(usable)) if alive[i]), default=0)
+        pool = [i for i in range(len(usable)) if alive[i] and nearest[i] == best]
+        if best == 0 or not pool:  # cannot happen after the count check; kept as a guard
+            raise NotEnoughServices(f"placement needs {count} distinct volumes, found only {len(chosen)}")
+        (pick,) = rng.choices(pool, weights=[float(usable[i]["score_put"]) for i in pool])
+        chosen.append(usable[pick])
+        for i in range(len(usable)):
+            if not alive[i]:
+                continue
+            if keys[i] == keys[pick]:
+                alive[i] = False  # same volume as a pick: never a second chunk there
+                continue
+            d = _distance(parts[i], parts[pick])
+            if d < nearest[i]:
+                nearest[i] = d
     return chosen

@@ -1,39 +1,118 @@
-"""Scores from heartbeat figures. Pure functions.
+"""Scores from heartbeat figures. Pure functions, no clock and no I/O: the caller passes
+``now`` so the server, the tests and any offline tool compute the same numbers.
+
+A score is an integer 0-100, separately for writes (put) and reads (get):
+
+- put: 25 % CPU idle + 25 % IO idle + 50 % free fraction of the volume. Free space
+  weighs most because it is what placement must even out over time; CPU and IO idle
+  steer writes away from a momentarily busy server.
+- get: 50 % CPU idle + 50 % IO idle; space does not matter for reads.
+- put is 0 when the service is locked, its volume is past the fullness threshold, or it
+  has been silent past the timeout; get is 0 only when silent (a full or locked volume
+  still serves reads).
+- a live service never scores 0 because it is busy: both scores are floored at 1, or a
+  loaded 2-core box would stop taking writes altogether.
+- a new service ramps from 20 % to 100 % of its score over ``ramp_seconds`` after it
+  was first seen, so a fresh volume does not take every write of a busy grid at once.
 
 SPDX-License-Identifier: LGPL-3.0-or-later
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+# Stat names a heartbeat may carry, with the value assumed when one is absent.
+# Absent idle figures count as idle: a service that cannot measure load is not penalised.
+STAT_DEFAULTS: dict[str, float] = {
+    "cpu_idle": 100.0,
+    "io_idle": 100.0,
+    "free_bytes": 0.0,
+    "total_bytes": 0.0,
+    "inflight": 0.0,
+}
+
+RAMP_START = 0.2  # a brand-new service gets this fraction of its score
+PUT_WEIGHTS = (0.25, 0.25, 0.5)  # cpu idle, io idle, free fraction
+GET_WEIGHTS = (0.5, 0.5)  # cpu idle, io idle
 
 
 @dataclass(frozen=True)
 class ScoringRules:
-    timeout: float = 5.0  # silent longer than this: score 0
+    timeout: float = 5.0  # silent longer than this (seconds): put and get score 0
     ramp_seconds: float = 3.0  # a new service ramps from 20 % to 100 % over this
     full: float = 0.90  # used fraction from which a volume takes no new writes
 
+    def __post_init__(self) -> None:
+        if not (self.timeout > 0 and self.ramp_seconds >= 0 and 0 < self.full <= 1):
+            raise ValueError(f"invalid scoring rules {self}: need timeout > 0, ramp >= 0, 0 < full <= 1")
 
-def _clamp(x: float) -> float:
+
+def _pct(x: float) -> float:
     return max(0.0, min(100.0, x))
 
 
+def used_fraction(stats: Mapping[str, float]) -> float | None:
+    """Used fraction of the volume, or None when the service reports no capacity
+    (``total_bytes`` absent or 0: not a storage service, space does not apply)."""
+    total = float(stats.get("total_bytes", 0.0))
+    if total <= 0:
+        return None
+    free = max(0.0, min(total, float(stats.get("free_bytes", 0.0))))
+    return 1.0 - free / total
+
+
+def is_silent(now: float, last_seen: float, rules: ScoringRules) -> bool:
+    return now - last_seen > rules.timeout
+
+
+def is_full(stats: Mapping[str, float], rules: ScoringRules) -> bool:
+    used = used_fraction(stats)
+    return used is not None and used >= rules.full
+
+
+def ramp_factor(now: float, first_seen: float, rules: ScoringRules) -> float:
+    """RAMP_START right after registration, 1.0 once ``ramp_seconds`` have passed."""
+    if rules.ramp_seconds <= 0:
+        return 1.0
+    age = max(0.0, now - first_seen)
+    return min(1.0, RAMP_START + (1.0 - RAMP_START) * age / rules.ramp_seconds)
+
+
+def raw_scores(stats: Mapping[str, float]) -> tuple[float, float]:
+    """(put, get) from the figures alone, 0-100, before locks, silence and ramp."""
+    cpu = _pct(float(stats.get("cpu_idle", STAT_DEFAULTS["cpu_idle"])))
+    io = _pct(float(stats.get("io_idle", STAT_DEFAULTS["io_idle"])))
+    used = used_fraction(stats)
+    # Unknown capacity: the space term is neutral rather than best or worst.
+    free_pct = 50.0 if used is None else 100.0 * (1.0 - used)
+    wc, wi, wf = PUT_WEIGHTS
+    gc, gi = GET_WEIGHTS
+    return wc * cpu + wi * io + wf * free_pct, gc * cpu + gi * io
+
+
+def _floor1(x: float) -> int:
+    # round() may give 0 for a score of 0.4; a live service must stay selectable.
+    return max(1, min(100, round(x))) if math.isfinite(x) else 1
+
+
 def scores(
-    stats: dict, *, now: float, first_seen: float, last_seen: float, locked: bool, rules: ScoringRules
+    stats: Mapping[str, float],
+    *,
+    now: float,
+    first_seen: float,
+    last_seen: float,
+    locked: bool,
+    rules: ScoringRules = ScoringRules(),  # frozen: sharing the default is safe
 ) -> tuple[int, int]:
-    """(put score, get score)."""
-    if now - last_seen > rules.timeout:
+    """(put score, get score), integers 0-100."""
+    if is_silent(now, last_seen, rules):
         return 0, 0
-    cpu = _clamp(float(stats.get("cpu_idle", 100)))
-    io = _clamp(float(stats.get("io_idle", 100)))
-    total = float(stats.get("total_bytes", 0)) or 1.0
-    free_frac = max(0.0, min(1.0, float(stats.get("free_bytes", 0)) / total))
-    ramp = min(1.0, 0.2 + 0.8 * max(0.0, now - first_seen) / rules.ramp_seconds) if rules.ramp_seconds else 1.0
-    get = max(1, round((0.5 * cpu + 0.5 * io) * ramp))
-    if locked or (1.0 - free_frac) >= rules.full:
-        return 0, get
-    # Free space weighs most: it is what placement must even out over time.
-    put = (0.25 * cpu + 0.25 * io + 0.5 * free_frac * 100) * ramp
-    # A momentarily busy CPU must not stop all writes on a small box.
-    return max(1, round(put)), get
+    put, get = raw_scores(stats)
+    ramp = ramp_factor(now, first_seen, rules)
+    get_score = _floor1(get * ramp)
+    if locked or is_full(stats, rules):
+        return 0, get_score
+    return _floor1(put * ramp), get_score

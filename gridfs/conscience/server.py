@@ -1,7 +1,14 @@
 """The conscience service: heartbeats in, scored service lists out.
 
-State lives in memory; locks are persisted to ``--data`` so a restart keeps them.
-Scores are computed when asked, from the last heartbeat of each service.
+The registry lives in memory, keyed by service address. Scores are computed when asked,
+from the last heartbeat of each service (see ``scoring.py``), so they are never staler
+than the last heartbeat. With ``--data DIR`` the registry and the locks are saved to
+``DIR/conscience.json`` (atomically), so a restart keeps locks and first-seen times
+(no ramp-up of the whole grid after a conscience restart).
+
+Times: silence and ramp-up are measured on the monotonic clock, so a wall-clock jump
+cannot silence every service at once; the API reports wall-clock ``first_seen`` and
+``last_seen`` (Unix seconds) derived from it.
 
 SPDX-License-Identifier: AGPL-3.0-or-later
 """
@@ -10,27 +17,73 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
+import math
 import os
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from gridfs.common.config import GridConfig
 from gridfs.common.errors import BadRequest, NotFound
 from gridfs.common.http import aiohttp_middlewares
 from gridfs.common.service import base_arg_parser, bind, serve_app, setup_logging
-from gridfs.conscience.scoring import ScoringRules, scores
+from gridfs.conscience.scoring import STAT_DEFAULTS, ScoringRules, is_silent, scores
 
 log = logging.getLogger("conscience")
-LOCATION_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){3}$")
-ADDR_RE = re.compile(r"^[A-Za-z0-9.:\[\]-]{3,100}$")
-STATS = ("cpu_idle", "io_idle", "free_bytes", "total_bytes", "inflight")
+
+TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+# host:port, the host a name, an IPv4 address or a bracketed IPv6 address.
+ADDR_RE = re.compile(r"^(?:[A-Za-z0-9._-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]):(\d{1,5})$")
+LOCATION_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}(?:\.[A-Za-z0-9_-]{1,64}){3}$")
+MAX_TAGS = 64
+STATE_FILE = "conscience.json"
+STATE_VERSION = 1
+FLUSH_INTERVAL = 5.0  # heartbeat-only changes (last_seen, stats) are saved at most this often
+
+
+def _number(name: str, value: Any) -> float:
+    # bool is an int subclass in Python; true/false is not a figure.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise BadRequest(f"heartbeat stat {name!r} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def parse_heartbeat(body: Any) -> tuple[str, str, str, dict[str, Any], dict[str, float]]:
+    """Validate a heartbeat body: (type, addr, location, tags, stats), or BadRequest."""
+    if not isinstance(body, dict):
+        raise BadRequest("heartbeat body must be a JSON object")
+    kind, addr, location = body.get("type"), body.get("addr"), body.get("location")
+    if not isinstance(kind, str) or not TYPE_RE.match(kind):
+        raise BadRequest(f"heartbeat 'type' must be 1-32 of a-z 0-9 _ -, got {kind!r}")
+    m = ADDR_RE.match(addr) if isinstance(addr, str) else None
+    if m is None or not 0 < int(m.group(1)) < 65536:
+        raise BadRequest(f"heartbeat 'addr' must be host:port, got {addr!r}")
+    if not isinstance(location, str) or not LOCATION_RE.match(location):
+        raise BadRequest(
+            f"heartbeat 'location' must be site.rack.host.volume (4 words of A-Z a-z 0-9 _ -), got {location!r}"
+        )
+    tags = body.get("tags") or {}
+    if not isinstance(tags, dict) or len(tags) > MAX_TAGS or not all(
+        isinstance(k, str) and (v is None or isinstance(v, str | int | float | bool)) for k, v in tags.items()
+    ):
+        raise BadRequest(f"heartbeat 'tags' must be an object of at most {MAX_TAGS} scalar values")
+    raw_stats = body.get("stats")
+    if not isinstance(raw_stats, dict):
+        raise BadRequest("heartbeat 'stats' must be an object")
+    # Unknown stat names are dropped: the registry keeps only what scoring understands.
+    stats = {k: _number(k, raw_stats[k]) for k in STAT_DEFAULTS if k in raw_stats}
+    return kind, addr, location, tags, stats
 
 
 @dataclass
@@ -38,141 +91,284 @@ class Service:
     type: str
     addr: str
     location: str
-    tags: dict
-    stats: dict
-    first_seen: float
-    last_seen: float
-    locked: bool = False
-    up: bool = True
+    tags: dict[str, Any]
+    stats: dict[str, float]
+    first_seen: float  # monotonic
+    last_seen: float  # monotonic
+    up: bool = True  # as last reported in the logs; scores use the clock, not this flag
 
 
 @dataclass
 class Registry:
     rules: ScoringRules
-    lock_file: Path | None = None
+    state_file: Path | None = None
     services: dict[str, Service] = field(default_factory=dict)
     locked: set[str] = field(default_factory=set)
+    heartbeats: int = 0
+    dirty: bool = False  # heartbeat-only changes not yet saved
 
-    def load_locks(self) -> None:
-        if self.lock_file and self.lock_file.exists():
-            self.locked = set(json.loads(self.lock_file.read_text()))
+    # -- clocks ---------------------------------------------------------------------------------
 
-    def save_locks(self) -> None:
-        if self.lock_file:
-            tmp = self.lock_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps(sorted(self.locked)))
-            os.replace(tmp, self.lock_file)
+    @staticmethod
+    def _wall(mono: float, now_mono: float, now_wall: float) -> float:
+        return now_wall - (now_mono - mono)
 
-    def heartbeat(self, body: dict) -> None:
+    # -- persistence ------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        if not self.state_file or not self.state_file.exists():
+            return
         try:
-            kind, addr, location = body["type"], body["addr"], body.get("location", "")
-            stats = {k: float(body["stats"].get(k, 0)) for k in STATS}
-            tags = dict(body.get("tags") or {})
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise BadRequest(f"malformed heartbeat: {exc!r}") from exc
-        if not isinstance(kind, str) or not re.match(r"^[a-z0-9]{1,32}$", kind):
-            raise BadRequest("heartbeat 'type' must be 1-32 of a-z 0-9")
-        if not isinstance(addr, str) or not ADDR_RE.match(addr):
-            raise BadRequest("heartbeat 'addr' must be host:port")
-        if not isinstance(location, str) or not LOCATION_RE.match(location):
-            raise BadRequest("heartbeat 'location' must be site.rack.host.volume")
-        now = time.time()
+            state = json.loads(self.state_file.read_text())
+            now_mono, now_wall = time.monotonic(), time.time()
+            services = {}
+            for s in state["services"]:
+                services[s["addr"]] = Service(
+                    s["type"], s["addr"], s["location"], dict(s.get("tags") or {}), dict(s.get("stats") or {}),
+                    first_seen=now_mono - max(0.0, now_wall - float(s["first_seen"])),
+                    last_seen=now_mono - max(0.0, now_wall - float(s["last_seen"])),
+                    up=False,  # not heard from since the restart
+                )
+            locked = {str(a) for a in state.get("locked", [])}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            # Starting is better than refusing to; keep the bad file for the operator.
+            aside = self.state_file.with_name(f"{self.state_file.name}.corrupt-{int(time.time())}")
+            os.replace(self.state_file, aside)
+            log.error("could not read %s (%s); starting with an empty registry, file kept as %s",
+                      self.state_file, exc, aside)
+            return
+        self.services, self.locked = services, locked
+        log.info("restored %d services and %d locks from %s", len(services), len(locked), self.state_file)
+
+    def save(self) -> None:
+        """Write the registry atomically: a crash leaves the old file or the new one."""
+        if not self.state_file:
+            return
+        now_mono, now_wall = time.monotonic(), time.time()
+        state = {
+            "version": STATE_VERSION,
+            "locked": sorted(self.locked),
+            "services": [
+                {"type": s.type, "addr": s.addr, "location": s.location, "tags": s.tags, "stats": s.stats,
+                 "first_seen": self._wall(s.first_seen, now_mono, now_wall),
+                 "last_seen": self._wall(s.last_seen, now_mono, now_wall)}
+                for s in self.services.values()
+            ],
+        }
+        tmp = self.state_file.with_name(self.state_file.name + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.state_file)
+        with contextlib.suppress(OSError):  # the rename is durable only once the directory is
+            fd = os.open(self.state_file.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        self.dirty = False
+
+    def persist(self) -> None:
+        """Save now; on failure (disk full, say) keep serving and let housekeeping retry."""
+        try:
+            self.save()
+        except OSError as exc:
+            self.dirty = True
+            log.error("could not save the registry to %s: %s", self.state_file, exc)
+
+    # -- changes ----------------------------------------------------------------------------------
+
+    def heartbeat(self, body: Any) -> None:
+        kind, addr, location, tags, stats = parse_heartbeat(body)
+        now = time.monotonic()
+        self.heartbeats += 1
         svc = self.services.get(addr)
         if svc is None or svc.type != kind:
             log.info("new %s service %s at %s", kind, addr, location)
-            svc = self.services[addr] = Service(kind, addr, location, tags, stats, now, now)
-        elif not svc.up:
-            log.info("%s %s is back", kind, addr)
+            self.services[addr] = Service(kind, addr, location, tags, stats, now, now)
+            self.persist()  # structural change: saved at once
+            return
+        if not svc.up:
+            log.info("%s %s at %s is back after %.1f s of silence", kind, addr, location, now - svc.last_seen)
+        moved = svc.location != location
+        if moved:
+            log.info("%s %s moved from %s to %s", kind, addr, svc.location, location)
         svc.location, svc.tags, svc.stats, svc.last_seen, svc.up = location, tags, stats, now, True
+        if moved:
+            self.persist()
+        else:
+            self.dirty = True
 
-    def listing(self, kind: str | None) -> list[dict]:
-        now = time.time()
+    def set_locked(self, addr: Any, locked: bool) -> bool:
+        if not isinstance(addr, str):
+            raise BadRequest("body must be {\"addr\": \"host:port\"}")
+        if addr not in self.services:
+            raise NotFound(f"no service {addr!r} is registered")
+        was = addr in self.locked
+        (self.locked.add if locked else self.locked.discard)(addr)
+        if was != locked:
+            log.info("%s %s", "locked" if locked else "unlocked", addr)
+            self.persist()
+        return locked
+
+    def forget(self, addr: str) -> None:
+        svc = self.services.pop(addr, None)
+        if svc is None:
+            raise NotFound(f"no service {addr!r} is registered")
+        self.locked.discard(addr)  # a lock outliving its service would surprise a re-registration
+        log.info("forgot %s %s at %s", svc.type, addr, svc.location)
+        self.persist()
+
+    def check_silence(self) -> None:
+        """Log each service going silent once, when it happens (not only when listed)."""
+        now = time.monotonic()
+        for svc in self.services.values():
+            if svc.up and is_silent(now, svc.last_seen, self.rules):
+                svc.up = False
+                log.warning("%s %s at %s went silent (no heartbeat for %.1f s)",
+                            svc.type, svc.addr, svc.location, now - svc.last_seen)
+
+    # -- views ------------------------------------------------------------------------------------
+
+    def listing(self, kind: str | None = None) -> list[dict[str, Any]]:
+        self.check_silence()
+        now_mono, now_wall = time.monotonic(), time.time()
         out = []
         for svc in self.services.values():
             if kind and svc.type != kind:
                 continue
-            silent = now - svc.last_seen > self.rules.timeout
-            if silent and svc.up:
-                log.warning("%s %s went silent", svc.type, svc.addr)
-            svc.up = not silent
-            put, get = scores(svc.stats, now=now, first_seen=svc.first_seen, last_seen=svc.last_seen,
-                              locked=svc.addr in self.locked, rules=self.rules)
+            locked = svc.addr in self.locked
+            put, get = scores(svc.stats, now=now_mono, first_seen=svc.first_seen, last_seen=svc.last_seen,
+                              locked=locked, rules=self.rules)
             out.append({
                 "type": svc.type, "addr": svc.addr, "location": svc.location, "tags": svc.tags,
-                "stats": svc.stats, "score_put": put, "score_get": get, "locked": svc.addr in self.locked,
-                "first_seen": svc.first_seen, "last_seen": svc.last_seen, "up": svc.up,
+                "stats": {**STAT_DEFAULTS, **svc.stats}, "score_put": put, "score_get": get, "locked": locked,
+                "first_seen": round(self._wall(svc.first_seen, now_mono, now_wall), 3),
+                "last_seen": round(self._wall(svc.last_seen, now_mono, now_wall), 3),
+                "up": not is_silent(now_mono, svc.last_seen, self.rules),
             })
         return sorted(out, key=lambda s: (s["type"], s["location"], s["addr"]))
 
 
+class RegistryCollector(Collector):
+    """Prometheus view of the registry, computed at scrape time like the API's scores."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        rows = self.registry.listing()
+        count = GaugeMetricFamily("grid_conscience_services", "registered services", labels=["type", "state"])
+        states: dict[tuple[str, str], int] = {}
+        for r in rows:
+            state = "silent" if not r["up"] else "locked" if r["locked"] else "up"
+            states[(r["type"], state)] = states.get((r["type"], state), 0) + 1
+        for (kind, state), n in sorted(states.items()):
+            count.add_metric([kind, state], n)
+        yield count
+        labels = ["type", "addr", "location"]
+        put = GaugeMetricFamily("grid_conscience_score_put", "write score 0-100", labels=labels)
+        get = GaugeMetricFamily("grid_conscience_score_get", "read score 0-100", labels=labels)
+        for r in rows:
+            put.add_metric([r["type"], r["addr"], r["location"]], r["score_put"])
+            get.add_metric([r["type"], r["addr"], r["location"]], r["score_get"])
+        yield put
+        yield get
+
+
 def build_app(secret: str, registry: Registry) -> web.Application:
     metrics = CollectorRegistry()
-    beats = Counter("grid_conscience_heartbeats", "heartbeats received", registry=metrics)
-    Gauge("grid_conscience_services", "registered services", registry=metrics).set_function(
-        lambda: len(registry.services))
+    beats = Counter("grid_conscience_heartbeats", "heartbeats accepted", registry=metrics)
+    refused = Counter("grid_conscience_heartbeats_refused", "malformed heartbeats refused", registry=metrics)
+    metrics.register(RegistryCollector(registry))
 
     async def heartbeat(request: web.Request) -> web.Response:
-        body = await request.json()
-        if not isinstance(body, dict):
-            raise BadRequest("heartbeat body must be a JSON object")
-        registry.heartbeat(body)
+        try:
+            registry.heartbeat(await request.json())
+        except (BadRequest, json.JSONDecodeError):
+            refused.inc()
+            raise
         beats.inc()
         return web.json_response({"ok": True})
 
     async def services(request: web.Request) -> web.Response:
-        return web.json_response(registry.listing(request.query.get("type")))
+        return web.json_response(registry.listing(request.query.get("type") or None))
 
-    async def set_lock(request: web.Request) -> web.Response:
+    async def lock(request: web.Request) -> web.Response:
         body = await request.json()
         addr = body.get("addr") if isinstance(body, dict) else None
-        if addr not in registry.services:
-            raise NotFound(f"no service {addr!r} is registered")
-        if request.path.endswith("/lock"):
-            registry.locked.add(addr)
-        else:
-            registry.locked.discard(addr)
-        registry.save_locks()
-        log.info("%s %s", "locked" if addr in registry.locked else "unlocked", addr)
-        return web.json_response({"addr": addr, "locked": addr in registry.locked})
+        return web.json_response({"addr": addr, "locked": registry.set_locked(addr, True)})
+
+    async def unlock(request: web.Request) -> web.Response:
+        body = await request.json()
+        addr = body.get("addr") if isinstance(body, dict) else None
+        return web.json_response({"addr": addr, "locked": registry.set_locked(addr, False)})
 
     async def forget(request: web.Request) -> web.Response:
-        addr = request.query.get("addr", "")
-        if registry.services.pop(addr, None) is None:
-            raise NotFound(f"no service {addr!r} is registered")
+        addr = request.query.get("addr")
+        if not addr:
+            raise BadRequest("DELETE /v1/services needs ?addr=host:port")
+        registry.forget(addr)
         return web.json_response({"ok": True})
 
     async def health(_: web.Request) -> web.Response:
-        return web.json_response({"ok": True})
+        return web.json_response({"ok": True, "services": len(registry.services)})
 
     async def prometheus(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(metrics), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application(middlewares=aiohttp_middlewares(secret))
     app.add_routes([
-        web.post("/v1/heartbeat", heartbeat), web.get("/v1/services", services),
-        web.post("/v1/lock", set_lock), web.post("/v1/unlock", set_lock), web.delete("/v1/services", forget),
-        web.get("/health", health), web.get("/metrics", prometheus),
+        web.post("/v1/heartbeat", heartbeat),
+        web.get("/v1/services", services),
+        web.delete("/v1/services", forget),
+        web.post("/v1/lock", lock),
+        web.post("/v1/unlock", unlock),
+        web.get("/health", health),
+        web.get("/metrics", prometheus),
     ])
     return app
+
+
+async def housekeeping(registry: Registry, stop: asyncio.Event) -> None:
+    """Log silences as they happen and save heartbeat-only changes now and then."""
+    tick = min(1.0, registry.rules.timeout / 4)
+    last_flush = time.monotonic()
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), tick)
+        registry.check_silence()
+        if registry.dirty and (stop.is_set() or time.monotonic() - last_flush >= FLUSH_INTERVAL):
+            registry.persist()
+            last_flush = time.monotonic()
 
 
 async def serve(args: argparse.Namespace) -> None:
     setup_logging("conscience", args.log_level)
     cfg = GridConfig.load(args.config)
-    lock_file = Path(args.data) / "conscience-locks.json" if args.data else None
-    if lock_file:
-        lock_file.parent.mkdir(parents=True, exist_ok=True)
-    registry = Registry(ScoringRules(args.timeout, args.ramp, args.full), lock_file)
-    registry.load_locks()
+    state_file = None
+    if args.data:
+        Path(args.data).mkdir(parents=True, exist_ok=True)
+        state_file = Path(args.data) / STATE_FILE
+    registry = Registry(ScoringRules(args.timeout, args.ramp, args.full), state_file)
+    registry.load()
     sock, url = bind(args.host, args.port)
-    log.info("conscience on %s", url)
-    await serve_app(build_app(cfg.secret, registry), sock, url, args.ready_file)
+    log.info("conscience on %s (timeout %.1f s, ramp %.1f s, full at %.0f %%)",
+             url, args.timeout, args.ramp, args.full * 100)
+    await serve_app(build_app(cfg.secret, registry), sock, url, args.ready_file,
+                    background=lambda stop: housekeeping(registry, stop))
 
 
 def main() -> None:
-    p = base_arg_parser("gridfs conscience")
-    p.add_argument("--data", default=None, help="folder for persisted locks")
-    p.add_argument("--timeout", type=float, default=5.0)
-    p.add_argument("--ramp", type=float, default=3.0)
-    p.add_argument("--full", type=float, default=0.90)
-    asyncio.run(serve(p.parse_args()))
+    p = base_arg_parser("gridfs conscience: service registry and scores")
+    p.add_argument("--data", default=None, help="folder where the registry and locks are saved (optional)")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds without heartbeat before score 0")
+    p.add_argument("--ramp", type=float, default=3.0, help="seconds for a new service to reach its full score")
+    p.add_argument("--full", type=float, default=0.90, help="used fraction from which a volume takes no writes")
+    args = p.parse_args()
+    try:
+        ScoringRules(args.timeout, args.ramp, args.full)
+    except ValueError as exc:
+        p.error(str(exc))
+    asyncio.run(serve(args))
