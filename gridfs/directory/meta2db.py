@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from gridfs.common.errors import (
+    AlreadyExists,
     BadRequest,
     ContainerNotEmpty,
     InvalidPart,
     NoSuchObject,
     NoSuchUpload,
-    PreconditionFailed,
 )
 from gridfs.common.names import check_key, check_prefix
 from gridfs.directory.model import ContainerInfo, ListResult, Metachunk, ObjectInfo, PartInfo, UploadInfo
@@ -169,7 +169,7 @@ class Meta2:
         with Txn(self.db):
             for obj in objs:
                 if if_none_match and self._live(obj.key):
-                    raise PreconditionFailed(f"{obj.key} already exists")
+                    raise AlreadyExists(f"{obj.key} already exists")
                 garbage = self._replace_target(obj.key)
                 obj.delete_marker = False
                 out.append((self._insert(obj, null_version=state != "enabled"), garbage))
