@@ -3,9 +3,10 @@
 A location is ``site.rack.host.volume``. The chunks of one stripe never land twice on
 one volume (same location string, or same service address), and are spread as far
 apart as the grid allows: greedily, each pick is restricted to the candidates farthest
-(by :func:`distance`) from everything already picked, then drawn at random weighted by
-``score_put``. Weighting by score, rather than taking the best, keeps the load spread
-and avoids every client piling onto the same momentarily best server.
+(by :func:`distance`) from everything already picked (ties broken towards the least
+crowded host, rack, site), then drawn at random weighted by ``score_put``. Weighting
+by score, rather than taking the best, spreads the load and keeps every client from
+piling onto the same momentarily best server.
 
 Runs in the client on a cached service list: pure, no I/O, O(count x services).
 
@@ -80,31 +81,35 @@ def select(
         usable.append(svc)
     volumes = {_volume_key(s) for s in usable}
     if len(volumes) < count:
+        avoided = sum(1 for s in services if s["addr"] in avoid)
         raise NotEnoughServices(
             f"placement needs {count} services on distinct volumes but only {len(volumes)} can take writes "
-            f"now ({len(services)} known, {len(avoid)} avoided, the rest locked, full, silent or duplicates)"
+            f"now ({len(services)} known, {avoided} avoided, the rest locked, full, silent or duplicates)"
         )
 
     keys = [_volume_key(s) for s in usable]
     parts = [_parts(k) for k in keys]
-    # For every candidate, its distance to the nearest pick so far; starts above any real distance.
-    nearest = [LOCATION_DEPTH + 1] * len(usable)
+    # crowding[i][d - 1]: how many picks so far are at distance d (1 same host, 2 same rack,
+    # 3 same site) from candidate i. The lexicographically smallest vector is the farthest
+    # candidate (largest minimum distance) and, among equally far ones, the one with the
+    # fewest picks at that closest level: 6 picks on 3 hosts x 3 volumes give 2 per host,
+    # never 3/2/1, which plain max-min distance would allow.
+    crowding = [[0] * (LOCATION_DEPTH - 1) for _ in usable]
     alive = [True] * len(usable)
     chosen: list[dict] = []
     while len(chosen) < count:
-        best = max((nearest[i] for i in range(len(usable)) if alive[i]), default=0)
-        pool = [i for i in range(len(usable)) if alive[i] and nearest[i] == best]
-        if best == 0 or not pool:  # cannot happen after the count check; kept as a guard
+        candidates = [i for i in range(len(usable)) if alive[i]]
+        if not candidates:  # cannot happen after the count check; kept as a guard
             raise NotEnoughServices(f"placement needs {count} distinct volumes, found only {len(chosen)}")
+        best = min(crowding[i] for i in candidates)
+        pool = [i for i in candidates if crowding[i] == best]
         (pick,) = rng.choices(pool, weights=[float(usable[i]["score_put"]) for i in pool])
         chosen.append(usable[pick])
-        for i in range(len(usable)):
-            if not alive[i]:
-                continue
+        for i in candidates:
             if keys[i] == keys[pick]:
                 alive[i] = False  # same volume as a pick: never a second chunk there
                 continue
             d = _distance(parts[i], parts[pick])
-            if d < nearest[i]:
-                nearest[i] = d
+            if d < LOCATION_DEPTH:
+                crowding[i][d - 1] += 1
     return chosen
