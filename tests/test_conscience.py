@@ -1,112 +1,261 @@
-"""The conscience as a real process, and placement rules."""
+"""The conscience as a real process: registration, secret, validation, scores, locks,
+silence, ramp-up, persistence, and the cached service list of the client library.
+
+The conscience runs with ``--timeout 1 --ramp 1`` so silence and ramp-up take about a
+second each instead of the production 5 s and 3 s.
+"""
 
 from __future__ import annotations
 
-import random
+import pickle
 import time
-from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
 from gridfs.common.config import GridConfig
-from gridfs.common.errors import BadRequest, NotEnoughServices, NotFound
-from gridfs.common.service import spawn_service
+from gridfs.common.errors import BadRequest, NotFound, ServiceUnavailable
+from gridfs.common.service import SpawnedService, spawn_service
 from gridfs.conscience.client import CachedServices, ConscienceClient
-from gridfs.conscience.placement import distance, select
+
+Starter = Callable[..., SpawnedService]
 
 
 @pytest.fixture
-def conscience(grid_config: GridConfig, tmp_path: Path) -> Iterator[ConscienceClient]:
-    svc = spawn_service("gridfs.conscience", ["--config", str(grid_config.path), "--timeout", "1", "--ramp", "1"],
-                        tmp_path / "run", "conscience")
-    yield ConscienceClient(svc.url, grid_config.secret)
-    svc.stop()
+def start_conscience(grid_config: GridConfig, tmp_path: Path) -> Iterator[Starter]:
+    """Start a conscience (extra CLI options allowed); every one started is stopped at the end."""
+    started: list[SpawnedService] = []
+
+    def start(*extra: str) -> SpawnedService:
+        svc = spawn_service("gridfs.conscience", ["--config", str(grid_config.path), *extra],
+                            tmp_path / "run", "conscience")
+        started.append(svc)
+        return svc
+
+    yield start
+    for svc in started:
+        svc.stop()
 
 
-def beat(c: ConscienceClient, addr: str, free: float = 0.5, loc: str = "s.r.h.v") -> None:
-    c.heartbeat({"type": "rawx", "addr": addr, "location": loc,
-                 "stats": {"cpu_idle": 90, "io_idle": 90, "free_bytes": free * 1000, "total_bytes": 1000}})
+@pytest.fixture
+def proc(start_conscience: Starter) -> SpawnedService:
+    return start_conscience("--timeout", "1", "--ramp", "1")
 
 
-def by_addr(c: ConscienceClient) -> dict[str, dict]:
-    return {s["addr"]: s for s in c.services("rawx")}
+@pytest.fixture
+def conscience(proc: SpawnedService, grid_config: GridConfig) -> ConscienceClient:
+    return ConscienceClient(proc.url, grid_config.secret)
 
 
-def test_scores_full_locked_silent_and_ramp(conscience: ConscienceClient) -> None:
-    beat(conscience, "127.0.0.1:1", loc="s.r.h.a")
-    time.sleep(1.1)
-    beat(conscience, "127.0.0.1:1", loc="s.r.h.a")
-    beat(conscience, "127.0.0.1:2", loc="s.r.h.b")
+def beat(c: ConscienceClient, addr: str, free: float = 0.5, loc: str = "s.r.h.v", kind: str = "rawx") -> None:
+    c.heartbeat({"type": kind, "addr": addr, "location": loc, "tags": {"volume": f"/v/{addr}"},
+                 "stats": {"cpu_idle": 90, "io_idle": 80, "free_bytes": free * 1000, "total_bytes": 1000,
+                           "inflight": 2}})
+
+
+def by_addr(c: ConscienceClient, kind: str | None = "rawx") -> dict[str, dict]:
+    return {s["addr"]: s for s in c.services(kind)}
+
+
+def test_register_list_and_filter_by_type(conscience: ConscienceClient) -> None:
+    assert conscience.services() == []
+    beat(conscience, "127.0.0.1:1001", loc="s1.r1.h1.v1")
+    beat(conscience, "127.0.0.1:1002", loc="s1.r1.h1.v2")
+    beat(conscience, "127.0.0.1:2001", loc="s1.r1.h1.m", kind="meta2")
+    assert set(by_addr(conscience, None)) == {"127.0.0.1:1001", "127.0.0.1:1002", "127.0.0.1:2001"}
+    assert set(by_addr(conscience, "rawx")) == {"127.0.0.1:1001", "127.0.0.1:1002"}
+    assert set(by_addr(conscience, "meta2")) == {"127.0.0.1:2001"}
+    assert conscience.services("nosuchtype") == []
+    s = by_addr(conscience)["127.0.0.1:1001"]
+    assert set(s) == {"type", "addr", "location", "tags", "stats", "score_put", "score_get", "locked",
+                      "first_seen", "last_seen", "up"}
+    assert (s["type"], s["location"], s["tags"], s["locked"], s["up"]) == (
+        "rawx", "s1.r1.h1.v1", {"volume": "/v/127.0.0.1:1001"}, False, True)
+    assert s["stats"] == {"cpu_idle": 90, "io_idle": 80, "free_bytes": 500, "total_bytes": 1000, "inflight": 2}
+    assert abs(s["last_seen"] - time.time()) < 5 and s["first_seen"] <= s["last_seen"]
+    for svc in conscience.services():
+        assert isinstance(svc["score_put"], int) and 0 < svc["score_put"] <= 100
+        assert isinstance(svc["score_get"], int) and 0 < svc["score_get"] <= 100
+    conscience.forget("127.0.0.1:1002")
+    assert set(by_addr(conscience)) == {"127.0.0.1:1001"}
+    with pytest.raises(NotFound):
+        conscience.forget("127.0.0.1:1002")
+
+
+def test_secret_required_except_health_and_metrics(conscience: ConscienceClient) -> None:
+    url = conscience.url
+    r = requests.get(f"{url}/v1/services", timeout=5)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "Unauthorized"
+    r = requests.get(f"{url}/v1/services", headers={"X-Grid-Secret": "wrong"}, timeout=5)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "Forbidden"
+    r = requests.post(f"{url}/v1/heartbeat", json={}, timeout=5)
+    assert r.status_code == 401
+    assert requests.get(f"{url}/health", timeout=5).status_code == 200
+    beat(conscience, "127.0.0.1:1001")
+    metrics = requests.get(f"{url}/metrics", timeout=5)
+    assert metrics.status_code == 200
+    assert 'grid_conscience_score_put{addr="127.0.0.1:1001"' in metrics.text
+    assert "grid_conscience_heartbeats_total 1.0" in metrics.text
+
+
+MALFORMED: list[object] = [
+    {"type": "rawx"},
+    {"type": "rawx", "addr": "127.0.0.1:1", "location": "a.b", "stats": {}},
+    {"type": "rawx", "addr": "127.0.0.1:1", "location": "a.b.c.d.e", "stats": {}},
+    {"type": "rawx", "addr": "127.0.0.1:1", "location": "a.b.c.d/", "stats": {}},
+    {"type": "rawx", "addr": "127.0.0.1:1", "location": "a..c.d", "stats": {}},
+    {"type": "RAWX!", "addr": "127.0.0.1:1", "location": "a.b.c.d", "stats": {}},
+    {"type": 7, "addr": "127.0.0.1:1", "location": "a.b.c.d", "stats": {}},
+    {"type": "rawx", "addr": 12, "location": "a.b.c.d", "stats": {}},
+    {"type": "rawx", "addr": "no-port", "location": "a.b.c.d", "stats": {}},
+    {"type": "rawx", "addr": "127.0.0.1:99999", "location": "a.b.c.d", "stats": {}},
+    {"type": "rawx", "addr": "127.0.0.1:1", "location": "a.b.c.d"},
+    {"type": "rawx", "addr": "127.0.0.1:1", "location": "a.b.c.d", "stats": []},
+    {"type": "rawx", "addr": "127.0.0.1:1", "location": "a.b.c.d", "stats": {"cpu_idle": "lots"}},
+    {"type": "rawx", "addr": "127.0.0.1:1", "location": "a.b.c.d", "stats": {"cpu_idle": True}},
+    {"type": "rawx", "addr": "127.0.0.1:1", "location": "a.b.c.d", "stats": {"free_bytes": -1}},
+    {"type": "rawx", "addr": "127.0.0.1:1", "location": "a.b.c.d", "stats": {}, "tags": ["x"]},
+    ["not", "an", "object"],
+]
+
+
+def test_malformed_heartbeat_refused(conscience: ConscienceClient) -> None:
+    # One process for every case: a conscience per case would cost more than the checks.
+    for body in MALFORMED:
+        with pytest.raises(BadRequest):
+            conscience.http.call("POST", "/v1/heartbeat", body=body)
+            pytest.fail(f"accepted {body!r}")
+    assert conscience.services() == []
+
+
+def test_non_json_bodies_refused(conscience: ConscienceClient) -> None:
+    headers = {"X-Grid-Secret": conscience.http.secret, "Content-Type": "application/json"}
+    for path in ("/v1/heartbeat", "/v1/lock"):
+        r = requests.post(f"{conscience.url}{path}", data=b"{not json", headers=headers, timeout=5)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "BadRequest"
+    r = requests.post(f"{conscience.url}/v1/heartbeat", data=b'{"stats": {"cpu_idle": NaN}, "type": "rawx", '
+                      b'"addr": "127.0.0.1:1", "location": "a.b.c.d"}', headers=headers, timeout=5)
+    assert r.status_code == 400
+
+
+def test_full_volume_takes_no_writes_but_serves_reads(conscience: ConscienceClient) -> None:
+    beat(conscience, "127.0.0.1:1001", free=0.05, loc="s.r.h.a")
+    beat(conscience, "127.0.0.1:1002", free=0.5, loc="s.r.h.b")
     s = by_addr(conscience)
-    assert s["127.0.0.1:2"]["score_put"] < s["127.0.0.1:1"]["score_put"], "a new service should ramp up"
-    beat(conscience, "127.0.0.1:3", free=0.05, loc="s.r.h.c")
-    s = by_addr(conscience)
-    assert s["127.0.0.1:3"]["score_put"] == 0 and s["127.0.0.1:3"]["score_get"] > 0
-    conscience.lock("127.0.0.1:1")
-    assert by_addr(conscience)["127.0.0.1:1"]["score_put"] == 0
-    conscience.unlock("127.0.0.1:1")
-    assert by_addr(conscience)["127.0.0.1:1"]["score_put"] > 0
+    assert s["127.0.0.1:1001"]["score_put"] == 0 and s["127.0.0.1:1001"]["score_get"] > 0
+    assert s["127.0.0.1:1002"]["score_put"] > 0
+
+
+def test_lock_and_unlock(conscience: ConscienceClient) -> None:
+    beat(conscience, "127.0.0.1:1001")
+    conscience.lock("127.0.0.1:1001")
+    s = by_addr(conscience)["127.0.0.1:1001"]
+    assert (s["score_put"], s["locked"]) == (0, True) and s["score_get"] > 0
+    beat(conscience, "127.0.0.1:1001")  # heartbeats do not unlock
+    assert by_addr(conscience)["127.0.0.1:1001"]["score_put"] == 0
+    conscience.unlock("127.0.0.1:1001")
+    s = by_addr(conscience)["127.0.0.1:1001"]
+    assert s["score_put"] > 0 and not s["locked"]
     with pytest.raises(NotFound):
         conscience.lock("127.0.0.1:9")
-    time.sleep(1.3)  # silent past the 1 s timeout
-    s = by_addr(conscience)["127.0.0.1:1"]
+    with pytest.raises(NotFound):
+        conscience.unlock("127.0.0.1:9")
+    with pytest.raises(BadRequest):
+        conscience.http.call("POST", "/v1/lock", body={"address": "127.0.0.1:1001"})
+
+
+def test_silent_service_drops_to_zero_and_comes_back(conscience: ConscienceClient, proc: SpawnedService) -> None:
+    beat(conscience, "127.0.0.1:1001")
+    time.sleep(1.3)  # past the 1 s timeout
+    s = by_addr(conscience)["127.0.0.1:1001"]
     assert (s["score_put"], s["score_get"], s["up"]) == (0, 0, False)
+    beat(conscience, "127.0.0.1:1001")
+    s = by_addr(conscience)["127.0.0.1:1001"]
+    assert s["score_put"] > 0 and s["score_get"] > 0 and s["up"]
+    log = proc.log_path.read_text()
+    assert "new rawx service 127.0.0.1:1001" in log
+    assert "127.0.0.1:1001 at s.r.h.v went silent" in log
+    assert "127.0.0.1:1001 at s.r.h.v is back" in log
 
 
-def test_bad_heartbeats_and_secret(conscience: ConscienceClient, grid_config: GridConfig) -> None:
-    for body in [{"type": "rawx"}, {"type": "rawx", "addr": "x:1", "location": "a.b"},
-                 {"type": "RAWX!", "addr": "x:1", "location": "a.b.c.d", "stats": {}},
-                 {"type": "rawx", "addr": "x:1", "location": "a.b.c.d", "stats": {"cpu_idle": "lots"}}]:
-        with pytest.raises(BadRequest):
-            conscience.heartbeat(body)
-    assert requests.get(f"{conscience.url}/v1/services", timeout=5).status_code == 401
-    assert requests.get(f"{conscience.url}/v1/services", headers={"X-Grid-Secret": "x"}, timeout=5).status_code == 403
+def test_new_service_ramps_up(conscience: ConscienceClient) -> None:
+    beat(conscience, "127.0.0.1:1001", loc="s.r.h.a")
+    time.sleep(1.1)  # 1001 is past its 1 s ramp
+    beat(conscience, "127.0.0.1:1001", loc="s.r.h.a")
+    beat(conscience, "127.0.0.1:1002", loc="s.r.h.b")  # identical figures, brand new
+    s = by_addr(conscience)
+    old, new = s["127.0.0.1:1001"], s["127.0.0.1:1002"]
+    assert new["score_put"] < old["score_put"] / 2 and new["score_get"] < old["score_get"] / 2
+    assert new["score_put"] > 0
+    time.sleep(1.1)  # 1002 is past its ramp too
+    beat(conscience, "127.0.0.1:1001", loc="s.r.h.a")
+    beat(conscience, "127.0.0.1:1002", loc="s.r.h.b")
+    s = by_addr(conscience)
+    assert s["127.0.0.1:1002"]["score_put"] == s["127.0.0.1:1001"]["score_put"] == old["score_put"]
+    assert s["127.0.0.1:1002"]["score_get"] == s["127.0.0.1:1001"]["score_get"]
 
 
-def test_cached_services_refresh(conscience: ConscienceClient) -> None:
+def test_cached_services_refresh_after_ttl(conscience: ConscienceClient) -> None:
     cache = CachedServices(conscience, ttl=0.3)
     assert cache.get() == []
-    beat(conscience, "127.0.0.1:5")
-    assert cache.get() == []
+    beat(conscience, "127.0.0.1:1001")
+    assert cache.get() == []  # within the ttl: the cached answer
     time.sleep(0.35)
-    assert [s["addr"] for s in cache.get()] == ["127.0.0.1:5"]
+    assert [s["addr"] for s in cache.get()] == ["127.0.0.1:1001"]
+    beat(conscience, "127.0.0.1:1002", loc="s.r.h.w")
+    assert len(cache.get()) == 1
+    cache.invalidate()
+    assert len(cache.get()) == 2
+    cache.get().clear()  # callers get a copy
+    assert len(cache.get()) == 2
+    clone = pickle.loads(pickle.dumps(cache))
+    assert clone.ttl == 0.3 and len(clone.get()) == 2
 
 
-def grid_of(sites: int, racks: int, hosts: int, vols: int, score: int = 50) -> list[dict]:
-    return [{"addr": f"{s}{r}{h}{v}", "location": f"s{s}.r{r}.h{h}.v{v}", "score_put": score}
-            for s in range(sites) for r in range(racks) for h in range(hosts) for v in range(vols)]
+def test_cached_services_survive_a_short_conscience_outage(
+    conscience: ConscienceClient, proc: SpawnedService
+) -> None:
+    beat(conscience, "127.0.0.1:1001")
+    tolerant = CachedServices(conscience, ttl=0.0, max_stale=60)
+    strict = CachedServices(conscience, ttl=0.0, max_stale=0)
+    assert len(tolerant.get()) == len(strict.get()) == 1
+    proc.stop()
+    assert [s["addr"] for s in tolerant.get()] == ["127.0.0.1:1001"]
+    with pytest.raises(ServiceUnavailable):
+        strict.get()
 
 
-def test_placement_spreads_over_hosts_then_volumes() -> None:
-    rng = random.Random(7)
-    services = grid_of(1, 1, 3, 3)
-    for _ in range(200):
-        picks = select(services, 9, rng=rng)
-        assert len({p["location"] for p in picks}) == 9
-        assert Counter(p["location"].split(".")[2] for p in picks) == {"h0": 3, "h1": 3, "h2": 3}
-        assert len({p["location"].split(".")[2] for p in select(services, 3, rng=rng)}) == 3
+def test_restart_keeps_locks_and_registry(start_conscience: Starter, grid_config: GridConfig,
+                                          tmp_path: Path) -> None:
+    data = tmp_path / "conscience-data"
+    first = start_conscience("--data", str(data), "--timeout", "1", "--ramp", "1")
+    c = ConscienceClient(first.url, grid_config.secret)
+    beat(c, "127.0.0.1:1001", loc="s.r.h.a")
+    beat(c, "127.0.0.1:1002", loc="s.r.h.b")
+    c.lock("127.0.0.1:1001")
+    before = by_addr(c)
+    first.stop()
+    assert (data / "conscience.json").exists()
+
+    second = start_conscience("--data", str(data), "--timeout", "1", "--ramp", "1")
+    c = ConscienceClient(second.url, grid_config.secret)
+    after = by_addr(c)
+    assert set(after) == {"127.0.0.1:1001", "127.0.0.1:1002"}
+    assert after["127.0.0.1:1001"]["locked"] and not after["127.0.0.1:1002"]["locked"]
+    for addr in after:
+        assert abs(after[addr]["first_seen"] - before[addr]["first_seen"]) < 0.05
+    beat(c, "127.0.0.1:1001", loc="s.r.h.a")
+    s = by_addr(c)["127.0.0.1:1001"]
+    assert s["up"] and s["score_put"] == 0 and s["score_get"] > 0  # still locked
 
 
-def test_placement_prefers_racks_and_sites() -> None:
-    rng = random.Random(3)
-    assert len({p["location"].split(".")[1] for p in select(grid_of(1, 3, 2, 2), 3, rng=rng)}) == 3
-    assert len({p["location"].split(".")[0] for p in select(grid_of(2, 2, 2, 2), 2, rng=rng)}) == 2
-    assert distance("a.b.c.d", "a.b.c.e") == 1 and distance("a.b.c.d", "x.b.c.d") == 4
-
-
-def test_placement_skips_zero_and_avoided_and_weights_by_score() -> None:
-    rng = random.Random(1)
-    services = grid_of(1, 1, 1, 4)
-    services[0]["score_put"] = 0
-    for _ in range(100):
-        picks = select(services, 2, avoid={services[1]["addr"]}, rng=rng)
-        assert {p["addr"] for p in picks} <= {services[2]["addr"], services[3]["addr"]}
-    with pytest.raises(NotEnoughServices):
-        select(services, 3, avoid={services[1]["addr"]})
-    pair = [{"addr": "a", "location": "s.r.h.a", "score_put": 80},
-            {"addr": "b", "location": "s.r.h.b", "score_put": 20}]
-    counts = Counter(select(pair, 1, rng=rng)[0]["addr"] for _ in range(5000))
-    assert 3.3 < counts["a"] / counts["b"] < 4.8
+def test_corrupt_state_file_is_set_aside(start_conscience: Starter, grid_config: GridConfig,
+                                         tmp_path: Path) -> None:
+    data = tmp_path / "conscience-data"
+    data.mkdir()
+    (data / "conscience.json").write_text("{half a file")
+    svc = start_conscience("--data", str(data))
+    assert ConscienceClient(svc.url, grid_config.secret).services() == []
+    assert list(data.glob("conscience.json.corrupt-*"))
