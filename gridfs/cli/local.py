@@ -141,7 +141,8 @@ class LocalGrid:
         cfg.save(self.config_path)
         services: list[LocalService] = []
         try:
-            conscience = self._start(cfg, LocalService("conscience", "conscience", "gridfs.conscience", []))
+            conscience = self._start(cfg, LocalService(
+                "conscience", "conscience", "gridfs.conscience", ["--data", str(self.data / "conscience")]))
             services.append(conscience)
             cfg.conscience_url = conscience.url
             self._record(cfg, services)
