@@ -109,7 +109,7 @@ class GridClient:
     def policies(self) -> dict[str, StoragePolicy]:
         return all_policies(self.config.policies)
 
-    def _policy(self, bucket: str, explicit: str | None, size: int | None) -> StoragePolicy:
+    def choose_policy(self, bucket: str, explicit: str | None, size: int | None) -> StoragePolicy:
         """Explicit policy, else the bucket's, else the namespace's choice by size."""
         if explicit:
             return get_policy(explicit, self.config.policies)
@@ -172,7 +172,7 @@ class GridClient:
         size = known_size(data)
         if size is None and policy is None and self.config.size_rules:
             data, size = peek(data, max(r.max_size for r in self.config.size_rules))
-        chosen = self._policy(bucket, policy, size)
+        chosen = self.choose_policy(bucket, policy, size)
         writer, result = self._write(bucket, key, data, chosen, progress)
         record = ObjectInfo(
             account=self.account,
@@ -368,7 +368,7 @@ class GridClient:
         properties: dict[str, str] | None = None,
         mime_type: str = "application/octet-stream",
     ) -> UploadInfo:
-        chosen = self._policy(bucket, policy, None)
+        chosen = self.choose_policy(bucket, policy, None)
         check_key(key)
         return self.directory.create_upload(
             self.account, bucket, key, policy=chosen.name, mime_type=mime_type, properties=properties

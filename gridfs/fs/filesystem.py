@@ -383,7 +383,7 @@ class GridFile(AbstractBufferedFile):
 
     def _initiate_upload(self) -> None:
         # Refuse an unknown policy or a missing bucket before any data is sent.
-        self.fs.client._policy(self.bucket, self.policy, None)
+        self.fs.client.choose_policy(self.bucket, self.policy, None)
 
     def _upload_chunk(self, final: bool = False) -> bool:
         data = self.buffer.getvalue()

@@ -1,0 +1,234 @@
+"""One rank's copier: asks for work, copies it, reports, until told to stop.
+
+Bytes are read once, into the grid client's own stripe buffers (``readinto``), and
+hashed on the way (xxh3-128, the checksum the grid stores per object and per part),
+so verification costs no second read. Small files run several at a time on threads:
+their cost is latency (fsyncs on the storage servers), not CPU.
+
+SPDX-License-Identifier: LGPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, BinaryIO
+
+import xxhash
+
+from grid_distcp.endpoints import MTIME_PROP, fmt_mtime, open_source
+from grid_distcp.journal import Journal, JsonLog
+from grid_distcp.options import Options
+from grid_distcp.tasks import CHECK, COMPLETE, COPIED, COPY, FAILED, PART, SKIPPED, FileEntry, Result, Task
+
+PROGRESS_EVERY = 0.5
+
+
+class Throttle:
+    """``-bandwidth``: keeps this rank's read rate under a limit."""
+
+    def __init__(self, mb_per_s: float) -> None:
+        self.rate = mb_per_s * 1e6
+        self.start = time.monotonic()
+        self.sent = 0
+        self.lock = threading.Lock()
+
+    def consume(self, n: int) -> None:
+        if not self.rate:
+            return
+        with self.lock:
+            self.sent += n
+            ahead = self.sent / self.rate - (time.monotonic() - self.start)
+        if ahead > 0:
+            time.sleep(ahead)
+
+
+class ProgressFeed:
+    """Batches byte counts and hands them to the queue at most twice a second."""
+
+    def __init__(self, send: Any) -> None:
+        self.send = send
+        self.pending = 0
+        self.last = time.monotonic()
+        self.lock = threading.Lock()
+
+    def add(self, n: int) -> None:
+        with self.lock:
+            self.pending += n
+            if time.monotonic() - self.last < PROGRESS_EVERY:
+                return
+            n, self.pending, self.last = self.pending, 0, time.monotonic()
+        self.send(n)
+
+    def flush(self) -> None:
+        with self.lock:
+            n, self.pending = self.pending, 0
+        if n:
+            self.send(n)
+
+
+class SourceReader:
+    """A file-like view of ``length`` bytes of a source, hashed and throttled as it is read."""
+
+    def __init__(self, f: BinaryIO, length: int, throttle: Throttle, progress: ProgressFeed) -> None:
+        self.f = f
+        self.left = length
+        self.hasher = xxhash.xxh3_128()
+        self.throttle = throttle
+        self.progress = progress
+
+    def readinto(self, buf: Any) -> int:
+        view = memoryview(buf).cast("B")
+        want = min(len(view), self.left)
+        if want <= 0:
+            return 0
+        got = self.f.readinto(view[:want])
+        if not got:
+            raise OSError(f"the source ended {self.left} bytes early (did it change during the copy?)")
+        self.hasher.update(view[:got])
+        self.left -= got
+        self.throttle.consume(got)
+        self.progress.add(got)
+        return got
+
+    def read(self, n: int = -1) -> bytes:
+        buf = bytearray(self.left if n < 0 else min(n, self.left))
+        got = self.readinto(buf) if buf else 0
+        return bytes(buf[:got])
+
+    def drain(self) -> None:
+        buf = bytearray(8 * 1024 * 1024)
+        while self.readinto(buf):
+            pass
+
+    def hexdigest(self) -> str:
+        return self.hasher.hexdigest()
+
+
+def object_properties(entry: FileEntry, preserve: bool) -> dict[str, str]:
+    props = {MTIME_PROP: fmt_mtime(entry.mtime)}
+    if preserve:
+        props.update({"distcp.mode": f"{entry.mode:o}", "distcp.owner": entry.owner, "distcp.group": entry.group})
+    return props
+
+
+class Worker:
+    def __init__(self, rank: int, opts: Options, dest: Any, queue: Any, journal: Journal, log: JsonLog) -> None:
+        self.rank = rank
+        self.opts = opts
+        self.dest = dest
+        self.queue = queue
+        self.journal = journal
+        self.log = log
+        self.sources: dict[int, Any] = {}
+        self.throttle = Throttle(opts.bandwidth)
+        self.feed = ProgressFeed(lambda n: queue.progress(rank, n))
+        self.pool = ThreadPoolExecutor(opts.threads, thread_name_prefix="distcp-file")
+
+    def run(self) -> None:
+        results: list[Result] = []
+        try:
+            while True:
+                self.feed.flush()
+                reply = self.queue.next(self.rank, results)
+                results = []
+                if reply.stop:
+                    return
+                if reply.wait:
+                    time.sleep(0.05)
+                    continue
+                if len(reply.tasks) == 1:
+                    results = [self.execute(reply.tasks[0])]
+                else:
+                    results = list(self.pool.map(self.execute, reply.tasks))
+        finally:
+            self.pool.shutdown(wait=True)
+
+    def _source(self, index: int) -> Any:
+        if index not in self.sources:
+            self.sources[index] = open_source(self.opts.sources[index], index)
+        return self.sources[index]
+
+    def _reader(self, entry: FileEntry, offset: int, length: int) -> SourceReader:
+        return SourceReader(self._source(entry.source).open(entry, offset), length, self.throttle, self.feed)
+
+    def execute(self, task: Task) -> Result:
+        started = time.monotonic()
+        try:
+            result = {COPY: self._copy, PART: self._part, COMPLETE: self._complete, CHECK: self._check}[task.kind](task)
+        except Exception as exc:
+            result = Result(task, FAILED, error=f"{type(exc).__name__}: {exc}",
+                            fatal=isinstance(exc, ConnectionError))
+        result.rank = self.rank
+        result.seconds = time.monotonic() - started
+        if result.status == COPIED and task.kind in (COPY, COMPLETE, CHECK):
+            self.journal.done(task.key, task.entry.size, task.entry.mtime, result.checksum)
+        self.log.result(result)
+        return result
+
+    def _copy(self, task: Task) -> Result:
+        e = task.entry
+        reader = self._reader(e, 0, e.size)
+        try:
+            stored = self.dest.put(task.key, reader, e.size, self.opts.policy,
+                                   object_properties(e, self.opts.preserve))
+        finally:
+            reader.f.close()
+        source = reader.hexdigest()
+        if stored != source:
+            return Result(task, FAILED, error=f"checksum mismatch: source {source}, stored {stored}")
+        # A source that has its own checksum (a grid:// source) is compared too.
+        verified = not e.checksum or e.checksum == source
+        return Result(task, COPIED, nbytes=e.size, checksum=source, verified=verified)
+
+    def _part(self, task: Task) -> Result:
+        reader = self._reader(task.entry, task.offset, task.length)
+        try:
+            if task.expected:  # stored by an earlier run: check it against the source, keep it if equal
+                reader.drain()
+                if reader.hexdigest() == task.expected:
+                    return Result(task, SKIPPED, checksum=task.expected, verified=True)
+                reader.f.close()
+                reader = self._reader(task.entry, task.offset, task.length)
+            stored = self.dest.put_part(task.key, task.upload_id, task.part, reader)
+        finally:
+            reader.f.close()
+        source = reader.hexdigest()
+        if stored != source:
+            return Result(task, FAILED, error=f"part {task.part} checksum mismatch: source {source}, stored {stored}")
+        return Result(task, COPIED, nbytes=task.length, checksum=source, verified=True)
+
+    def _complete(self, task: Task) -> Result:
+        hashes = self.dest.complete(task.key, task.upload_id, task.parts, task.length)
+        verified = hashes == task.expected.split(",")
+        if not verified:
+            return Result(task, FAILED, error="assembled parts do not match the source's part checksums")
+        return Result(task, COPIED, nbytes=0, checksum=f"{len(hashes)} parts", verified=True)
+
+    def _check(self, task: Task) -> Result:
+        """-update -verify: same size and mtime; copy again unless the checksums agree."""
+        e = task.entry
+        if ":" in task.expected:  # a split object: compare part by part
+            part_size, _, joined = task.expected.partition(":")
+            size = int(part_size)
+            hashes = []
+            for offset in range(0, e.size, size):
+                r = self._reader(e, offset, min(size, e.size - offset))
+                try:
+                    r.drain()
+                finally:
+                    r.f.close()
+                hashes.append(r.hexdigest())
+            same = ",".join(hashes) == joined
+        else:
+            r = self._reader(e, 0, e.size)
+            try:
+                r.drain()
+            finally:
+                r.f.close()
+            same = r.hexdigest() == task.expected
+        if same:
+            return Result(task, SKIPPED, checksum=task.expected, verified=True)
+        return self._copy(task)
+
