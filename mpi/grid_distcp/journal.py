@@ -103,7 +103,7 @@ class JsonLog:
             return
         t = r.task
         record: dict[str, Any] = {
-            "status": "PART" if t.kind == PART and r.status != "FAIL" else r.status,
+            "status": "PART" if t.kind == PART and r.status == "COPY" else r.status,
             "path": t.entry.rel,
             "key": t.key,
             "bytes": t.entry.size if t.kind == "complete" else r.nbytes,

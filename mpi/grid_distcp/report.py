@@ -22,7 +22,7 @@ from rich.table import Table
 from grid_distcp.coordinator import Coordinator
 from grid_distcp.tasks import COPIED, FAILED, SKIPPED
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # error lines stay whole for grep and logs
 
 
 class LiveProgress:

@@ -1,0 +1,265 @@
+"""grid-distcp end to end: real `mpirun` (MPICH wheel), real rank processes, a live local grid."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import xxhash
+
+from grid_distcp.lakegen import generate, write_table
+from gridfs.cli.local import LocalGrid
+from gridfs.client import GridClient
+
+BIN = Path(sys.executable).parent
+MiB = 1 << 20
+
+
+def distcp(grid: LocalGrid, tmp: Path, *args: str, ranks: int = 4, name: str = "run",
+           wait: bool = True) -> subprocess.CompletedProcess | subprocess.Popen:
+    """Run grid-distcp under mpirun (or alone with ranks=0), with a JSON log and report."""
+    env = {**os.environ, "GRID_CONFIG": str(grid.config_path), "XDG_CACHE_HOME": str(tmp / "cache"),
+           "GRID_DISTCP_REPORT": str(tmp / f"{name}.report.json")}
+    cmd = [str(BIN / "grid-distcp"), *args, "-log", str(tmp / f"{name}.log"), "-quiet"]
+    if ranks:
+        cmd = [str(BIN / "mpirun"), "-n", str(ranks), *cmd]
+    if not wait:
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def log_lines(tmp: Path, name: str) -> list[dict]:
+    path = tmp / f"{name}.log"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def report(tmp: Path, name: str) -> dict:
+    return json.loads((tmp / f"{name}.report.json").read_text())
+
+
+def file_hash(path: Path) -> str:
+    h = xxhash.xxh3_128()
+    with open(path, "rb") as f:
+        while block := f.read(8 * MiB):
+            h.update(block)
+    return h.hexdigest()
+
+
+def object_hash(client: GridClient, bucket: str, key: str) -> str:
+    h = xxhash.xxh3_128()
+    for block in client.get_stream(bucket, key):
+        h.update(block)
+    return h.hexdigest()
+
+
+def tree(root: Path) -> dict[str, Path]:
+    return {p.relative_to(root).as_posix(): p for p in root.rglob("*") if p.is_file()}
+
+
+def assert_backup_matches(client: GridClient, bucket: str, prefix: str, root: Path) -> None:
+    listed = {o.key[len(prefix) + 1:]: o for o in client.iter_list(bucket, prefix=prefix + "/")}
+    files = tree(root)
+    assert sorted(listed) == sorted(files)
+    for rel, path in files.items():
+        assert listed[rel].size == path.stat().st_size, rel
+        assert object_hash(client, bucket, f"{prefix}/{rel}") == file_hash(path), rel
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """About 2 GiB: 150 small files, 8 of 8 MiB, one of 1 GiB and two of 480 MiB."""
+    root = tmp_path_factory.mktemp("lake")
+    generate(str(root), small=150, small_size=64 << 10, medium=8, medium_size=8 * MiB, big=2, big_size=480 * MiB)
+    write_table(str(root / "events/day=2026-11-30/huge.parquet"), 1024 * MiB, __import__("numpy").random.default_rng(1))
+    return root
+
+
+@pytest.fixture
+def client(local_grid: LocalGrid) -> Iterator[GridClient]:
+    with GridClient(local_grid.config_path) as c:
+        yield c
+
+
+def test_backup_then_update_copies_nothing_then_applies_exactly_the_changes(
+    local_grid: LocalGrid, lake: Path, client: GridClient, tmp_path: Path
+) -> None:
+    total = sum(p.stat().st_size for p in tree(lake).values())
+    assert total >= 2 * 1024**3
+    run = distcp(local_grid, tmp_path, str(lake), "grid://backup/lake", "-policy", "EC63", name="first")
+    assert run.returncode == 0, run.stdout + run.stderr
+    first = report(tmp_path, "first")
+    assert first["files_copied"] == first["files_verified"] == len(tree(lake)) == 161
+    assert first["bytes_copied"] == total
+    assert_backup_matches(client, "backup", "lake", lake)
+
+    # The 1 GiB file went as parts copied by several ranks at once, and reads back identical.
+    parts = [r for r in log_lines(tmp_path, "first") if r["status"] == "PART" and r["path"].endswith("huge.parquet")]
+    assert len(parts) >= 4 and len({r["rank"] for r in parts}) >= 2
+    huge = (lake / "events/day=2026-11-30/huge.parquet").stat().st_size
+    assert huge >= 1024 * MiB
+    ranges = sorted(tuple(r["range"]) for r in parts)
+    assert ranges[0][0] == 0 and ranges[-1][1] == huge
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
+    info = client.head("backup", "lake/events/day=2026-11-30/huge.parquet")
+    assert info.size == huge and "distcp.parts" in info.properties
+
+    again = distcp(local_grid, tmp_path, str(lake), "grid://backup/lake", "-update", name="second")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert report(tmp_path, "second")["files_copied"] == 0
+    assert "nothing to copy" in again.stderr
+    assert not [r for r in log_lines(tmp_path, "second") if r["status"] in ("COPY", "PART")]
+
+    # Change three files (one keeps its size, only its mtime moves), delete one.
+    sales = sorted(k for k in tree(lake) if k.startswith("sales/"))
+    changed = [sales[0], sales[5], "customers/region=1/chunk-001.parquet"]
+    (lake / changed[0]).write_bytes(os.urandom(1000))
+    (lake / changed[1]).write_bytes((lake / changed[1]).read_bytes()[::-1])
+    os.utime(lake / changed[1], (time.time() + 60, time.time() + 60))
+    with open(lake / changed[2], "r+b") as f:
+        f.seek(4 * MiB)
+        f.write(b"changed")
+    gone = sales[9]
+    (lake / gone).unlink()
+    third = distcp(local_grid, tmp_path, str(lake), "grid://backup/lake", "-update", "-delete", name="third")
+    assert third.returncode == 0, third.stdout + third.stderr
+    lines = log_lines(tmp_path, "third")
+    assert sorted(r["path"] for r in lines if r["status"] == "COPY") == sorted(changed)
+    assert [r["key"] for r in lines if r["status"] == "DELETE"] == [f"lake/{gone}"]
+    assert report(tmp_path, "third")["files_copied"] == 3
+    assert_backup_matches(client, "backup", "lake", lake)
+
+
+def _rank_pids(parent: int) -> dict[int, int]:
+    """PMI rank -> pid of the rank processes started by one mpirun."""
+    ranks = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            env = (entry / "environ").read_bytes().split(b"\0")
+            cmd = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"grid-distcp" not in cmd or b"mpirun" in cmd or b"hydra" in cmd:
+            continue
+        for var in env:
+            if var.startswith(b"PMI_RANK="):
+                ranks[int(var.split(b"=")[1])] = int(entry.name)
+    return ranks
+
+
+def test_sigkilled_rank_then_rerun_copies_only_what_remained(
+    local_grid: LocalGrid, client: GridClient, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    generate(str(src), small=60, small_size=256 << 10, medium=0, big=1, big_size=300 * MiB, seed=3)
+    args = (str(src), "grid://resume/lake", "-part-size", "48", "-split-size", "64")
+    job = distcp(local_grid, tmp_path, *args, "-bandwidth", "25", "-threads", "2", name="killed", wait=False)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(log_lines(tmp_path, "killed")) < 8:
+        time.sleep(0.1)
+    ranks = _rank_pids(job.pid)
+    assert len(ranks) == 4, ranks
+    os.kill(ranks[2], signal.SIGKILL)
+    out, _ = job.communicate(timeout=120)
+    assert job.returncode != 0, out
+    before = log_lines(tmp_path, "killed")
+    copied_before = {r["key"] for r in before if r["status"] == "COPY"}
+    parts_before = {r["part"] for r in before if r["status"] == "PART"}
+    assert copied_before and len(copied_before) < 61
+
+    rerun = distcp(local_grid, tmp_path, *args, name="rerun")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    after = log_lines(tmp_path, "rerun")
+    copied_after = {r["key"] for r in after if r["status"] == "COPY"}
+    assert not copied_after & (copied_before - {"lake/events/day=2026-11-01/big-00.parquet"})
+    assert parts_before, "the kill came before any part was stored: the test proves nothing"
+    assert not {r["part"] for r in after if r["status"] == "PART"} & parts_before  # stored parts are not resent
+    if "lake/events/day=2026-11-01/big-00.parquet" not in copied_before:  # parts kept are checked against the source
+        assert {r["part"] for r in after if r["status"] == "SKIP" and r.get("verified")} >= parts_before
+    resumed = report(tmp_path, "rerun")
+    assert resumed["files_verified"] == resumed["files_copied"] == len(copied_after)
+    # Files stored just before the kill, whose log line never got written, are skipped as present.
+    skipped_after = {r["key"] for r in after if r["status"] == "SKIP" and "part" not in r}
+    assert copied_before <= skipped_after | {"lake/events/day=2026-11-01/big-00.parquet"}
+    assert len(copied_after | skipped_after) == 61 and not copied_after & skipped_after
+    assert_backup_matches(client, "resume", "lake", src)
+
+
+def test_restore_from_the_grid_to_a_folder_with_one_rank_and_no_mpirun(
+    local_grid: LocalGrid, client: GridClient, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    generate(str(src), small=20, small_size=8 << 10, medium=2, medium_size=2 * MiB, big=0)
+    assert distcp(local_grid, tmp_path, f"file://{src}", "grid://restore/t", "-p", ranks=2, name="in").returncode == 0
+    info = client.head("restore", "t/customers/region=0/chunk-000.parquet")
+    assert info.properties["distcp.mode"] and info.properties["distcp.owner"]
+    out = tmp_path / "out"
+    back = distcp(local_grid, tmp_path, "grid://restore/t", str(out), ranks=0, name="out")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert report(tmp_path, "out")["files_verified"] == 22
+    assert {k: file_hash(p) for k, p in tree(out).items()} == {k: file_hash(p) for k, p in tree(src).items()}
+
+
+def test_bad_input_missing_source_unreadable_files_missing_bucket_and_delete_limit(
+    local_grid: LocalGrid, client: GridClient, tmp_path: Path
+) -> None:
+    missing = distcp(local_grid, tmp_path, str(tmp_path / "nope"), "grid://bad/x", ranks=2, name="missing")
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    assert "bad" not in {b.name for b in client.list_buckets()}
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(10):
+        (src / f"f{i}.bin").write_bytes(os.urandom(1000 + i))
+    (src / "dangling").symlink_to(src / "gone")
+    os.mkfifo(src / "a-fifo")  # reading it would block forever: must be refused, not read
+    no_create = distcp(local_grid, tmp_path, str(src), "grid://not-there/x", "-no-create", ranks=2, name="nc")
+    assert no_create.returncode == 2 and "does not exist" in no_create.stderr
+    assert "not-there" not in {b.name for b in client.list_buckets()}
+
+    partial = distcp(local_grid, tmp_path, str(src), "grid://bad2/x", ranks=2, name="partial")
+    assert partial.returncode == 1
+    failed = {r["path"]: r["error"] for r in log_lines(tmp_path, "partial") if r["status"] == "FAIL"}
+    assert set(failed) == {"dangling", "a-fifo"} and "not a regular file" in failed["a-fifo"]
+    assert "dangling" in partial.stderr and "a-fifo" in partial.stderr
+    assert len(client.list("bad2", prefix="x/").objects) == 10
+
+    (src / "dangling").unlink()
+    (src / "a-fifo").unlink()
+    for i in range(4):
+        (src / f"f{i}.bin").unlink()
+    refused = distcp(local_grid, tmp_path, str(src), "grid://bad2/x", "-delete", "-max-delete", "3", ranks=2,
+                     name="refused")
+    assert refused.returncode == 2 and "max-delete" in refused.stderr
+    assert len(client.list("bad2", prefix="x/").objects) == 10
+
+
+def test_grid_dying_mid_job_stops_with_a_clear_error_and_the_rerun_resumes(
+    fresh_grid: LocalGrid, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    generate(str(src), small=80, small_size=512 << 10, medium=0, big=0)
+    args = (str(src), "grid://dying/lake")
+    job = distcp(fresh_grid, tmp_path, *args, "-bandwidth", "8", "-threads", "1", ranks=2, name="dying", wait=False)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(log_lines(tmp_path, "dying")) < 5:
+        time.sleep(0.1)
+    directory = next(s for s in fresh_grid.services() if s.type == "directory")
+    os.kill(directory.pid, signal.SIGKILL)
+    out, _ = job.communicate(timeout=180)
+    assert job.returncode == 3, out
+    assert "unreachable" in out and "resume" in out
+    fresh_grid.restart("directory")
+    rerun = distcp(fresh_grid, tmp_path, *args, ranks=2, name="resumed")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    with GridClient(fresh_grid.config_path) as c:
+        assert_backup_matches(c, "dying", "lake", src)
