@@ -1,16 +1,18 @@
-"""``make demo``: the main job on the embedded default grid.
+"""``make demo``: the main job on the embedded default grid, a data-lake backup.
 
-Starts a 3-node x 3-volume grid, stores a small dataset of mixed file sizes (copies
-for the small files, EC 6+3 for the large ones), reads it back and checks every byte,
-shows where one object's chunks live, and stops the grid. Every step is the ``grid``
-command a user would type, printed before it runs.
+Starts a 3-node x 3-volume grid, generates a small Hadoop-style lake of Parquet files
+(many small files in a partitioned tree, a few big ones), backs it up with
+``mpirun -n 4 grid-distcp`` (big files split over ranks, every file verified against
+its source), runs it again with ``-update -verify`` (copies nothing, compares
+checksums), reads one table back with pandas from ``grid://``, shows where one big
+object's chunks live, and stops the grid. Every step is the command a user would
+type, printed before it runs.
 
 SPDX-License-Identifier: LGPL-3.0-or-later
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shlex
 import shutil
@@ -21,42 +23,23 @@ import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
 console = Console(soft_wrap=True)
 DATA = Path(os.environ.get("GRID_DEMO_DATA", "grid-data/demo")).resolve()
-SIZES = [4 << 10] * 8 + [300 << 10] * 4 + [3 << 20] * 3 + [40 << 20, 130 << 20]
+BIN = Path(sys.executable).parent
+RANKS = os.environ.get("GRID_DEMO_RANKS", "4")
 
 
-def grid(*args: str, capture: bool = False) -> str:
-    cmd = [sys.executable, "-m", "gridfs.cli.main", "--config", str(DATA / "grid.toml"), *args]
-    console.print(f"[dim]$ grid {shlex.join(args)}[/]")
-    proc = subprocess.run(cmd, text=True, capture_output=capture)
+def run(cmd: list[str], shown: str, env: dict[str, str] | None = None) -> None:
+    console.print(f"[dim]$ {shown}[/]")
+    proc = subprocess.run(cmd, env=env)
     if proc.returncode:
-        if capture:
-            console.print(proc.stdout, proc.stderr)
-        raise SystemExit(f"demo failed: grid {shlex.join(args)} exited with {proc.returncode}")
-    return proc.stdout if capture else ""
+        raise SystemExit(f"demo failed: {shown} exited with {proc.returncode}")
 
 
-def make_dataset(root: Path) -> list[Path]:
-    files = []
-    for i, size in enumerate(SIZES):
-        part = root / f"day={i % 3:02d}"
-        part.mkdir(parents=True, exist_ok=True)
-        path = part / f"part-{i:03d}.bin"
-        with open(path, "wb") as f:
-            f.write(os.urandom(size))
-        files.append(path)
-    return files
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
+def grid(*args: str) -> None:
+    run([sys.executable, "-m", "gridfs.cli.main", "--config", str(DATA / "grid.toml"), *args],
+        f"grid {shlex.join(args)}")
 
 
 def main() -> None:
@@ -64,46 +47,29 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "gridfs.cli.main", "down", "--data", str(DATA)], capture_output=True)
         shutil.rmtree(DATA)
     started = time.perf_counter()
+    env = {**os.environ, "GRID_CONFIG": str(DATA / "grid.toml")}
     grid("up", "--data", str(DATA), "--nodes", "3", "--volumes", "3")
     try:
         grid("status")
-        grid("policies")
-        grid("mb", "demo")
         with tempfile.TemporaryDirectory() as tmp:
-            src, back = Path(tmp) / "src", Path(tmp) / "back"
-            back.mkdir()
-            files = make_dataset(src)
-            total = sum(f.stat().st_size for f in files)
-            t0 = time.perf_counter()
-            for f in files:
-                key = f.relative_to(src).as_posix()
-                cmd = [sys.executable, "-m", "gridfs.cli.main", "--config", str(DATA / "grid.toml"),
-                       "put", str(f), f"demo/{key}"]
-                subprocess.run(cmd, check=True, capture_output=True)
-            put_s = time.perf_counter() - t0
-            console.print(f"stored {len(files)} files, {total / 2**20:.0f} MiB, in {put_s:.1f} s "
-                          "(one `grid put` process per file)")
-            grid("ls", "demo/")
-            t0 = time.perf_counter()
-            table = Table(title="read back")
-            for col in ("object", "size", "policy", "identical"):
-                table.add_column(col)
-            for f in files:
-                key = f.relative_to(src).as_posix()
-                out = back / key.replace("/", "_")
-                subprocess.run([sys.executable, "-m", "gridfs.cli.main", "--config", str(DATA / "grid.toml"),
-                                "get", f"demo/{key}", str(out)], check=True, capture_output=True)
-                same = sha256(out) == sha256(f)
-                if not same:
-                    raise SystemExit(f"demo failed: {key} read back different bytes")
-                if f.stat().st_size >= 1 << 20 or key.endswith("000.bin"):
-                    stat = grid("stat", f"demo/{key}", capture=True)
-                    policy = next(line.split('"')[3] for line in stat.splitlines() if '"policy"' in line)
-                    table.add_row(key, f"{f.stat().st_size:,}", policy, "yes")
-            console.print(table)
-            console.print(f"read back and verified every byte in {time.perf_counter() - t0:.1f} s")
-            biggest = max(files, key=lambda f: f.stat().st_size).relative_to(src).as_posix()
-            grid("locate", f"demo/{biggest}")
+            lake = Path(tmp) / "lake"
+            run([sys.executable, "-m", "grid_distcp.lakegen", str(lake), "--small", "300", "--small-size", "64",
+                 "--medium", "6", "--medium-size", "8", "--big", "2", "--big-size", "300"],
+                f"python -m grid_distcp.lakegen {lake} --small 300 --medium 6 --big 2 --big-size 300")
+            distcp = [str(BIN / "mpirun"), "-n", RANKS, str(BIN / "grid-distcp")]
+            shown = f"mpirun -n {RANKS} grid-distcp"
+            log = Path(tmp) / "distcp.log"
+            run([*distcp, str(lake), "grid://backup/lake", "-policy", "EC63", "-log", str(log)],
+                f"{shown} {lake} grid://backup/lake -policy EC63 -log {log.name}", env)
+            ranks = {line.split('"rank":')[1].split(",")[0] for line in log.read_text().splitlines()
+                     if '"PART"' in line}
+            console.print(f"the big files went as parts, copied by ranks {', '.join(sorted(ranks))} at once")
+            run([*distcp, str(lake), "grid://backup/lake", "-update", "-verify", "-quiet"],
+                f"{shown} {lake} grid://backup/lake -update -verify", env)
+        code = ("import pandas as pd; df = pd.read_parquet('grid://backup/lake/customers/'); "
+                "print(df.shape[0], 'rows in', df['region'].nunique(), 'partitions'); print(df.head(3))")
+        run([sys.executable, "-c", code], f'python -c "{code}"', env)
+        grid("locate", "backup/lake/events/day=2026-11-01/big-00.parquet")
     finally:
         grid("down")
     console.print(f"[green]demo finished in {time.perf_counter() - started:.0f} s[/]")
