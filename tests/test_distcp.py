@@ -214,7 +214,7 @@ def test_bad_input_missing_source_unreadable_files_missing_bucket_and_delete_lim
 ) -> None:
     missing = distcp(local_grid, tmp_path, str(tmp_path / "nope"), "grid://bad/x", ranks=2, name="missing")
     assert missing.returncode == 2 and "does not exist" in missing.stderr
-    assert "bad" not in {b.name for b in client.list_buckets()}
+    assert "bad" not in {b.bucket for b in client.list_buckets()}
 
     src = tmp_path / "src"
     src.mkdir()
@@ -224,7 +224,7 @@ def test_bad_input_missing_source_unreadable_files_missing_bucket_and_delete_lim
     os.mkfifo(src / "a-fifo")  # reading it would block forever: must be refused, not read
     no_create = distcp(local_grid, tmp_path, str(src), "grid://not-there/x", "-no-create", ranks=2, name="nc")
     assert no_create.returncode == 2 and "does not exist" in no_create.stderr
-    assert "not-there" not in {b.name for b in client.list_buckets()}
+    assert "not-there" not in {b.bucket for b in client.list_buckets()}
 
     partial = distcp(local_grid, tmp_path, str(src), "grid://bad2/x", ranks=2, name="partial")
     assert partial.returncode == 1
