@@ -126,7 +126,9 @@ class LocalGrid:
         svc.pid, svc.url = spawned.process.pid, spawned.url
         return svc
 
-    def up(self, nodes: int = 3, volumes: int = 3, policy: str | None = None, wait: float = 30.0) -> GridConfig:
+    def up(self, nodes: int = 3, volumes: int = 3, policy: str | None = None, wait: float = 30.0,
+           s3_port: int | None = 0, s3_workers: int = 2) -> GridConfig:
+        """Start everything; ``s3_port`` None starts no S3 gateway, 0 any free port."""
         if nodes < 1 or volumes < 1:
             raise GridError("a grid needs at least one node with one volume")
         if self.is_running():
@@ -159,6 +161,12 @@ class LocalGrid:
             services.append(self._start(cfg, LocalService("events", "events", "gridfs.events", [
                 "--state", str(self.data / "events.cursor")])))
             self._record(cfg, services)
+            if s3_port is not None:
+                s3 = self._start(cfg, LocalService("s3", "s3", "gridfs.gateways.s3", [
+                    "--port", str(s3_port), "--any-port-if-busy", "--workers", str(s3_workers)]))
+                services.append(s3)
+                cfg.extra["s3"] = {"url": s3.url}
+                self._record(cfg, services)
             self.wait_registered(cfg, [s for s in services if s.type == "rawx"], wait)
         except BaseException:
             self._stop_all(services)

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -84,10 +85,53 @@ def cmd_up(args: argparse.Namespace) -> int:
     from gridfs.cli.local import LocalGrid
 
     grid = LocalGrid(args.data or DEFAULT_DATA_DIR)
-    cfg = grid.up(nodes=args.nodes, volumes=args.volumes, policy=args.policy)
+    cfg = grid.up(nodes=args.nodes, volumes=args.volumes, policy=args.policy,
+                  s3_port=None if args.s3_port < 0 else args.s3_port)
     rawx = sum(1 for s in grid.services(cfg) if s.type == "rawx")
     console.print(f"grid up: {rawx} storage servers on {args.nodes} nodes, default policy {cfg.default_policy}")
+    if "s3" in cfg.extra:
+        console.print(f"S3 gateway: {cfg.extra['s3']['url']}  (grid user create NAME gives keys)")
     console.print(f"config: {grid.config_path}  (export GRID_CONFIG={grid.config_path})")
+    return 0
+
+
+def cmd_s3_serve(args: argparse.Namespace) -> int:
+    from gridfs.gateways.s3.server import run
+
+    cfg = find_config(args.config)
+    run(argparse.Namespace(config=str(cfg), host=args.host, port=args.port, workers=args.workers, ready_file=None,
+                           log_level="INFO", any_port_if_busy=False))
+    return 0
+
+
+def cmd_user_create(args: argparse.Namespace) -> int:
+    from gridfs.gateways.s3.users import UserStore
+
+    user = UserStore(args.config).create(args.name)
+    if args.json:
+        print(json.dumps({"name": user.name, "access_key": user.access_key, "secret_key": user.secret_key}))
+    else:
+        console.print(f"user {user.name}\naccess key: {user.access_key}\nsecret key: {user.secret_key}")
+    return 0
+
+
+def cmd_user_list(args: argparse.Namespace) -> int:
+    from gridfs.gateways.s3.users import UserStore
+
+    table = Table("user", "access key", "created")
+    for u in sorted(UserStore(args.config).list(), key=lambda u: u.name):
+        table.add_row(u.name, u.access_key, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(u.created)))
+    console.print(table)
+    return 0
+
+
+def cmd_user_delete(args: argparse.Namespace) -> int:
+    from gridfs.gateways.s3.users import UserStore
+
+    if not UserStore(args.config).delete(args.name):
+        err.print(f"[red]error:[/] no user named {args.name!r}", highlight=False)
+        return 1
+    console.print(f"deleted user {args.name}")
     return 0
 
 
@@ -296,7 +340,28 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--nodes", type=int, default=3)
     up.add_argument("--volumes", type=int, default=3)
     up.add_argument("--policy", default=None, help="default storage policy")
+    up.add_argument("--s3-port", type=int, default=9000,
+                    help="S3 gateway port (default 9000, a free one if taken; -1: no gateway)")
     up.set_defaults(fn=cmd_up)
+
+    s3 = sub.add_parser("s3", help="the S3 gateway")
+    s3_sub = s3.add_subparsers(dest="s3_command", required=True)
+    serve = s3_sub.add_parser("serve", help="run an S3 gateway in the foreground")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=9000)
+    serve.add_argument("--workers", type=int, default=2)
+    serve.set_defaults(fn=cmd_s3_serve)
+
+    user = sub.add_parser("user", help="S3 users and their keys")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    uc = user_sub.add_parser("create", help="create a user; prints its access key and secret")
+    uc.add_argument("name")
+    uc.add_argument("--json", action="store_true")
+    uc.set_defaults(fn=cmd_user_create)
+    user_sub.add_parser("list", help="list users").set_defaults(fn=cmd_user_list)
+    ud = user_sub.add_parser("delete", help="delete a user and its keys")
+    ud.add_argument("name")
+    ud.set_defaults(fn=cmd_user_delete)
 
     down = sub.add_parser("down", help="stop the local grid")
     down.add_argument("--data", default=None)

@@ -122,12 +122,20 @@ class GridClient:
     # -- buckets ------------------------------------------------------------------
 
     def create_bucket(
-        self, bucket: str, *, policy: str = "", versioning: bool = False, exist_ok: bool = False
+        self,
+        bucket: str,
+        *,
+        policy: str = "",
+        versioning: bool = False,
+        exist_ok: bool = False,
+        properties: dict[str, str] | None = None,
     ) -> ContainerInfo:
         if policy:
             get_policy(policy, self.config.policies)  # refuse unknown names before creating
         try:
-            return self.directory.create_container(self.account, bucket, policy=policy, versioning=versioning)
+            return self.directory.create_container(
+                self.account, bucket, policy=policy, versioning=versioning, properties=properties
+            )
         except FileExistsError:
             if not exist_ok:
                 raise
@@ -137,14 +145,19 @@ class GridClient:
         self._bucket_policy.pop(bucket, None)
         self.directory.delete_container(self.account, bucket)
 
-    def bucket_info(self, bucket: str) -> ContainerInfo:
-        return self.directory.get_container(self.account, bucket)
+    def bucket_info(self, bucket: str, *, stats: bool = True) -> ContainerInfo:
+        """A bucket's settings; ``stats`` adds its object count and bytes (a scan: slower)."""
+        return self.directory.get_container(self.account, bucket, stats=stats)
 
     def list_buckets(self) -> list[ContainerInfo]:
         return self.directory.list_containers(self.account)
 
     def set_versioning(self, bucket: str, state: str) -> ContainerInfo:
         return self.directory.set_container(self.account, bucket, versioning=state)
+
+    def set_bucket_properties(self, bucket: str, properties: dict[str, str]) -> ContainerInfo:
+        """Replace a bucket's properties (owner, ACL, CORS... as front ends keep them)."""
+        return self.directory.set_container(self.account, bucket, properties=properties)
 
     # -- writes -------------------------------------------------------------------
 
@@ -167,13 +180,26 @@ class GridClient:
         mime_type: str = "application/octet-stream",
         if_none_match: bool = False,
         progress: Progress = None,
+        before_commit: Callable[[], dict[str, str]] | None = None,
     ) -> ObjectInfo:
-        """Store ``data`` (bytes-like, a path, a binary file or an iterator of bytes)."""
+        """Store ``data`` (bytes-like, a path, a binary file or an iterator of bytes).
+
+        ``before_commit`` runs once every chunk is stored and before the directory
+        commit: it may check what was streamed (raising discards the chunks, so no
+        object appears) and returns properties known only then (an MD5 ETag).
+        """
         size = known_size(data)
         if size is None and policy is None and self.config.size_rules:
             data, size = peek(data, max(r.max_size for r in self.config.size_rules))
         chosen = self.choose_policy(bucket, policy, size)
         writer, result = self._write(bucket, key, data, chosen, progress)
+        late: dict[str, str] = {}
+        if before_commit is not None:
+            try:
+                late = before_commit()
+            except BaseException:
+                writer.discard()
+                raise
         record = ObjectInfo(
             account=self.account,
             bucket=bucket,
@@ -184,7 +210,7 @@ class GridClient:
             chunk_method=chosen.chunk_method,
             hash=result.hash,
             mime_type=mime_type,
-            properties=dict(properties or {}),
+            properties={**(properties or {}), **late},
             metachunks=result.metachunks,
         )
         try:
@@ -217,6 +243,7 @@ class GridClient:
         *,
         version: int | None = None,
         properties: dict[str, str] | None = None,
+        mime_type: str | None = None,
     ) -> ObjectInfo:
         """Server-side copy: each chunk is hard-linked on its server, no data moves."""
         src = self.head(src_bucket, src_key, version=version, chunks=True)
@@ -239,7 +266,7 @@ class GridClient:
                 policy=src.policy,
                 chunk_method=src.chunk_method,
                 hash=src.hash,
-                mime_type=src.mime_type,
+                mime_type=mime_type or src.mime_type,
                 properties=dict(src.properties if properties is None else properties),
                 metachunks=src.metachunks,
             )
@@ -384,12 +411,20 @@ class GridClient:
         *,
         etag: str = "",
         progress: Progress = None,
+        before_commit: Callable[[], str] | None = None,
     ) -> PartInfo:
+        """Store one part. ``before_commit`` (see ``put``) checks the data and returns its etag."""
         if not 1 <= part_number <= 10000:
             raise GridError(f"part number {part_number} outside 1-10000")
         upload = next((u for u in self.directory.list_uploads(self.account, bucket) if u.upload_id == upload_id), None)
         policy = get_policy(upload.policy if upload else self.config.default_policy, self.config.policies)
         writer, result = self._write(bucket, key, data, policy, progress)
+        if before_commit is not None:
+            try:
+                etag = before_commit() or etag
+            except BaseException:
+                writer.discard()
+                raise
         part = PartInfo(
             upload_id=upload_id,
             part_number=part_number,
@@ -405,11 +440,21 @@ class GridClient:
         return part
 
     def complete_multipart(
-        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]] | list[int]
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[tuple[int, str]] | list[int],
+        *,
+        properties: dict[str, str] | None = None,
     ) -> ObjectInfo:
-        """Assemble the object from its parts: a directory operation, no data is copied."""
+        """Assemble the object from its parts: a directory operation, no data is copied.
+
+        ``properties`` are added to the upload's in the same commit (values known only
+        at the end, such as a checksum of the parts)."""
         normalized = [p if isinstance(p, tuple) else (p, "") for p in parts]
-        info, _garbage = self.directory.complete_upload(self.account, bucket, upload_id, normalized)
+        info, _garbage = self.directory.complete_upload(self.account, bucket, upload_id, normalized,
+                                                        properties=properties)
         return info
 
     def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:

@@ -180,9 +180,9 @@ class DirectoryClient:
                                                             params={"prefix": prefix})]
 
     def complete_upload(self, account: str, bucket: str, upload_id: str, parts: list[tuple[int, str]], *,
-                        hash: str = "") -> tuple[ObjectInfo, list[str]]:
+                        hash: str = "", properties: dict[str, str] | None = None) -> tuple[ObjectInfo, list[str]]:
         out = self._call(account, bucket, "POST", f"/uploads/{upload_id}/complete",
-                         body={"parts": [list(p) for p in parts], "hash": hash})
+                         body={"parts": [list(p) for p in parts], "hash": hash, "properties": properties})
         return ObjectInfo.from_dict(out["object"]), out["garbage"]
 
     def abort_upload(self, account: str, bucket: str, upload_id: str) -> list[str]:

@@ -392,8 +392,11 @@ class Meta2:
                 for n, size, etag, mtime, mcs in rows]
 
     def complete_upload(
-        self, upload_id: str, parts: list[tuple[int, str]], digest: str
+        self, upload_id: str, parts: list[tuple[int, str]], digest: str, extra: dict | None = None
     ) -> tuple[ObjectInfo, list[str]]:
+        """Assemble the object from its parts; ``extra`` properties join the upload's in the same commit."""
+        if extra:
+            _check_properties(extra)
         with Txn(self.db):
             up = self._upload(upload_id)
             stored = {n: (size, etag, method, mcs) for n, size, etag, method, mcs in self.db.execute(
@@ -424,7 +427,8 @@ class Meta2:
             self.db.execute("DELETE FROM uploads WHERE upload_id = ?", (upload_id,))
             obj = ObjectInfo(account="", bucket="", key=up.key, size=offset, policy=up.policy,
                              chunk_method=methods.pop(), hash=digest, mime_type=up.mime_type,
-                             properties=up.properties, metachunks=[Metachunk.from_dict(m) for m in metachunks])
+                             properties={**up.properties, **(extra or {})},
+                             metachunks=[Metachunk.from_dict(m) for m in metachunks])
             garbage += self._replace_target(up.key)
             state = self.props().get("versioning", "disabled")
             return self._insert(obj, null_version=state != "enabled"), garbage

@@ -306,7 +306,8 @@ def build_app(secret: str, d: Directory) -> web.Application:
         b = await r.json()
 
         def fn(m: Meta2) -> dict:
-            info, garbage = m.complete_upload(uid, [(int(n), str(e)) for n, e in b["parts"]], b.get("hash", ""))
+            info, garbage = m.complete_upload(uid, [(int(n), str(e)) for n, e in b["parts"]], b.get("hash", ""),
+                                              b.get("properties"))
             d.event(m, "content.new", _obj_event(info))
             after_drop(m, garbage, {"key": info.key, "reason": "multipart"})
             return {"object": info.to_dict(), "garbage": garbage}

@@ -293,8 +293,8 @@ class GridDestination:
         if missing:
             raise RuntimeError(f"parts {missing} of {key} are not stored")
         hashes = [stored[n] for n in range(1, parts + 1)]
-        self.client.complete_multipart(self.bucket, key, upload_id, [(n, stored[n]) for n in range(1, parts + 1)])
-        self.client.set_properties(self.bucket, key, {PARTS_PROP: f"{part_size}:" + ",".join(hashes)})
+        self.client.complete_multipart(self.bucket, key, upload_id, [(n, stored[n]) for n in range(1, parts + 1)],
+                                       properties={PARTS_PROP: f"{part_size}:" + ",".join(hashes)})
         return hashes
 
     def rename(self, src_key: str, dst_key: str) -> None:

@@ -1,0 +1,203 @@
+"""Routing, authentication and access control of the S3 gateway.
+
+Path-style addressing (``/bucket/key``), which every client here uses against a
+custom endpoint. Each request is authenticated (SigV4 header, presigned query, or
+anonymous), its bucket's owner and canned ACL are checked, then it is dispatched on
+method, bucket, key and sub-resource. Sub-resources S3 has and this gateway does not
+implement answer 501 NotImplemented; none is accepted and ignored.
+
+SPDX-License-Identifier: AGPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from gridfs.client import GridClient
+from gridfs.common import errors as grid_errors
+from gridfs.common.config import GridConfig
+from gridfs.directory.model import ContainerInfo
+from gridfs.gateways.s3 import sigv4
+from gridfs.gateways.s3.errors import S3Error
+from gridfs.gateways.s3.users import User, UserStore
+
+log = logging.getLogger("gridfs.s3")
+
+# S3 sub-resources this gateway does not implement: answered 501, never ignored.
+NOT_IMPLEMENTED = {
+    "accelerate", "analytics", "encryption", "intelligent-tiering", "inventory", "legal-hold", "lifecycle",
+    "logging", "metrics", "notification", "object-lock", "ownershipControls", "policy", "policyStatus",
+    "publicAccessBlock", "replication", "requestPayment", "restore", "retention", "select", "torrent",
+    "website", "attributes", "session",
+}
+OWNER_PROP, ACL_PROP, LOCATION_PROP = "s3.owner", "s3.acl", "s3.location"
+READ_METHODS = {"GET", "HEAD"}
+
+
+@dataclass
+class Ctx:
+    """One request, authenticated."""
+
+    request: web.Request
+    gw: Gateway
+    bucket: str
+    key: str
+    query: dict[str, str]
+    user: User | None
+    signed: sigv4.SignedRequest | None = None
+    signing_key: bytes | None = None
+    request_id: str = field(default_factory=lambda: secrets.token_hex(8).upper())
+    container: ContainerInfo | None = None
+
+    @property
+    def headers(self) -> Any:
+        return self.request.headers
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a blocking client call on the gateway's threads."""
+        return await asyncio.get_running_loop().run_in_executor(self.gw.pool, lambda: fn(*args))
+
+
+class Gateway:
+    def __init__(self, config: GridConfig | str | None = None) -> None:
+        self.config = config if isinstance(config, GridConfig) else GridConfig.load(config)
+        self.client = GridClient(self.config)
+        self.users = UserStore(self.config)
+        self.pool = ThreadPoolExecutor(32, thread_name_prefix="s3")
+
+
+Handler = Callable[[Ctx], Awaitable[web.StreamResponse]]
+
+
+def error_response(exc: S3Error, resource: str, request_id: str, method: str) -> web.Response:
+    headers = {"x-amz-request-id": request_id, "Content-Type": "application/xml"}
+    if exc.code == "NotModified":
+        return web.Response(status=304, headers={"x-amz-request-id": request_id})
+    body = b"" if method == "HEAD" else exc.xml(resource, request_id)
+    return web.Response(status=exc.status, body=body, headers=headers)
+
+
+def translate(exc: BaseException) -> S3Error:
+    """A grid error as the S3 error a client expects."""
+    if isinstance(exc, S3Error):
+        return exc
+    message = str(exc)
+    if isinstance(exc, grid_errors.NoSuchContainer):
+        return S3Error("NoSuchBucket", "The specified bucket does not exist")
+    if isinstance(exc, grid_errors.NoSuchUpload):
+        return S3Error("NoSuchUpload", "The specified upload does not exist.")
+    if isinstance(exc, grid_errors.NoSuchObject):
+        return S3Error("NoSuchKey", "The specified key does not exist.")
+    if isinstance(exc, grid_errors.ContainerNotEmpty):
+        return S3Error("BucketNotEmpty", "The bucket you tried to delete is not empty")
+    if isinstance(exc, grid_errors.InvalidPart):
+        return S3Error("InvalidPartOrder" if "InvalidPartOrder" in message else "InvalidPart", message)
+    if isinstance(exc, grid_errors.InvalidName):
+        return S3Error("KeyTooLongError" if "limit" in message else "InvalidArgument", message)
+    if isinstance(exc, grid_errors.InvalidRange):
+        return S3Error("InvalidRange", "The requested range is not satisfiable")
+    if isinstance(exc, grid_errors.PreconditionFailed):
+        return S3Error("PreconditionFailed", message)
+    if isinstance(exc, grid_errors.BadRequest | ValueError):
+        return S3Error("InvalidArgument", message)
+    if isinstance(exc, ConnectionError | grid_errors.DataUnavailable):
+        return S3Error("ServiceUnavailable", "The grid is not reachable right now: " + message)
+    log.exception("internal error", exc_info=exc)
+    return S3Error("InternalError", "We encountered an internal error. Please try again.")
+
+
+def split_path(raw_path: str) -> tuple[str, str]:
+    path = unquote(raw_path.split("?", 1)[0])
+    bucket, _, key = path.lstrip("/").partition("/")
+    return bucket, key
+
+
+async def authenticate(request: web.Request, gw: Gateway) -> tuple[User | None, sigv4.SignedRequest | None,
+                                                                     bytes | None]:
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    query = dict(request.query)
+    signed = sigv4.parse_request(headers, query)
+    if signed is None:
+        return None, None, None
+    user = await asyncio.get_running_loop().run_in_executor(gw.pool, gw.users.lookup, signed.credential.access_key)
+    if user is None:
+        raise S3Error("InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.")
+    raw_path, _, raw_query = request.raw_path.partition("?")
+    if signed.legacy_v2:
+        sigv4.verify_v2_presigned(signed, user.secret_key, request.method, raw_path, raw_query, headers)
+        return user, signed, None
+    key = sigv4.verify(signed, user.secret_key, request.method, raw_path, raw_query, headers)
+    return user, signed, key
+
+
+def can_access(ctx: Ctx, container: ContainerInfo) -> bool:
+    owner = container.properties.get(OWNER_PROP, "")
+    if ctx.user is not None and (not owner or owner == ctx.user.name):
+        return True
+    public = container.properties.get(ACL_PROP) in ("public-read", "public-read-write")
+    return public and ctx.request.method in READ_METHODS and not set(ctx.query) & {"acl", "cors", "versioning",
+                                                                                    "uploads", "tagging"}
+
+
+async def load_bucket(ctx: Ctx) -> ContainerInfo:
+    try:
+        container = await ctx.run(lambda: ctx.gw.client.bucket_info(ctx.bucket, stats=False))
+    except grid_errors.InvalidName as exc:
+        raise S3Error("InvalidBucketName", str(exc)) from exc
+    if not can_access(ctx, container):
+        raise S3Error("AccessDenied", "Access Denied")
+    ctx.container = container
+    return container
+
+
+def build_app(gw: Gateway) -> web.Application:
+    from gridfs.gateways.s3 import buckets, cors, multipart, objects
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        bucket, key = split_path(request.raw_path)
+        ctx: Ctx | None = None
+        request_id = secrets.token_hex(8).upper()
+        try:
+            if request.method == "OPTIONS":
+                return await cors.preflight(gw, request, bucket)
+            user, signed, signing_key = await authenticate(request, gw)
+            ctx = Ctx(request, gw, bucket, key, dict(request.query), user, signed, signing_key, request_id)
+            unsupported = set(ctx.query) & NOT_IMPLEMENTED
+            if unsupported:
+                raise S3Error("NotImplemented", f"{sorted(unsupported)[0]} is not implemented by this gateway")
+            if not bucket:
+                if request.method != "GET":
+                    raise S3Error("MethodNotAllowed", "The specified method is not allowed against this resource.")
+                if user is None:
+                    raise S3Error("AccessDenied", "Access Denied")
+                response = await buckets.list_buckets(ctx)
+            elif not key:
+                response = await buckets.dispatch(ctx)
+            elif set(ctx.query) & {"uploads", "uploadId"}:
+                response = await multipart.dispatch(ctx)
+            else:
+                response = await objects.dispatch(ctx)
+            response.headers["x-amz-request-id"] = request_id
+            cors.add_headers(ctx, response)
+            return response
+        except (S3Error, grid_errors.GridError, ConnectionError, ValueError) as exc:
+            s3 = translate(exc)
+            resource = f"/{bucket}/{key}" if key else f"/{bucket}"
+            return error_response(s3, resource, request_id, request.method)
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception as exc:  # never a stack trace to the client
+            return error_response(translate(exc), f"/{bucket}", request_id, request.method)
+
+    app = web.Application(client_max_size=8 * 1024 * 1024)
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app

@@ -1,0 +1,347 @@
+"""Bucket operations: create, head, delete, location, listings (V1, V2, versions),
+versioning, DeleteObjects, canned ACLs and CORS.
+
+SPDX-License-Identifier: AGPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+
+from gridfs.common import errors as grid_errors
+from gridfs.common.names import check_bucket
+from gridfs.directory.model import ObjectInfo
+from gridfs.gateways.s3 import xmlio
+from gridfs.gateways.s3.app import ACL_PROP, LOCATION_PROP, OWNER_PROP, Ctx, load_bucket
+from gridfs.gateways.s3.cors import CORS_PROP
+from gridfs.gateways.s3.errors import S3Error
+from gridfs.gateways.s3.objects import etag_of, storage_class_of, version_id
+
+CANNED_ACLS = {"private", "public-read"}
+MAX_DELETE = 1000
+POLICY_HEADER = "x-grid-storage-policy"
+
+
+def xml_response(root: str, content: dict[str, Any], status: int = 200) -> web.Response:
+    return web.Response(status=status, body=xmlio.document(root, content), content_type="application/xml")
+
+
+def owner_xml(ctx: Ctx, name: str = "") -> dict[str, str]:
+    who = name or (ctx.user.name if ctx.user else "anonymous")
+    return {"ID": who, "DisplayName": who}
+
+
+async def list_buckets(ctx: Ctx) -> web.Response:
+    assert ctx.user is not None
+    containers = await ctx.run(ctx.gw.client.list_buckets)
+    mine = [c for c in containers if c.properties.get(OWNER_PROP, ctx.user.name) == ctx.user.name]
+    return xml_response("ListAllMyBucketsResult", {
+        "Owner": owner_xml(ctx),
+        "Buckets": {"Bucket": [{"Name": c.bucket, "CreationDate": xmlio.iso(c.ctime)} for c in mine]},
+    })
+
+
+async def dispatch(ctx: Ctx) -> web.StreamResponse:
+    method, q = ctx.request.method, ctx.query
+    if method == "PUT" and not q:
+        return await create_bucket(ctx)
+    await load_bucket(ctx)
+    if "tagging" in q:
+        raise S3Error("NotImplemented", "bucket tagging is not implemented by this gateway")
+    if method == "HEAD":
+        return web.Response(headers={"x-amz-bucket-region": _location(ctx) or "us-east-1"})
+    if method == "GET":
+        from gridfs.gateways.s3.multipart import list_uploads
+
+        for sub, fn in (("location", get_location), ("versioning", get_versioning), ("versions", list_versions),
+                        ("cors", get_cors), ("acl", get_acl), ("uploads", list_uploads)):
+            if sub in q:
+                return await fn(ctx)
+        return await (list_v2(ctx) if q.get("list-type") == "2" else list_v1(ctx))
+    if method == "PUT":
+        if "versioning" in q:
+            return await put_versioning(ctx)
+        if "cors" in q:
+            return await put_cors(ctx)
+        if "acl" in q:
+            return await put_acl(ctx)
+        raise S3Error("NotImplemented", "this bucket setting is not implemented by this gateway")
+    if method == "DELETE":
+        if "cors" in q:
+            return await _set_props(ctx, {CORS_PROP: None}, status=204)
+        if q:
+            raise S3Error("NotImplemented", "this bucket operation is not implemented by this gateway")
+        await ctx.run(ctx.gw.client.delete_bucket, ctx.bucket)
+        return web.Response(status=204)
+    if method == "POST" and "delete" in q:
+        return await delete_objects(ctx)
+    raise S3Error("MethodNotAllowed", "The specified method is not allowed against this resource.")
+
+
+async def create_bucket(ctx: Ctx) -> web.Response:
+    if ctx.user is None:
+        raise S3Error("AccessDenied", "Access Denied")
+    try:
+        check_bucket(ctx.bucket)
+    except grid_errors.InvalidName as exc:
+        raise S3Error("InvalidBucketName", "The specified bucket is not valid.", BucketName=ctx.bucket) from exc
+    body = await ctx.request.read()
+    location = ""
+    if body.strip():
+        location = xmlio.text(xmlio.parse(body, "CreateBucketConfiguration"), "LocationConstraint")
+    acl = ctx.headers.get("x-amz-acl", "private")
+    if acl not in CANNED_ACLS:
+        raise S3Error("NotImplemented" if acl in ("public-read-write", "authenticated-read") else "InvalidArgument",
+                      f"canned ACL {acl!r} is not supported (private, public-read)")
+    if any(h.lower().startswith("x-amz-grant-") for h in ctx.headers):
+        raise S3Error("NotImplemented", "explicit grants are not implemented; use a canned ACL")
+    if ctx.headers.get("x-amz-bucket-object-lock-enabled", "").lower() == "true":
+        raise S3Error("NotImplemented", "object lock is not implemented by this gateway")
+    policy = ctx.headers.get(POLICY_HEADER, "")
+    props = {OWNER_PROP: ctx.user.name, ACL_PROP: acl, LOCATION_PROP: location}
+    try:
+        await ctx.run(lambda: ctx.gw.client.create_bucket(ctx.bucket, policy=policy, properties=props))
+    except grid_errors.AlreadyExists as exc:
+        existing = await ctx.run(lambda: ctx.gw.client.bucket_info(ctx.bucket, stats=False))
+        if existing.properties.get(OWNER_PROP, ctx.user.name) == ctx.user.name:
+            raise S3Error("BucketAlreadyOwnedByYou", "Your previous request to create the named bucket "
+                          "succeeded and you already own it.", BucketName=ctx.bucket) from exc
+        raise S3Error("BucketAlreadyExists", "The requested bucket name is not available.",
+                      BucketName=ctx.bucket) from exc
+    except (KeyError, grid_errors.BadRequest) as exc:
+        raise S3Error("InvalidArgument", f"unknown storage policy {policy!r}") from exc
+    return web.Response(headers={"Location": f"/{ctx.bucket}"})
+
+
+def _location(ctx: Ctx) -> str:
+    assert ctx.container is not None
+    return ctx.container.properties.get(LOCATION_PROP, "")
+
+
+async def get_location(ctx: Ctx) -> web.Response:
+    return web.Response(body=(b'<?xml version="1.0" encoding="UTF-8"?>\n<LocationConstraint xmlns="'
+                              + xmlio.NS.encode() + b'">' + _location(ctx).encode() + b"</LocationConstraint>"),
+                        content_type="application/xml")
+
+
+async def _set_props(ctx: Ctx, changes: dict[str, str | None], status: int = 200) -> web.Response:
+    assert ctx.container is not None
+    if ctx.user is None or ctx.container.properties.get(OWNER_PROP, ctx.user.name) != ctx.user.name:
+        raise S3Error("AccessDenied", "Access Denied")
+    props = dict(ctx.container.properties)
+    for k, v in changes.items():
+        if v is None:
+            props.pop(k, None)
+        else:
+            props[k] = v
+    await ctx.run(ctx.gw.client.set_bucket_properties, ctx.bucket, props)
+    return web.Response(status=status)
+
+
+# -- versioning ---------------------------------------------------------------------
+
+
+async def get_versioning(ctx: Ctx) -> web.Response:
+    assert ctx.container is not None
+    state = {"enabled": "Enabled", "suspended": "Suspended"}.get(ctx.container.versioning)
+    return xml_response("VersioningConfiguration", {"Status": state} if state else {})
+
+
+async def put_versioning(ctx: Ctx) -> web.Response:
+    doc = xmlio.parse(await ctx.request.read(), "VersioningConfiguration")
+    status = xmlio.text(doc, "Status")
+    if xmlio.text(doc, "MfaDelete") == "Enabled":
+        raise S3Error("NotImplemented", "MFA delete is not implemented")
+    if status not in ("Enabled", "Suspended"):
+        raise S3Error("MalformedXML", "Status must be Enabled or Suspended")
+    await ctx.run(ctx.gw.client.set_versioning, ctx.bucket, status.lower())
+    return web.Response()
+
+
+# -- listings -----------------------------------------------------------------------
+
+
+def _max_keys(ctx: Ctx) -> int:
+    raw = ctx.query.get("max-keys", "1000")
+    if not raw.isdigit():
+        raise S3Error("InvalidArgument", "max-keys must be a non-negative integer")
+    return min(int(raw), 1000)
+
+
+def _encoder(ctx: Ctx) -> Any:
+    kind = ctx.query.get("encoding-type", "")
+    if kind and kind != "url":
+        raise S3Error("InvalidArgument", "Invalid Encoding Method specified in Request")
+    return (lambda s: quote(s, safe="/")) if kind else (lambda s: s)
+
+
+def _entry(ctx: Ctx, o: ObjectInfo, enc: Any, owner: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"Key": enc(o.key), "LastModified": xmlio.iso(o.mtime), "ETag": f'"{etag_of(o)}"',
+                           "Size": o.size, "StorageClass": storage_class_of(o)}
+    if owner:
+        out["Owner"] = owner_xml(ctx, ctx.container.properties.get(OWNER_PROP, "") if ctx.container else "")
+    return out
+
+
+async def list_v2(ctx: Ctx) -> web.Response:
+    q, enc = ctx.query, _encoder(ctx)
+    prefix, delimiter = q.get("prefix", ""), q.get("delimiter", "")
+    max_keys = _max_keys(ctx)
+    token = q.get("continuation-token", "")
+    result = await ctx.run(lambda: ctx.gw.client.list(ctx.bucket, prefix=prefix, delimiter=delimiter,
+                                                      start_after=q.get("start-after", ""), token=token,
+                                                      max_keys=max_keys))
+    content: dict[str, Any] = {
+        "Name": ctx.bucket, "Prefix": enc(prefix), "Delimiter": enc(delimiter) if delimiter else None,
+        "MaxKeys": max_keys, "EncodingType": q.get("encoding-type") or None,
+        "KeyCount": len(result.objects) + len(result.prefixes), "IsTruncated": result.truncated,
+        "ContinuationToken": token or None, "NextContinuationToken": result.next_token or None,
+        "StartAfter": enc(q["start-after"]) if q.get("start-after") else None,
+        "Contents": [_entry(ctx, o, enc, q.get("fetch-owner") == "true") for o in result.objects],
+        "CommonPrefixes": [{"Prefix": enc(p)} for p in result.prefixes],
+    }
+    return xml_response("ListBucketResult", content)
+
+
+async def list_v1(ctx: Ctx) -> web.Response:
+    q, enc = ctx.query, _encoder(ctx)
+    prefix, delimiter, marker = q.get("prefix", ""), q.get("delimiter", ""), q.get("marker", "")
+    max_keys = _max_keys(ctx)
+    result = await ctx.run(lambda: ctx.gw.client.list(ctx.bucket, prefix=prefix, delimiter=delimiter,
+                                                      start_after=marker, max_keys=max_keys))
+    last = max([o.key for o in result.objects] + result.prefixes, default="")
+    content: dict[str, Any] = {
+        "Name": ctx.bucket, "Prefix": enc(prefix), "Marker": enc(marker),
+        "NextMarker": enc(last) if result.truncated and delimiter else None,
+        "MaxKeys": max_keys, "Delimiter": enc(delimiter) if delimiter else None,
+        "EncodingType": q.get("encoding-type") or None, "IsTruncated": result.truncated,
+        "Contents": [_entry(ctx, o, enc, True) for o in result.objects],
+        "CommonPrefixes": [{"Prefix": enc(p)} for p in result.prefixes],
+    }
+    return xml_response("ListBucketResult", content)
+
+
+async def list_versions(ctx: Ctx) -> web.Response:
+    q, enc = ctx.query, _encoder(ctx)
+    prefix, delimiter = q.get("prefix", ""), q.get("delimiter", "")
+    key_marker, version_marker = q.get("key-marker", ""), q.get("version-id-marker", "")
+    max_keys = _max_keys(ctx)
+    vm = None
+    if version_marker and version_marker != "null":
+        if not version_marker.isdigit():
+            raise S3Error("InvalidArgument", "Invalid version id specified")
+        vm = int(version_marker)
+    page = await ctx.run(lambda: ctx.gw.client.list_versions(
+        ctx.bucket, prefix=prefix, delimiter=delimiter, key_marker=key_marker, version_marker=vm,
+        max_keys=max_keys))
+    versions, markers = [], []
+    for v in (ObjectInfo.from_dict(d) for d in page["versions"]):
+        common = {"Key": enc(v.key), "VersionId": version_id(ctx, v.version, force=True), "IsLatest": v.is_latest,
+                  "LastModified": xmlio.iso(v.mtime), "Owner": owner_xml(ctx)}
+        if v.delete_marker:
+            markers.append(common)
+        else:
+            versions.append({**common, "ETag": f'"{etag_of(v)}"', "Size": v.size,
+                             "StorageClass": storage_class_of(v)})
+    content: dict[str, Any] = {
+        "Name": ctx.bucket, "Prefix": enc(prefix), "KeyMarker": enc(key_marker), "VersionIdMarker": version_marker,
+        "MaxKeys": max_keys, "Delimiter": enc(delimiter) if delimiter else None, "IsTruncated": page["truncated"],
+        "EncodingType": q.get("encoding-type") or None,
+        "NextKeyMarker": enc(page["next_key_marker"]) if page["truncated"] else None,
+        "NextVersionIdMarker": str(page["next_version_marker"]) if page["truncated"] else None,
+        "Version": versions, "DeleteMarker": markers,
+        "CommonPrefixes": [{"Prefix": enc(p)} for p in page["prefixes"]],
+    }
+    return xml_response("ListVersionsResult", content)
+
+
+# -- DeleteObjects --------------------------------------------------------------------
+
+
+async def delete_objects(ctx: Ctx) -> web.Response:
+    doc = xmlio.parse(await ctx.request.read(), "Delete")
+    items = doc.findall("Object")
+    if len(items) > MAX_DELETE:
+        raise S3Error("MalformedXML", f"DeleteObjects takes at most {MAX_DELETE} keys per request")
+    quiet = xmlio.text(doc, "Quiet").lower() == "true"
+
+    def one(el: Any) -> dict[str, Any]:
+        key, vid = xmlio.text(el, "Key"), xmlio.text(el, "VersionId")
+        try:
+            version = None if not vid or vid == "null" else int(vid)
+            try:
+                result = ctx.gw.client.delete(ctx.bucket, key, version=version)
+            except grid_errors.NoSuchObject:
+                result = {"version": None, "delete_marker": False}  # S3 reports a missing key as deleted
+            out: dict[str, Any] = {"Key": key}
+            if vid:
+                out["VersionId"] = vid
+            if result.get("delete_marker"):
+                out.update(DeleteMarker=True, DeleteMarkerVersionId=str(result["version"]))
+            return {"Deleted": out}
+        except (grid_errors.GridError, ValueError) as exc:
+            from gridfs.gateways.s3.app import translate
+
+            err = translate(exc)
+            return {"Error": {"Key": key, "Code": err.code, "Message": err.message}}
+
+    results = await asyncio.gather(*(ctx.run(one, item) for item in items))
+    deleted = [r["Deleted"] for r in results if "Deleted" in r and not quiet]
+    errors = [r["Error"] for r in results if "Error" in r]
+    return xml_response("DeleteResult", {"Deleted": deleted, "Error": errors})
+
+
+# -- ACL and CORS ---------------------------------------------------------------------
+
+
+async def get_acl(ctx: Ctx) -> web.Response:
+    assert ctx.container is not None
+    owner = owner_xml(ctx, ctx.container.properties.get(OWNER_PROP, ""))
+    grants = [{"Grantee": owner, "Permission": "FULL_CONTROL"}]
+    if ctx.container.properties.get(ACL_PROP) == "public-read":
+        grants.append({"Grantee": {"URI": "http://acs.amazonaws.com/groups/global/AllUsers"}, "Permission": "READ"})
+    return xml_response("AccessControlPolicy", {"Owner": owner, "AccessControlList": {"Grant": grants}})
+
+
+async def put_acl(ctx: Ctx) -> web.Response:
+    acl = ctx.headers.get("x-amz-acl")
+    if not acl or (await ctx.request.read()).strip():
+        raise S3Error("NotImplemented", "only canned ACLs (x-amz-acl: private or public-read) are implemented")
+    if acl not in CANNED_ACLS:
+        raise S3Error("NotImplemented", f"canned ACL {acl!r} is not implemented")
+    return await _set_props(ctx, {ACL_PROP: acl})
+
+
+async def get_cors(ctx: Ctx) -> web.Response:
+    assert ctx.container is not None
+    rules = json.loads(ctx.container.properties.get(CORS_PROP) or "[]")
+    if not rules:
+        raise S3Error("NoSuchCORSConfiguration", "The CORS configuration does not exist")
+    return xml_response("CORSConfiguration", {"CORSRule": rules})
+
+
+async def put_cors(ctx: Ctx) -> web.Response:
+    doc = xmlio.parse(await ctx.request.read(), "CORSConfiguration")
+    rules = []
+    for rule in doc.findall("CORSRule"):
+        parsed: dict[str, Any] = {}
+        for name in ("AllowedOrigin", "AllowedMethod", "AllowedHeader", "ExposeHeader"):
+            parsed[name] = [(e.text or "").strip() for e in rule.findall(name)]
+        if not parsed["AllowedOrigin"] or not parsed["AllowedMethod"]:
+            raise S3Error("MalformedXML", "a CORSRule needs AllowedOrigin and AllowedMethod")
+        bad = set(parsed["AllowedMethod"]) - {"GET", "PUT", "POST", "DELETE", "HEAD"}
+        if bad:
+            raise S3Error("InvalidRequest", f"unsupported CORS method {sorted(bad)[0]}")
+        if (age := xmlio.text(rule, "MaxAgeSeconds")):
+            parsed["MaxAgeSeconds"] = int(age)
+        if (rid := xmlio.text(rule, "ID")):
+            parsed["ID"] = rid
+        rules.append(parsed)
+    if not rules:
+        raise S3Error("MalformedXML", "a CORS configuration needs at least one CORSRule")
+    return await _set_props(ctx, {CORS_PROP: json.dumps(rules)})

@@ -1,0 +1,96 @@
+"""Checksums of a request body, computed as it streams: the MD5 ETag, the SigV4 payload
+hash, and the ``x-amz-checksum-*`` algorithm the client chose.
+
+SPDX-License-Identifier: AGPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import zlib
+from typing import Any
+
+import crc32c
+
+from gridfs.gateways.s3.errors import S3Error
+
+ALGORITHMS = ("crc32", "crc32c", "sha1", "sha256")
+
+
+class _Crc:
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+        self.value = 0
+
+    def update(self, data: Any) -> None:
+        self.value = self.fn(data, self.value)
+
+    def digest(self) -> bytes:
+        return self.value.to_bytes(4, "big")
+
+
+def new_checksum(algorithm: str) -> Any:
+    if algorithm == "crc32":
+        return _Crc(zlib.crc32)
+    if algorithm == "crc32c":
+        return _Crc(lambda data, value: crc32c.crc32c(data, value))
+    return hashlib.new(algorithm)
+
+
+def requested_algorithm(headers: dict[str, str]) -> str:
+    """The checksum a request announces, in a header, a trailer, or by name only."""
+    for alg in ALGORITHMS:
+        if f"x-amz-checksum-{alg}" in headers:
+            return alg
+    trailer = headers.get("x-amz-trailer", "").lower()
+    if trailer.startswith("x-amz-checksum-"):
+        alg = trailer.removeprefix("x-amz-checksum-")
+        if alg not in ALGORITHMS:
+            raise S3Error("InvalidRequest", f"unsupported checksum trailer {trailer}")
+        return alg
+    named = headers.get("x-amz-sdk-checksum-algorithm", "").lower()
+    if named and named not in ALGORITHMS:
+        raise S3Error("InvalidRequest", f"unsupported checksum algorithm {named}")
+    return named
+
+
+class BodyDigests:
+    """Feeds every piece of a body to the digests it needs; ``check`` compares them at the end."""
+
+    def __init__(self, payload_hash: str, algorithm: str, content_md5: str = "") -> None:
+        self.md5 = hashlib.md5()
+        self.sha256 = hashlib.sha256() if _is_hex_sha256(payload_hash) else None
+        self.payload_hash = payload_hash
+        self.algorithm = algorithm
+        self.checksum = new_checksum(algorithm) if algorithm else None
+        self.content_md5 = content_md5
+        self.size = 0
+
+    def update(self, piece: Any) -> None:
+        self.size += len(piece)
+        self.md5.update(piece)
+        if self.sha256 is not None:
+            self.sha256.update(piece)
+        if self.checksum is not None:
+            self.checksum.update(piece)
+
+    def etag(self) -> str:
+        return self.md5.hexdigest()
+
+    def check(self, expected_checksum: str) -> str:
+        """Raise when a digest differs from what the client sent; returns the base64 checksum."""
+        if self.sha256 is not None and self.sha256.hexdigest() != self.payload_hash:
+            raise S3Error("XAmzContentSHA256Mismatch",
+                          "The provided 'x-amz-content-sha256' header does not match what was computed.")
+        if self.content_md5 and base64.b64encode(self.md5.digest()).decode() != self.content_md5:
+            raise S3Error("BadDigest", "The Content-MD5 you specified did not match what we received.")
+        value = base64.b64encode(self.checksum.digest()).decode() if self.checksum is not None else ""
+        if expected_checksum and value != expected_checksum:
+            raise S3Error("BadDigest", f"The {self.algorithm.upper()} you specified did not match the calculated "
+                          "checksum.")
+        return value
+
+
+def _is_hex_sha256(value: str) -> bool:
+    return len(value) == 64 and all(c in "0123456789abcdef" for c in value)

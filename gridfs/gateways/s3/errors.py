@@ -1,0 +1,63 @@
+"""S3 errors: a code, a status and a message, answered as S3's XML error body.
+
+SPDX-License-Identifier: AGPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+from xml.sax.saxutils import escape
+
+STATUS = {
+    "AccessDenied": 403,
+    "AuthorizationHeaderMalformed": 400,
+    "BadDigest": 400,
+    "BucketAlreadyExists": 409,
+    "BucketAlreadyOwnedByYou": 409,
+    "BucketNotEmpty": 409,
+    "EntityTooLarge": 400,
+    "EntityTooSmall": 400,
+    "IncompleteBody": 400,
+    "InternalError": 500,
+    "InvalidAccessKeyId": 403,
+    "InvalidArgument": 400,
+    "InvalidBucketName": 400,
+    "InvalidDigest": 400,
+    "InvalidPart": 400,
+    "InvalidPartOrder": 400,
+    "InvalidRange": 416,
+    "InvalidRequest": 400,
+    "InvalidStorageClass": 400,
+    "KeyTooLongError": 400,
+    "MalformedXML": 400,
+    "MethodNotAllowed": 405,
+    "MissingContentLength": 411,
+    "NoSuchBucket": 404,
+    "NoSuchCORSConfiguration": 404,
+    "NoSuchKey": 404,
+    "NoSuchUpload": 404,
+    "NoSuchVersion": 404,
+    "NotImplemented": 501,
+    "NotModified": 304,
+    "PreconditionFailed": 412,
+    "RequestTimeTooSkewed": 403,
+    "ServiceUnavailable": 503,
+    "SignatureDoesNotMatch": 403,
+    "XAmzContentSHA256Mismatch": 400,
+}
+
+
+class S3Error(Exception):
+    def __init__(self, code: str, message: str = "", **extra: str) -> None:
+        super().__init__(message or code)
+        self.code = code
+        self.message = message or code
+        self.status = STATUS.get(code, 400)
+        self.extra = extra
+
+    def xml(self, resource: str = "", request_id: str = "") -> bytes:
+        fields = "".join(f"<{k}>{escape(str(v))}</{k}>" for k, v in self.extra.items())
+        return (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f"<Error><Code>{self.code}</Code><Message>{escape(self.message)}</Message>{fields}"
+            f"<Resource>{escape(resource)}</Resource><RequestId>{request_id}</RequestId></Error>"
+        ).encode()

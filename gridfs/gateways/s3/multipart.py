@@ -1,0 +1,195 @@
+"""Multipart uploads: create, upload part (and part copy), list parts and uploads, complete, abort.
+
+Parts are stored by the grid as they come; Complete is a directory operation that
+assembles them without copying data. The ETag of the result is S3's: the MD5 of the
+parts' MD5s, then ``-N``.
+
+SPDX-License-Identifier: AGPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from aiohttp import web
+
+from gridfs.gateways.s3 import xmlio
+from gridfs.gateways.s3.app import Ctx, load_bucket
+from gridfs.gateways.s3.checksums import BodyDigests
+from gridfs.gateways.s3.errors import S3Error
+from gridfs.gateways.s3.objects import (
+    CLASS_PROP,
+    ETAG_PROP,
+    load_copy_source,
+    parse_range,
+    policy_for_class,
+    properties_from_headers,
+    receive,
+    version_id,
+)
+
+MIN_PART = 5 * 1024 * 1024
+MAX_PARTS = 10000
+
+
+def xml_response(root: str, content: dict[str, Any]) -> web.Response:
+    return web.Response(body=xmlio.document(root, content), content_type="application/xml")
+
+
+def _part_number(ctx: Ctx) -> int:
+    raw = ctx.query.get("partNumber", "")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PARTS:
+        raise S3Error("InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive")
+    return int(raw)
+
+
+async def dispatch(ctx: Ctx) -> web.StreamResponse:
+    await load_bucket(ctx)
+    method, q = ctx.request.method, ctx.query
+    if ctx.user is None:
+        raise S3Error("AccessDenied", "Access Denied")
+    if method == "POST" and "uploads" in q:
+        return await create(ctx)
+    upload_id = q.get("uploadId", "")
+    if not upload_id:
+        raise S3Error("InvalidRequest", "an uploadId is required")
+    if method == "PUT":
+        return await (upload_part_copy(ctx) if "x-amz-copy-source" in ctx.headers else upload_part(ctx))
+    if method == "GET":
+        return await list_parts(ctx)
+    if method == "POST":
+        return await complete(ctx)
+    if method == "DELETE":
+        await ctx.run(ctx.gw.client.abort_multipart, ctx.bucket, ctx.key, upload_id)
+        return web.Response(status=204)
+    raise S3Error("MethodNotAllowed", "The specified method is not allowed against this resource.")
+
+
+async def create(ctx: Ctx) -> web.Response:
+    policy, class_props = policy_for_class(ctx)
+    props = {**properties_from_headers(ctx), **class_props}
+    mime = ctx.headers.get("Content-Type") or "binary/octet-stream"
+    up = await ctx.run(lambda: ctx.gw.client.create_multipart(ctx.bucket, ctx.key, policy=policy, properties=props,
+                                                              mime_type=mime))
+    headers = {}
+    if alg := ctx.headers.get("x-amz-checksum-algorithm"):
+        headers["x-amz-checksum-algorithm"] = alg
+    return web.Response(body=xmlio.document("InitiateMultipartUploadResult", {
+        "Bucket": ctx.bucket, "Key": ctx.key, "UploadId": up.upload_id}), content_type="application/xml",
+        headers=headers)
+
+
+async def upload_part(ctx: Ctx) -> web.Response:
+    number = _part_number(ctx)
+    upload_id = ctx.query["uploadId"]
+
+    def write(pieces: Any, verify: Any, digests: BodyDigests) -> Any:
+        def before_commit() -> str:
+            verify()
+            return digests.etag()
+
+        return ctx.gw.client.upload_part(ctx.bucket, ctx.key, upload_id, number, pieces, before_commit=before_commit)
+
+    _part, digests, checksum = await receive(ctx, write)
+    headers = {"ETag": f'"{digests.etag()}"'}
+    if checksum:
+        headers[f"x-amz-checksum-{digests.algorithm}"] = checksum
+    return web.Response(headers=headers)
+
+
+async def upload_part_copy(ctx: Ctx) -> web.Response:
+    number = _part_number(ctx)
+    upload_id = ctx.query["uploadId"]
+    src_bucket, src = await load_copy_source(ctx)
+    span = parse_range(ctx.headers.get("x-amz-copy-source-range"), src.size) if src.size else None
+    start, end = span or (0, src.size)
+
+    def copy() -> str:
+        md5 = hashlib.md5()
+
+        def pieces() -> Any:
+            for block in ctx.gw.client.get_stream(src_bucket, src.key, offset=start, length=end - start,
+                                                  version=src.version):
+                md5.update(block)
+                yield bytes(block)
+
+        ctx.gw.client.upload_part(ctx.bucket, ctx.key, upload_id, number, pieces(), before_commit=md5.hexdigest)
+        return md5.hexdigest()
+
+    etag = await ctx.run(copy)
+    return xml_response("CopyPartResult", {"LastModified": xmlio.iso(src.mtime), "ETag": f'"{etag}"'})
+
+
+async def list_parts(ctx: Ctx) -> web.Response:
+    upload_id = ctx.query["uploadId"]
+    marker_raw, max_raw = ctx.query.get("part-number-marker", "0"), ctx.query.get("max-parts", "1000")
+    if not marker_raw.isdigit() or not max_raw.isdigit():
+        raise S3Error("InvalidArgument", "part-number-marker and max-parts must be integers")
+    marker, max_parts = int(marker_raw), min(int(max_raw), 1000)
+    parts = [p for p in await ctx.run(ctx.gw.client.list_parts, ctx.bucket, upload_id) if p.part_number > marker]
+    page, truncated = parts[:max_parts], len(parts) > max_parts
+    who = {"ID": ctx.user.name, "DisplayName": ctx.user.name} if ctx.user else {}
+    return xml_response("ListPartsResult", {
+        "Bucket": ctx.bucket, "Key": ctx.key, "UploadId": upload_id, "Initiator": who, "Owner": who,
+        "StorageClass": "STANDARD", "PartNumberMarker": marker,
+        "NextPartNumberMarker": page[-1].part_number if page else marker, "MaxParts": max_parts,
+        "IsTruncated": truncated,
+        "Part": [{"PartNumber": p.part_number, "LastModified": xmlio.iso(p.mtime), "ETag": f'"{p.etag}"',
+                  "Size": p.size} for p in page],
+    })
+
+
+async def list_uploads(ctx: Ctx) -> web.Response:
+    q = ctx.query
+    prefix = q.get("prefix", "")
+    key_marker, id_marker = q.get("key-marker", ""), q.get("upload-id-marker", "")
+    max_uploads = min(int(q.get("max-uploads", "1000") or 1000), 1000)
+    uploads = await ctx.run(lambda: ctx.gw.client.list_multipart(ctx.bucket, prefix=prefix))
+    uploads = [u for u in uploads if (u.key, u.upload_id) > (key_marker, id_marker if key_marker else "")]
+    page, truncated = uploads[:max_uploads], len(uploads) > max_uploads
+    return xml_response("ListMultipartUploadsResult", {
+        "Bucket": ctx.bucket, "KeyMarker": key_marker, "UploadIdMarker": id_marker, "Prefix": prefix,
+        "NextKeyMarker": page[-1].key if truncated else None,
+        "NextUploadIdMarker": page[-1].upload_id if truncated else None,
+        "MaxUploads": max_uploads, "IsTruncated": truncated,
+        "Upload": [{"Key": u.key, "UploadId": u.upload_id, "Initiated": xmlio.iso(u.initiated),
+                    "StorageClass": u.properties.get(CLASS_PROP, "STANDARD")} for u in page],
+    })
+
+
+async def complete(ctx: Ctx) -> web.Response:
+    upload_id = ctx.query["uploadId"]
+    doc = xmlio.parse(await ctx.request.read(), "CompleteMultipartUpload")
+    asked: list[tuple[int, str]] = []
+    for el in doc.findall("Part"):
+        number = xmlio.text(el, "PartNumber")
+        if not number.isdigit():
+            raise S3Error("MalformedXML", "PartNumber must be an integer")
+        asked.append((int(number), xmlio.text(el, "ETag").strip('"')))
+    if not asked:
+        raise S3Error("MalformedXML", "You must specify at least one part")
+    numbers = [n for n, _ in asked]
+    if numbers != sorted(numbers) or len(set(numbers)) != len(numbers):
+        raise S3Error("InvalidPartOrder", "The list of parts was not in ascending order. Parts must be ordered by "
+                      "part number.")
+    stored = {p.part_number: p for p in await ctx.run(ctx.gw.client.list_parts, ctx.bucket, upload_id)}
+    for i, (n, etag) in enumerate(asked):
+        part = stored.get(n)
+        if part is None or part.etag != etag:
+            raise S3Error("InvalidPart", "One or more of the specified parts could not be found. The part may not "
+                          "have been uploaded, or the specified entity tag may not match the part's entity tag.",
+                          PartNumber=str(n))
+        if i < len(asked) - 1 and part.size < MIN_PART:
+            raise S3Error("EntityTooSmall", "Your proposed upload is smaller than the minimum allowed object size.",
+                          PartNumber=str(n), ProposedSize=str(part.size), MinSizeAllowed=str(MIN_PART))
+    md5s = b"".join(bytes.fromhex(etag) for _, etag in asked)
+    etag = f"{hashlib.md5(md5s).hexdigest()}-{len(asked)}"
+    info = await ctx.run(lambda: ctx.gw.client.complete_multipart(
+        ctx.bucket, ctx.key, upload_id, asked, properties={ETAG_PROP: etag}))
+    headers = {}
+    if (vid := version_id(ctx, info.version)):
+        headers["x-amz-version-id"] = vid
+    return web.Response(body=xmlio.document("CompleteMultipartUploadResult", {
+        "Location": f"/{ctx.bucket}/{ctx.key}", "Bucket": ctx.bucket, "Key": ctx.key, "ETag": f'"{etag}"'}),
+        content_type="application/xml", headers=headers)

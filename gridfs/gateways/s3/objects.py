@@ -1,0 +1,410 @@
+"""Object operations: PutObject, GetObject, HeadObject, DeleteObject, CopyObject, tagging.
+
+S3 metadata maps onto grid object properties: ``x-amz-meta-NAME`` is the property
+NAME (so ``grid://`` users see the same metadata), and what only S3 needs (the MD5
+ETag, checksums, tags, content headers, storage class) lives under ``s3.``.
+
+SPDX-License-Identifier: AGPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+from aiohttp import web
+
+from gridfs.common import errors as grid_errors
+from gridfs.directory.model import ObjectInfo
+from gridfs.gateways.s3 import cors, xmlio
+from gridfs.gateways.s3.app import Ctx, can_access, load_bucket
+from gridfs.gateways.s3.checksums import ALGORITHMS, BodyDigests, requested_algorithm
+from gridfs.gateways.s3.errors import S3Error
+from gridfs.gateways.s3.streams import RequestBody, stream_response, sync_pieces
+
+ETAG_PROP, TAGS_PROP, CLASS_PROP = "s3.etag", "s3.tags", "s3.storage-class"
+CHECKSUM_PROP = "s3.checksum."
+CONTENT_HEADERS = ("Cache-Control", "Content-Disposition", "Content-Encoding", "Content-Language", "Expires")
+# x-amz-storage-class -> storage policy ("" = the bucket's, or the namespace's choice by size).
+STORAGE_CLASSES = {"STANDARD": "", "REDUCED_REDUNDANCY": "TWOCOPIES", "STANDARD_IA": "EC63", "ONEZONE_IA": "EC42"}
+MAX_TAGS = 10
+
+
+# -- metadata -------------------------------------------------------------------------
+
+
+def etag_of(info: ObjectInfo) -> str:
+    return info.properties.get(ETAG_PROP) or info.hash or info.content_id
+
+
+def storage_class_of(info: ObjectInfo) -> str:
+    return info.properties.get(CLASS_PROP, "STANDARD")
+
+
+def version_id(ctx: Ctx, version: int | None, force: bool = False) -> str | None:
+    versioned = ctx.container is not None and ctx.container.versioning != "disabled"
+    if version is None or not (versioned or force):
+        return None
+    return str(version) if versioned else "null"
+
+
+def parse_version(ctx: Ctx) -> int | None:
+    vid = ctx.query.get("versionId")
+    if not vid or vid == "null":
+        return None
+    if not vid.isdigit():
+        raise S3Error("InvalidArgument", "Invalid version id specified")
+    return int(vid)
+
+
+def policy_for_class(ctx: Ctx) -> tuple[str | None, dict[str, str]]:
+    cls = ctx.headers.get("x-amz-storage-class")
+    if not cls:
+        return None, {}
+    if cls in STORAGE_CLASSES:
+        return STORAGE_CLASSES[cls] or None, ({CLASS_PROP: cls} if cls != "STANDARD" else {})
+    if cls in ctx.gw.client.policies():  # a grid policy name is accepted as a class too
+        return cls, {CLASS_PROP: cls}
+    raise S3Error("InvalidStorageClass", "The storage class you specified is not valid")
+
+
+def parse_tagging(text: str) -> dict[str, str]:
+    tags = dict(parse_qsl(text, keep_blank_values=True))
+    if len(tags) > MAX_TAGS:
+        raise S3Error("InvalidTag", "Object tags cannot be greater than 10")
+    return tags
+
+
+def properties_from_headers(ctx: Ctx) -> dict[str, str]:
+    props: dict[str, str] = {}
+    for name, value in ctx.headers.items():
+        low = name.lower()
+        if low.startswith("x-amz-meta-"):
+            meta = low.removeprefix("x-amz-meta-")
+            if not meta or meta.startswith("s3."):
+                raise S3Error("InvalidArgument", f"invalid metadata name {name!r}")
+            props[meta] = value
+    for name in CONTENT_HEADERS:
+        if name in ctx.headers:
+            props["s3." + name.lower()] = ctx.headers[name]
+    if "x-amz-tagging" in ctx.headers:
+        props[TAGS_PROP] = json.dumps(parse_tagging(ctx.headers["x-amz-tagging"]))
+    if sum(len(k) + len(v) for k, v in props.items() if not k.startswith("s3.")) > 2048:
+        raise S3Error("MetadataTooLarge", "Your metadata headers exceed the maximum allowed metadata size.")
+    return props
+
+
+def object_headers(ctx: Ctx, info: ObjectInfo) -> dict[str, str]:
+    props = info.properties
+    headers = {
+        "ETag": f'"{etag_of(info)}"',
+        "Last-Modified": xmlio.http_date(info.mtime),
+        "Accept-Ranges": "bytes",
+        "Content-Type": info.mime_type or "binary/octet-stream",
+    }
+    for name in CONTENT_HEADERS:
+        if "s3." + name.lower() in props:
+            headers[name] = props["s3." + name.lower()]
+    for k, v in props.items():
+        if not k.startswith("s3."):
+            headers[f"x-amz-meta-{k}"] = v
+    if CLASS_PROP in props:
+        headers["x-amz-storage-class"] = props[CLASS_PROP]
+    if TAGS_PROP in props:
+        headers["x-amz-tagging-count"] = str(len(json.loads(props[TAGS_PROP])))
+    vid = version_id(ctx, info.version)
+    if vid:
+        headers["x-amz-version-id"] = vid
+    if ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
+        for alg in ALGORITHMS:
+            if CHECKSUM_PROP + alg in props:
+                headers[f"x-amz-checksum-{alg}"] = props[CHECKSUM_PROP + alg]
+    return headers
+
+
+# -- conditions and ranges --------------------------------------------------------------
+
+
+def _http_time(value: str) -> float | None:
+    try:
+        return parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def check_conditions(headers: Any, info: ObjectInfo, prefix: str = "") -> None:
+    """If-Match, If-None-Match, If-Modified-Since, If-Unmodified-Since (with ``prefix`` for copy sources)."""
+    etag = f'"{etag_of(info)}"'
+    mtime = int(info.mtime)
+
+    def matches(value: str) -> bool:
+        return any(v.strip() in ("*", etag, etag.strip('"')) for v in value.split(","))
+
+    if_match, if_none = headers.get(prefix + "If-Match"), headers.get(prefix + "If-None-Match")
+    since, unmodified = headers.get(prefix + "If-Modified-Since"), headers.get(prefix + "If-Unmodified-Since")
+    if if_match is not None and not matches(if_match):
+        raise S3Error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold",
+                      Condition=prefix + "If-Match")
+    if if_match is None and unmodified and (t := _http_time(unmodified)) is not None and mtime > t:
+        raise S3Error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold",
+                      Condition=prefix + "If-Unmodified-Since")
+    failed = "PreconditionFailed" if prefix else "NotModified"
+    if if_none is not None and matches(if_none):
+        raise S3Error(failed, "Not Modified")
+    if if_none is None and since and (t := _http_time(since)) is not None and mtime <= t:
+        raise S3Error(failed, "Not Modified")
+
+
+def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
+    """``bytes=a-b`` -> [start, end); None for a whole-object read (absent or multi-range header)."""
+    if not value:
+        return None
+    if not value.startswith("bytes=") or "," in value:
+        return None
+    first, _, last = value[6:].strip().partition("-")
+    try:
+        if first == "":
+            n = int(last)
+            if n <= 0:
+                raise S3Error("InvalidRange", "The requested range is not satisfiable")
+            return max(0, size - n), size
+        start = int(first)
+        end = size if last == "" else min(size, int(last) + 1)
+    except ValueError:
+        return None
+    if start >= size or end <= start:
+        raise S3Error("InvalidRange", "The requested range is not satisfiable", ActualObjectSize=str(size))
+    return start, end
+
+
+# -- dispatch -------------------------------------------------------------------------
+
+
+async def dispatch(ctx: Ctx) -> web.StreamResponse:
+    await load_bucket(ctx)
+    method, q = ctx.request.method, ctx.query
+    if "tagging" in q:
+        return await {"GET": get_tagging, "PUT": put_tagging, "DELETE": delete_tagging}.get(
+            method, _not_allowed)(ctx)
+    if "acl" in q:
+        if method == "GET":
+            from gridfs.gateways.s3.buckets import get_acl
+
+            return await get_acl(ctx)
+        raise S3Error("NotImplemented", "object ACLs are not implemented; buckets take canned ACLs")
+    if method == "PUT":
+        return await (copy_object(ctx) if "x-amz-copy-source" in ctx.headers else put_object(ctx))
+    if method in ("GET", "HEAD"):
+        return await get_object(ctx)
+    if method == "DELETE":
+        return await delete_object(ctx)
+    return await _not_allowed(ctx)
+
+
+async def _not_allowed(ctx: Ctx) -> web.Response:
+    raise S3Error("MethodNotAllowed", "The specified method is not allowed against this resource.")
+
+
+# -- writes ---------------------------------------------------------------------------
+
+
+async def receive(ctx: Ctx, write: Any) -> tuple[Any, BodyDigests, str]:
+    """Stream the request body into ``write(pieces, verify, digests)`` on a client thread.
+
+    Digests are compared inside ``before_commit``, after the last byte and before the
+    directory commit, so a body that fails a check leaves nothing behind.
+    """
+    if ctx.user is None:
+        raise S3Error("AccessDenied", "Access Denied")
+    body = RequestBody(ctx.request, ctx.signed, ctx.signing_key)
+    algorithm = requested_algorithm({k.lower(): v for k, v in ctx.headers.items()})
+    digests = BodyDigests(ctx.signed.payload_hash if ctx.signed else "", algorithm,
+                          ctx.headers.get("Content-MD5", ""))
+    checksum: list[str] = []
+
+    def verify() -> str:
+        name = f"x-amz-checksum-{algorithm}"
+        expected = ctx.headers.get(name) or body.trailers.get(name, "")
+        checksum.append(digests.check(expected))
+        return checksum[0]
+
+    loop = asyncio.get_running_loop()
+    pieces = sync_pieces(loop, body.pieces(), digests, body.length)
+    result = await ctx.run(write, pieces, verify, digests)
+    return result, digests, checksum[0] if checksum else ""
+
+
+async def put_object(ctx: Ctx) -> web.Response:
+    policy, class_props = policy_for_class(ctx)
+    props = {**properties_from_headers(ctx), **class_props}
+    if_none_match = ctx.headers.get("If-None-Match", "").strip() == "*"
+    if ctx.headers.get("If-Match"):
+        raise S3Error("NotImplemented", "conditional writes with If-Match are not implemented")
+    mime = ctx.headers.get("Content-Type") or "binary/octet-stream"
+
+    def write(pieces: Any, verify: Any, digests: BodyDigests) -> ObjectInfo:
+        def before_commit() -> dict[str, str]:
+            value = verify()
+            extra = {ETAG_PROP: digests.etag()}
+            if value:
+                extra[CHECKSUM_PROP + digests.algorithm] = value
+            return extra
+
+        return ctx.gw.client.put(ctx.bucket, ctx.key, pieces, policy=policy, properties=props, mime_type=mime,
+                                 if_none_match=if_none_match, before_commit=before_commit)
+
+    info, digests, checksum = await receive(ctx, write)
+    headers = {"ETag": f'"{digests.etag()}"'}
+    if checksum:
+        headers[f"x-amz-checksum-{digests.algorithm}"] = checksum
+    vid = version_id(ctx, info.version)
+    if vid:
+        headers["x-amz-version-id"] = vid
+    return web.Response(headers=headers)
+
+
+async def delete_object(ctx: Ctx) -> web.Response:
+    if ctx.user is None:
+        raise S3Error("AccessDenied", "Access Denied")
+    version = parse_version(ctx)
+    try:
+        result = await ctx.run(lambda: ctx.gw.client.delete(ctx.bucket, ctx.key, version=version))
+    except grid_errors.NoSuchObject:
+        if version is not None:
+            raise
+        result = {}  # deleting a missing key succeeds, as S3 does
+    headers = {}
+    if result.get("delete_marker"):
+        headers["x-amz-delete-marker"] = "true"
+    if result.get("version") is not None and (vid := version_id(ctx, result["version"])):
+        headers["x-amz-version-id"] = vid
+    return web.Response(status=204, headers=headers)
+
+
+def parse_copy_source(ctx: Ctx) -> tuple[str, str, int | None]:
+    raw = ctx.headers["x-amz-copy-source"]
+    path, _, query = raw.partition("?")
+    bucket, _, key = unquote(path).lstrip("/").partition("/")
+    if not bucket or not key:
+        raise S3Error("InvalidArgument", "Copy Source must mention the source bucket and key: sourcebucket/sourcekey")
+    version = None
+    vid = dict(parse_qsl(query)).get("versionId")
+    if vid and vid != "null":
+        if not vid.isdigit():
+            raise S3Error("InvalidArgument", "Invalid version id specified")
+        version = int(vid)
+    return bucket, key, version
+
+
+async def load_copy_source(ctx: Ctx) -> tuple[str, ObjectInfo]:
+    bucket, key, version = parse_copy_source(ctx)
+    container = await ctx.run(lambda: ctx.gw.client.bucket_info(bucket, stats=False))
+    if not can_access(ctx, container):
+        raise S3Error("AccessDenied", "Access Denied")
+    info = await ctx.run(lambda: ctx.gw.client.head(bucket, key, version=version))
+    check_conditions(ctx.headers, info, prefix="x-amz-copy-source-")
+    return bucket, info
+
+
+async def copy_object(ctx: Ctx) -> web.Response:
+    if ctx.user is None:
+        raise S3Error("AccessDenied", "Access Denied")
+    src_bucket, src = await load_copy_source(ctx)
+    directive = ctx.headers.get("x-amz-metadata-directive", "COPY").upper()
+    if directive not in ("COPY", "REPLACE"):
+        raise S3Error("InvalidArgument", "Unknown metadata directive.")
+    policy, class_props = policy_for_class(ctx)
+    kept = {k: v for k, v in src.properties.items() if k.startswith(("s3.etag", "s3.checksum."))}
+    if directive == "REPLACE":
+        props = {**properties_from_headers(ctx), **class_props, **kept}
+        mime = ctx.headers.get("Content-Type") or src.mime_type
+    else:
+        props = {**src.properties, **class_props}
+        mime = src.mime_type
+    tagging = ctx.headers.get("x-amz-tagging-directive", "COPY").upper()
+    if tagging == "REPLACE":
+        props[TAGS_PROP] = json.dumps(parse_tagging(ctx.headers.get("x-amz-tagging", "")))
+    if src_bucket == ctx.bucket and src.key == ctx.key and directive == "COPY" and not class_props \
+            and tagging != "REPLACE":
+        raise S3Error("InvalidRequest", "This copy request is illegal because it is trying to copy an object to "
+                      "itself without changing the object's metadata, storage class, website redirect location "
+                      "or encryption attributes.")
+    if policy and policy != src.policy:  # another policy: the data must be re-encoded
+        def recode() -> ObjectInfo:
+            stream = ctx.gw.client.get_stream(src_bucket, src.key, version=src.version)
+            return ctx.gw.client.put(ctx.bucket, ctx.key, (bytes(b) for b in stream), policy=policy,
+                                     properties=props, mime_type=mime)
+
+        info = await ctx.run(recode)
+    else:
+        info = await ctx.run(lambda: ctx.gw.client.copy(src_bucket, src.key, ctx.bucket, ctx.key,
+                                                        version=src.version, properties=props, mime_type=mime))
+    headers = {}
+    if (vid := version_id(ctx, info.version)):
+        headers["x-amz-version-id"] = vid
+    body = xmlio.document("CopyObjectResult", {"LastModified": xmlio.iso(info.mtime), "ETag": f'"{etag_of(info)}"'})
+    return web.Response(body=body, content_type="application/xml", headers=headers)
+
+
+# -- reads ----------------------------------------------------------------------------
+
+
+async def get_object(ctx: Ctx) -> web.StreamResponse:
+    version = parse_version(ctx)
+    reader = await ctx.run(lambda: ctx.gw.client.reader(ctx.bucket, ctx.key, version=version))
+    info = reader.info
+    check_conditions(ctx.headers, info)
+    headers = object_headers(ctx, info)
+    for name in ("Content-Type", "Content-Language", "Expires", "Cache-Control", "Content-Disposition",
+                 "Content-Encoding"):
+        override = ctx.query.get("response-" + name.lower())
+        if override is not None:
+            headers[name] = override
+    span = parse_range(ctx.headers.get("Range"), info.size) if info.size else None
+    start, end = span or (0, info.size)
+    status = 206 if span else 200
+    if span:
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{info.size}"
+        for alg in ALGORITHMS:  # a whole-object checksum does not describe a range
+            headers.pop(f"x-amz-checksum-{alg}", None)
+    headers["Content-Length"] = str(end - start)
+    if ctx.request.method == "HEAD":
+        return web.Response(status=status, headers=headers)
+    response = web.StreamResponse(status=status, headers=headers)
+    cors.add_headers(ctx, response)
+    await stream_response(response, ctx.request, iter(reader.iter_range(start, end)) if end > start else iter(()),
+                          ctx.gw.pool)
+    return response
+
+
+# -- tagging --------------------------------------------------------------------------
+
+
+async def get_tagging(ctx: Ctx) -> web.Response:
+    info = await ctx.run(lambda: ctx.gw.client.head(ctx.bucket, ctx.key, version=parse_version(ctx)))
+    tags = json.loads(info.properties.get(TAGS_PROP) or "{}")
+    body = xmlio.document("Tagging", {"TagSet": {"Tag": [{"Key": k, "Value": v} for k, v in tags.items()]}})
+    return web.Response(body=body, content_type="application/xml")
+
+
+async def put_tagging(ctx: Ctx) -> web.Response:
+    if ctx.user is None:
+        raise S3Error("AccessDenied", "Access Denied")
+    doc = xmlio.parse(await ctx.request.read(), "Tagging")
+    tags = {}
+    for tag in doc.iter("Tag"):
+        tags[xmlio.text(tag, "Key")] = xmlio.text(tag, "Value")
+    if len(tags) > MAX_TAGS or any(not k or len(k) > 128 or len(v) > 256 for k, v in tags.items()):
+        raise S3Error("InvalidTag", "at most 10 tags, keys of 1-128 and values of up to 256 characters")
+    await ctx.run(lambda: ctx.gw.client.set_properties(ctx.bucket, ctx.key, {TAGS_PROP: json.dumps(tags)}))
+    return web.Response()
+
+
+async def delete_tagging(ctx: Ctx) -> web.Response:
+    if ctx.user is None:
+        raise S3Error("AccessDenied", "Access Denied")
+    await ctx.run(lambda: ctx.gw.client.set_properties(ctx.bucket, ctx.key, {TAGS_PROP: None}))
+    return web.Response(status=204)

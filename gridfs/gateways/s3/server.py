@@ -1,0 +1,87 @@
+"""The S3 gateway process: one listening socket, several worker processes.
+
+The parent binds the socket (so port 0 picks a free port that every worker shares),
+announces its URL, then forks the workers; each runs its own event loop and client
+and accepts on the inherited socket. SIGTERM to the parent stops them all.
+
+Run: ``python -m gridfs.gateways.s3 --config grid.toml [--host 127.0.0.1] [--port 9000] [--workers 2]``.
+
+SPDX-License-Identifier: AGPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+
+from gridfs.common.service import base_arg_parser, bind, serve_app, setup_logging
+
+log = logging.getLogger("gridfs.s3")
+
+
+async def _serve_worker(config: str | None, sock: socket.socket, url: str) -> None:
+    from gridfs.gateways.s3.app import Gateway, build_app
+
+    gateway = Gateway(config)
+    await serve_app(build_app(gateway), sock, url, None)
+
+
+def _worker(config: str | None, sock: socket.socket, url: str) -> None:
+    try:
+        asyncio.run(_serve_worker(config, sock, url))
+    finally:
+        os._exit(0)
+
+
+def run(args: argparse.Namespace) -> None:
+    setup_logging("s3", args.log_level)
+    try:
+        sock, url = bind(args.host, args.port)
+    except OSError as exc:
+        if not args.any_port_if_busy:
+            raise
+        log.warning("port %d is busy (%s): listening on a free port instead", args.port, exc.strerror)
+        sock, url = bind(args.host, 0)
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    children = []
+    for _ in range(max(1, args.workers)):
+        pid = os.fork()
+        if pid == 0:
+            _worker(args.config, sock, url)
+        children.append(pid)
+    log.info("S3 gateway on %s with %d workers", url, len(children))
+    from gridfs.common.service import write_ready_file
+
+    write_ready_file(args.ready_file, url)
+
+    def stop(*_: object) -> None:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, lambda *a: stop())
+    signal.signal(signal.SIGINT, lambda *a: stop())
+    for pid in children:
+        while True:
+            try:
+                os.waitpid(pid, 0)
+                break
+            except ChildProcessError:
+                break
+            except InterruptedError:
+                continue
+    sys.exit(0)
+
+
+def main() -> None:
+    p = base_arg_parser("gridfs S3 gateway")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--any-port-if-busy", action="store_true", help="take a free port when --port is taken")
+    run(p.parse_args())

@@ -1,0 +1,72 @@
+"""S3's XML: parsing request bodies (namespace-agnostic) and writing answers.
+
+SPDX-License-Identifier: AGPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
+from typing import Any
+
+from gridfs.gateways.s3.errors import S3Error
+
+NS = "http://s3.amazonaws.com/doc/2006-03-01/"
+MAX_XML = 2 * 1024 * 1024
+
+
+def parse(body: bytes, root: str) -> ET.Element:
+    """The root element of a request body, with namespaces stripped; MalformedXML otherwise."""
+    if len(body) > MAX_XML:
+        raise S3Error("MalformedXML", "the XML body is too large")
+    if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
+        raise S3Error("MalformedXML", "DTDs and entities are not accepted")
+    try:
+        tree = ET.fromstring(body)
+    except ET.ParseError as exc:
+        raise S3Error("MalformedXML", "The XML you provided was not well-formed or did not validate against our "
+                      "published schema.") from exc
+    for el in tree.iter():
+        if isinstance(el.tag, str) and "}" in el.tag:
+            el.tag = el.tag.split("}", 1)[1]
+    if tree.tag != root:
+        raise S3Error("MalformedXML", f"expected a <{root}> document, got <{tree.tag}>")
+    return tree
+
+
+def text(el: ET.Element, name: str, default: str = "") -> str:
+    child = el.find(name)
+    return (child.text or "").strip() if child is not None else default
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def http_date(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")
+
+
+def _add(parent: ET.Element, name: str, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, list):
+        for item in value:
+            _add(parent, name, item)
+        return
+    child = ET.SubElement(parent, name)
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _add(child, k, v)
+    elif isinstance(value, bool):
+        child.text = "true" if value else "false"
+    else:
+        child.text = str(value)
+
+
+def document(root: str, content: dict[str, Any]) -> bytes:
+    """``{"Name": "x", "Contents": [{...}, {...}]}`` -> XML; lists repeat their element."""
+    el = ET.Element(root, xmlns=NS)
+    for k, v in content.items():
+        _add(el, k, v)
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(el)
