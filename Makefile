@@ -14,7 +14,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m gridfs.cli.demo
 
+# rclone is a Debian package, not a Python one: the S3 tests use the real thing.
+RCLONE := $(shell command -v rclone 2>/dev/null)
+
 test: $(STAMP)
+ifeq ($(RCLONE),)
+	apt-get install -y -q rclone >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q rclone >/dev/null)
+endif
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -x --durations=15
 

@@ -240,7 +240,7 @@ async def list_versions(ctx: Ctx) -> web.Response:
         ctx.bucket, prefix=prefix, delimiter=delimiter, key_marker=key_marker, version_marker=vm,
         max_keys=max_keys))
     versions, markers = [], []
-    for v in (ObjectInfo.from_dict(d) for d in page["versions"]):
+    for v in page["versions"]:
         common = {"Key": enc(v.key), "VersionId": version_id(ctx, v.version, force=True), "IsLatest": v.is_latest,
                   "LastModified": xmlio.iso(v.mtime), "Owner": owner_xml(ctx)}
         if v.delete_marker:

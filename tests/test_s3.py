@@ -1,0 +1,508 @@
+"""The S3 gateway against real clients: boto3, botocore-signed raw requests, the aws cli, s3cmd, rclone,
+s3fs with pandas, and grid:// on the same objects. All against a live local grid and gateway processes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import botocore
+import pytest
+import requests
+from boto3.s3.transfer import TransferConfig
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config
+from botocore.credentials import Credentials
+
+from gridfs.cli.local import LocalGrid
+from gridfs.client import GridClient
+from gridfs.gateways.s3.users import UserStore
+
+BIN = Path(sys.executable).parent
+MiB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def endpoint(local_grid: LocalGrid) -> str:
+    return local_grid.config().extra["s3"]["url"]
+
+
+@pytest.fixture(scope="module")
+def users(local_grid: LocalGrid) -> dict[str, dict[str, str]]:
+    store = UserStore(local_grid.config_path)
+    out = {}
+    for name in ("alice", "bob"):
+        u = store.create(name)
+        out[name] = {"access_key": u.access_key, "secret_key": u.secret_key}
+    return out
+
+
+def make_client(endpoint: str, user: dict[str, str], **config: object) -> object:
+    return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=user["access_key"],
+                        aws_secret_access_key=user["secret_key"], region_name="us-east-1",
+                        config=Config(**config) if config else None)
+
+
+@pytest.fixture(scope="module")
+def s3(endpoint: str, users: dict) -> object:
+    return make_client(endpoint, users["alice"])
+
+
+@pytest.fixture(scope="module")
+def bucket(s3: object) -> str:
+    s3.create_bucket(Bucket="alpha")
+    return "alpha"
+
+
+def code_of(exc: botocore.exceptions.ClientError) -> tuple[str, int]:
+    return exc.response["Error"]["Code"], exc.response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def signed_request(endpoint: str, user: dict, method: str, path: str, body: bytes = b"",
+                   headers: dict | None = None, send: bytes | None = None,
+                   when: dt.datetime | None = None) -> requests.Response:
+    """A raw request signed by botocore's own SigV4 signer for ``body`` (at time ``when``), sending ``send``."""
+    req = AWSRequest(method=method, url=endpoint + path, data=body, headers=dict(headers or {}))
+    auth = S3SigV4Auth(Credentials(user["access_key"], user["secret_key"]), "s3", "us-east-1")
+    if when is not None:
+        real = dt.datetime
+
+        class Frozen(dt.datetime):
+            @classmethod
+            def utcnow(cls) -> dt.datetime:  # type: ignore[override]
+                return when.replace(tzinfo=None)
+
+            @classmethod
+            def now(cls, tz: object = None) -> dt.datetime:  # type: ignore[override]
+                return when if tz else when.replace(tzinfo=None)
+
+        botocore.auth.datetime.datetime = Frozen  # type: ignore[attr-defined]
+        try:
+            auth.add_auth(req)
+        finally:
+            botocore.auth.datetime.datetime = real  # type: ignore[attr-defined]
+    else:
+        auth.add_auth(req)
+    prepared = req.prepare()
+    return requests.request(method, prepared.url, data=body if send is None else send,
+                            headers=dict(prepared.headers))
+
+
+# -- boto3 ------------------------------------------------------------------------------
+
+
+def test_put_get_list_delete_with_metadata_and_default_checksums(s3: object, bucket: str) -> None:
+    put = s3.put_object(Bucket=bucket, Key="docs/a.txt", Body=b"hello", Metadata={"team": "data"},
+                        ContentType="text/plain")
+    assert put["ETag"] == f'"{hashlib.md5(b"hello").hexdigest()}"'
+    assert put["ChecksumCRC32"]  # boto3 >= 1.36 sends a CRC32 by default; the gateway checks and keeps it
+    got = s3.get_object(Bucket=bucket, Key="docs/a.txt", ChecksumMode="ENABLED")
+    assert got["Body"].read() == b"hello" and got["Metadata"] == {"team": "data"}
+    assert got["ContentType"] == "text/plain" and got["ChecksumCRC32"] == put["ChecksumCRC32"]
+    for i in range(5):
+        s3.put_object(Bucket=bucket, Key=f"docs/sub{i % 2}/f{i}", Body=b"x" * i)
+    page = s3.list_objects_v2(Bucket=bucket, Prefix="docs/", Delimiter="/")
+    assert [c["Key"] for c in page["Contents"]] == ["docs/a.txt"]
+    assert [p["Prefix"] for p in page["CommonPrefixes"]] == ["docs/sub0/", "docs/sub1/"]
+    keys = []
+    for p in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="docs/", PaginationConfig={
+            "PageSize": 2}):
+        keys += [c["Key"] for c in p.get("Contents", [])]
+    assert keys == sorted(keys) and len(keys) == 6
+    v1 = s3.list_objects(Bucket=bucket, Prefix="docs/", Marker="docs/sub0/f2", MaxKeys=10)
+    assert [c["Key"] for c in v1["Contents"]] == ["docs/sub0/f4", "docs/sub1/f1", "docs/sub1/f3"]
+    s3.delete_object(Bucket=bucket, Key="docs/a.txt")
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.head_object(Bucket=bucket, Key="docs/a.txt")
+    assert code_of(e.value)[1] == 404
+    gone = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": f"docs/sub{i % 2}/f{i}"} for i in range(5)],
+                                                    "Quiet": True})
+    assert not gone.get("Errors") and not gone.get("Deleted")
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="docs/")["KeyCount"] == 0
+
+
+def test_managed_multipart_upload_and_download_on_eight_threads(s3: object, bucket: str, tmp_path: Path) -> None:
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(45 * MiB + 123))
+    cfg = TransferConfig(multipart_threshold=8 * MiB, multipart_chunksize=8 * MiB, max_concurrency=8)
+    s3.upload_file(str(src), bucket, "big/file.bin", Config=cfg)
+    head = s3.head_object(Bucket=bucket, Key="big/file.bin")
+    assert head["ContentLength"] == src.stat().st_size and head["ETag"].endswith('-6"')
+    out = tmp_path / "back.bin"
+    s3.download_file(bucket, "big/file.bin", str(out), Config=cfg)
+    assert out.read_bytes() == src.read_bytes()
+    ranged = s3.get_object(Bucket=bucket, Key="big/file.bin", Range="bytes=8388607-8388616")
+    assert ranged["Body"].read() == src.read_bytes()[8388607:8388617]
+    assert ranged["ContentRange"] == f"bytes 8388607-8388616/{src.stat().st_size}"
+
+
+def test_presigned_get_and_put_v2_default_and_v4_and_expiry(s3: object, bucket: str, endpoint: str,
+                                                            users: dict) -> None:
+    s3.put_object(Bucket=bucket, Key="pre/get.txt", Body=b"presigned")
+    v4 = make_client(endpoint, users["alice"], signature_version="s3v4")
+    for client in (s3, v4):
+        url = client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "pre/get.txt"},
+                                            ExpiresIn=60)
+        assert requests.get(url).content == b"presigned"
+        put_url = client.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "pre/put.txt"},
+                                                ExpiresIn=60)
+        assert requests.put(put_url, data=b"uploaded").status_code == 200
+        assert s3.get_object(Bucket=bucket, Key="pre/put.txt")["Body"].read() == b"uploaded"
+        expired = client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "pre/get.txt"},
+                                                ExpiresIn=1)
+        time.sleep(2.1)
+        r = requests.get(expired)
+        assert r.status_code == 403 and b"<Code>AccessDenied</Code>" in r.content and b"expired" in r.content
+        tampered = url.replace("pre/get.txt", "pre/put.txt")
+        assert requests.get(tampered).status_code == 403
+
+
+def test_versioning_delete_markers_and_version_ids(s3: object) -> None:
+    s3.create_bucket(Bucket="versioned")
+    s3.put_bucket_versioning(Bucket="versioned", VersioningConfiguration={"Status": "Enabled"})
+    assert s3.get_bucket_versioning(Bucket="versioned")["Status"] == "Enabled"
+    v1 = s3.put_object(Bucket="versioned", Key="k", Body=b"one")["VersionId"]
+    v2 = s3.put_object(Bucket="versioned", Key="k", Body=b"two")["VersionId"]
+    assert v1 != v2
+    assert s3.get_object(Bucket="versioned", Key="k", VersionId=v1)["Body"].read() == b"one"
+    marker = s3.delete_object(Bucket="versioned", Key="k")
+    assert marker["DeleteMarker"] is True
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.get_object(Bucket="versioned", Key="k")
+    assert code_of(e.value) == ("NoSuchKey", 404)
+    listing = s3.list_object_versions(Bucket="versioned")
+    assert [v["VersionId"] for v in listing["Versions"]] == [v2, v1]
+    assert listing["DeleteMarkers"][0]["IsLatest"] is True
+    s3.delete_object(Bucket="versioned", Key="k", VersionId=listing["DeleteMarkers"][0]["VersionId"])
+    assert s3.get_object(Bucket="versioned", Key="k")["Body"].read() == b"two"
+    # The clean-up common test suites do: every version, then the bucket.
+    for v in s3.list_object_versions(Bucket="versioned").get("Versions", []):
+        s3.delete_object(Bucket="versioned", Key=v["Key"], VersionId=v["VersionId"])
+    s3.delete_bucket(Bucket="versioned")
+    assert "versioned" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+
+def test_copy_conditions_ranges_overrides_and_tagging(s3: object, bucket: str) -> None:
+    put = s3.put_object(Bucket=bucket, Key="c/src", Body=b"0123456789", Metadata={"a": "1"}, Tagging="t=1")
+    etag = put["ETag"]
+    s3.copy_object(Bucket=bucket, Key="c/same", CopySource={"Bucket": bucket, "Key": "c/src"})
+    same = s3.head_object(Bucket=bucket, Key="c/same")
+    assert same["Metadata"] == {"a": "1"} and same["ETag"] == etag
+    s3.copy_object(Bucket=bucket, Key="c/new", CopySource=f"{bucket}/c/src", MetadataDirective="REPLACE",
+                   Metadata={"b": "2"}, ContentType="text/csv")
+    new = s3.head_object(Bucket=bucket, Key="c/new")
+    assert new["Metadata"] == {"b": "2"} and new["ContentType"] == "text/csv"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.copy_object(Bucket=bucket, Key="c/x", CopySource=f"{bucket}/c/src", CopySourceIfMatch='"nope"')
+    assert code_of(e.value) == ("PreconditionFailed", 412)
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.get_object(Bucket=bucket, Key="c/src", IfNoneMatch=etag)
+    assert code_of(e.value)[1] == 304
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.get_object(Bucket=bucket, Key="c/src", IfMatch='"other"')
+    assert code_of(e.value) == ("PreconditionFailed", 412)
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.get_object(Bucket=bucket, Key="c/src", Range="bytes=20-30")
+    assert code_of(e.value) == ("InvalidRange", 416)
+    assert s3.get_object(Bucket=bucket, Key="c/src", Range="bytes=-3")["Body"].read() == b"789"
+    over = s3.get_object(Bucket=bucket, Key="c/src", ResponseContentType="application/x-test",
+                         ResponseContentDisposition="attachment")
+    assert over["ContentType"] == "application/x-test" and over["ContentDisposition"] == "attachment"
+    assert s3.get_object_tagging(Bucket=bucket, Key="c/src")["TagSet"] == [{"Key": "t", "Value": "1"}]
+    s3.put_object_tagging(Bucket=bucket, Key="c/src", Tagging={"TagSet": [{"Key": "k", "Value": "v"}]})
+    assert s3.get_object_tagging(Bucket=bucket, Key="c/src")["TagSet"] == [{"Key": "k", "Value": "v"}]
+    s3.delete_object_tagging(Bucket=bucket, Key="c/src")
+    assert s3.get_object_tagging(Bucket=bucket, Key="c/src")["TagSet"] == []
+
+
+def test_multipart_errors_listing_abort_and_part_copy(s3: object, bucket: str) -> None:
+    up = s3.create_multipart_upload(Bucket=bucket, Key="mp/obj")["UploadId"]
+    p1 = s3.upload_part(Bucket=bucket, Key="mp/obj", UploadId=up, PartNumber=1, Body=b"a" * 1000)["ETag"]
+    p2 = s3.upload_part(Bucket=bucket, Key="mp/obj", UploadId=up, PartNumber=2, Body=b"b" * 1000)["ETag"]
+    assert [p["PartNumber"] for p in s3.list_parts(Bucket=bucket, Key="mp/obj", UploadId=up)["Parts"]] == [1, 2]
+    assert up in [u["UploadId"] for u in s3.list_multipart_uploads(Bucket=bucket)["Uploads"]]
+    for parts, code in (([{"PartNumber": 1, "ETag": p1}, {"PartNumber": 2, "ETag": p2}], "EntityTooSmall"),
+                        ([{"PartNumber": 2, "ETag": p2}, {"PartNumber": 1, "ETag": p1}], "InvalidPartOrder"),
+                        ([{"PartNumber": 1, "ETag": '"0000"'}], "InvalidPart")):
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            s3.complete_multipart_upload(Bucket=bucket, Key="mp/obj", UploadId=up, MultipartUpload={"Parts": parts})
+        assert code_of(e.value) == (code, 400)
+    s3.abort_multipart_upload(Bucket=bucket, Key="mp/obj", UploadId=up)
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.list_parts(Bucket=bucket, Key="mp/obj", UploadId=up)
+    assert code_of(e.value) == ("NoSuchUpload", 404)
+
+    source = os.urandom(6 * MiB)
+    s3.put_object(Bucket=bucket, Key="mp/source", Body=source)
+    up = s3.create_multipart_upload(Bucket=bucket, Key="mp/copied")["UploadId"]
+    c1 = s3.upload_part_copy(Bucket=bucket, Key="mp/copied", UploadId=up, PartNumber=1,
+                             CopySource={"Bucket": bucket, "Key": "mp/source"},
+                             CopySourceRange=f"bytes=0-{5 * MiB - 1}")["CopyPartResult"]["ETag"]
+    c2 = s3.upload_part(Bucket=bucket, Key="mp/copied", UploadId=up, PartNumber=2, Body=b"tail")["ETag"]
+    s3.complete_multipart_upload(Bucket=bucket, Key="mp/copied", UploadId=up, MultipartUpload={
+        "Parts": [{"PartNumber": 1, "ETag": c1}, {"PartNumber": 2, "ETag": c2}]})
+    assert s3.get_object(Bucket=bucket, Key="mp/copied")["Body"].read() == source[: 5 * MiB] + b"tail"
+
+
+# -- security -----------------------------------------------------------------------------
+
+
+def test_wrong_secret_unknown_key_and_clock_skew(endpoint: str, users: dict, bucket: str) -> None:
+    bad = make_client(endpoint, {**users["alice"], "secret_key": "wrong" + users["alice"]["secret_key"]})
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        bad.list_objects_v2(Bucket=bucket)
+    assert code_of(e.value) == ("SignatureDoesNotMatch", 403)
+    unknown = make_client(endpoint, {"access_key": "GKNOSUCHKEY000000000", "secret_key": "x"})
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        unknown.list_buckets()
+    assert code_of(e.value) == ("InvalidAccessKeyId", 403)
+    skewed = signed_request(endpoint, users["alice"], "GET", f"/{bucket}",
+                            when=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+    assert skewed.status_code == 403 and b"RequestTimeTooSkewed" in skewed.content
+
+
+def test_anonymous_private_public_read_and_other_users_bucket(endpoint: str, users: dict, s3: object,
+                                                              bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="private.txt", Body=b"secret")
+    anon = requests.get(f"{endpoint}/{bucket}/private.txt")
+    assert anon.status_code == 403 and b"AccessDenied" in anon.content
+    bob = make_client(endpoint, users["bob"])
+    for call in (lambda: bob.get_object(Bucket=bucket, Key="private.txt"), lambda: bob.list_objects_v2(Bucket=bucket),
+                 lambda: bob.put_object(Bucket=bucket, Key="intruder", Body=b"x"),
+                 lambda: bob.delete_bucket(Bucket=bucket)):
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            call()
+        assert code_of(e.value) == ("AccessDenied", 403)
+    assert bucket not in [b["Name"] for b in bob.list_buckets()["Buckets"]]
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        bob.create_bucket(Bucket=bucket)
+    assert code_of(e.value) == ("BucketAlreadyExists", 409)
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.create_bucket(Bucket=bucket)
+    assert code_of(e.value) == ("BucketAlreadyOwnedByYou", 409)
+
+    s3.create_bucket(Bucket="public-data", ACL="public-read")
+    s3.put_object(Bucket="public-data", Key="open.txt", Body=b"for all")
+    assert requests.get(f"{endpoint}/public-data/open.txt").content == b"for all"
+    assert requests.put(f"{endpoint}/public-data/evil.txt", data=b"x").status_code == 403
+    assert bob.get_object(Bucket="public-data", Key="open.txt")["Body"].read() == b"for all"
+
+
+def test_tampered_payload_is_rejected_and_nothing_is_stored(endpoint: str, users: dict, s3: object,
+                                                            bucket: str) -> None:
+    body = b"the real body"
+    r = signed_request(endpoint, users["alice"], "PUT", f"/{bucket}/tampered", body, send=b"the evil body")
+    assert r.status_code == 400 and b"XAmzContentSHA256Mismatch" in r.content
+    with pytest.raises(botocore.exceptions.ClientError):
+        s3.head_object(Bucket=bucket, Key="tampered")
+    wrong_crc = signed_request(endpoint, users["alice"], "PUT", f"/{bucket}/badcrc", body,
+                               headers={"x-amz-checksum-crc32": "AAAAAA=="})
+    assert wrong_crc.status_code == 400 and b"BadDigest" in wrong_crc.content
+    with pytest.raises(botocore.exceptions.ClientError):
+        s3.head_object(Bucket=bucket, Key="badcrc")
+
+
+def test_path_tricks_in_keys_stay_keys(s3: object, bucket: str, local_grid: LocalGrid) -> None:
+    before = {p for p in local_grid.data.rglob("*")}
+    for key in ("../../etc/passwd", "a/../../b", "./x/./y"):
+        s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
+        assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == key.encode()
+    keys = [c["Key"] for c in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert "../../etc/passwd" in keys and "a/../../b" in keys
+    created = {p for p in local_grid.data.rglob("*")} - before
+    assert not [p for p in created if "passwd" in p.name or not p.is_relative_to(local_grid.data)]
+    with pytest.raises((botocore.exceptions.ClientError, ValueError)) as e:
+        s3.put_object(Bucket=bucket, Key="nul\x00key", Body=b"x")
+    if isinstance(e.value, botocore.exceptions.ClientError):
+        assert code_of(e.value)[1] == 400
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.put_object(Bucket=bucket, Key="k" * 1100, Body=b"x")
+    assert code_of(e.value)[1] == 400
+
+
+def test_delete_objects_limit_malformed_xml_and_not_implemented(endpoint: str, users: dict, s3: object,
+                                                                bucket: str) -> None:
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": f"k{i}"} for i in range(10000)]})
+    assert code_of(e.value) == ("MalformedXML", 400)
+    r = signed_request(endpoint, users["alice"], "POST", f"/{bucket}?delete", b"<Delete><Object><Key>x</Key>",
+                       headers={"Content-MD5": ""})
+    assert r.status_code == 400 and b"MalformedXML" in r.content
+    for sub in ("policy", "lifecycle", "website", "encryption"):
+        r = signed_request(endpoint, users["alice"], "GET", f"/{bucket}?{sub}")
+        assert r.status_code == 501 and b"<Code>NotImplemented</Code>" in r.content, sub
+    r = signed_request(endpoint, users["alice"], "PUT", f"/{bucket}?policy", b'{"Version": "2012-10-17"}')
+    assert r.status_code == 501
+
+
+def test_bucket_location_cors_and_non_empty_delete(s3: object, bucket: str, endpoint: str) -> None:
+    assert s3.get_bucket_location(Bucket=bucket)["LocationConstraint"] is None
+    s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [
+        {"AllowedOrigins": ["https://app.example"], "AllowedMethods": ["GET"], "MaxAgeSeconds": 60}]})
+    rules = s3.get_bucket_cors(Bucket=bucket)["CORSRules"]
+    assert rules[0]["AllowedOrigins"] == ["https://app.example"]
+    pre = requests.options(f"{endpoint}/{bucket}/x", headers={"Origin": "https://app.example",
+                                                               "Access-Control-Request-Method": "GET"})
+    assert pre.status_code == 200 and pre.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    denied = requests.options(f"{endpoint}/{bucket}/x", headers={"Origin": "https://evil.example",
+                                                                  "Access-Control-Request-Method": "GET"})
+    assert denied.status_code == 403
+    s3.delete_bucket_cors(Bucket=bucket)
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.get_bucket_cors(Bucket=bucket)
+    assert code_of(e.value) == ("NoSuchCORSConfiguration", 404)
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.delete_bucket(Bucket=bucket)
+    assert code_of(e.value) == ("BucketNotEmpty", 409)
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3.head_bucket(Bucket="no-such-bucket")
+    assert code_of(e.value)[1] == 404
+
+
+# -- grid:// on the same objects ------------------------------------------------------------
+
+
+def test_s3_objects_read_through_grid_and_the_reverse(s3: object, bucket: str, local_grid: LocalGrid) -> None:
+    import fsspec
+
+    fs = fsspec.filesystem("grid", config=str(local_grid.config_path))
+    data = os.urandom(3 * MiB + 7)
+    s3.put_object(Bucket=bucket, Key="x/from-s3.bin", Body=data, Metadata={"origin": "s3"})
+    assert fs.cat_file(f"{bucket}/x/from-s3.bin") == data
+    assert fs.getxattr(f"{bucket}/x/from-s3.bin", "origin") == "s3"
+    with GridClient(local_grid.config_path) as client:
+        client.put(bucket, "x/from-grid.bin", data[::-1], properties={"origin": "grid"}, mime_type="text/plain")
+    got = s3.get_object(Bucket=bucket, Key="x/from-grid.bin")
+    assert got["Body"].read() == data[::-1] and got["Metadata"] == {"origin": "grid"}
+    assert got["ContentType"] == "text/plain"
+
+
+# -- other clients ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_env(endpoint: str, users: dict, tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "AWS_ACCESS_KEY_ID": users["alice"]["access_key"],
+            "AWS_SECRET_ACCESS_KEY": users["alice"]["secret_key"], "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_CONFIG_FILE": str(tmp_path / "aws-config"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+
+
+def aws(env: dict, endpoint: str, *args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run([str(BIN / "aws"), "--endpoint-url", endpoint, *args], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_aws_cli_gigabyte_multipart_sync_ls_and_s3api(cli_env: dict, endpoint: str, tmp_path: Path) -> None:
+    aws(cli_env, endpoint, "s3", "mb", "s3://awscli")
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as f:
+        block = os.urandom(16 * MiB)
+        for i in range(64):
+            f.write(block[i:] + block[:i])
+    aws(cli_env, endpoint, "s3", "cp", str(big), "s3://awscli/big.bin")
+    back = tmp_path / "back.bin"
+    aws(cli_env, endpoint, "s3", "cp", "s3://awscli/big.bin", str(back))
+    assert big.stat().st_size == back.stat().st_size == 1024 * MiB
+    assert hashlib.md5(big.read_bytes()).digest() == hashlib.md5(back.read_bytes()).digest()
+    head = json.loads(aws(cli_env, endpoint, "s3api", "head-object", "--bucket", "awscli", "--key", "big.bin").stdout)
+    assert head["ETag"].endswith('-128"')  # the aws cli's 8 MiB parts, assembled without copying
+
+    tree = tmp_path / "tree"
+    for i in range(30):
+        (tree / f"d{i % 3}").mkdir(parents=True, exist_ok=True)
+        (tree / f"d{i % 3}" / f"f{i}.txt").write_bytes(os.urandom(1000 + i))
+    first = aws(cli_env, endpoint, "s3", "sync", str(tree), "s3://awscli/tree")
+    assert first.stdout.count("upload:") == 30
+    second = aws(cli_env, endpoint, "s3", "sync", str(tree), "s3://awscli/tree")
+    assert "upload:" not in second.stdout
+    listed = aws(cli_env, endpoint, "s3", "ls", "--recursive", "s3://awscli/tree/")
+    assert len(listed.stdout.splitlines()) == 30
+    aws(cli_env, endpoint, "s3api", "put-bucket-versioning", "--bucket", "awscli",
+        "--versioning-configuration", "Status=Enabled")
+    status = json.loads(aws(cli_env, endpoint, "s3api", "get-bucket-versioning", "--bucket", "awscli").stdout)
+    assert status["Status"] == "Enabled"
+
+
+def test_s3cmd_put_get_ls(endpoint: str, users: dict, tmp_path: Path) -> None:
+    host = endpoint.removeprefix("http://")
+    cfg = tmp_path / "s3cfg"
+    cfg.write_text(f"[default]\naccess_key = {users['alice']['access_key']}\n"
+                   f"secret_key = {users['alice']['secret_key']}\nhost_base = {host}\nhost_bucket = {host}\n"
+                   "use_https = False\nsignature_v2 = False\nbucket_location = us-east-1\n")
+    src = tmp_path / "s3cmd.bin"
+    src.write_bytes(os.urandom(2 * MiB + 3))
+
+    def run(*args: str) -> str:
+        proc = subprocess.run([str(BIN / "s3cmd"), "-c", str(cfg), *args], capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    run("mb", "s3://s3cmd-bucket")
+    run("put", str(src), "s3://s3cmd-bucket/dir/file.bin")
+    assert "dir/file.bin" in run("ls", "-r", "s3://s3cmd-bucket")
+    out = tmp_path / "s3cmd.back"
+    run("get", "s3://s3cmd-bucket/dir/file.bin", str(out))
+    assert out.read_bytes() == src.read_bytes()
+
+
+def test_rclone_copy_and_check(endpoint: str, users: dict, tmp_path: Path) -> None:
+    tree = tmp_path / "rc"
+    for i in range(12):
+        (tree / f"p{i % 2}").mkdir(parents=True, exist_ok=True)
+        (tree / f"p{i % 2}" / f"{i}.dat").write_bytes(os.urandom(5000 * (i + 1)))
+    env = {**os.environ, "RCLONE_CONFIG_GRID_TYPE": "s3", "RCLONE_CONFIG_GRID_PROVIDER": "Other",
+           "RCLONE_CONFIG_GRID_ACCESS_KEY_ID": users["alice"]["access_key"],
+           "RCLONE_CONFIG_GRID_SECRET_ACCESS_KEY": users["alice"]["secret_key"],
+           "RCLONE_CONFIG_GRID_ENDPOINT": endpoint, "RCLONE_CONFIG_GRID_REGION": "us-east-1",
+           "RCLONE_CONFIG": str(tmp_path / "rclone.conf")}
+    env.pop("AWS_CA_BUNDLE", None)  # rclone's SDK refuses a CA bundle on its plain-HTTP transport
+
+    def rclone(*args: str) -> str:
+        proc = subprocess.run(["rclone", *args], env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    rclone("mkdir", "grid:rclone-bucket")
+    rclone("copy", str(tree), "grid:rclone-bucket/tree")
+    rclone("check", str(tree), "grid:rclone-bucket/tree")
+    assert len(rclone("lsf", "-R", "--files-only", "grid:rclone-bucket/tree").split()) == 12
+    back = tmp_path / "back"
+    rclone("copy", "grid:rclone-bucket/tree", str(back))
+    assert sorted(p.read_bytes() for p in back.rglob("*.dat")) == sorted(p.read_bytes() for p in tree.rglob("*.dat"))
+
+
+def test_s3fs_with_pandas(endpoint: str, users: dict, s3: object) -> None:
+    import pandas as pd
+
+    s3.create_bucket(Bucket="frames")
+    opts = {"key": users["alice"]["access_key"], "secret": users["alice"]["secret_key"],
+            "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"}}
+    df = pd.DataFrame({"a": range(1000), "b": [f"row{i}" for i in range(1000)]})
+    df.to_parquet("s3://frames/t/data.parquet", storage_options=opts)
+    df.to_csv("s3://frames/t/data.csv", index=False, storage_options=opts)
+    pd.testing.assert_frame_equal(pd.read_parquet("s3://frames/t/data.parquet", storage_options=opts), df)
+    pd.testing.assert_frame_equal(pd.read_csv("s3://frames/t/data.csv", storage_options=opts), df)
+
+
+def test_user_commands(local_grid: LocalGrid) -> None:
+    grid = [sys.executable, "-m", "gridfs.cli.main", "--config", str(local_grid.config_path)]
+    made = json.loads(subprocess.run([*grid, "user", "create", "carol", "--json"], capture_output=True, text=True,
+                                     check=True).stdout)
+    assert made["access_key"].startswith("GK") and len(made["secret_key"]) >= 30
+    listed = subprocess.run([*grid, "user", "list"], capture_output=True, text=True, check=True).stdout
+    assert "carol" in listed and made["secret_key"] not in listed
+    dup = subprocess.run([*grid, "user", "create", "carol"], capture_output=True, text=True)
+    assert dup.returncode == 1 and "already exists" in dup.stderr
+    subprocess.run([*grid, "user", "delete", "carol"], check=True, capture_output=True)
+    assert "carol" not in subprocess.run([*grid, "user", "list"], capture_output=True, text=True).stdout
