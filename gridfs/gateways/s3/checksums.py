@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import crc32c
@@ -16,6 +17,8 @@ import crc32c
 from gridfs.gateways.s3.errors import S3Error
 
 ALGORITHMS = ("crc32", "crc32c", "sha1", "sha256")
+PARALLEL_MIN = 256 * 1024
+_HASH_POOL = ThreadPoolExecutor(4, thread_name_prefix="s3-md5")
 
 
 class _Crc:
@@ -68,12 +71,18 @@ class BodyDigests:
         self.size = 0
 
     def update(self, piece: Any) -> None:
+        """Feed one piece; MD5 (the slowest) runs on a helper thread beside the others (all release the GIL)."""
         self.size += len(piece)
-        self.md5.update(piece)
-        if self.sha256 is not None:
-            self.sha256.update(piece)
-        if self.checksum is not None:
-            self.checksum.update(piece)
+        others = [d for d in (self.sha256, self.checksum) if d is not None]
+        if not others or len(piece) < PARALLEL_MIN:
+            self.md5.update(piece)
+            for d in others:
+                d.update(piece)
+            return
+        md5 = _HASH_POOL.submit(self.md5.update, piece)
+        for d in others:
+            d.update(piece)
+        md5.result()
 
     def etag(self) -> str:
         return self.md5.hexdigest()

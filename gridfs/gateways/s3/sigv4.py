@@ -222,7 +222,7 @@ class ChunkedBody:
     """
 
     def __init__(self, read_line: Callable, read_exactly: Callable, mode: str, req: SignedRequest | None,
-                 key: bytes | None, piece: int = 1 << 20) -> None:
+                 key: bytes | None, piece: int = 4 << 20) -> None:
         self.read_line = read_line
         self.read_exactly = read_exactly
         self.mode = mode

@@ -11,7 +11,8 @@ SPDX-License-Identifier: AGPL-3.0-or-later
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+import sys
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Executor
 from typing import Any
 
@@ -21,7 +22,7 @@ from gridfs.gateways.s3.checksums import BodyDigests
 from gridfs.gateways.s3.errors import S3Error
 from gridfs.gateways.s3.sigv4 import STREAMING, ChunkedBody, SignedRequest
 
-PIECE = 1 << 20
+PIECE = 4 << 20
 
 
 async def _plain(request: web.Request, length: int) -> AsyncIterator[bytes]:
@@ -88,12 +89,22 @@ def sync_pieces(loop: asyncio.AbstractEventLoop, pieces: AsyncIterator[bytes], d
         raise S3Error("IncompleteBody", f"the body has {digests.size} bytes, {expected_size} were declared")
 
 
+# Up to 3.11, asyncio's socket transport copies whatever it cannot send at once, so a
+# block's buffer may be reused as soon as ``write`` returns; from 3.12 it keeps a
+# reference to the caller's buffer, so the block must be copied first.
+TRANSPORT_COPIES = sys.version_info < (3, 12)
+
+
 async def stream_response(response: web.StreamResponse, request: web.Request, blocks: Iterator[Any],
                           pool: Executor) -> None:
-    """Write blocks from a synchronous iterator; each is copied because its buffer is reused."""
+    """Write blocks from a synchronous iterator whose buffers are reused after each step."""
     loop = asyncio.get_running_loop()
     await response.prepare(request)
-    take: Callable[[], bytes | None] = lambda: (bytes(b) if (b := next(blocks, None)) is not None else None)  # noqa: E731
+
+    def take() -> Any:
+        block = next(blocks, None)
+        return block if block is None or TRANSPORT_COPIES else bytes(block)
+
     while True:
         block = await loop.run_in_executor(pool, take)
         if block is None:
