@@ -97,6 +97,9 @@ class LocalGrid:
         self.data = Path(data).resolve()
         self.config_path = self.data / "grid.toml"
         self.run_dir = self.data / "run"
+        # Services of an earlier run of this grid: restarted on the same ports, because
+        # chunk locations and container homes recorded in the directory name them.
+        self._previous: dict[str, LocalService] = {}
 
     # -- state in grid.toml -----------------------------------------------------
 
@@ -122,7 +125,11 @@ class LocalGrid:
     # -- start and stop -----------------------------------------------------------
 
     def _start(self, cfg: GridConfig, svc: LocalService) -> LocalService:
-        spawned = spawn_service(svc.module, ["--config", str(self.config_path), *svc.args], self.run_dir, svc.name)
+        args = list(svc.args)
+        before = self._previous.get(svc.name)
+        if before is not None and before.url.rsplit(":", 1)[-1].isdigit():
+            args += ["--port", before.url.rsplit(":", 1)[-1]]  # the last --port wins
+        spawned = spawn_service(svc.module, ["--config", str(self.config_path), *args], self.run_dir, svc.name)
         svc.pid, svc.url = spawned.process.pid, spawned.url
         return svc
 
@@ -135,6 +142,7 @@ class LocalGrid:
             raise GridError(f"a grid is already running from {self.data} (grid down first)")
         self.data.mkdir(parents=True, exist_ok=True)
         cfg = GridConfig.load(self.config_path) if self.config_path.exists() else GridConfig()
+        self._previous = {svc.name: svc for svc in self.services(cfg)}
         cfg.secret = cfg.secret or secrets.token_hex(32)
         cfg.default_policy = policy or default_policy_for(nodes * volumes)
         if not cfg.size_rules:
@@ -158,6 +166,12 @@ class LocalGrid:
             for n in range(1, nodes + 1):
                 services.extend(self._start_node(cfg, n, volumes))
                 self._record(cfg, services)
+            started = {svc.name for svc in services}
+            for old in self._previous.values():  # nodes added to the earlier run come back too
+                if old.type == "rawx" and old.name not in started:
+                    services.append(self._start(cfg, LocalService(old.name, old.type, old.module, old.args,
+                                                                  location=old.location)))
+                    self._record(cfg, services)
             services.append(self._start(cfg, LocalService("events", "events", "gridfs.events", [
                 "--state", str(self.data / "events.cursor")])))
             self._record(cfg, services)
