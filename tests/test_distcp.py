@@ -263,3 +263,35 @@ def test_grid_dying_mid_job_stops_with_a_clear_error_and_the_rerun_resumes(
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     with GridClient(fresh_grid.config_path) as c:
         assert_backup_matches(c, "dying", "lake", src)
+
+
+def test_s3_source_through_s3fs_into_the_grid(local_grid: LocalGrid, client: GridClient, tmp_path: Path) -> None:
+    """An s3:// source (s3fs, endpoint from AWS_ENDPOINT_URL) read through the grid's own S3 gateway."""
+    import boto3
+
+    from gridfs.gateways.s3.users import UserStore
+
+    user = UserStore(local_grid.config_path).create("distcp-s3")
+    endpoint = local_grid.config().extra["s3"]["url"]
+    s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=user.access_key,
+                      aws_secret_access_key=user.secret_key, region_name="us-east-1")
+    s3.create_bucket(Bucket="s3-source")
+    blobs = {f"lake/d{i % 2}/f{i}.bin": os.urandom(1000 * i + 1) for i in range(12)}
+    for key, data in blobs.items():
+        s3.put_object(Bucket="s3-source", Key=key, Body=data)
+    env_keys = {"AWS_ACCESS_KEY_ID": user.access_key, "AWS_SECRET_ACCESS_KEY": user.secret_key,
+                "AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": "us-east-1"}
+    old = {k: os.environ.get(k) for k in env_keys}
+    os.environ.update(env_keys)
+    try:
+        run = distcp(local_grid, tmp_path, "s3://s3-source/lake", "grid://from-s3/lake", ranks=2, name="s3")
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert report(tmp_path, "s3")["files_verified"] == 12
+    for key, data in blobs.items():
+        assert client.get("from-s3", key) == data
