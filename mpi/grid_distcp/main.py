@@ -27,7 +27,7 @@ from grid_distcp.journal import Journal, JsonLog, default_folder, job_id
 from grid_distcp.manifest import build_manifest
 from grid_distcp.options import Options, parse
 from grid_distcp.plan import Plan, make_plan
-from grid_distcp.report import LiveProgress, console, print_report, summary
+from grid_distcp.report import LiveProgress, print_report, say, summary
 from grid_distcp.transport import LocalQueue, QueueServer, RemoteQueue, bcast, quiet_wait
 from grid_distcp.worker import Worker
 
@@ -51,7 +51,7 @@ def _prepare(comm: Any, opts: Options, dest: Any, staging: str, folder: str) -> 
     if comm.rank == 0:
         try:
             if dest.ensure_bucket(not opts.no_create and not opts.dry_run, opts.policy):
-                console.print(f"created the destination bucket {dest.bucket!r}" if hasattr(dest, "bucket")
+                say(f"created the destination bucket {dest.bucket!r}" if hasattr(dest, "bucket")
                               else "created the destination folder")
             plan = make_plan(entries or [], dest, opts, Journal.load(folder), staging)
         except (JobError, OSError, ValueError) as exc:
@@ -84,14 +84,14 @@ def _finalize(opts: Options, dest: Any, staging: str, coordinator: Coordinator, 
 
 
 def _dry_run(plan: Plan) -> None:
-    console.print(f"would copy {plan.files_to_copy} files ({plan.bytes_to_copy:,} bytes) in {len(plan.tasks)} tasks, "
+    say(f"would copy {plan.files_to_copy} files ({plan.bytes_to_copy:,} bytes) in {len(plan.tasks)} tasks, "
                   f"skip or fail {len(plan.settled)}, delete {len(plan.deletes)}")
     for t in plan.tasks[:50]:
-        console.print(f"  {t.kind:8} {t.entry.rel} -> {t.key}" + (f" part {t.part}/{t.parts}" if t.parts else ""))
+        say(f"  {t.kind:8} {t.entry.rel} -> {t.key}" + (f" part {t.part}/{t.parts}" if t.parts else ""))
     for r in plan.settled[:50]:
-        console.print(f"  {r.status:8} {r.task.entry.rel}: {r.error}")
+        say(f"  {r.status:8} {r.task.entry.rel}: {r.error}")
     for key in plan.deletes[:50]:
-        console.print(f"  DELETE   {key}")
+        say(f"  DELETE   {key}")
 
 
 def run(comm: Any, opts: Options) -> int:
@@ -106,12 +106,12 @@ def run(comm: Any, opts: Options) -> int:
         dest = open_destination(opts.destination, opts.config)
     except (JobError, OSError, ValueError) as exc:
         if rank == 0:
-            console.print(f"[red]grid-distcp: {exc}")
+            say(f"grid-distcp: {exc}", "red")
         return UNUSABLE
     code, message, plan = _prepare(comm, opts, dest, staging, folder)
     if code:
         if rank == 0:
-            console.print(f"[red]grid-distcp: {message}")
+            say(f"grid-distcp: {message}", "red")
         return code
     if opts.dry_run:
         if rank == 0 and plan is not None:
@@ -155,12 +155,12 @@ def run(comm: Any, opts: Options) -> int:
             with open(os.environ["GRID_DISTCP_REPORT"], "w", encoding="utf-8") as f:
                 json.dump(report, f, indent=1)
         if coordinator.abort_reason:
-            console.print(f"[red]grid-distcp: stopped, the grid is unreachable: {coordinator.abort_reason}. "
-                          "Run the same command again to resume.")
+            say(f"grid-distcp: stopped, the grid is unreachable: {coordinator.abort_reason}. "
+                "Run the same command again to resume.", "red")
             exit_code = GRID_DOWN
         elif report["files_failed"] or delete_error:
             if delete_error:
-                console.print(f"[red]grid-distcp: {delete_error}")
+                say(f"grid-distcp: {delete_error}", "red")
             exit_code = FAILED_FILES
         else:
             Journal.remove(folder)

@@ -25,6 +25,11 @@ from grid_distcp.tasks import COPIED, FAILED, SKIPPED
 console = Console(stderr=True, soft_wrap=True)  # error lines stay whole for grep and logs
 
 
+def say(text: str, style: str | None = None) -> None:
+    """Print a line as it is: paths and error texts may hold brackets that rich would take for markup."""
+    console.print(text, style=style, markup=False, highlight=False)
+
+
 class LiveProgress:
     """One bar for the whole job: bytes, files, MB/s, ETA, fed from every rank."""
 
@@ -105,7 +110,7 @@ def print_report(report: dict[str, Any]) -> None:
         ranks.add_row(str(r["rank"]), f"{r['bytes']:,}", str(r["files"]), str(r["tasks"]), str(r["busy_s"]))
     console.print(ranks)
     if report["files_copied"] == 0 and report["files_failed"] == 0:
-        console.print("[green]nothing to copy: the destination is up to date")
+        say("nothing to copy: the destination is up to date", "green")
     for f in report["failed"]:
-        console.print(f"[red]FAILED[/red] {f['path']}: {f['error']}")
+        say(f"FAILED {f['path']}: {f['error']}", "red")
 
