@@ -66,6 +66,13 @@ def code_of(exc: botocore.exceptions.ClientError) -> tuple[str, int]:
     return exc.response["Error"]["Code"], exc.response["ResponseMetadata"]["HTTPStatusCode"]
 
 
+def s3_error(call: object) -> tuple[str, int]:
+    """The S3 error code and HTTP status a call fails with (it must fail)."""
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        call()  # type: ignore[operator]
+    return code_of(e.value)
+
+
 def signed_request(endpoint: str, user: dict, method: str, path: str, body: bytes = b"",
                    headers: dict | None = None, send: bytes | None = None,
                    when: dt.datetime | None = None) -> requests.Response:
@@ -120,9 +127,7 @@ def test_put_get_list_delete_with_metadata_and_default_checksums(s3: object, buc
     v1 = s3.list_objects(Bucket=bucket, Prefix="docs/", Marker="docs/sub0/f2", MaxKeys=10)
     assert [c["Key"] for c in v1["Contents"]] == ["docs/sub0/f4", "docs/sub1/f1", "docs/sub1/f3"]
     s3.delete_object(Bucket=bucket, Key="docs/a.txt")
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        s3.head_object(Bucket=bucket, Key="docs/a.txt")
-    assert code_of(e.value)[1] == 404
+    assert s3_error(lambda: s3.head_object(Bucket=bucket, Key="docs/a.txt"))[1] == 404
     gone = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": f"docs/sub{i % 2}/f{i}"} for i in range(5)],
                                                     "Quiet": True})
     assert not gone.get("Errors") and not gone.get("Deleted")
@@ -175,9 +180,7 @@ def test_versioning_delete_markers_and_version_ids(s3: object) -> None:
     assert s3.get_object(Bucket="versioned", Key="k", VersionId=v1)["Body"].read() == b"one"
     marker = s3.delete_object(Bucket="versioned", Key="k")
     assert marker["DeleteMarker"] is True
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        s3.get_object(Bucket="versioned", Key="k")
-    assert code_of(e.value) == ("NoSuchKey", 404)
+    assert s3_error(lambda: s3.get_object(Bucket="versioned", Key="k")) == ("NoSuchKey", 404)
     listing = s3.list_object_versions(Bucket="versioned")
     assert [v["VersionId"] for v in listing["Versions"]] == [v2, v1]
     assert listing["DeleteMarkers"][0]["IsLatest"] is True
@@ -200,18 +203,11 @@ def test_copy_conditions_ranges_overrides_and_tagging(s3: object, bucket: str) -
                    Metadata={"b": "2"}, ContentType="text/csv")
     new = s3.head_object(Bucket=bucket, Key="c/new")
     assert new["Metadata"] == {"b": "2"} and new["ContentType"] == "text/csv"
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        s3.copy_object(Bucket=bucket, Key="c/x", CopySource=f"{bucket}/c/src", CopySourceIfMatch='"nope"')
-    assert code_of(e.value) == ("PreconditionFailed", 412)
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        s3.get_object(Bucket=bucket, Key="c/src", IfNoneMatch=etag)
-    assert code_of(e.value)[1] == 304
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        s3.get_object(Bucket=bucket, Key="c/src", IfMatch='"other"')
-    assert code_of(e.value) == ("PreconditionFailed", 412)
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        s3.get_object(Bucket=bucket, Key="c/src", Range="bytes=20-30")
-    assert code_of(e.value) == ("InvalidRange", 416)
+    assert s3_error(lambda: s3.copy_object(Bucket=bucket, Key="c/x", CopySource=f"{bucket}/c/src",
+                                           CopySourceIfMatch='"nope"')) == ("PreconditionFailed", 412)
+    assert s3_error(lambda: s3.get_object(Bucket=bucket, Key="c/src", IfNoneMatch=etag))[1] == 304
+    assert s3_error(lambda: s3.get_object(Bucket=bucket, Key="c/src", IfMatch='"other"')) == ("PreconditionFailed", 412)
+    assert s3_error(lambda: s3.get_object(Bucket=bucket, Key="c/src", Range="bytes=20-30")) == ("InvalidRange", 416)
     assert s3.get_object(Bucket=bucket, Key="c/src", Range="bytes=-3")["Body"].read() == b"789"
     over = s3.get_object(Bucket=bucket, Key="c/src", ResponseContentType="application/x-test",
                          ResponseContentDisposition="attachment")
@@ -232,13 +228,10 @@ def test_multipart_errors_listing_abort_and_part_copy(s3: object, bucket: str) -
     for parts, code in (([{"PartNumber": 1, "ETag": p1}, {"PartNumber": 2, "ETag": p2}], "EntityTooSmall"),
                         ([{"PartNumber": 2, "ETag": p2}, {"PartNumber": 1, "ETag": p1}], "InvalidPartOrder"),
                         ([{"PartNumber": 1, "ETag": '"0000"'}], "InvalidPart")):
-        with pytest.raises(botocore.exceptions.ClientError) as e:
-            s3.complete_multipart_upload(Bucket=bucket, Key="mp/obj", UploadId=up, MultipartUpload={"Parts": parts})
-        assert code_of(e.value) == (code, 400)
+        assert s3_error(lambda parts=parts: s3.complete_multipart_upload(
+            Bucket=bucket, Key="mp/obj", UploadId=up, MultipartUpload={"Parts": parts})) == (code, 400)
     s3.abort_multipart_upload(Bucket=bucket, Key="mp/obj", UploadId=up)
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        s3.list_parts(Bucket=bucket, Key="mp/obj", UploadId=up)
-    assert code_of(e.value) == ("NoSuchUpload", 404)
+    assert s3_error(lambda: s3.list_parts(Bucket=bucket, Key="mp/obj", UploadId=up)) == ("NoSuchUpload", 404)
 
     source = os.urandom(6 * MiB)
     s3.put_object(Bucket=bucket, Key="mp/source", Body=source)
@@ -257,13 +250,9 @@ def test_multipart_errors_listing_abort_and_part_copy(s3: object, bucket: str) -
 
 def test_wrong_secret_unknown_key_and_clock_skew(endpoint: str, users: dict, bucket: str) -> None:
     bad = make_client(endpoint, {**users["alice"], "secret_key": "wrong" + users["alice"]["secret_key"]})
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        bad.list_objects_v2(Bucket=bucket)
-    assert code_of(e.value) == ("SignatureDoesNotMatch", 403)
+    assert s3_error(lambda: bad.list_objects_v2(Bucket=bucket)) == ("SignatureDoesNotMatch", 403)
     unknown = make_client(endpoint, {"access_key": "GKNOSUCHKEY000000000", "secret_key": "x"})
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        unknown.list_buckets()
-    assert code_of(e.value) == ("InvalidAccessKeyId", 403)
+    assert s3_error(lambda: unknown.list_buckets()) == ("InvalidAccessKeyId", 403)
     skewed = signed_request(endpoint, users["alice"], "GET", f"/{bucket}",
                             when=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
     assert skewed.status_code == 403 and b"RequestTimeTooSkewed" in skewed.content
@@ -278,16 +267,10 @@ def test_anonymous_private_public_read_and_other_users_bucket(endpoint: str, use
     for call in (lambda: bob.get_object(Bucket=bucket, Key="private.txt"), lambda: bob.list_objects_v2(Bucket=bucket),
                  lambda: bob.put_object(Bucket=bucket, Key="intruder", Body=b"x"),
                  lambda: bob.delete_bucket(Bucket=bucket)):
-        with pytest.raises(botocore.exceptions.ClientError) as e:
-            call()
-        assert code_of(e.value) == ("AccessDenied", 403)
+        assert s3_error(call) == ("AccessDenied", 403)
     assert bucket not in [b["Name"] for b in bob.list_buckets()["Buckets"]]
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        bob.create_bucket(Bucket=bucket)
-    assert code_of(e.value) == ("BucketAlreadyExists", 409)
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        s3.create_bucket(Bucket=bucket)
-    assert code_of(e.value) == ("BucketAlreadyOwnedByYou", 409)
+    assert s3_error(lambda: bob.create_bucket(Bucket=bucket)) == ("BucketAlreadyExists", 409)
+    assert s3_error(lambda: s3.create_bucket(Bucket=bucket)) == ("BucketAlreadyOwnedByYou", 409)
 
     s3.create_bucket(Bucket="public-data", ACL="public-read")
     s3.put_object(Bucket="public-data", Key="open.txt", Body=b"for all")
@@ -323,16 +306,13 @@ def test_path_tricks_in_keys_stay_keys(s3: object, bucket: str, local_grid: Loca
         s3.put_object(Bucket=bucket, Key="nul\x00key", Body=b"x")
     if isinstance(e.value, botocore.exceptions.ClientError):
         assert code_of(e.value)[1] == 400
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        s3.put_object(Bucket=bucket, Key="k" * 1100, Body=b"x")
-    assert code_of(e.value)[1] == 400
+    assert s3_error(lambda: s3.put_object(Bucket=bucket, Key="k" * 1100, Body=b"x"))[1] == 400
 
 
 def test_delete_objects_limit_malformed_xml_and_not_implemented(endpoint: str, users: dict, s3: object,
                                                                 bucket: str) -> None:
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": f"k{i}"} for i in range(10000)]})
-    assert code_of(e.value) == ("MalformedXML", 400)
+    too_many = {"Objects": [{"Key": f"k{i}"} for i in range(10000)]}
+    assert s3_error(lambda: s3.delete_objects(Bucket=bucket, Delete=too_many)) == ("MalformedXML", 400)
     r = signed_request(endpoint, users["alice"], "POST", f"/{bucket}?delete", b"<Delete><Object><Key>x</Key>",
                        headers={"Content-MD5": ""})
     assert r.status_code == 400 and b"MalformedXML" in r.content
@@ -356,15 +336,9 @@ def test_bucket_location_cors_and_non_empty_delete(s3: object, bucket: str, endp
                                                                   "Access-Control-Request-Method": "GET"})
     assert denied.status_code == 403
     s3.delete_bucket_cors(Bucket=bucket)
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        s3.get_bucket_cors(Bucket=bucket)
-    assert code_of(e.value) == ("NoSuchCORSConfiguration", 404)
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        s3.delete_bucket(Bucket=bucket)
-    assert code_of(e.value) == ("BucketNotEmpty", 409)
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        s3.head_bucket(Bucket="no-such-bucket")
-    assert code_of(e.value)[1] == 404
+    assert s3_error(lambda: s3.get_bucket_cors(Bucket=bucket)) == ("NoSuchCORSConfiguration", 404)
+    assert s3_error(lambda: s3.delete_bucket(Bucket=bucket)) == ("BucketNotEmpty", 409)
+    assert s3_error(lambda: s3.head_bucket(Bucket="no-such-bucket"))[1] == 404
 
 
 # -- grid:// on the same objects ------------------------------------------------------------
@@ -528,20 +502,17 @@ def test_checksum_algorithms_storage_classes_url_encoding_and_dates(s3: object, 
     s3.put_object(Bucket=bucket, Key="cls/rr", Body=b"x" * 2000000, StorageClass="REDUCED_REDUNDANCY")
     head = s3.head_object(Bucket=bucket, Key="cls/rr")
     assert head["StorageClass"] == "REDUCED_REDUNDANCY"
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        s3.put_object(Bucket=bucket, Key="cls/bad", Body=b"x", StorageClass="GLACIER")
-    assert code_of(e.value) == ("InvalidStorageClass", 400)
+    assert s3_error(lambda: s3.put_object(Bucket=bucket, Key="cls/bad", Body=b"x", StorageClass="GLACIER")) == (
+        "InvalidStorageClass", 400)
     s3.put_object(Bucket=bucket, Key="enc/a b+c%d", Body=b"x")
     raw = signed_request(endpoint, users["alice"], "GET", f"/{bucket}?list-type=2&prefix=enc%2F&encoding-type=url")
     assert b"<Key>enc/a%20b%2Bc%25d</Key>" in raw.content
     listed = s3.list_objects_v2(Bucket=bucket, Prefix="enc/")  # boto3 asks for url encoding and decodes it
     assert [c["Key"] for c in listed["Contents"]] == ["enc/a b+c%d"]
     future = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        s3.get_object(Bucket=bucket, Key="enc/a b+c%d", IfModifiedSince=future)
-    assert code_of(e.value)[1] == 304
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        s3.get_object(Bucket=bucket, Key="enc/a b+c%d", IfUnmodifiedSince=dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
-    assert code_of(e.value) == ("PreconditionFailed", 412)
+    assert s3_error(lambda: s3.get_object(Bucket=bucket, Key="enc/a b+c%d", IfModifiedSince=future))[1] == 304
+    long_ago = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+    assert s3_error(lambda: s3.get_object(Bucket=bucket, Key="enc/a b+c%d", IfUnmodifiedSince=long_ago)) == (
+        "PreconditionFailed", 412)
     nul = signed_request(endpoint, users["alice"], "PUT", f"/{bucket}/bad%00key", b"x")
     assert nul.status_code == 400 and b"InvalidArgument" in nul.content
