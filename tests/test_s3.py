@@ -516,3 +516,34 @@ def test_checksum_algorithms_storage_classes_url_encoding_and_dates(s3: object, 
         "PreconditionFailed", 412)
     nul = signed_request(endpoint, users["alice"], "PUT", f"/{bucket}/bad%00key", b"x")
     assert nul.status_code == 400 and b"InvalidArgument" in nul.content
+
+
+def test_s3_serve_alone_and_its_workers_die_with_it(local_grid: LocalGrid, users: dict, bucket: str) -> None:
+    import signal
+    import socket
+
+    import psutil
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "gridfs.cli.main", "--config", str(local_grid.config_path),
+                             "s3", "serve", "--port", str(port), "--workers", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 30
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert time.time() < deadline and proc.poll() is None, "grid s3 serve did not start"
+            time.sleep(0.1)
+        alone = make_client(f"http://127.0.0.1:{port}", users["alice"])
+        assert bucket in [b["Name"] for b in alone.list_buckets()["Buckets"]]
+        workers = psutil.Process(proc.pid).children()
+        assert len(workers) == 2
+        proc.send_signal(signal.SIGKILL)  # no chance to clean up: the workers must still go
+        _, alive = psutil.wait_procs(workers, timeout=10)
+        assert not alive
+    finally:
+        proc.kill()

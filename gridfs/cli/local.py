@@ -277,6 +277,13 @@ class LocalGrid:
             local = pids.get(row["addr"])
             row["pid"] = local.pid if local else None
             row["name"] = local.name if local else ""
+        # Services that do not register with the conscience (itself, the directory, the event agent,
+        # the S3 gateway): up means their process is alive.
+        registered = {row["addr"] for row in rows}
+        for svc in self.services(cfg):
+            if svc.addr not in registered:
+                rows.append({"type": svc.type, "name": svc.name, "addr": svc.addr, "pid": svc.pid,
+                             "up": pid_alive(svc.pid)})
         return rows
 
 

@@ -168,7 +168,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         table.add_row(
             r["type"], r.get("name", ""), r["addr"], r.get("location", ""),
             str(r.get("score_put", "")), str(r.get("score_get", "")),
-            _human(stats.get("free_bytes", 0)), "yes" if r.get("locked") else "",
+            _human(stats["free_bytes"]) if "free_bytes" in stats else "", "yes" if r.get("locked") else "",
             "yes" if r.get("up", True) else "NO",
         )
     console.print(table)

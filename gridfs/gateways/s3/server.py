@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -32,7 +33,15 @@ async def _serve_worker(config: str | None, sock: socket.socket, url: str) -> No
     await serve_app(build_app(gateway), sock, url, None)
 
 
+def _die_with_parent() -> None:
+    """Linux: a worker gets SIGTERM when the parent dies, even by SIGKILL, so none lingers on the port."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def _worker(config: str | None, sock: socket.socket, url: str) -> None:
+    _die_with_parent()
     try:
         asyncio.run(_serve_worker(config, sock, url))
     finally:
