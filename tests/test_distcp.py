@@ -295,3 +295,36 @@ def test_s3_source_through_s3fs_into_the_grid(local_grid: LocalGrid, client: Gri
     assert report(tmp_path, "s3")["files_verified"] == 12
     for key, data in blobs.items():
         assert client.get("from-s3", key) == data
+
+
+def test_dry_run_filters_atomic_and_overwrite(local_grid: LocalGrid, client: GridClient, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    for rel in ("keep/a.bin", "keep/b.bin", "tmp/scratch.bin", "keep/c.tmp"):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(os.urandom(3000))
+    filters = tmp_path / "filters.txt"
+    filters.write_text("# skip scratch data\n^tmp/\n\\.tmp$\n")
+
+    manifest = tmp_path / "manifest.jsonl"
+    dry = distcp(local_grid, tmp_path, str(src), "grid://options/x", "-dry-run", "-manifest", str(manifest),
+                 ranks=2, name="dry")
+    assert dry.returncode == 0 and "would copy 4 files" in dry.stderr
+    listed = [json.loads(line) for line in manifest.read_text().splitlines()]
+    assert sorted(r["path"] for r in listed) == ["keep/a.bin", "keep/b.bin", "keep/c.tmp", "tmp/scratch.bin"]
+    assert all(r["size"] == 3000 and r["mtime"] > 0 for r in listed)
+    assert "options" not in {b.bucket for b in client.list_buckets()}  # a dry run creates nothing
+
+    run = distcp(local_grid, tmp_path, str(src), "grid://options/x", "-filters", str(filters), "-atomic",
+                 ranks=2, name="atomic")
+    assert run.returncode == 0, run.stderr
+    keys = sorted(o.key for o in client.iter_list("options"))
+    assert keys == ["x/keep/a.bin", "x/keep/b.bin"]  # filtered out, and nothing left under the staging prefix
+
+    (src / "keep/a.bin").write_bytes(b"new content")
+    default = distcp(local_grid, tmp_path, str(src), "grid://options/x", "-filters", str(filters), ranks=2,
+                     name="default")
+    assert default.returncode == 0 and report(tmp_path, "default")["files_copied"] == 0  # exists: skipped
+    over = distcp(local_grid, tmp_path, str(src), "grid://options/x", "-filters", str(filters), "-overwrite",
+                  ranks=2, name="over")
+    assert over.returncode == 0 and report(tmp_path, "over")["files_copied"] == 2
+    assert client.get("options", "x/keep/a.bin") == b"new content"

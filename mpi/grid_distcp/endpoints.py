@@ -249,9 +249,16 @@ class GridDestination:
             return True
 
     def existing(self, staging: str = "") -> dict[str, Existing]:
+        """What the destination holds (nothing when the bucket does not exist yet: -dry-run)."""
+        from gridfs.common.errors import NoSuchContainer
+
         base = self.key("", staging)
         out = {}
-        for info in self.client.iter_list(self.bucket, prefix=base + "/" if base else ""):
+        try:
+            listing = list(self.client.iter_list(self.bucket, prefix=base + "/" if base else ""))
+        except NoSuchContainer:
+            return {}
+        for info in listing:
             if isinstance(info, str):
                 continue
             props = info.properties
@@ -266,7 +273,14 @@ class GridDestination:
 
     def part_size(self, policy: str | None, target: int) -> int:
         """A part size in whole metachunks, so that every stripe of the object stays full."""
-        stripe = self.client.choose_policy(self.bucket, policy, None).metachunk_size(self.client.config.chunk_size)
+        from gridfs.coding.policies import get_policy
+        from gridfs.common.errors import NoSuchContainer
+
+        try:
+            chosen = self.client.choose_policy(self.bucket, policy, None)
+        except NoSuchContainer:  # -dry-run before the bucket exists: the namespace default
+            chosen = get_policy(policy or self.client.config.default_policy, self.client.config.policies)
+        stripe = chosen.metachunk_size(self.client.config.chunk_size)
         return max(1, round(target / stripe)) * stripe
 
     def start_upload(self, key: str, policy: str | None, props: dict[str, str]) -> tuple[str, dict[int, str]]:

@@ -24,7 +24,7 @@ from typing import Any
 from grid_distcp.coordinator import Coordinator
 from grid_distcp.endpoints import JobError, open_destination
 from grid_distcp.journal import Journal, JsonLog, default_folder, job_id
-from grid_distcp.manifest import build_manifest
+from grid_distcp.manifest import build_manifest, write_manifest
 from grid_distcp.options import Options, parse
 from grid_distcp.plan import Plan, make_plan
 from grid_distcp.report import LiveProgress, print_report, say, summary
@@ -50,7 +50,9 @@ def _prepare(comm: Any, opts: Options, dest: Any, staging: str, folder: str) -> 
     plan = None
     if comm.rank == 0:
         try:
-            if dest.ensure_bucket(not opts.no_create and not opts.dry_run, opts.policy):
+            if opts.manifest:
+                write_manifest(opts.manifest, entries or [])
+            if not opts.dry_run and dest.ensure_bucket(not opts.no_create, opts.policy):
                 say(f"created the destination bucket {dest.bucket!r}" if hasattr(dest, "bucket")
                               else "created the destination folder")
             plan = make_plan(entries or [], dest, opts, Journal.load(folder), staging)

@@ -9,6 +9,8 @@ SPDX-License-Identifier: LGPL-3.0-or-later
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from typing import Any
 
@@ -65,3 +67,17 @@ def build_manifest(comm: Any, sources: list[str], filters: list[re.Pattern[str]]
     entries = [e for e in entries if not excluded(e.rel, filters)]
     entries.sort(key=lambda e: e.rel)
     return entries
+
+
+def write_manifest(path: str, entries: list[FileEntry]) -> None:
+    """The listing as JSON lines, written to a temporary name and renamed."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        for e in entries:
+            record = {"path": e.rel, "source": e.url, "size": e.size, "mtime": e.mtime}
+            if e.checksum:
+                record["checksum"] = e.checksum
+            if e.error:
+                record["error"] = e.error
+            f.write(json.dumps(record) + "\n")
+    os.replace(tmp, path)

@@ -28,6 +28,7 @@ class Options:
     policy: str | None = None
     filters: list[re.Pattern[str]] = field(default_factory=list)
     log: str | None = None
+    manifest: str | None = None
     no_create: bool = False
     split_size: int = 256 * MiB
     part_size: int = 128 * MiB
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(p, "policy", "storage policy of the copies (default: the bucket's, or by size)")
     _flag(p, "filters", "file of regular expressions; matching source paths are excluded")
     _flag(p, "log", "append one JSON line per file (COPY, SKIP, FAIL) to this file")
+    _flag(p, "manifest", "write the source listing (path, size, mtime, checksum) as JSON lines to this file")
     _flag(p, "split-size", "split files at least this many MiB into parts (default 256)", type=int, default=256)
     _flag(p, "part-size", "target part size in MiB, rounded to whole stripes (default 128)", type=int, default=128)
     _flag(p, "threads", "concurrent small-file copies per rank (default 8)", type=int, default=8)
@@ -98,7 +100,7 @@ def parse(argv: list[str] | None = None) -> Options:
     return Options(
         sources=ns.paths[:-1], destination=ns.paths[-1], update=ns.update, overwrite=ns.overwrite,
         delete=ns.delete, max_delete=ns.max_delete, preserve=ns.preserve, atomic=ns.atomic, dry_run=ns.dry_run,
-        verify=ns.verify, bandwidth=ns.bandwidth, policy=ns.policy, filters=filters, log=ns.log,
+        verify=ns.verify, bandwidth=ns.bandwidth, policy=ns.policy, filters=filters, log=ns.log, manifest=ns.manifest,
         no_create=ns.no_create, split_size=ns.split_size * MiB, part_size=ns.part_size * MiB, threads=ns.threads,
         checkpoint=ns.checkpoint, config=ns.config, quiet=ns.quiet,
     )
