@@ -209,6 +209,12 @@ def test_copy_conditions_ranges_overrides_and_tagging(s3: object, bucket: str) -
     assert s3_error(lambda: s3.get_object(Bucket=bucket, Key="c/src", IfMatch='"other"')) == ("PreconditionFailed", 412)
     assert s3_error(lambda: s3.get_object(Bucket=bucket, Key="c/src", Range="bytes=20-30")) == ("InvalidRange", 416)
     assert s3.get_object(Bucket=bucket, Key="c/src", Range="bytes=-3")["Body"].read() == b"789"
+    s3.put_object(Bucket=bucket, Key="c/empty", Body=b"")
+    assert s3.get_object(Bucket=bucket, Key="c/empty")["Body"].read() == b""
+    assert s3_error(lambda: s3.get_object(Bucket=bucket, Key="c/empty", Range="bytes=0-5")) == ("InvalidRange", 416)
+    s3.put_object(Bucket=bucket, Key="c/folder/", Body=b"")
+    s3.put_object(Bucket=bucket, Key="c/ünï çødé/文件.txt", Body=b"unicode")
+    assert s3.get_object(Bucket=bucket, Key="c/ünï çødé/文件.txt")["Body"].read() == b"unicode"
     over = s3.get_object(Bucket=bucket, Key="c/src", ResponseContentType="application/x-test",
                          ResponseContentDisposition="attachment")
     assert over["ContentType"] == "application/x-test" and over["ContentDisposition"] == "attachment"

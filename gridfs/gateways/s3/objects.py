@@ -168,7 +168,7 @@ def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
     try:
         if first == "":
             n = int(last)
-            if n <= 0:
+            if n <= 0 or size == 0:
                 raise S3Error("InvalidRange", "The requested range is not satisfiable")
             return max(0, size - n), size
         start = int(first)
@@ -363,7 +363,7 @@ async def get_object(ctx: Ctx) -> web.StreamResponse:
         override = ctx.query.get("response-" + name.lower())
         if override is not None:
             headers[name] = override
-    span = parse_range(ctx.headers.get("Range"), info.size) if info.size else None
+    span = parse_range(ctx.headers.get("Range"), info.size)
     start, end = span or (0, info.size)
     status = 206 if span else 200
     if span:
