@@ -534,7 +534,7 @@ def test_s3_serve_alone_and_its_workers_die_with_it(local_grid: LocalGrid, users
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "gridfs.cli.main", "--config", str(local_grid.config_path),
-                             "s3", "serve", "--port", str(port), "--workers", "2"],
+                             "s3", "serve", "--port", str(port), "--workers", "2", "--domain", "s3.grid.test"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 30
@@ -546,6 +546,15 @@ def test_s3_serve_alone_and_its_workers_die_with_it(local_grid: LocalGrid, users
             time.sleep(0.1)
         alone = make_client(f"http://127.0.0.1:{port}", users["alice"])
         assert bucket in [b["Name"] for b in alone.list_buckets()["Buckets"]]
+        # Virtual-hosted addressing: the bucket in the Host header (no DNS here, so the Host is set by hand).
+        alone.put_object(Bucket=bucket, Key="vh/obj.txt", Body=b"virtual host")
+        virtual_host = f"{bucket}.s3.grid.test:{port}"
+        req = AWSRequest(method="GET", url=f"http://{virtual_host}/vh/obj.txt")
+        req.headers["x-amz-content-sha256"] = hashlib.sha256(b"").hexdigest()
+        S3SigV4Auth(Credentials(users["alice"]["access_key"], users["alice"]["secret_key"]), "s3",
+                    "us-east-1").add_auth(req)
+        headers = {**dict(req.prepare().headers), "Host": virtual_host}
+        assert requests.get(f"http://127.0.0.1:{port}/vh/obj.txt", headers=headers).content == b"virtual host"
         workers = psutil.Process(proc.pid).children()
         assert len(workers) == 2
         proc.send_signal(signal.SIGKILL)  # no chance to clean up: the workers must still go

@@ -100,7 +100,7 @@ def cmd_s3_serve(args: argparse.Namespace) -> int:
 
     cfg = find_config(args.config)
     run(argparse.Namespace(config=str(cfg), host=args.host, port=args.port, workers=args.workers, ready_file=None,
-                           log_level="INFO", any_port_if_busy=False))
+                           log_level="INFO", any_port_if_busy=False, domain=args.domain))
     return 0
 
 
@@ -350,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=9000)
     serve.add_argument("--workers", type=int, default=2)
+    serve.add_argument("--domain", default="", help="also accept virtual-hosted requests to BUCKET.DOMAIN")
     serve.set_defaults(fn=cmd_s3_serve)
 
     user = sub.add_parser("user", help="S3 users and their keys")

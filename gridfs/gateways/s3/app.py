@@ -68,8 +68,10 @@ class Ctx:
 
 
 class Gateway:
-    def __init__(self, config: GridConfig | str | None = None) -> None:
+    def __init__(self, config: GridConfig | str | None = None, domain: str = "") -> None:
         self.config = config if isinstance(config, GridConfig) else GridConfig.load(config)
+        # Virtual-hosted addressing: ``bucket.DOMAIN`` in the Host header names the bucket.
+        self.domain = (domain or self.config.extra.get("s3", {}).get("domain", "")).lower().strip(".")
         self.client = GridClient(self.config)
         self.users = UserStore(self.config)
         self.pool = ThreadPoolExecutor(32, thread_name_prefix="s3")
@@ -115,8 +117,12 @@ def translate(exc: BaseException) -> S3Error:
     return S3Error("InternalError", "We encountered an internal error. Please try again.")
 
 
-def split_path(raw_path: str) -> tuple[str, str]:
+def split_path(raw_path: str, host: str = "", domain: str = "") -> tuple[str, str]:
+    """Bucket and key: from ``bucket.DOMAIN`` in the Host header when it names one, else path-style."""
     path = unquote(raw_path.split("?", 1)[0])
+    hostname = host.rsplit(":", 1)[0].lower() if host else ""
+    if domain and hostname.endswith("." + domain):
+        return hostname[: -len(domain) - 1], path[1:] if path.startswith("/") else path
     bucket, _, key = path.lstrip("/").partition("/")
     return bucket, key
 
@@ -163,7 +169,7 @@ def build_app(gw: Gateway) -> web.Application:
     from gridfs.gateways.s3 import buckets, cors, multipart, objects
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        bucket, key = split_path(request.raw_path)
+        bucket, key = split_path(request.raw_path, request.headers.get("Host", ""), gw.domain)
         ctx: Ctx | None = None
         request_id = secrets.token_hex(8).upper()
         try:

@@ -26,10 +26,10 @@ from gridfs.common.service import base_arg_parser, bind, serve_app, setup_loggin
 log = logging.getLogger("gridfs.s3")
 
 
-async def _serve_worker(config: str | None, sock: socket.socket, url: str) -> None:
+async def _serve_worker(config: str | None, sock: socket.socket, url: str, domain: str) -> None:
     from gridfs.gateways.s3.app import Gateway, build_app
 
-    gateway = Gateway(config)
+    gateway = Gateway(config, domain)
     await serve_app(build_app(gateway), sock, url, None)
 
 
@@ -40,10 +40,10 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def _worker(config: str | None, sock: socket.socket, url: str) -> None:
+def _worker(config: str | None, sock: socket.socket, url: str, domain: str) -> None:
     _die_with_parent()
     try:
-        asyncio.run(_serve_worker(config, sock, url))
+        asyncio.run(_serve_worker(config, sock, url, domain))
     finally:
         os._exit(0)
 
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> None:
     for _ in range(max(1, args.workers)):
         pid = os.fork()
         if pid == 0:
-            _worker(args.config, sock, url)
+            _worker(args.config, sock, url, getattr(args, "domain", "") or "")
         children.append(pid)
     log.info("S3 gateway on %s with %d workers", url, len(children))
     from gridfs.common.service import write_ready_file
@@ -93,4 +93,5 @@ def main() -> None:
     p = base_arg_parser("gridfs S3 gateway")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--any-port-if-busy", action="store_true", help="take a free port when --port is taken")
+    p.add_argument("--domain", default="", help="virtual-hosted addressing: BUCKET.DOMAIN (default: [s3] domain)")
     run(p.parse_args())
