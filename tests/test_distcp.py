@@ -265,7 +265,7 @@ def test_grid_dying_mid_job_stops_with_a_clear_error_and_the_rerun_resumes(
         assert_backup_matches(c, "dying", "lake", src)
 
 
-def test_s3_source_through_s3fs_into_the_grid(local_grid: LocalGrid, client: GridClient, tmp_path: Path) -> None:
+def test_s3_source_into_the_grid_and_restore_to_s3(local_grid: LocalGrid, client: GridClient, tmp_path: Path) -> None:
     """An s3:// source (s3fs, endpoint from AWS_ENDPOINT_URL) read through the grid's own S3 gateway."""
     import boto3
 
@@ -285,6 +285,7 @@ def test_s3_source_through_s3fs_into_the_grid(local_grid: LocalGrid, client: Gri
     os.environ.update(env_keys)
     try:
         run = distcp(local_grid, tmp_path, "s3://s3-source/lake", "grid://from-s3/lake", ranks=2, name="s3")
+        back = distcp(local_grid, tmp_path, "grid://from-s3/lake", "s3://s3-restored/lake", ranks=2, name="back")
     finally:
         for k, v in old.items():
             if v is None:
@@ -295,6 +296,11 @@ def test_s3_source_through_s3fs_into_the_grid(local_grid: LocalGrid, client: Gri
     assert report(tmp_path, "s3")["files_verified"] == 12
     for key, data in blobs.items():
         assert client.get("from-s3", key) == data
+    # ... and back out to another S3 bucket (created by the restore), byte for byte.
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert report(tmp_path, "back")["files_verified"] == 12
+    for key, data in blobs.items():
+        assert s3.get_object(Bucket="s3-restored", Key=key)["Body"].read() == data
 
 
 def test_dry_run_filters_atomic_and_overwrite(local_grid: LocalGrid, client: GridClient, tmp_path: Path) -> None:

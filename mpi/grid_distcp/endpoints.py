@@ -4,7 +4,7 @@ A source lists itself (the top level first, so ranks can share the walk) and ope
 file at an offset. A destination knows what it already holds, stores a file or one
 part of it, assembles parts, renames and deletes. Local paths are read with plain
 unbuffered files (the grid client reads them straight into its stripe buffers);
-``grid://`` destinations go through ``GridClient``; other URLs through fsspec.
+``grid://`` destinations go through ``GridClient``; other URLs (s3://...) through fsspec.
 
 SPDX-License-Identifier: LGPL-3.0-or-later
 """
@@ -396,12 +396,72 @@ class LocalDestination:
         os.unlink(self._path(key))
 
 
-def open_destination(url: str, config: str | None) -> GridDestination | LocalDestination:
+class FsspecDestination:
+    """Any other fsspec URL (s3://, webhdfs://, ...): files written whole, as the filesystem writes them.
+
+    Object stores commit a file on close, so a failed copy leaves nothing. Split parts, modes and owners
+    need the grid; here each file is one stream and only its bytes are copied.
+    """
+
+    splits = False
+
+    def __init__(self, url: str) -> None:
+        import fsspec
+
+        try:
+            self.fs, root = fsspec.core.url_to_fs(url)
+        except (ImportError, ValueError) as exc:
+            raise JobError(f"cannot open destination {url!r}: {exc}") from exc
+        self.root = root.rstrip("/")
+        self.url = url
+
+    def key(self, rel: str, staging: str = "") -> str:
+        return "/".join(p for p in (self.root, staging, rel) if p)
+
+    def rel_of(self, key: str) -> str:
+        return key[len(self.root) + 1:]
+
+    def ensure_bucket(self, create: bool, policy: str | None) -> bool:
+        if self.fs.exists(self.root):
+            return False
+        if not create:
+            raise JobError(f"destination {self.url!r} does not exist (and -no-create was given)")
+        self.fs.makedirs(self.root, exist_ok=True)
+        return True
+
+    def existing(self, staging: str = "") -> dict[str, Existing]:
+        base = self.key("", staging)
+        try:
+            found = self.fs.find(base, detail=True)
+        except FileNotFoundError:
+            return {}
+        return {info["name"][len(base) + 1:]: Existing(int(info.get("size") or 0), _mtime(info))
+                for info in found.values() if info.get("type") != "directory" and info["name"].startswith(base + "/")}
+
+    def put(self, key: str, reader: Any, size: int, policy: str | None, props: dict[str, str]) -> str:
+        import xxhash
+
+        hasher = xxhash.xxh3_128()
+        buf = memoryview(bytearray(8 * 1024 * 1024))
+        with self.fs.open(key, "wb") as f:
+            while n := reader.readinto(buf):
+                hasher.update(buf[:n])
+                f.write(buf[:n])
+        return hasher.hexdigest()
+
+    def rename(self, src_key: str, dst_key: str) -> None:
+        self.fs.mv(src_key, dst_key)
+
+    def delete(self, key: str) -> None:
+        self.fs.rm(key)
+
+
+def open_destination(url: str, config: str | None) -> GridDestination | LocalDestination | FsspecDestination:
     if url.startswith("grid://"):
         return GridDestination(url, config)
     if _is_local(url):
         return LocalDestination(url)
-    raise JobError(f"destination {url!r}: only grid:// URLs and local paths are supported")
+    return FsspecDestination(url)
 
 
 def iter_blocks(f: BinaryIO, size: int, block: int = 8 * 1024 * 1024) -> Iterator[memoryview]:
