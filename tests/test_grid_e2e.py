@@ -251,3 +251,48 @@ def test_grid_down_then_up_keeps_every_object_readable(tmp_path: Path) -> None:
             assert client.get("keep", "big") == big
     finally:
         grid.down()
+
+
+def test_repair_rebuilds_dead_corrupt_and_missing_chunks_elsewhere(fresh_grid: LocalGrid, tmp_path: Path) -> None:
+    cfg = fresh_grid.config_path
+    big = random_file(tmp_path / "ec.bin", 70 << 20, seed=5)  # two EC 6+3 metachunks
+    small = os.urandom(70_000)
+    client = GridClient(cfg)
+    client.create_bucket("fix")
+    client.put("fix", "ec.bin", big, policy="EC63")
+    client.put("fix", "small", small, policy="THREECOPIES")
+    ec, copies = client.head("fix", "ec.bin", chunks=True), client.head("fix", "small", chunks=True)
+
+    # Two servers die (one holds a copy of the small object), one EC chunk on a live server is corrupted.
+    dead_addrs = {ec.metachunks[0].chunks[0].url.split("/")[2], copies.metachunks[0].chunks[0].url.split("/")[2]}
+    if len(dead_addrs) == 1:
+        dead_addrs.add(ec.metachunks[1].chunks[4].url.split("/")[2])
+    for svc in rawx_services(fresh_grid):
+        if svc.addr in dead_addrs:
+            os.kill(svc.pid, signal.SIGKILL)
+    victim = next(c for c in ec.metachunks[1].chunks if c.url.split("/")[2] not in dead_addrs)
+    with open(chunk_path(fresh_grid, victim.url), "r+b") as f:
+        f.seek(5000)
+        f.write(b"\xff" * 32)
+    time.sleep(4)  # the conscience notices the silent servers
+
+    report = json.loads(run_grid_cli(cfg, "repair", "fix", "--json").stdout)
+    rebuilt = {r["key"]: set(r["rebuilt"]) for r in report}
+    assert f"1.{victim.sub}" in rebuilt["ec.bin"]
+    expected_dead = {f"{mc.pos}.{c.sub}" for mc in ec.metachunks for c in mc.chunks
+                     if c.url.split("/")[2] in dead_addrs}
+    assert expected_dead <= rebuilt["ec.bin"]
+    assert rebuilt["small"] == {f"0.{c.sub}" for c in copies.metachunks[0].chunks if c.url.split("/")[2] in dead_addrs}
+    assert all(not r["lost"] for r in report)
+
+    fresh = GridClient(cfg)
+    for key, width in (("ec.bin", 9), ("small", 3)):
+        info = fresh.head("fix", key, chunks=True)
+        for mc in info.metachunks:
+            assert sorted(c.sub for c in mc.chunks) == list(range(width)) and not mc.missing
+            for c in mc.chunks:  # every chunk is on a live server and reads back verified, no rebuild needed
+                assert c.url.split("/")[2] not in dead_addrs
+                assert fresh.io.chunks.get(c.url).nbytes == c.size
+    assert fresh.get("fix", "ec.bin") == big.read_bytes() and fresh.get("fix", "small") == small
+    again = json.loads(run_grid_cli(cfg, "repair", "fix", "--json").stdout)
+    assert all(not r["rebuilt"] and not r["lost"] for r in again)

@@ -304,6 +304,26 @@ def cmd_stat(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_repair(args: argparse.Namespace) -> int:
+    client = _client(args)
+    keys = args.keys or [o.key for o in client.iter_list(args.bucket) if not isinstance(o, str)]
+    results = [client.repair(args.bucket, key) for key in keys]
+    if args.json:
+        print(json.dumps([{"key": r.key, "version": r.version, "rebuilt": r.rebuilt, "lost": r.lost}
+                          for r in results], indent=2))
+    else:
+        touched = [r for r in results if r.rebuilt or r.lost]
+        table = Table("object", "rebuilt (metachunk.position)", "lost metachunks", title=f"repair of {args.bucket}")
+        for r in touched:
+            table.add_row(r.key, " ".join(r.rebuilt), " ".join(map(str, r.lost)))
+        console.print(table if touched else f"{len(results)} objects checked: every chunk is in place")
+    lost = [r for r in results if r.lost]
+    for r in lost:
+        err.print(f"[red]error:[/] {args.bucket}/{r.key}: metachunks {r.lost} have too few good chunks to rebuild",
+                  highlight=False)
+    return 1 if lost else 0
+
+
 def cmd_locate(args: argparse.Namespace) -> int:
     bucket, key = _need_key(args.target)
     where = _client(args).locate(bucket, key)
@@ -428,6 +448,12 @@ def build_parser() -> argparse.ArgumentParser:
     stat = sub.add_parser("stat", help="object metadata as JSON")
     stat.add_argument("target")
     stat.set_defaults(fn=cmd_stat)
+
+    rep = sub.add_parser("repair", help="rebuild missing, unreachable or corrupt chunks of a bucket's objects")
+    rep.add_argument("bucket")
+    rep.add_argument("keys", nargs="*", help="objects to repair (default: every object of the bucket)")
+    rep.add_argument("--json", action="store_true")
+    rep.set_defaults(fn=cmd_repair)
 
     loc = sub.add_parser("locate", help="resolution path and chunk URLs of an object")
     loc.add_argument("target")

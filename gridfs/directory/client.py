@@ -11,12 +11,13 @@ SPDX-License-Identifier: LGPL-3.0-or-later
 from __future__ import annotations
 
 import threading
+from dataclasses import asdict
 from typing import Any
 
 from gridfs.common.errors import NoSuchContainer
 from gridfs.common.http import JsonClient
 from gridfs.common.names import check_account, check_bucket, check_key, container_id, container_prefix
-from gridfs.directory.model import ContainerInfo, ListResult, ObjectInfo, PartInfo, UploadInfo
+from gridfs.directory.model import ContainerInfo, ListResult, Metachunk, ObjectInfo, PartInfo, UploadInfo
 
 
 class DirectoryClient:
@@ -142,6 +143,14 @@ class DirectoryClient:
         check_key(key)
         return ObjectInfo.from_dict(self._call(account, bucket, "POST", "/properties", body={
             "key": key, "properties": properties, "version": version, "replace": replace}))
+
+    def replace_chunks(self, account: str, bucket: str, key: str, version: int, content_id: str,
+                       metachunks: list[Metachunk]) -> list[str]:
+        """Record new chunk locations for an object version (repair); returns the URLs dropped."""
+        check_key(key)
+        return self._call(account, bucket, "POST", "/chunks", body={
+            "key": key, "version": version, "content_id": content_id,
+            "metachunks": [asdict(m) for m in metachunks]})["garbage"]
 
     def list_objects(self, account: str, bucket: str, *, prefix: str = "", delimiter: str = "",
                      start_after: str = "", token: str = "", max_keys: int = 1000) -> ListResult:

@@ -24,6 +24,7 @@ from gridfs.common.errors import (
     InvalidPart,
     NoSuchObject,
     NoSuchUpload,
+    PreconditionFailed,
 )
 from gridfs.common.names import check_key, check_prefix
 from gridfs.directory.model import ContainerInfo, ListResult, Metachunk, ObjectInfo, PartInfo, UploadInfo
@@ -256,6 +257,23 @@ class Meta2:
                             (json.dumps(new), key, info.version))
             info.properties = new
             return info
+
+    def replace_chunks(self, key: str, version: int, content_id: str, metachunks: list[Metachunk]) -> list[str]:
+        """Swap an object version's chunk locations (a repair), if it is still the same content.
+
+        Returns the chunk URLs no longer referenced. Sizes and offsets must not change:
+        a repair moves chunks, it never changes what the object holds.
+        """
+        with Txn(self.db):
+            info = self.get(key, version)
+            if info.content_id != content_id:
+                raise PreconditionFailed(f"{key!r} version {version} changed while it was being repaired")
+            if [(m.pos, m.offset, m.size) for m in info.metachunks] != [(m.pos, m.offset, m.size) for m in metachunks]:
+                raise BadRequest("a repair may move chunks, not change the object's layout")
+            self.db.execute("UPDATE objects SET metachunks = ? WHERE key = ? AND version = ?",
+                            (json.dumps([_mc_dict(m) for m in metachunks]), key, version))
+            kept = {c.url for m in metachunks for c in m.chunks}
+            return [c.url for m in info.metachunks for c in m.chunks if c.url not in kept]
 
     # -- listing ------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ Routes:
   GET|POST /v1/meta2/<CID>/container            container info (``stats=1``) / set policy, versioning, properties
   POST /v1/meta2/<CID>/commit                   {"object", "if_none_match"}
   GET  /v1/meta2/<CID>/object?key=&version=&chunks=
-  POST /v1/meta2/<CID>/delete | /rename | /properties
+  POST /v1/meta2/<CID>/delete | /rename | /properties | /chunks (a repair moves chunk locations)
   GET  /v1/meta2/<CID>/list | /versions
   POST /v1/meta2/<CID>/uploads   GET /v1/meta2/<CID>/uploads
   POST /v1/meta2/<CID>/uploads/<UID>/parts | /complete | /abort   GET .../parts
@@ -40,7 +40,7 @@ from gridfs.common.names import check_account, check_bucket, check_container_id,
 from gridfs.common.service import base_arg_parser, bind, serve_app, setup_logging
 from gridfs.directory.events import EventLog
 from gridfs.directory.meta2db import Meta2, Txn
-from gridfs.directory.model import ObjectInfo, PartInfo
+from gridfs.directory.model import Metachunk, ObjectInfo, PartInfo
 
 log = logging.getLogger("directory")
 PREFIXES = 65536
@@ -261,6 +261,17 @@ def build_app(secret: str, d: Directory) -> web.Application:
 
         return web.json_response(await on(r.match_info["cid"], fn))
 
+    async def chunks(r: web.Request) -> web.Response:
+        body = await r.json()
+        metachunks = [Metachunk.from_dict(m) for m in body["metachunks"]]
+
+        def fn(m: Meta2) -> dict:
+            garbage = m.replace_chunks(body["key"], int(body["version"]), str(body["content_id"]), metachunks)
+            after_drop(m, garbage, {"key": body["key"], "reason": "repaired"})
+            return {"garbage": garbage}
+
+        return web.json_response(await on(r.match_info["cid"], fn))
+
     async def listing(r: web.Request) -> web.Response:
         q = r.query
         try:
@@ -351,7 +362,8 @@ def build_app(secret: str, d: Directory) -> web.Application:
         web.route("*", "/v1/meta1/{cid}", meta1), web.get("/v1/meta1", meta1_list),
         web.route("*", m2 + "/container", container), web.post(m2 + "/commit", commit),
         web.get(m2 + "/object", get_object), web.post(m2 + "/delete", delete), web.post(m2 + "/rename", rename),
-        web.post(m2 + "/properties", properties), web.get(m2 + "/list", listing), web.get(m2 + "/versions", versions),
+        web.post(m2 + "/properties", properties), web.post(m2 + "/chunks", chunks),
+        web.get(m2 + "/list", listing), web.get(m2 + "/versions", versions),
         web.route("*", m2 + "/uploads", uploads), web.route("*", m2 + "/uploads/{uid}/parts", parts),
         web.post(m2 + "/uploads/{uid}/complete", complete), web.post(m2 + "/uploads/{uid}/abort", abort),
         web.get("/v1/events", events), web.get("/health", health), web.get("/metrics", prometheus),

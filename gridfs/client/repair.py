@@ -1,0 +1,144 @@
+"""Repair: give an object back every chunk its policy promises.
+
+For each metachunk, every recorded chunk is read whole (so its checksum is verified);
+positions that are recorded missing, unreachable, gone or corrupt are rebuilt from the
+good ones (decoded and re-encoded for EC, copied for replicas), written to storage
+servers chosen by the conscience away from the surviving chunks where possible, and
+the new locations are committed to the directory only if the object version is still
+the same content. Nothing is rewritten when nothing is wrong.
+
+SPDX-License-Identifier: LGPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import xxhash
+
+from gridfs.coding.ec import get_codec
+from gridfs.coding.policies import policy_from_chunk_method
+from gridfs.common.errors import GridError, NotEnoughServices
+from gridfs.common.names import new_chunk_id
+from gridfs.conscience.placement import select
+from gridfs.directory.model import ChunkInfo, Metachunk, ObjectInfo
+from gridfs.storage.client import chunk_url
+
+if TYPE_CHECKING:
+    from gridfs.client.grid import GridClient
+
+log = logging.getLogger("gridfs.repair")
+
+
+@dataclass
+class RepairResult:
+    key: str
+    version: int
+    rebuilt: list[str] = field(default_factory=list)  # "metachunk.position" written anew
+    lost: list[int] = field(default_factory=list)  # metachunks with too few good chunks to rebuild
+
+    @property
+    def healthy(self) -> bool:
+        return not self.lost
+
+
+def _addr(url: str) -> str:
+    return urllib.parse.urlsplit(url).netloc
+
+
+class Repairer:
+    def __init__(self, client: GridClient, bucket: str) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.ctx = client.io
+
+    def repair(self, key: str, version: int | None = None) -> RepairResult:
+        info = self.client.head(self.bucket, key, version=version, chunks=True)
+        result = RepairResult(key, info.version)
+        if not info.chunk_method:
+            return result
+        policy = policy_from_chunk_method(info.policy, info.chunk_method)
+        codec = get_codec(policy.codec, policy.k, policy.m) if policy.is_ec else None
+        written: list[str] = []
+        metachunks: list[Metachunk] = []
+        try:
+            for mc in info.metachunks:
+                fixed = self._metachunk(info, mc, policy.width, codec, result, written)
+                metachunks.append(fixed)
+            if not result.rebuilt:
+                return result
+            self.client.directory.replace_chunks(self.client.account, self.bucket, key, info.version,
+                                                 info.content_id, metachunks)
+        except BaseException:
+            self.ctx.delete_chunks(written)  # nothing committed: the new chunks are orphans
+            raise
+        log.info("%s/%s: rebuilt %s", self.bucket, key, ", ".join(result.rebuilt))
+        return result
+
+    def _read_all(self, mc: Metachunk) -> tuple[dict[int, Any], dict[int, ChunkInfo]]:
+        """Whole chunks that read back verified, by position, and the good ChunkInfos."""
+        futures = {c.sub: (c, self.ctx.chunk_pool.submit(self.ctx.chunks.get, c.url)) for c in mc.chunks}
+        shares, good = {}, {}
+        for sub, (chunk, fut) in futures.items():
+            try:
+                shares[sub] = fut.result()
+                good[sub] = chunk
+            except GridError as exc:
+                log.warning("metachunk %d position %d (%s) is bad: %s", mc.pos, sub, chunk.url, exc)
+        return shares, good
+
+    def _metachunk(self, info: ObjectInfo, mc: Metachunk, width: int, codec: Any, result: RepairResult,
+                   written: list[str]) -> Metachunk:
+        shares, good = self._read_all(mc)
+        bad = sorted(set(range(width)) - set(good))
+        if not bad:
+            return mc
+        if codec is not None:
+            if len(shares) < codec.k:
+                result.lost.append(mc.pos)
+                return mc
+            data = codec.decode(shares)
+            full = list(data) + list(codec.encode(data))
+        else:
+            if not shares:
+                result.lost.append(mc.pos)
+                return mc
+            replica = next(iter(shares.values()))
+            full = [replica] * width
+        chunks = dict(good)
+        used = {_addr(c.url) for c in good.values()}
+        headers = {"X-Grid-Content-Id": info.content_id, "X-Grid-Content-Path": urllib.parse.quote(info.key, safe="/"),
+                   "X-Grid-Content-Policy": info.policy}
+        for sub in bad:
+            share = np.frombuffer(memoryview(full[sub]).cast("B"), dtype=np.uint8)
+            digest = xxhash.xxh3_64_hexdigest(share)
+            chunks[sub] = self._store(share, digest, used, {**headers, "X-Grid-Chunk-Pos": f"{mc.pos}.{sub}"}, sub)
+            written.append(chunks[sub].url)
+            result.rebuilt.append(f"{mc.pos}.{sub}")
+        return Metachunk(pos=mc.pos, offset=mc.offset, size=mc.size,
+                         chunks=[chunks[s] for s in sorted(chunks)], missing=[])
+
+    def _store(self, share: np.ndarray, digest: str, used: set[str], headers: dict[str, str], sub: int) -> ChunkInfo:
+        """Put one rebuilt chunk on a server that holds none of this metachunk, else on any live one."""
+        services = self.ctx.services.get()
+        last: Exception = NotEnoughServices("no storage server to hold a rebuilt chunk")
+        for avoid in (used, set()):
+            try:
+                candidates = select(services, 1, avoid=avoid)
+            except NotEnoughServices as exc:
+                last = exc
+                continue
+            url = chunk_url(candidates[0]["addr"], new_chunk_id())
+            try:
+                self.ctx.chunks.put(url, share, chunk_hash=digest, headers=headers)
+            except GridError as exc:
+                last = exc
+                self.ctx.services.invalidate()
+                continue
+            used.add(candidates[0]["addr"])
+            return ChunkInfo(url=url, sub=sub, size=share.nbytes, hash=digest)
+        raise last
