@@ -296,3 +296,61 @@ def test_repair_rebuilds_dead_corrupt_and_missing_chunks_elsewhere(fresh_grid: L
     assert fresh.get("fix", "ec.bin") == big.read_bytes() and fresh.get("fix", "small") == small
     again = json.loads(run_grid_cli(cfg, "repair", "fix", "--json").stdout)
     assert all(not r["rebuilt"] and not r["lost"] for r in again)
+
+
+def test_crawl_deletes_only_orphans_and_keeps_copies_renames_versions_and_parts(fresh_grid: LocalGrid) -> None:
+    from gridfs.client.writer import ObjectWriter
+    from gridfs.common.errors import NotFound
+    from gridfs.common.names import new_chunk_id
+
+    cfg = fresh_grid.config_path
+    client = GridClient(cfg)
+    client.create_bucket("live")
+    client.create_bucket("other")
+    client.create_bucket("history", versioning=True)
+    data = {name: os.urandom(size) for name, size in (("ec", 9 << 20), ("small", 5000), ("mp1", 6 << 20))}
+    client.put("live", "ec", data["ec"], policy="EC63")
+    client.put("live", "small", data["small"])
+    client.copy("live", "ec", "other", "copied-ec")  # hard links, referenced by another container
+    client.put("live", "to-rename", data["small"])
+    client.rename("live", "to-rename", "renamed")
+    client.put("history", "k", b"version one")
+    client.put("history", "k", b"version two")
+    done = client.create_multipart("live", "assembled")
+    client.upload_part("live", "assembled", done.upload_id, 1, data["mp1"])
+    client.upload_part("live", "assembled", done.upload_id, 2, b"tail")
+    client.complete_multipart("live", "assembled", done.upload_id, [1, 2])
+    pending = client.create_multipart("live", "in-progress")
+    client.upload_part("live", "in-progress", pending.upload_id, 1, data["mp1"])
+
+    # Orphans: what a writer killed before its commit leaves, in a live bucket and in a dropped one.
+    orphans = set()
+    for bucket in ("live", "doomed"):
+        if bucket == "doomed":
+            client.create_bucket("doomed")
+        writer = ObjectWriter(client.io, client.choose_policy("live", "EC63", None), new_chunk_id(), "never/committed",
+                              container=f"{client.account}/{bucket}")
+        orphans |= set(writer.write(os.urandom(3 << 20)).chunk_urls())
+    client.delete_bucket("doomed")
+
+    dry = json.loads(run_grid_cli(cfg, "crawl", "--older-than", "0", "--dry-run", "--json").stdout)
+    assert set(dry["orphans"]) == orphans and not dry["unreachable"]
+    assert all(client.io.chunks.get(url) is not None for url in orphans)  # a dry run deletes nothing
+    young = json.loads(run_grid_cli(cfg, "crawl", "--json").stdout)  # default grace: a day
+    assert young["orphans"] == []
+    real = json.loads(run_grid_cli(cfg, "crawl", "--older-than", "0", "--json").stdout)
+    assert set(real["orphans"]) == orphans
+    for url in orphans:
+        with pytest.raises(NotFound):
+            client.io.chunks.get(url)
+
+    fresh = GridClient(cfg)
+    assert fresh.get("live", "ec") == data["ec"] and fresh.get("other", "copied-ec") == data["ec"]
+    assert fresh.get("live", "small") == data["small"] and fresh.get("live", "renamed") == data["small"]
+    assert fresh.get("live", "assembled") == data["mp1"] + b"tail"
+    versions = fresh.list_versions("history")["versions"]
+    assert sorted(fresh.get("history", "k", version=v.version) for v in versions) == [b"version one", b"version two"]
+    fresh.complete_multipart("live", "in-progress", pending.upload_id, [1])  # its stored part survived
+    assert fresh.get("live", "in-progress") == data["mp1"]
+    again = json.loads(run_grid_cli(cfg, "crawl", "--older-than", "0", "--json").stdout)
+    assert again["orphans"] == []

@@ -324,6 +324,22 @@ def cmd_repair(args: argparse.Namespace) -> int:
     return 1 if lost else 0
 
 
+def cmd_crawl(args: argparse.Namespace) -> int:
+    from gridfs.client.crawler import crawl
+
+    result = crawl(_client(args), older_than=args.older_than, dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps({"scanned": result.scanned, "orphans": result.orphans, "kept_unknown": result.kept_unknown,
+                          "unreachable": result.unreachable, "deleted": not args.dry_run}, indent=2))
+    else:
+        verb = "would delete" if args.dry_run else "deleted"
+        console.print(f"{result.scanned} chunks older than {args.older_than:g} s checked; {verb} "
+                      f"{len(result.orphans)} orphans; kept {result.kept_unknown} without a container reference")
+    for what in result.unreachable:
+        err.print(f"[yellow]not checked:[/] {what}", highlight=False)
+    return 1 if result.unreachable else 0
+
+
 def cmd_locate(args: argparse.Namespace) -> int:
     bucket, key = _need_key(args.target)
     where = _client(args).locate(bucket, key)
@@ -454,6 +470,13 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("keys", nargs="*", help="objects to repair (default: every object of the bucket)")
     rep.add_argument("--json", action="store_true")
     rep.set_defaults(fn=cmd_repair)
+
+    cr = sub.add_parser("crawl", help="delete orphan chunks (written by clients that died before committing)")
+    cr.add_argument("--older-than", type=float, default=24 * 3600.0,
+                    help="only chunks at least this many seconds old (default one day)")
+    cr.add_argument("--dry-run", action="store_true", help="list the orphans, delete nothing")
+    cr.add_argument("--json", action="store_true")
+    cr.set_defaults(fn=cmd_crawl)
 
     loc = sub.add_parser("locate", help="resolution path and chunk URLs of an object")
     loc.add_argument("target")

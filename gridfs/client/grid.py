@@ -167,7 +167,7 @@ class GridClient:
     ) -> tuple[ObjectWriter, WriteResult]:
         check_bucket(bucket)
         check_key(key)
-        writer = ObjectWriter(self.io, policy, new_chunk_id(), key, progress)
+        writer = ObjectWriter(self.io, policy, new_chunk_id(), key, progress, container=f"{self.account}/{bucket}")
         return writer, writer.write(data)
 
     def put(
@@ -251,7 +251,9 @@ class GridClient:
         check_bucket(dst_bucket)
         check_key(dst_key)
         links = [
-            (chunk, self.io.chunk_pool.submit(self._link, chunk.url)) for mc in src.metachunks for chunk in mc.chunks
+            (chunk, self.io.chunk_pool.submit(self._link, chunk.url, dst_bucket, dst_key))
+            for mc in src.metachunks
+            for chunk in mc.chunks
         ]
         new_urls: list[str] = []
         try:
@@ -280,8 +282,9 @@ class GridClient:
             raise
         return committed
 
-    def _link(self, url: str) -> str:
-        return self.io.chunks.link(url, new_chunk_id())
+    def _link(self, url: str, bucket: str, key: str) -> str:
+        """A hard link whose back-reference names the copy, not the source."""
+        return self.io.chunks.link(url, new_chunk_id(), container=f"{self.account}/{bucket}", path=key)
 
     def set_properties(
         self, bucket: str, key: str, properties: dict[str, str | None], *, replace: bool = False

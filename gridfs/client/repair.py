@@ -112,7 +112,8 @@ class Repairer:
         chunks = dict(good)
         used = {_addr(c.url) for c in good.values()}
         headers = {"X-Grid-Content-Id": info.content_id, "X-Grid-Content-Path": urllib.parse.quote(info.key, safe="/"),
-                   "X-Grid-Content-Policy": info.policy}
+                   "X-Grid-Content-Policy": info.policy,
+                   "X-Grid-Content-Container": f"{self.client.account}/{self.bucket}"}
         for sub in bad:
             share = np.frombuffer(memoryview(full[sub]).cast("B"), dtype=np.uint8)
             digest = xxhash.xxh3_64_hexdigest(share)

@@ -80,6 +80,7 @@ class ObjectWriter:
         content_id: str,
         key: str,
         progress: Progress = None,
+        container: str = "",
     ) -> None:
         self.ctx = ctx
         self.policy = policy
@@ -89,6 +90,8 @@ class ObjectWriter:
             "X-Grid-Content-Id": content_id,
             "X-Grid-Content-Path": urllib.parse.quote(key, safe="/"),
             "X-Grid-Content-Policy": policy.name,
+            # account/bucket: lets a crawler find the container that must reference this chunk.
+            "X-Grid-Content-Container": container,
         }
         self._written: list[str] = []  # every chunk URL written, to clean up on failure
         self._written_lock = threading.Lock()

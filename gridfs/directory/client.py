@@ -144,6 +144,10 @@ class DirectoryClient:
         return ObjectInfo.from_dict(self._call(account, bucket, "POST", "/properties", body={
             "key": key, "properties": properties, "version": version, "replace": replace}))
 
+    def referenced_urls(self, account: str, bucket: str) -> set[str]:
+        """Every chunk URL a container's objects (all versions) and uploaded parts reference."""
+        return set(self._call(account, bucket, "GET", "/chunks"))
+
     def replace_chunks(self, account: str, bucket: str, key: str, version: int, content_id: str,
                        metachunks: list[Metachunk]) -> list[str]:
         """Record new chunk locations for an object version (repair); returns the URLs dropped."""

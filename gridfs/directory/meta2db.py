@@ -258,6 +258,14 @@ class Meta2:
             info.properties = new
             return info
 
+    def referenced_urls(self) -> list[str]:
+        """Every chunk URL this container references: all object versions and all uploaded parts."""
+        urls: set[str] = set()
+        for table in ("objects", "parts"):
+            for (mcs,) in self.db.execute(f"SELECT metachunks FROM {table}"):
+                urls.update(_urls(mcs))
+        return sorted(urls)
+
     def replace_chunks(self, key: str, version: int, content_id: str, metachunks: list[Metachunk]) -> list[str]:
         """Swap an object version's chunk locations (a repair), if it is still the same content.
 

@@ -272,6 +272,9 @@ def build_app(secret: str, d: Directory) -> web.Application:
 
         return web.json_response(await on(r.match_info["cid"], fn))
 
+    async def referenced(r: web.Request) -> web.Response:
+        return web.json_response(await on(r.match_info["cid"], lambda m: m.referenced_urls()))
+
     async def listing(r: web.Request) -> web.Response:
         q = r.query
         try:
@@ -362,7 +365,7 @@ def build_app(secret: str, d: Directory) -> web.Application:
         web.route("*", "/v1/meta1/{cid}", meta1), web.get("/v1/meta1", meta1_list),
         web.route("*", m2 + "/container", container), web.post(m2 + "/commit", commit),
         web.get(m2 + "/object", get_object), web.post(m2 + "/delete", delete), web.post(m2 + "/rename", rename),
-        web.post(m2 + "/properties", properties), web.post(m2 + "/chunks", chunks),
+        web.post(m2 + "/properties", properties), web.post(m2 + "/chunks", chunks), web.get(m2 + "/chunks", referenced),
         web.get(m2 + "/list", listing), web.get(m2 + "/versions", versions),
         web.route("*", m2 + "/uploads", uploads), web.route("*", m2 + "/uploads/{uid}/parts", parts),
         web.post(m2 + "/uploads/{uid}/complete", complete), web.post(m2 + "/uploads/{uid}/abort", abort),

@@ -135,7 +135,15 @@ class ChunkClient:
     def delete(self, url: str) -> None:
         self._request("DELETE", url)
 
-    def link(self, url: str, new_id: str) -> str:
+    def link(self, url: str, new_id: str, *, container: str = "", path: str = "") -> str:
+        """Hard-link a chunk under a new id; ``container`` and ``path`` name the object the link is for."""
         netloc, _ = _split(url)
-        self._request("POST", f"{url}/link?to={new_id}", b"")
+        query = urllib.parse.urlencode({"to": new_id, "container": container, "path": path})
+        self._request("POST", f"{url}/link?{query}", b"")
         return chunk_url(netloc, new_id)
+
+    def list_chunks(self, addr: str, older_than: float) -> list[dict]:
+        """Chunks on one server older than ``older_than`` seconds, with their back-references."""
+        _, body = self._request("GET", f"http://{addr}/chunks?older_than={older_than}")
+        assert body is not None
+        return json.loads(bytes(body))

@@ -36,7 +36,7 @@ MAX_CHUNK = 512 << 20
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 REF_HEADERS = {
     "X-Grid-Content-Path": "path", "X-Grid-Content-Id": "content_id", "X-Grid-Content-Version": "version",
-    "X-Grid-Chunk-Pos": "pos", "X-Grid-Content-Policy": "policy",
+    "X-Grid-Chunk-Pos": "pos", "X-Grid-Content-Policy": "policy", "X-Grid-Content-Container": "container",
 }
 
 
@@ -147,8 +147,16 @@ class RawxApp:
     async def link(self, request: web.Request) -> web.Response:
         chunk_id = check_chunk_id(request.match_info["id"])
         new_id = check_chunk_id(request.query.get("to", ""))
-        await self.run(self.volume.link, chunk_id, new_id)
+        ref = {"container": request.query.get("container", ""), "path": request.query.get("path", "")}
+        await self.run(self.volume.link, chunk_id, new_id, ref)
         return web.json_response({"chunk_id": new_id}, status=201)
+
+    async def listing(self, request: web.Request) -> web.Response:
+        try:
+            older_than = float(request.query.get("older_than", "86400"))
+        except ValueError as exc:
+            raise BadRequest("older_than must be a number of seconds") from exc
+        return web.json_response(await self.run(self.volume.listing, older_than))
 
     async def info(self, _: web.Request) -> web.Response:
         free, total = self.volume.space()
@@ -165,6 +173,7 @@ class RawxApp:
         app = web.Application(middlewares=[self.count, *aiohttp_middlewares(secret)], client_max_size=MAX_CHUNK)
         app.add_routes([
             web.put("/chunk/{id}", self.put), web.get("/chunk/{id}", self.get, allow_head=False),
+            web.get("/chunks", self.listing),
             web.head("/chunk/{id}", self.head), web.delete("/chunk/{id}", self.delete),
             web.post("/chunk/{id}/link", self.link), web.get("/info", self.info),
             web.get("/health", self.health), web.get("/metrics", self.prometheus),

@@ -18,6 +18,7 @@ import logging
 import os
 import secrets
 import threading
+import time
 from pathlib import Path
 
 import xxhash
@@ -209,7 +210,26 @@ class Volume:
             if st.st_nlink == 1:
                 self.used -= st.st_size
 
-    def link(self, chunk_id: str, new_id: str) -> None:
+    def listing(self, older_than: float) -> list[dict]:
+        """Every chunk id last written more than ``older_than`` seconds ago, with its back-reference."""
+        limit = time.time() - older_than
+        out = []
+        for sub in self.root.iterdir():
+            if not sub.is_dir():
+                continue
+            for f in sub.iterdir():
+                if ".tmp-" in f.name:
+                    continue
+                try:
+                    if f.stat().st_mtime > limit:
+                        continue
+                    ref = json.loads(os.getxattr(f, X + "ref." + f.name))
+                except (OSError, ValueError):
+                    ref = {}
+                out.append({"chunk_id": f.name, "ref": ref})
+        return out
+
+    def link(self, chunk_id: str, new_id: str, ref_update: dict | None = None) -> None:
         src, dst = self.path(chunk_id), self.path(new_id)
         if not src.exists():
             raise NoSuchChunk(f"no chunk {chunk_id}")
@@ -221,6 +241,7 @@ class Volume:
         ref = {}
         with contextlib.suppress(OSError):
             ref = json.loads(os.getxattr(src, X + "ref." + chunk_id))
+        ref.update({k: v for k, v in (ref_update or {}).items() if v})
         os.setxattr(dst, X + "ref." + new_id, json.dumps(ref).encode())
         fd = os.open(dst, os.O_RDONLY)
         try:
