@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from gridfs.client.grid import GridClient
 
 log = logging.getLogger("gridfs.repair")
+PLACEMENT_ATTEMPTS = 4
 
 
 @dataclass
@@ -124,22 +125,27 @@ class Repairer:
                          chunks=[chunks[s] for s in sorted(chunks)], missing=[])
 
     def _store(self, share: np.ndarray, digest: str, used: set[str], headers: dict[str, str], sub: int) -> ChunkInfo:
-        """Put one rebuilt chunk on a server that holds none of this metachunk, else on any live one."""
-        services = self.ctx.services.get()
+        """Put one rebuilt chunk on a server holding none of this metachunk if possible, else on any live one.
+
+        A server that fails is avoided from then on (the conscience may not have noticed yet that it died).
+        """
+        failed: set[str] = set()
         last: Exception = NotEnoughServices("no storage server to hold a rebuilt chunk")
-        for avoid in (used, set()):
-            try:
-                candidates = select(services, 1, avoid=avoid)
-            except NotEnoughServices as exc:
-                last = exc
-                continue
-            url = chunk_url(candidates[0]["addr"], new_chunk_id())
-            try:
-                self.ctx.chunks.put(url, share, chunk_hash=digest, headers=headers)
-            except GridError as exc:
-                last = exc
-                self.ctx.services.invalidate()
-                continue
-            used.add(candidates[0]["addr"])
-            return ChunkInfo(url=url, sub=sub, size=share.nbytes, hash=digest)
+        for spread in (True, False):
+            for _attempt in range(PLACEMENT_ATTEMPTS):
+                try:
+                    (svc,) = select(self.ctx.services.get(), 1, avoid=(used | failed) if spread else failed)
+                except NotEnoughServices as exc:
+                    last = exc
+                    break
+                url = chunk_url(svc["addr"], new_chunk_id())
+                try:
+                    self.ctx.chunks.put(url, share, chunk_hash=digest, headers=headers)
+                except GridError as exc:
+                    failed.add(svc["addr"])
+                    self.ctx.services.invalidate()
+                    last = exc
+                    continue
+                used.add(svc["addr"])
+                return ChunkInfo(url=url, sub=sub, size=share.nbytes, hash=digest)
         raise last
