@@ -19,7 +19,6 @@ import posixpath
 import pwd
 import stat
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -232,8 +231,6 @@ class GridDestination:
         parts = [p for p in (self.prefix, staging, rel) if p]
         return "/".join(parts)
 
-    def rel_of(self, key: str) -> str:
-        return key[len(self.prefix) + 1:] if self.prefix else key
 
     def ensure_bucket(self, create: bool, policy: str | None) -> bool:
         """True when the bucket had to be created."""
@@ -329,8 +326,6 @@ class LocalDestination:
     def key(self, rel: str, staging: str = "") -> str:
         return "/".join(p for p in (staging, rel) if p)
 
-    def rel_of(self, key: str) -> str:
-        return key
 
     def _path(self, key: str) -> str:
         path = os.path.normpath(os.path.join(self.root, key))
@@ -418,8 +413,6 @@ class FsspecDestination:
     def key(self, rel: str, staging: str = "") -> str:
         return "/".join(p for p in (self.root, staging, rel) if p)
 
-    def rel_of(self, key: str) -> str:
-        return key[len(self.root) + 1:]
 
     def ensure_bucket(self, create: bool, policy: str | None) -> bool:
         if self.fs.exists(self.root):
@@ -462,15 +455,3 @@ def open_destination(url: str, config: str | None) -> GridDestination | LocalDes
     if _is_local(url):
         return LocalDestination(url)
     return FsspecDestination(url)
-
-
-def iter_blocks(f: BinaryIO, size: int, block: int = 8 * 1024 * 1024) -> Iterator[memoryview]:
-    """Read ``size`` bytes of ``f`` in blocks through one reused buffer."""
-    buf = memoryview(bytearray(min(block, max(size, 1))))
-    left = size
-    while left > 0:
-        n = f.readinto(buf[: min(len(buf), left)])
-        if not n:
-            raise OSError(f"the source ended {left} bytes early (did it change during the copy?)")
-        left -= n
-        yield buf[:n]

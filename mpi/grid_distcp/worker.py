@@ -92,10 +92,6 @@ class SourceReader:
         self.progress.add(got)
         return got
 
-    def read(self, n: int = -1) -> bytes:
-        buf = bytearray(self.left if n < 0 else min(n, self.left))
-        got = self.readinto(buf) if buf else 0
-        return bytes(buf[:got])
 
     def drain(self) -> None:
         buf = bytearray(8 * 1024 * 1024)

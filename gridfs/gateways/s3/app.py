@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,9 +75,6 @@ class Gateway:
         self.client = GridClient(self.config)
         self.users = UserStore(self.config)
         self.pool = ThreadPoolExecutor(32, thread_name_prefix="s3")
-
-
-Handler = Callable[[Ctx], Awaitable[web.StreamResponse]]
 
 
 def error_response(exc: S3Error, resource: str, request_id: str, method: str) -> web.Response:

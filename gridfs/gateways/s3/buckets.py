@@ -17,7 +17,7 @@ from gridfs.common import errors as grid_errors
 from gridfs.common.names import check_bucket
 from gridfs.directory.model import ObjectInfo
 from gridfs.gateways.s3 import xmlio
-from gridfs.gateways.s3.app import ACL_PROP, LOCATION_PROP, OWNER_PROP, Ctx, load_bucket
+from gridfs.gateways.s3.app import ACL_PROP, LOCATION_PROP, OWNER_PROP, Ctx, load_bucket, translate
 from gridfs.gateways.s3.cors import CORS_PROP
 from gridfs.gateways.s3.errors import S3Error
 from gridfs.gateways.s3.objects import etag_of, storage_class_of, version_id
@@ -285,8 +285,6 @@ async def delete_objects(ctx: Ctx) -> web.Response:
                 out.update(DeleteMarker=True, DeleteMarkerVersionId=str(result["version"]))
             return {"Deleted": out}
         except (grid_errors.GridError, ValueError) as exc:
-            from gridfs.gateways.s3.app import translate
-
             err = translate(exc)
             return {"Error": {"Key": key, "Code": err.code, "Message": err.message}}
 
