@@ -197,6 +197,12 @@ class Existing:
 
 
 MTIME_PROP = "distcp.mtime"
+COPY_BUFFER = 8 * 1024 * 1024
+
+
+def copy_buffer_size(size: int) -> int:
+    """A small file gets a small buffer: zero-filling 8 MiB per file would cost more than copying it."""
+    return max(1, min(COPY_BUFFER, size))
 PARTS_PROP = "distcp.parts"
 
 
@@ -361,7 +367,7 @@ class LocalDestination:
         fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".distcp-tmp-", dir=os.path.dirname(path))
         hasher = xxhash.xxh3_128()
         try:
-            buf = bytearray(8 * 1024 * 1024)
+            buf = bytearray(copy_buffer_size(size))
             view = memoryview(buf)
             while n := reader.readinto(view):
                 hasher.update(view[:n])
@@ -435,7 +441,7 @@ class FsspecDestination:
         import xxhash
 
         hasher = xxhash.xxh3_128()
-        buf = memoryview(bytearray(8 * 1024 * 1024))
+        buf = memoryview(bytearray(copy_buffer_size(size)))
         with self.fs.open(key, "wb") as f:
             while n := reader.readinto(buf):
                 hasher.update(buf[:n])

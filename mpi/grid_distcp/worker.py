@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 
 import xxhash
 
-from grid_distcp.endpoints import MTIME_PROP, fmt_mtime, open_source
+from grid_distcp.endpoints import MTIME_PROP, copy_buffer_size, fmt_mtime, open_source
 from grid_distcp.journal import Journal, JsonLog
 from grid_distcp.options import Options
 from grid_distcp.tasks import CHECK, COMPLETE, COPIED, COPY, FAILED, PART, SKIPPED, FileEntry, Result, Task
@@ -94,7 +94,7 @@ class SourceReader:
 
 
     def drain(self) -> None:
-        buf = bytearray(8 * 1024 * 1024)
+        buf = bytearray(copy_buffer_size(self.left))
         while self.readinto(buf):
             pass
 
