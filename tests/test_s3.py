@@ -585,3 +585,14 @@ def test_upload_cut_off_mid_body_stores_nothing(endpoint: str, users: dict, s3: 
     assert len(list(local_grid.data.glob("node*/vol*/*/*"))) <= chunks_before
     s3.put_object(Bucket=bucket, Key="cut-off", Body=body)  # the same upload, whole, then works
     assert s3.get_object(Bucket=bucket, Key="cut-off")["Body"].read() == body
+
+
+def test_prometheus_metrics_sum_over_the_workers(endpoint: str, s3: object, bucket: str) -> None:
+    for i in range(6):  # requests land on either worker
+        s3.put_object(Bucket=bucket, Key=f"metrics/{i}", Body=b"x" * 1000)
+    text = requests.get(f"{endpoint}/_grid/metrics").text
+    puts = [line for line in text.splitlines()
+            if line.startswith("grid_s3_requests_total{") and 'method="PUT"' in line and 'status="200"' in line]
+    assert puts and float(puts[0].rsplit(" ", 1)[1]) >= 6
+    received = [line for line in text.splitlines() if line.startswith("grid_s3_bytes_in_total")]
+    assert received and float(received[0].rsplit(" ", 1)[1]) >= 6000

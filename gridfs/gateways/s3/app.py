@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +42,7 @@ NOT_IMPLEMENTED = {
 }
 OWNER_PROP, ACL_PROP, LOCATION_PROP = "s3.owner", "s3.acl", "s3.location"
 READ_METHODS = {"GET", "HEAD"}
+METRICS_PATH = "/_grid/metrics"  # Prometheus, unauthenticated like every service's /metrics
 
 
 @dataclass
@@ -67,6 +69,26 @@ class Ctx:
         return await asyncio.get_running_loop().run_in_executor(self.gw.pool, lambda: fn(*args))
 
 
+class Metrics:
+    """Requests and bytes, summed over the gateway's worker processes (Prometheus multiprocess mode)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import Counter
+
+        self.requests = Counter("grid_s3_requests", "S3 requests answered", ["method", "status"])
+        self.bytes_in = Counter("grid_s3_bytes_in", "request body bytes received")
+        self.bytes_out = Counter("grid_s3_bytes_out", "response body bytes sent")
+
+    @staticmethod
+    def scrape() -> web.Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+
+        registry = CollectorRegistry()
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            multiprocess.MultiProcessCollector(registry)
+        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 class Gateway:
     def __init__(self, config: GridConfig | str | None = None, domain: str = "") -> None:
         self.config = config if isinstance(config, GridConfig) else GridConfig.load(config)
@@ -75,6 +97,7 @@ class Gateway:
         self.client = GridClient(self.config)
         self.users = UserStore(self.config)
         self.pool = ThreadPoolExecutor(32, thread_name_prefix="s3")
+        self.metrics = Metrics()
 
 
 def error_response(exc: S3Error, resource: str, request_id: str, method: str) -> web.Response:
@@ -166,6 +189,17 @@ def build_app(gw: Gateway) -> web.Application:
     from gridfs.gateways.s3 import buckets, cors, multipart, objects
 
     async def handle(request: web.Request) -> web.StreamResponse:
+        if request.path == METRICS_PATH:  # "_grid" is no bucket name: no clash with S3 paths
+            return Metrics.scrape()
+        response = await answer(request)
+        gw.metrics.requests.labels(request.method, response.status).inc()
+        if request.content_length:
+            gw.metrics.bytes_in.inc(request.content_length)
+        if response.content_length:
+            gw.metrics.bytes_out.inc(response.content_length)
+        return response
+
+    async def answer(request: web.Request) -> web.StreamResponse:
         bucket, key = split_path(request.raw_path, request.headers.get("Host", ""), gw.domain)
         ctx: Ctx | None = None
         request_id = secrets.token_hex(8).upper()

@@ -17,9 +17,11 @@ import contextlib
 import ctypes
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 
 from gridfs.common.service import base_arg_parser, bind, serve_app, setup_logging
 
@@ -48,8 +50,20 @@ def _worker(config: str | None, sock: socket.socket, url: str, domain: str) -> N
         os._exit(0)
 
 
+def _shared_metrics_dir() -> str:
+    """Prometheus multiprocess mode: each worker writes its counters here, any worker serves the sum."""
+    path = tempfile.mkdtemp(prefix="grid-s3-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    if "prometheus_client" in sys.modules:  # its value class is chosen at import: choose again
+        from prometheus_client import values
+
+        values.ValueClass = values.get_value_class()
+    return path
+
+
 def run(args: argparse.Namespace) -> None:
     setup_logging("s3", args.log_level)
+    metrics_dir = _shared_metrics_dir()
     try:
         sock, url = bind(args.host, args.port)
     except OSError as exc:
@@ -86,6 +100,7 @@ def run(args: argparse.Namespace) -> None:
                 break
             except InterruptedError:
                 continue
+    shutil.rmtree(metrics_dir, ignore_errors=True)
     sys.exit(0)
 
 
