@@ -334,3 +334,18 @@ def test_dry_run_filters_atomic_and_overwrite(local_grid: LocalGrid, client: Gri
                   ranks=2, name="over")
     assert over.returncode == 0 and report(tmp_path, "over")["files_copied"] == 2
     assert client.get("options", "x/keep/a.bin") == b"new content"
+
+    # Same size and mtime, other bytes: -update trusts the metadata, -update -verify reads and recopies.
+    b = src / "keep/b.bin"
+    st = b.stat()
+    b.write_bytes(bytes(x ^ 1 for x in b.read_bytes()))
+    os.utime(b, ns=(st.st_atime_ns, st.st_mtime_ns))
+    trusting = distcp(local_grid, tmp_path, str(src), "grid://options/x", "-filters", str(filters), "-update",
+                      ranks=2, name="trusting")
+    assert trusting.returncode == 0 and report(tmp_path, "trusting")["files_copied"] == 0
+    checking = distcp(local_grid, tmp_path, str(src), "grid://options/x", "-filters", str(filters), "-update",
+                      "-verify", ranks=2, name="checking")
+    assert checking.returncode == 0
+    verify_report = report(tmp_path, "checking")
+    assert verify_report["files_copied"] == 1 and verify_report["files_skipped"] == 1
+    assert client.get("options", "x/keep/b.bin") == b.read_bytes()

@@ -48,6 +48,17 @@ CHUNK_THREADS = 24
 BUCKET_POLICY_TTL = 5.0
 
 
+def _checked(writer: ObjectWriter, before_commit: Callable[[], Any] | None) -> Any:
+    """Run ``before_commit`` once the data is stored; if it raises, the stored chunks are discarded."""
+    if before_commit is None:
+        return None
+    try:
+        return before_commit()
+    except BaseException:
+        writer.discard()
+        raise
+
+
 class GridClient:
     def __init__(
         self,
@@ -194,13 +205,7 @@ class GridClient:
             data, size = peek(data, max(r.max_size for r in self.config.size_rules))
         chosen = self.choose_policy(bucket, policy, size)
         writer, result = self._write(bucket, key, data, chosen, progress)
-        late: dict[str, str] = {}
-        if before_commit is not None:
-            try:
-                late = before_commit()
-            except BaseException:
-                writer.discard()
-                raise
+        late = _checked(writer, before_commit) or {}
         record = ObjectInfo(
             account=self.account,
             bucket=bucket,
@@ -427,12 +432,7 @@ class GridClient:
         upload = next((u for u in self.directory.list_uploads(self.account, bucket) if u.upload_id == upload_id), None)
         policy = get_policy(upload.policy if upload else self.config.default_policy, self.config.policies)
         writer, result = self._write(bucket, key, data, policy, progress)
-        if before_commit is not None:
-            try:
-                etag = before_commit() or etag
-            except BaseException:
-                writer.discard()
-                raise
+        etag = _checked(writer, before_commit) or etag
         part = PartInfo(
             upload_id=upload_id,
             part_number=part_number,

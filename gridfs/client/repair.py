@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xxhash
 
+from gridfs.client.writer import reference_headers
 from gridfs.coding.ec import get_codec
 from gridfs.coding.policies import policy_from_chunk_method
 from gridfs.common.errors import GridError, NotEnoughServices
@@ -41,10 +42,6 @@ class RepairResult:
     version: int
     rebuilt: list[str] = field(default_factory=list)  # "metachunk.position" written anew
     lost: list[int] = field(default_factory=list)  # metachunks with too few good chunks to rebuild
-
-    @property
-    def healthy(self) -> bool:
-        return not self.lost
 
 
 def _addr(url: str) -> str:
@@ -112,9 +109,7 @@ class Repairer:
             full = [replica] * width
         chunks = dict(good)
         used = {_addr(c.url) for c in good.values()}
-        headers = {"X-Grid-Content-Id": info.content_id, "X-Grid-Content-Path": urllib.parse.quote(info.key, safe="/"),
-                   "X-Grid-Content-Policy": info.policy,
-                   "X-Grid-Content-Container": f"{self.client.account}/{self.bucket}"}
+        headers = reference_headers(info.content_id, info.key, info.policy, f"{self.client.account}/{self.bucket}")
         for sub in bad:
             share = np.frombuffer(memoryview(full[sub]).cast("B"), dtype=np.uint8)
             digest = xxhash.xxh3_64_hexdigest(share)

@@ -70,6 +70,17 @@ class _Placement:
             return svc
 
 
+def reference_headers(content_id: str, key: str, policy: str, container: str) -> dict[str, str]:
+    """What a storage server records with each chunk: the object it belongs to (its back-reference)."""
+    return {
+        "X-Grid-Content-Id": content_id,
+        "X-Grid-Content-Path": urllib.parse.quote(key, safe="/"),
+        "X-Grid-Content-Policy": policy,
+        # account/bucket: lets a crawler find the container that must reference this chunk.
+        "X-Grid-Content-Container": container,
+    }
+
+
 class ObjectWriter:
     """Writes the metachunks of one object (or one multipart part)."""
 
@@ -86,13 +97,7 @@ class ObjectWriter:
         self.policy = policy
         self.codec = get_codec(policy.codec, policy.k, policy.m) if policy.is_ec else None
         self.progress = progress
-        self.headers = {
-            "X-Grid-Content-Id": content_id,
-            "X-Grid-Content-Path": urllib.parse.quote(key, safe="/"),
-            "X-Grid-Content-Policy": policy.name,
-            # account/bucket: lets a crawler find the container that must reference this chunk.
-            "X-Grid-Content-Container": container,
-        }
+        self.headers = reference_headers(content_id, key, policy.name, container)
         self._written: list[str] = []  # every chunk URL written, to clean up on failure
         self._written_lock = threading.Lock()
 

@@ -31,18 +31,26 @@ class JobError(Exception):
 
 @functools.cache
 def _owner(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
+    return _name_or_number(pwd.getpwuid, uid)
 
 
 @functools.cache
 def _group(gid: int) -> str:
+    return _name_or_number(grp.getgrgid, gid)
+
+
+def _name_or_number(lookup: Any, number: int) -> str:
     try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return str(gid)
+        return str(lookup(number)[0])
+    except KeyError:  # an id without an entry (files from another machine)
+        return str(number)
+
+
+def _pump(reader: Any, size: int, write: Any) -> None:
+    """Copy a source reader (which checksums what it reads) to ``write``, through one buffer."""
+    view = memoryview(bytearray(copy_buffer_size(size)))
+    while n := reader.readinto(view):
+        write(view[:n])
 
 
 def _is_local(url: str) -> bool:
@@ -200,6 +208,11 @@ MTIME_PROP = "distcp.mtime"
 COPY_BUFFER = 8 * 1024 * 1024
 
 
+def _write_all(fd: int, view: memoryview) -> None:
+    while view.nbytes:
+        view = view[os.write(fd, view):]
+
+
 def copy_buffer_size(size: int) -> int:
     """A small file gets a small buffer: zero-filling 8 MiB per file would cost more than copying it."""
     return max(1, min(COPY_BUFFER, size))
@@ -227,15 +240,19 @@ class GridDestination:
         self.config = config
         self.client = GridClient(config)
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {"url": self.url, "config": self.config}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["url"], state["config"])  # type: ignore[misc]
-
     def key(self, rel: str, staging: str = "") -> str:
         parts = [p for p in (self.prefix, staging, rel) if p]
         return "/".join(parts)
+
+    def validate(self, key: str) -> str:
+        """Why the grid would refuse this key ("" when it takes it)."""
+        from gridfs.common.names import check_key
+
+        try:
+            check_key(key)
+        except ValueError as exc:
+            return str(exc)
+        return ""
 
 
     def ensure_bucket(self, create: bool, policy: str | None) -> bool:
@@ -270,6 +287,7 @@ class GridDestination:
         return out
 
     def put(self, key: str, reader: Any, size: int, policy: str | None, props: dict[str, str]) -> str:
+        """Stored through the client; returns the checksum the grid recorded for the object."""
         chosen = self.client.choose_policy(self.bucket, policy, size).name
         info = self.client.put(self.bucket, key, reader, policy=chosen, properties=props)
         return info.hash
@@ -332,6 +350,12 @@ class LocalDestination:
     def key(self, rel: str, staging: str = "") -> str:
         return "/".join(p for p in (staging, rel) if p)
 
+    def validate(self, key: str) -> str:
+        try:
+            self._path(key)
+        except ValueError as exc:
+            return str(exc)
+        return ""
 
     def _path(self, key: str) -> str:
         path = os.path.normpath(os.path.join(self.root, key))
@@ -359,19 +383,13 @@ class LocalDestination:
                 out[os.path.relpath(path, base).replace(os.sep, "/")] = Existing(st.st_size, st.st_mtime)
         return out
 
-    def put(self, key: str, reader: Any, size: int, policy: str | None, props: dict[str, str]) -> str:
-        import xxhash
-
+    def put(self, key: str, reader: Any, size: int, policy: str | None, props: dict[str, str]) -> None:
+        """Written to a temporary name, fsynced, renamed. A folder keeps no checksum of its own: None."""
         path = self._path(key)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".distcp-tmp-", dir=os.path.dirname(path))
-        hasher = xxhash.xxh3_128()
         try:
-            buf = bytearray(copy_buffer_size(size))
-            view = memoryview(buf)
-            while n := reader.readinto(view):
-                hasher.update(view[:n])
-                os.write(fd, view[:n])
+            _pump(reader, size, lambda view: _write_all(fd, view))
             os.fsync(fd)
             os.close(fd)
             if MTIME_PROP in props:
@@ -386,7 +404,6 @@ class LocalDestination:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        return hasher.hexdigest()
 
     def rename(self, src_key: str, dst_key: str) -> None:
         dst = self._path(dst_key)
@@ -419,6 +436,9 @@ class FsspecDestination:
     def key(self, rel: str, staging: str = "") -> str:
         return "/".join(p for p in (self.root, staging, rel) if p)
 
+    def validate(self, key: str) -> str:
+        return ""  # the filesystem answers for itself when the file is written
+
 
     def ensure_bucket(self, create: bool, policy: str | None) -> bool:
         if self.fs.exists(self.root):
@@ -437,16 +457,10 @@ class FsspecDestination:
         return {info["name"][len(base) + 1:]: Existing(int(info.get("size") or 0), _mtime(info))
                 for info in found.values() if info.get("type") != "directory" and info["name"].startswith(base + "/")}
 
-    def put(self, key: str, reader: Any, size: int, policy: str | None, props: dict[str, str]) -> str:
-        import xxhash
-
-        hasher = xxhash.xxh3_128()
-        buf = memoryview(bytearray(copy_buffer_size(size)))
+    def put(self, key: str, reader: Any, size: int, policy: str | None, props: dict[str, str]) -> None:
+        """Written whole and committed on close; no checksum of its own is read back: None."""
         with self.fs.open(key, "wb") as f:
-            while n := reader.readinto(buf):
-                hasher.update(buf[:n])
-                f.write(buf[:n])
-        return hasher.hexdigest()
+            _pump(reader, size, f.write)
 
     def rename(self, src_key: str, dst_key: str) -> None:
         self.fs.mv(src_key, dst_key)

@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Any
 
-from grid_distcp.tasks import PART, Result
+from grid_distcp.tasks import COMPLETE, PART, Result
 
 FSYNC_EVERY = 1.0  # seconds: a line lost in a crash only means one file copied again
 
@@ -106,7 +106,7 @@ class JsonLog:
             "status": "PART" if t.kind == PART and r.status == "COPY" else r.status,
             "path": t.entry.rel,
             "key": t.key,
-            "bytes": t.entry.size if t.kind == "complete" else r.nbytes,
+            "bytes": t.entry.size if t.kind == COMPLETE else r.nbytes,
             "checksum": r.checksum,
             "verified": r.verified,
             "rank": r.rank,

@@ -45,19 +45,6 @@ def _fail(entry: FileEntry, key: str, why: str) -> Result:
     return Result(Task(COPY, entry, key), FAILED, error=why)
 
 
-def _valid_key(dest: Any, key: str) -> str:
-    """An error message when the destination cannot take this key, else ""."""
-    if not hasattr(dest, "client"):
-        return ""
-    from gridfs.common.names import check_key
-
-    try:
-        check_key(key)
-    except ValueError as exc:
-        return str(exc)
-    return ""
-
-
 def make_plan(
     entries: list[FileEntry], dest: Any, opts: Options, journal: dict[str, tuple[int, float]], staging: str
 ) -> Plan:
@@ -68,7 +55,7 @@ def make_plan(
         if e.error:
             plan.settled.append(_fail(e, key, e.error))
             continue
-        if problem := _valid_key(dest, key):
+        if problem := dest.validate(key):
             plan.settled.append(_fail(e, key, problem))
             continue
         if journal.get(key) == (e.size, e.mtime):

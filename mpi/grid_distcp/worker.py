@@ -149,6 +149,15 @@ class Worker:
     def _reader(self, entry: FileEntry, offset: int, length: int) -> SourceReader:
         return SourceReader(self._source(entry.source).open(entry, offset), length, self.throttle, self.feed)
 
+    def _source_hash(self, entry: FileEntry, offset: int, length: int) -> str:
+        """The checksum of a range of the source, read and nothing else (resume and -verify checks)."""
+        reader = self._reader(entry, offset, length)
+        try:
+            reader.drain()
+        finally:
+            reader.f.close()
+        return reader.hexdigest()
+
     def execute(self, task: Task) -> Result:
         started = time.monotonic()
         try:
@@ -172,21 +181,18 @@ class Worker:
         finally:
             reader.f.close()
         source = reader.hexdigest()
-        if stored != source:
+        if stored is not None and stored != source:  # None: the destination keeps no checksum of its own
             return Result(task, FAILED, error=f"checksum mismatch: source {source}, stored {stored}")
         # A source that has its own checksum (a grid:// source) is compared too.
         verified = not e.checksum or e.checksum == source
         return Result(task, COPIED, nbytes=e.size, checksum=source, verified=verified)
 
     def _part(self, task: Task) -> Result:
+        # Stored by an earlier run: check it against the source, keep it if equal.
+        if task.expected and self._source_hash(task.entry, task.offset, task.length) == task.expected:
+            return Result(task, SKIPPED, checksum=task.expected, verified=True)
         reader = self._reader(task.entry, task.offset, task.length)
         try:
-            if task.expected:  # stored by an earlier run: check it against the source, keep it if equal
-                reader.drain()
-                if reader.hexdigest() == task.expected:
-                    return Result(task, SKIPPED, checksum=task.expected, verified=True)
-                reader.f.close()
-                reader = self._reader(task.entry, task.offset, task.length)
             stored = self.dest.put_part(task.key, task.upload_id, task.part, reader)
         finally:
             reader.f.close()
@@ -208,22 +214,10 @@ class Worker:
         if ":" in task.expected:  # a split object: compare part by part
             part_size, _, joined = task.expected.partition(":")
             size = int(part_size)
-            hashes = []
-            for offset in range(0, e.size, size):
-                r = self._reader(e, offset, min(size, e.size - offset))
-                try:
-                    r.drain()
-                finally:
-                    r.f.close()
-                hashes.append(r.hexdigest())
+            hashes = [self._source_hash(e, offset, min(size, e.size - offset)) for offset in range(0, e.size, size)]
             same = ",".join(hashes) == joined
         else:
-            r = self._reader(e, 0, e.size)
-            try:
-                r.drain()
-            finally:
-                r.f.close()
-            same = r.hexdigest() == task.expected
+            same = self._source_hash(e, 0, e.size) == task.expected
         if same:
             return Result(task, SKIPPED, checksum=task.expected, verified=True)
         return self._copy(task)

@@ -20,15 +20,11 @@ from gridfs.gateways.s3 import xmlio
 from gridfs.gateways.s3.app import ACL_PROP, LOCATION_PROP, OWNER_PROP, Ctx, load_bucket, translate
 from gridfs.gateways.s3.cors import CORS_PROP
 from gridfs.gateways.s3.errors import S3Error
-from gridfs.gateways.s3.objects import etag_of, storage_class_of, version_id
+from gridfs.gateways.s3.objects import etag_of, storage_class_of, version_from, version_id
 
 CANNED_ACLS = {"private", "public-read"}
 MAX_DELETE = 1000
 POLICY_HEADER = "x-grid-storage-policy"
-
-
-def xml_response(root: str, content: dict[str, Any], status: int = 200) -> web.Response:
-    return web.Response(status=status, body=xmlio.document(root, content), content_type="application/xml")
 
 
 def owner_xml(ctx: Ctx, name: str = "") -> dict[str, str]:
@@ -40,7 +36,7 @@ async def list_buckets(ctx: Ctx) -> web.Response:
     assert ctx.user is not None
     containers = await ctx.run(ctx.gw.client.list_buckets)
     mine = [c for c in containers if c.properties.get(OWNER_PROP, ctx.user.name) == ctx.user.name]
-    return xml_response("ListAllMyBucketsResult", {
+    return xmlio.response("ListAllMyBucketsResult", {
         "Owner": owner_xml(ctx),
         "Buckets": {"Bucket": [{"Name": c.bucket, "CreationDate": xmlio.iso(c.ctime)} for c in mine]},
     })
@@ -149,7 +145,7 @@ async def _set_props(ctx: Ctx, changes: dict[str, str | None], status: int = 200
 async def get_versioning(ctx: Ctx) -> web.Response:
     assert ctx.container is not None
     state = {"enabled": "Enabled", "suspended": "Suspended"}.get(ctx.container.versioning)
-    return xml_response("VersioningConfiguration", {"Status": state} if state else {})
+    return xmlio.response("VersioningConfiguration", {"Status": state} if state else {})
 
 
 async def put_versioning(ctx: Ctx) -> web.Response:
@@ -205,7 +201,7 @@ async def list_v2(ctx: Ctx) -> web.Response:
         "Contents": [_entry(ctx, o, enc, q.get("fetch-owner") == "true") for o in result.objects],
         "CommonPrefixes": [{"Prefix": enc(p)} for p in result.prefixes],
     }
-    return xml_response("ListBucketResult", content)
+    return xmlio.response("ListBucketResult", content)
 
 
 async def list_v1(ctx: Ctx) -> web.Response:
@@ -223,7 +219,7 @@ async def list_v1(ctx: Ctx) -> web.Response:
         "Contents": [_entry(ctx, o, enc, True) for o in result.objects],
         "CommonPrefixes": [{"Prefix": enc(p)} for p in result.prefixes],
     }
-    return xml_response("ListBucketResult", content)
+    return xmlio.response("ListBucketResult", content)
 
 
 async def list_versions(ctx: Ctx) -> web.Response:
@@ -231,11 +227,7 @@ async def list_versions(ctx: Ctx) -> web.Response:
     prefix, delimiter = q.get("prefix", ""), q.get("delimiter", "")
     key_marker, version_marker = q.get("key-marker", ""), q.get("version-id-marker", "")
     max_keys = _max_keys(ctx)
-    vm = None
-    if version_marker and version_marker != "null":
-        if not version_marker.isdigit():
-            raise S3Error("InvalidArgument", "Invalid version id specified")
-        vm = int(version_marker)
+    vm = version_from(version_marker)
     page = await ctx.run(lambda: ctx.gw.client.list_versions(
         ctx.bucket, prefix=prefix, delimiter=delimiter, key_marker=key_marker, version_marker=vm,
         max_keys=max_keys))
@@ -257,7 +249,7 @@ async def list_versions(ctx: Ctx) -> web.Response:
         "Version": versions, "DeleteMarker": markers,
         "CommonPrefixes": [{"Prefix": enc(p)} for p in page["prefixes"]],
     }
-    return xml_response("ListVersionsResult", content)
+    return xmlio.response("ListVersionsResult", content)
 
 
 # -- DeleteObjects --------------------------------------------------------------------
@@ -291,7 +283,7 @@ async def delete_objects(ctx: Ctx) -> web.Response:
     results = await asyncio.gather(*(ctx.run(one, item) for item in items))
     deleted = [r["Deleted"] for r in results if "Deleted" in r and not quiet]
     errors = [r["Error"] for r in results if "Error" in r]
-    return xml_response("DeleteResult", {"Deleted": deleted, "Error": errors})
+    return xmlio.response("DeleteResult", {"Deleted": deleted, "Error": errors})
 
 
 # -- ACL and CORS ---------------------------------------------------------------------
@@ -303,7 +295,7 @@ async def get_acl(ctx: Ctx) -> web.Response:
     grants = [{"Grantee": owner, "Permission": "FULL_CONTROL"}]
     if ctx.container.properties.get(ACL_PROP) == "public-read":
         grants.append({"Grantee": {"URI": "http://acs.amazonaws.com/groups/global/AllUsers"}, "Permission": "READ"})
-    return xml_response("AccessControlPolicy", {"Owner": owner, "AccessControlList": {"Grant": grants}})
+    return xmlio.response("AccessControlPolicy", {"Owner": owner, "AccessControlList": {"Grant": grants}})
 
 
 async def put_acl(ctx: Ctx) -> web.Response:
@@ -320,7 +312,7 @@ async def get_cors(ctx: Ctx) -> web.Response:
     rules = json.loads(ctx.container.properties.get(CORS_PROP) or "[]")
     if not rules:
         raise S3Error("NoSuchCORSConfiguration", "The CORS configuration does not exist")
-    return xml_response("CORSConfiguration", {"CORSRule": rules})
+    return xmlio.response("CORSConfiguration", {"CORSRule": rules})
 
 
 async def put_cors(ctx: Ctx) -> web.Response:

@@ -33,10 +33,6 @@ MIN_PART = 5 * 1024 * 1024
 MAX_PARTS = 10000
 
 
-def xml_response(root: str, content: dict[str, Any]) -> web.Response:
-    return web.Response(body=xmlio.document(root, content), content_type="application/xml")
-
-
 def _part_number(ctx: Ctx) -> int:
     raw = ctx.query.get("partNumber", "")
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_PARTS:
@@ -75,9 +71,8 @@ async def create(ctx: Ctx) -> web.Response:
     headers = {}
     if alg := ctx.headers.get("x-amz-checksum-algorithm"):
         headers["x-amz-checksum-algorithm"] = alg
-    return web.Response(body=xmlio.document("InitiateMultipartUploadResult", {
-        "Bucket": ctx.bucket, "Key": ctx.key, "UploadId": up.upload_id}), content_type="application/xml",
-        headers=headers)
+    return xmlio.response("InitiateMultipartUploadResult",
+                          {"Bucket": ctx.bucket, "Key": ctx.key, "UploadId": up.upload_id}, headers)
 
 
 async def upload_part(ctx: Ctx) -> web.Response:
@@ -118,7 +113,7 @@ async def upload_part_copy(ctx: Ctx) -> web.Response:
         return md5.hexdigest()
 
     etag = await ctx.run(copy)
-    return xml_response("CopyPartResult", {"LastModified": xmlio.iso(src.mtime), "ETag": f'"{etag}"'})
+    return xmlio.response("CopyPartResult", {"LastModified": xmlio.iso(src.mtime), "ETag": f'"{etag}"'})
 
 
 async def list_parts(ctx: Ctx) -> web.Response:
@@ -130,7 +125,7 @@ async def list_parts(ctx: Ctx) -> web.Response:
     parts = [p for p in await ctx.run(ctx.gw.client.list_parts, ctx.bucket, upload_id) if p.part_number > marker]
     page, truncated = parts[:max_parts], len(parts) > max_parts
     who = {"ID": ctx.user.name, "DisplayName": ctx.user.name} if ctx.user else {}
-    return xml_response("ListPartsResult", {
+    return xmlio.response("ListPartsResult", {
         "Bucket": ctx.bucket, "Key": ctx.key, "UploadId": upload_id, "Initiator": who, "Owner": who,
         "StorageClass": "STANDARD", "PartNumberMarker": marker,
         "NextPartNumberMarker": page[-1].part_number if page else marker, "MaxParts": max_parts,
@@ -148,7 +143,7 @@ async def list_uploads(ctx: Ctx) -> web.Response:
     uploads = await ctx.run(lambda: ctx.gw.client.list_multipart(ctx.bucket, prefix=prefix))
     uploads = [u for u in uploads if (u.key, u.upload_id) > (key_marker, id_marker if key_marker else "")]
     page, truncated = uploads[:max_uploads], len(uploads) > max_uploads
-    return xml_response("ListMultipartUploadsResult", {
+    return xmlio.response("ListMultipartUploadsResult", {
         "Bucket": ctx.bucket, "KeyMarker": key_marker, "UploadIdMarker": id_marker, "Prefix": prefix,
         "NextKeyMarker": page[-1].key if truncated else None,
         "NextUploadIdMarker": page[-1].upload_id if truncated else None,
@@ -190,6 +185,5 @@ async def complete(ctx: Ctx) -> web.Response:
     headers = {}
     if (vid := version_id(ctx, info.version)):
         headers["x-amz-version-id"] = vid
-    return web.Response(body=xmlio.document("CompleteMultipartUploadResult", {
-        "Location": f"/{ctx.bucket}/{ctx.key}", "Bucket": ctx.bucket, "Key": ctx.key, "ETag": f'"{etag}"'}),
-        content_type="application/xml", headers=headers)
+    return xmlio.response("CompleteMultipartUploadResult", {
+        "Location": f"/{ctx.bucket}/{ctx.key}", "Bucket": ctx.bucket, "Key": ctx.key, "ETag": f'"{etag}"'}, headers)

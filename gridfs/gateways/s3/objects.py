@@ -51,13 +51,17 @@ def version_id(ctx: Ctx, version: int | None, force: bool = False) -> str | None
     return str(version) if versioned else "null"
 
 
-def parse_version(ctx: Ctx) -> int | None:
-    vid = ctx.query.get("versionId")
+def version_from(vid: str | None) -> int | None:
+    """An S3 version id as the grid's version number; "null" or nothing means the latest."""
     if not vid or vid == "null":
         return None
     if not vid.isdigit():
         raise S3Error("InvalidArgument", "Invalid version id specified")
     return int(vid)
+
+
+def parse_version(ctx: Ctx) -> int | None:
+    return version_from(ctx.query.get("versionId"))
 
 
 def policy_for_class(ctx: Ctx) -> tuple[str | None, dict[str, str]]:
@@ -290,13 +294,7 @@ def parse_copy_source(ctx: Ctx) -> tuple[str, str, int | None]:
     bucket, _, key = unquote(path).lstrip("/").partition("/")
     if not bucket or not key:
         raise S3Error("InvalidArgument", "Copy Source must mention the source bucket and key: sourcebucket/sourcekey")
-    version = None
-    vid = dict(parse_qsl(query)).get("versionId")
-    if vid and vid != "null":
-        if not vid.isdigit():
-            raise S3Error("InvalidArgument", "Invalid version id specified")
-        version = int(vid)
-    return bucket, key, version
+    return bucket, key, version_from(dict(parse_qsl(query)).get("versionId"))
 
 
 async def load_copy_source(ctx: Ctx) -> tuple[str, ObjectInfo]:
@@ -345,8 +343,8 @@ async def copy_object(ctx: Ctx) -> web.Response:
     headers = {}
     if (vid := version_id(ctx, info.version)):
         headers["x-amz-version-id"] = vid
-    body = xmlio.document("CopyObjectResult", {"LastModified": xmlio.iso(info.mtime), "ETag": f'"{etag_of(info)}"'})
-    return web.Response(body=body, content_type="application/xml", headers=headers)
+    return xmlio.response("CopyObjectResult", {"LastModified": xmlio.iso(info.mtime), "ETag": f'"{etag_of(info)}"'},
+                          headers)
 
 
 # -- reads ----------------------------------------------------------------------------
@@ -386,8 +384,7 @@ async def get_object(ctx: Ctx) -> web.StreamResponse:
 async def get_tagging(ctx: Ctx) -> web.Response:
     info = await ctx.run(lambda: ctx.gw.client.head(ctx.bucket, ctx.key, version=parse_version(ctx)))
     tags = json.loads(info.properties.get(TAGS_PROP) or "{}")
-    body = xmlio.document("Tagging", {"TagSet": {"Tag": [{"Key": k, "Value": v} for k, v in tags.items()]}})
-    return web.Response(body=body, content_type="application/xml")
+    return xmlio.response("Tagging", {"TagSet": {"Tag": [{"Key": k, "Value": v} for k, v in tags.items()]}})
 
 
 async def put_tagging(ctx: Ctx) -> web.Response:

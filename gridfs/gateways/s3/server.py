@@ -23,7 +23,7 @@ import socket
 import sys
 import tempfile
 
-from gridfs.common.service import base_arg_parser, bind, serve_app, setup_logging
+from gridfs.common.service import base_arg_parser, bind, serve_app, setup_logging, write_ready_file
 
 log = logging.getLogger("gridfs.s3")
 
@@ -80,8 +80,6 @@ def run(args: argparse.Namespace) -> None:
             _worker(args.config, sock, url, getattr(args, "domain", "") or "")
         children.append(pid)
     log.info("S3 gateway on %s with %d workers", url, len(children))
-    from gridfs.common.service import write_ready_file
-
     write_ready_file(args.ready_file, url)
 
     def stop(*_: object) -> None:

@@ -93,6 +93,20 @@ def canonical_request(method: str, raw_path: str, raw_query: str, headers: dict[
                       payload_hash])
 
 
+MISMATCH = ("The request signature we calculated does not match the signature you provided. "
+            "Check your key and signing method.")
+
+
+def _hmac_hex(key: bytes, text: str) -> str:
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+
+
+def _require(expected: str, given: str, message: str = MISMATCH) -> None:
+    """Constant-time comparison of a signature; SignatureDoesNotMatch otherwise."""
+    if not hmac.compare_digest(expected, given):
+        raise S3Error("SignatureDoesNotMatch", message)
+
+
 def signing_key(secret: str, cred: Credential) -> bytes:
     key = ("AWS4" + secret).encode()
     for part in (cred.date, cred.region, cred.service, "aws4_request"):
@@ -177,10 +191,7 @@ def verify_v2_presigned(req: SignedRequest, secret: str, method: str, raw_path: 
     amz = "".join(f"{k}:{headers[k].strip()}\n" for k in sorted(h for h in headers if h.startswith("x-amz-")))
     sts = "\n".join([method, headers.get("content-md5", ""), headers.get("content-type", ""), str(req.expires)])
     sts += "\n" + amz + resource
-    expected = base64.b64encode(hmac.new(secret.encode(), sts.encode(), hashlib.sha1).digest()).decode()
-    if not hmac.compare_digest(expected, req.signature):
-        raise S3Error("SignatureDoesNotMatch", "The request signature we calculated does not match the "
-                      "signature you provided. Check your key and signing method.")
+    _require(base64.b64encode(hmac.new(secret.encode(), sts.encode(), hashlib.sha1).digest()).decode(), req.signature)
 
 
 def verify(req: SignedRequest, secret: str, method: str, raw_path: str, raw_query: str,
@@ -203,11 +214,7 @@ def verify(req: SignedRequest, secret: str, method: str, raw_path: str, raw_quer
     canonical = canonical_request(method, raw_path, raw_query, headers, req.signed_headers, req.payload_hash,
                                   drop_query="X-Amz-Signature" if req.presigned else "")
     key = signing_key(secret, req.credential)
-    expected = hmac.new(key, string_to_sign(req.amz_date, req.credential.scope, canonical).encode(),
-                        hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, req.signature):
-        raise S3Error("SignatureDoesNotMatch", "The request signature we calculated does not match the "
-                      "signature you provided. Check your key and signing method.")
+    _require(_hmac_hex(key, string_to_sign(req.amz_date, req.credential.scope, canonical)), req.signature)
     return key
 
 
@@ -239,9 +246,7 @@ class ChunkedBody:
         assert self.req is not None and self.key is not None
         sts = "\n".join(["AWS4-HMAC-SHA256-PAYLOAD", self.req.amz_date, self.req.credential.scope, self.previous,
                          EMPTY_SHA256, hashlib.sha256(data).hexdigest()])
-        expected = hmac.new(self.key, sts.encode(), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, signature):
-            raise S3Error("SignatureDoesNotMatch", "a chunk signature does not match")
+        _require(_hmac_hex(self.key, sts), signature, "a chunk signature does not match")
         self.previous = signature
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -292,6 +297,4 @@ class ChunkedBody:
             canon = "".join(f"{k}:{v}\n" for k, v in self.trailers.items())
             sts = "\n".join(["AWS4-HMAC-SHA256-TRAILER", self.req.amz_date, self.req.credential.scope,
                              self.previous, hashlib.sha256(canon.encode()).hexdigest()])
-            expected = hmac.new(self.key, sts.encode(), hashlib.sha256).hexdigest()
-            if not hmac.compare_digest(expected, signature):
-                raise S3Error("SignatureDoesNotMatch", "the trailer signature does not match")
+            _require(_hmac_hex(self.key, sts), signature, "the trailer signature does not match")

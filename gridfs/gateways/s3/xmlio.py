@@ -70,3 +70,10 @@ def document(root: str, content: dict[str, Any]) -> bytes:
     for k, v in content.items():
         _add(el, k, v)
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(el)
+
+
+def response(root: str, content: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
+    """An S3 XML answer (200) with ``document(root, content)`` as its body."""
+    from aiohttp import web
+
+    return web.Response(body=document(root, content), content_type="application/xml", headers=headers)
