@@ -20,6 +20,7 @@ ACCOUNT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 CHUNK_ID_RE = re.compile(r"^[0-9A-F]{64}$")
 CONTAINER_ID_RE = re.compile(r"^[0-9A-F]{64}$")
+SERVICE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{2,63}$")
 MAX_KEY_BYTES = 1024
 MAX_PROPERTY_BYTES = 2048
 
@@ -74,6 +75,17 @@ def check_container_id(cid: str) -> str:
     if not isinstance(cid, str) or not CONTAINER_ID_RE.match(cid):
         raise InvalidName(f"invalid container id {cid!r}: 64 upper-case hex digits")
     return cid
+
+
+def check_service_id(service_id: str) -> str:
+    """A service id (``rawx-1f2e...``): stable for the life of a volume or database folder."""
+    if not isinstance(service_id, str) or not SERVICE_ID_RE.match(service_id):
+        raise InvalidName(f"invalid service id {service_id!r}: 3-64 of a-z 0-9 -, starting with a letter or digit")
+    return service_id
+
+
+def new_service_id(kind: str) -> str:
+    return f"{kind}-{secrets.token_hex(8)}"
 
 
 def new_chunk_id() -> str:
