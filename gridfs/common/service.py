@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -24,7 +25,12 @@ from pathlib import Path
 
 from aiohttp import web
 
+from gridfs.common.config import GridConfig
 from gridfs.common.errors import ServiceUnavailable
+from gridfs.common.http import SECRET_HEADER
+from gridfs.common.names import check_service_id, new_service_id
+
+_log = logging.getLogger("gridfs.service")
 
 
 @dataclass
@@ -80,6 +86,52 @@ def spawn_service(
         time.sleep(0.02)
     proc.kill()
     raise ServiceUnavailable(f"{name} did not become ready within {timeout} s (log: {log_path})")
+
+
+def load_or_create_service_id(folder: str | os.PathLike, kind: str) -> str:
+    """The service id kept in ``folder/service.id``, written (atomically) at first start.
+
+    It lives with the data (a volume, a database folder), so the service keeps its
+    identity whatever address it listens on next time.
+    """
+    path = Path(folder) / "service.id"
+    try:
+        return check_service_id(path.read_text().strip())
+    except FileNotFoundError:
+        pass
+    service_id = new_service_id(kind)
+    tmp = path.with_name(f".service.id.{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(service_id)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return service_id
+
+
+async def send_heartbeats(
+    cfg: GridConfig, payload: Callable[[], dict], stop: asyncio.Event, interval: float = 1.0
+) -> None:
+    """POST ``payload()`` to the conscience every ``interval`` seconds until ``stop``; an
+    unreachable conscience is retried at the next beat."""
+    import aiohttp
+
+    url = cfg.conscience_url.rstrip("/") + "/v1/heartbeat"
+    async with aiohttp.ClientSession(headers={SECRET_HEADER: cfg.secret}) as session:
+        while not stop.is_set():
+            try:
+                async with session.post(url, json=payload(), timeout=aiohttp.ClientTimeout(total=2)) as resp:
+                    if resp.status >= 400:
+                        _log.warning("conscience refused heartbeat: %s %s", resp.status, await resp.text())
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                _log.debug("conscience unreachable: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
 
 
 def write_ready_file(path: str | os.PathLike | None, url: str) -> None:
