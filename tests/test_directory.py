@@ -1,7 +1,9 @@
-"""The directory as a real process: listing at scale, versioning, events, hops, bad input."""
+"""The directory as real processes (meta0, meta1, meta2 services): listing at scale, versioning,
+events in the outbox, hops, bad input, crashes."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections.abc import Iterator
@@ -10,21 +12,40 @@ from pathlib import Path
 import pytest
 import requests
 
-from gridfs.common.config import GridConfig
+from gridfs.cli.local import LocalGrid
 from gridfs.common.errors import InvalidName, NoSuchContainer, NoSuchObject
-from gridfs.common.service import SpawnedService, spawn_service
+from gridfs.common.names import container_id
 from gridfs.directory.client import DirectoryClient
 from gridfs.directory.model import ChunkInfo, Metachunk, ObjectInfo
+from tests.conftest import run_grid_cli
 
 A = "acct"
 
 
 @pytest.fixture
-def directory(grid_config: GridConfig, tmp_path: Path) -> Iterator[tuple[DirectoryClient, SpawnedService]]:
-    svc = spawn_service("gridfs.directory", ["--config", str(grid_config.path), "--data", str(tmp_path / "dir")],
-                        tmp_path / "run", "directory")
-    yield DirectoryClient(svc.url, grid_config.secret), svc
-    svc.stop()
+def directory(tmp_path: Path) -> Iterator[tuple[DirectoryClient, LocalGrid]]:
+    """A small grid whose event agent is stopped, so the outboxes keep what the directory wrote."""
+    grid = LocalGrid(tmp_path / "grid")
+    cfg = grid.up(nodes=1, volumes=1, s3_port=None, meta2=2)
+    grid._stop_all([s for s in grid.services() if s.type == "events"])
+    try:
+        yield DirectoryClient(cfg.directory_url, cfg.secret), grid
+    finally:
+        grid.down()
+
+
+def url_of(grid: LocalGrid, name: str) -> str:
+    return next(s.url for s in grid.services() if s.name == name)
+
+
+def outbox(grid: LocalGrid, secret: str) -> list[dict]:
+    """Every event waiting in the outboxes of the meta1 and meta2 services, oldest first per database."""
+    events = []
+    for svc in grid.services():
+        if svc.type in ("meta1", "meta2"):
+            page = requests.get(f"{svc.url}/v1/outbox?limit=10000", headers={"X-Grid-Secret": secret}, timeout=5)
+            events += page.json()["events"]
+    return events
 
 
 def obj(key: str, url: str = "") -> ObjectInfo:
@@ -65,7 +86,7 @@ def paged(d: DirectoryClient, bucket: str, prefix: str, delimiter: str, start_af
         token = page.next_token
 
 
-def test_listing_100k_objects_in_pages(directory: tuple[DirectoryClient, SpawnedService]) -> None:
+def test_listing_100k_objects_in_pages(directory: tuple[DirectoryClient, LocalGrid]) -> None:
     d, _ = directory
     d.create_container(A, "big")
     keys = [f"d{i % 37:02d}/s{i % 11}/f{i:06d}" for i in range(99_000)]
@@ -85,8 +106,8 @@ def test_listing_100k_objects_in_pages(directory: tuple[DirectoryClient, Spawned
     assert first.objects == [] and first.prefixes == []
 
 
-def test_versioning_states_and_events(directory: tuple[DirectoryClient, SpawnedService]) -> None:
-    d, _ = directory
+def test_versioning_states_and_events(directory: tuple[DirectoryClient, LocalGrid]) -> None:
+    d, grid = directory
     d.create_container(A, "bkt")
     v1, g = d.commit_object(A, "bkt", obj("k", "http://h:1/chunk/1"))
     assert g == []
@@ -106,35 +127,53 @@ def test_versioning_states_and_events(directory: tuple[DirectoryClient, SpawnedS
         d.get_object(A, "bkt", "k")
     kept = next(v for v in d.list_versions(A, "bkt")["versions"] if not v.delete_marker)
     assert d.get_object(A, "bkt", "k", version=kept.version).key == "k"
-    events = d.events()["events"]
+    events = outbox(grid, d.secret)
     kinds = [e["type"] for e in events]
-    assert kinds[0] == "container.new" and kinds.count("content.new") == 5
+    assert kinds.count("container.new") == 1 and kinds.count("content.new") == 5
     deleted = [u for e in events if e["type"] == "content.deleted" for u in e["data"]["chunks"]]
     assert deleted == ["http://h:1/chunk/1", "http://h:1/chunk/2", "http://h:1/chunk/4", "http://h:1/chunk/5"]
     assert v1.version < result["version"]
 
 
-def test_hops_are_real(directory: tuple[DirectoryClient, SpawnedService], grid_config: GridConfig) -> None:
-    d, svc = directory
-    h = {"X-Grid-Secret": grid_config.secret}
+def test_hops_are_real(directory: tuple[DirectoryClient, LocalGrid]) -> None:
+    """meta0 -> meta1 -> meta2 are separate services named by id; containers spread over 2 meta2."""
+    d, grid = directory
+    h = {"X-Grid-Secret": d.secret}
+    meta0, meta1 = url_of(grid, "meta0"), url_of(grid, "meta1")
+    meta1_id = requests.get(f"{meta1}/health", timeout=5).json()["id"]
     for prefix in ("0000", "ABCD", "FFFF"):
-        assert requests.get(f"{svc.url}/v1/meta0/{prefix}", headers=h, timeout=5).json()["meta1"] == svc.url
-    assert requests.get(f"{svc.url}/v1/meta0/10000", headers=h, timeout=5).status_code == 400
-    d.create_container(A, "hop")
-    d.commit_object(A, "hop", obj("x", "http://h:1/chunk/9"))
-    where = d.locate(A, "hop", "x")
-    assert where["prefix"] == where["cid"][:4] and where["meta2"] == svc.url
+        hop = requests.get(f"{meta0}/v1/meta0/{prefix}", headers=h, timeout=5).json()
+        assert hop == {"prefix": prefix, "meta1": meta1_id, "addr": meta1}
+    assert requests.get(f"{meta0}/v1/meta0/10000", headers=h, timeout=5).status_code == 400
+    meta2_ids = {requests.get(f"{url_of(grid, n)}/health", timeout=5).json()["id"] for n in ("meta2-1", "meta2-2")}
+    homes = set()
+    for i in range(12):
+        d.create_container(A, f"hop{i}")
+        d.commit_object(A, f"hop{i}", obj("x", "http://h:1/chunk/9"))
+        where = d.locate(A, f"hop{i}", "x")
+        assert where["prefix"] == where["cid"][:4] and where["meta1"] == {"id": meta1_id, "addr": meta1}
+        homes.add(where["meta2"]["id"])
+        record = requests.get(f"{meta1}/v1/meta1/{where['cid']}", headers=h, timeout=5).json()
+        assert record["meta2"] == where["meta2"]["id"] and record["meta2_addr"] == where["meta2"]["addr"]
+    assert homes == meta2_ids, "meta1 spreads new containers over both meta2 services by score"
+    shown = run_grid_cli(grid.config_path, "locate", "hop0/x").stdout.decode()
+    assert meta1_id in shown and where["cid"][:4] in shown
+    listed = run_grid_cli(grid.config_path, "locate", "--json", "hop0/x").stdout.decode()
+    assert json.loads(listed)["meta2"]["id"] in meta2_ids
 
 
-def test_bad_input_on_the_wire(directory: tuple[DirectoryClient, SpawnedService], grid_config: GridConfig,
-                               tmp_path: Path) -> None:
-    d, svc = directory
-    h = {"X-Grid-Secret": grid_config.secret}
-    assert requests.get(f"{svc.url}/v1/meta1?account={A}", timeout=5).status_code == 401
-    assert requests.get(f"{svc.url}/v1/meta1?account={A}", headers={"X-Grid-Secret": "x"}, timeout=5).status_code == 403
+def test_bad_input_on_the_wire(directory: tuple[DirectoryClient, LocalGrid], tmp_path: Path) -> None:
+    d, grid = directory
+    h = {"X-Grid-Secret": d.secret}
+    meta1, meta2 = url_of(grid, "meta1"), url_of(grid, "meta2-1")
+    assert requests.get(f"{meta1}/v1/meta1?account={A}", timeout=5).status_code == 401
+    assert requests.get(f"{meta1}/v1/meta1?account={A}", headers={"X-Grid-Secret": "x"}, timeout=5).status_code == 403
     for cid in ("..%2F..%2Fx", "0" * 63, "g" * 64):
-        assert requests.get(f"{svc.url}/v1/meta2/{cid}/list", headers=h, timeout=5).status_code in (400, 404)
-    assert requests.post(f"{svc.url}/v1/meta1/{'0' * 64}", data=b"{not json", headers=h, timeout=5).status_code == 400
+        assert requests.get(f"{meta2}/v1/meta2/{cid}/list", headers=h, timeout=5).status_code in (400, 404)
+    assert requests.post(f"{meta1}/v1/meta1/{'0' * 64}", data=b"{not json", headers=h, timeout=5).status_code == 400
+    cid = container_id(A, "bkt")
+    assert requests.post(f"{meta2}/v1/meta2/{cid}/commit", json={"op_id": "../../etc", "object": {}}, headers=h,
+                         timeout=5).status_code == 400
     d.create_container(A, "bkt")
     with pytest.raises(InvalidName):
         d.commit_object(A, "bkt", obj("a\x00b"))
@@ -143,18 +182,14 @@ def test_bad_input_on_the_wire(directory: tuple[DirectoryClient, SpawnedService]
     assert not [p for p in tmp_path.rglob("*") if ".." in p.name]
 
 
-def test_acknowledged_commit_survives_kill_9(grid_config: GridConfig, tmp_path: Path) -> None:
-    args = ["--config", str(grid_config.path), "--data", str(tmp_path / "dir")]
-    svc = spawn_service("gridfs.directory", args, tmp_path / "run", "directory")
-    d = DirectoryClient(svc.url, grid_config.secret)
+def test_acknowledged_commit_survives_kill_9(directory: tuple[DirectoryClient, LocalGrid]) -> None:
+    d, grid = directory
     d.create_container(A, "bkt")
     d.commit_object(A, "bkt", obj("acked", "http://h:1/chunk/7"))
-    os.kill(svc.process.pid, signal.SIGKILL)
-    svc.process.wait()
-    port = svc.url.rsplit(":", 1)[1]
-    again = spawn_service("gridfs.directory", [*args, "--port", port], tmp_path / "run", "directory2")
-    try:
-        found = DirectoryClient(again.url, grid_config.secret).get_object(A, "bkt", "acked")
-        assert found.metachunks[0].chunks[0].url == "http://h:1/chunk/7"
-    finally:
-        again.stop()
+    name = next(s.name for s in grid.services() if s.type == "meta2" and
+                s.url == d.locate(A, "bkt", "acked")["meta2"]["addr"])
+    pid = next(s.pid for s in grid.services() if s.name == name)
+    os.kill(pid, signal.SIGKILL)
+    grid.restart(name)
+    found = DirectoryClient(d.url, d.secret).get_object(A, "bkt", "acked")
+    assert found.metachunks[0].chunks[0].url == "http://h:1/chunk/7"

@@ -4,7 +4,7 @@ Layout under the data folder::
 
     grid.toml               endpoints, secret, and the [local] process table (mode 0600)
     run/                    ready files and logs of each service
-    directory/              meta0, meta1 and meta2 databases, the event log
+    meta0/ meta1/ meta2-N/  the directory services' databases (prefix table, container homes, containers)
     nodeN/volV/             one storage server (rawx) each
 
 Each node gets its own host word in its services' locations
@@ -35,7 +35,7 @@ SMALL_OBJECT_LIMIT = 1024 * 1024  # objects up to this size get copies instead o
 @dataclass
 class LocalService:
     name: str
-    type: str  # conscience | directory | events | rawx
+    type: str  # conscience | meta0 | meta1 | meta2 | events | rawx | s3
     module: str
     args: list[str]
     pid: int = 0
@@ -134,8 +134,9 @@ class LocalGrid:
         return svc
 
     def up(self, nodes: int = 3, volumes: int = 3, policy: str | None = None, wait: float = 30.0,
-           s3_port: int | None = 0, s3_workers: int = 2) -> GridConfig:
-        """Start everything; ``s3_port`` None starts no S3 gateway, 0 any free port."""
+           s3_port: int | None = 0, s3_workers: int = 2, meta2: int = 1) -> GridConfig:
+        """Start everything; ``s3_port`` None starts no S3 gateway, 0 any free port; ``meta2``
+        container services (meta1 spreads new containers over them by score)."""
         if nodes < 1 or volumes < 1:
             raise GridError("a grid needs at least one node with one volume")
         if self.is_running():
@@ -156,12 +157,8 @@ class LocalGrid:
             services.append(conscience)
             cfg.conscience_url = conscience.url
             self._record(cfg, services)
-            directory = self._start(
-                cfg,
-                LocalService("directory", "directory", "gridfs.directory", ["--data", str(self.data / "directory")]),
-            )
-            services.append(directory)
-            cfg.directory_url = directory.url
+            services += self._start_directory(cfg, meta2)
+            cfg.directory_url = next(s.url for s in services if s.type == "meta0")
             self._record(cfg, services)
             for n in range(1, nodes + 1):
                 services.extend(self._start_node(cfg, n, volumes))
@@ -186,6 +183,19 @@ class LocalGrid:
             self._stop_all(services)
             raise
         return cfg
+
+    def _start_directory(self, cfg: GridConfig, meta2: int) -> list[LocalService]:
+        """meta1, the meta2 services (those of an earlier run too), then meta0, which fills its
+        prefix table from the registered meta1 at first start."""
+        names = ["meta1", *(f"meta2-{i}" for i in range(1, meta2 + 1))]
+        names += [n for n, old in self._previous.items() if old.type == "meta2" and n not in names]
+        started = []
+        for name in [*names, "meta0"]:
+            role = name.split("-")[0]
+            started.append(self._start(cfg, LocalService(name, role, "gridfs.directory", [
+                "--role", role, "--data", str(self.data / name), "--location", f"site1.rack1.dir.{name}"])))
+        self.wait_registered(cfg, [s for s in started if s.type != "meta0"], 30.0)
+        return started
 
     def _start_node(
         self, cfg: GridConfig, n: int, volumes: int, rawx_args: list[str] | None = None
@@ -216,16 +226,16 @@ class LocalGrid:
         return started
 
     def wait_registered(self, cfg: GridConfig, expected: list[LocalService], timeout: float) -> None:
-        """Wait until the conscience lists every expected storage server as writable."""
+        """Wait until the conscience lists every expected service as writable."""
         client = ConscienceClient(cfg.conscience_url, cfg.secret)
         want = {s.addr for s in expected}
         deadline = time.monotonic() + timeout
         while True:
-            live = {s["addr"] for s in client.services("rawx") if s.get("score_put", 0) > 0}
+            live = {s["addr"] for s in client.services() if s.get("score_put", 0) > 0}
             if want <= live:
                 return
             if time.monotonic() > deadline:
-                raise ServiceUnavailable(f"storage servers not registered after {timeout} s: {sorted(want - live)}")
+                raise ServiceUnavailable(f"services not registered after {timeout} s: {sorted(want - live)}")
             time.sleep(0.1)
 
     def restart(self, name: str) -> LocalService:

@@ -68,6 +68,13 @@ class ContainerNotEmpty(GridError, OSError):
     status = 409
 
 
+class OperationFenced(GridError):
+    """The op id was settled as never to be applied (its answer had been lost); use a new one."""
+
+    code = "OperationFenced"
+    status = 409
+
+
 class LengthRequired(GridError, ValueError):
     code = "LengthRequired"
     status = 411
@@ -106,6 +113,22 @@ class VolumeFull(GridError, OSError):
 class ServiceUnavailable(GridError, ConnectionError):
     code = "ServiceUnavailable"
     status = 503
+
+
+class CommitOutcomeUnknown(ServiceUnavailable):
+    """A directory change got no answer and the directory could not say whether it was applied.
+
+    Nothing was deleted: chunks written for it are kept (``grid crawl`` reclaims them if it never landed).
+    """
+
+    code = "CommitOutcomeUnknown"
+
+
+class WrongService(ServiceUnavailable):
+    """The server at this address is not the service the request names: the address is stale."""
+
+    code = "WrongService"
+    status = 421
 
 
 class NotEnoughServices(ServiceUnavailable):

@@ -5,24 +5,41 @@ prefix. meta0 maps the prefix to a meta1 service, meta1 the container to its met
 service. Both answers are cached per client; a NoSuchContainer after a cached hit
 drops the entry, so a deleted and re-created bucket resolves again.
 
+Every change sends an op id, so the directory applies it at most once and a retry gets
+the first answer back: changes are retried like idempotent requests. A change whose answer
+is lost (no answer, or a 5xx, after the retries) is settled with ``resolve_op`` before
+the caller hears of it: applied (its recorded answer is returned), fenced (``OperationFenced``:
+it will never apply) or still unknown (``CommitOutcomeUnknown``).
+
 SPDX-License-Identifier: LGPL-3.0-or-later
 """
 
 from __future__ import annotations
 
+import secrets
 import threading
 from dataclasses import asdict
 from typing import Any
 
-from gridfs.common.errors import NoSuchContainer
-from gridfs.common.http import JsonClient
+from gridfs.common.errors import CommitOutcomeUnknown, GridError, NoSuchContainer, OperationFenced, ServiceUnavailable
+from gridfs.common.http import RETRY_FOR, JsonClient
 from gridfs.common.names import check_account, check_bucket, check_key, container_id, container_prefix
 from gridfs.directory.model import ContainerInfo, ListResult, Metachunk, ObjectInfo, PartInfo, UploadInfo
 
 
+def new_op_id() -> str:
+    return secrets.token_hex(16)
+
+
+def lost_answer(exc: GridError) -> bool:
+    """True when an error says nothing about whether a change was applied (transport failure, 5xx)."""
+    return exc.status >= 500
+
+
 class DirectoryClient:
-    def __init__(self, url: str, secret: str) -> None:
+    def __init__(self, url: str, secret: str, *, timeout: float = 30.0, retry_for: float = RETRY_FOR) -> None:
         self.url, self.secret = url, secret
+        self.timeout, self.retry_for = timeout, retry_for
         self._init()
 
     def _init(self) -> None:
@@ -32,43 +49,57 @@ class DirectoryClient:
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"url": self.url, "secret": self.secret}
+        return {"url": self.url, "secret": self.secret, "timeout": self.timeout, "retry_for": self.retry_for}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.url, self.secret = state["url"], state["secret"]
+        self.__dict__.update(state)
         self._init()
 
     def _http(self, url: str) -> JsonClient:
         with self._lock:
             client = self._clients.get(url)
             if client is None:
-                client = self._clients[url] = JsonClient(url, self.secret)
+                client = self._clients[url] = JsonClient(url, self.secret, self.timeout, self.retry_for)
             return client
 
     # -- resolution -----------------------------------------------------------------
 
     def _meta1(self, cid: str) -> str:
+        """meta0 hop: the URL of the meta1 service owning the container's prefix."""
         prefix = container_prefix(cid)
         url = self._meta1_of_prefix.get(prefix)
         if url is None:
-            url = self._meta1_of_prefix[prefix] = self._http(self.url).call("GET", f"/v1/meta0/{prefix}")["meta1"]
+            url = self._meta1_of_prefix[prefix] = self._http(self.url).call("GET", f"/v1/meta0/{prefix}")["addr"]
         return url
 
     def _meta2(self, account: str, bucket: str) -> tuple[str, str]:
+        """meta1 hop: the URL of the meta2 service holding the container."""
         cid = container_id(account, bucket)
         url = self._meta2_of_cid.get(cid)
         if url is None:
-            url = self._meta2_of_cid[cid] = self._http(self._meta1(cid)).call("GET", f"/v1/meta1/{cid}")["meta2"]
+            url = self._meta2_of_cid[cid] = self._http(self._meta1(cid)).call("GET", f"/v1/meta1/{cid}")["meta2_addr"]
         return cid, url
+
+    def _forget(self, cid: str) -> None:
+        """Drop the cached hops of a container: the next call resolves them again."""
+        self._meta2_of_cid.pop(cid, None)
+        self._meta1_of_prefix.pop(container_prefix(cid), None)
 
     def _call(self, account: str, bucket: str, method: str, path: str, **kwargs: Any) -> Any:
         cid = container_id(account, bucket)
-        try:
-            _, url = self._meta2(account, bucket)
-            return self._http(url).call(method, f"/v1/meta2/{cid}{path}", **kwargs)
-        except NoSuchContainer:
-            self._meta2_of_cid.pop(cid, None)
-            raise NoSuchContainer(f"no bucket {bucket!r} in account {account!r}") from None
+        for cached in (True, False):
+            try:
+                _, url = self._meta2(account, bucket)
+                return self._http(url).call(method, f"/v1/meta2/{cid}{path}", **kwargs)
+            except NoSuchContainer:
+                # A cached meta2 that no longer holds the container: resolve once more.
+                self._forget(cid)
+                if not cached:
+                    raise NoSuchContainer(f"no bucket {bucket!r} in account {account!r}") from None
+            except ServiceUnavailable:
+                self._forget(cid)  # the service may have moved: the next call asks the conscience's view
+                raise
+        raise AssertionError("unreachable")
 
     # -- containers -----------------------------------------------------------------
 
@@ -77,9 +108,9 @@ class DirectoryClient:
         check_account(account)
         check_bucket(bucket)
         cid = container_id(account, bucket)
-        self._http(self._meta1(cid)).call("POST", f"/v1/meta1/{cid}", body={
+        self._http(self._meta1(cid)).call("POST", f"/v1/meta1/{cid}", idempotent=True, body={
             "account": account, "name": bucket, "policy": policy, "versioning": versioning,
-            "properties": properties or {}})
+            "properties": properties or {}, "op_id": new_op_id()})
         self._meta2_of_cid.pop(cid, None)
         return self.get_container(account, bucket)
 
@@ -89,35 +120,44 @@ class DirectoryClient:
     def delete_container(self, account: str, bucket: str) -> None:
         cid = container_id(account, bucket)
         try:
-            self._http(self._meta1(cid)).call("DELETE", f"/v1/meta1/{cid}")
+            self._http(self._meta1(cid)).call("DELETE", f"/v1/meta1/{cid}", params={"op_id": new_op_id()})
         except NoSuchContainer:
             raise NoSuchContainer(f"no bucket {bucket!r} in account {account!r}") from None
         self._meta2_of_cid.pop(cid, None)
 
     def list_containers(self, account: str) -> list[ContainerInfo]:
+        """Every container of an account, with statistics: each meta1 service lists its own."""
         check_account(account)
-        return [ContainerInfo.from_dict(c) for c in self._http(self.url).call(
-            "GET", "/v1/meta1", params={"account": account})]
+        records = [r for m1 in self._http(self.url).call("GET", "/v1/meta0")["meta1"]
+                   for r in self._http(m1["addr"]).call("GET", "/v1/meta1", params={"account": account})]
+        out = []
+        for r in sorted(records, key=lambda r: r["name"]):
+            try:
+                out.append(self.get_container(account, r["name"]))
+            except NoSuchContainer:
+                continue  # deleted since it was listed
+        return out
 
     def set_container(self, account: str, bucket: str, *, policy: str | None = None, versioning: str | None = None,
                       properties: dict[str, str] | None = None) -> ContainerInfo:
         body = {"policy": policy, "versioning": versioning, "properties": properties}
-        return ContainerInfo.from_dict(self._call(account, bucket, "POST", "/container", body=body))
+        return ContainerInfo.from_dict(self._change(account, bucket, "/container", body))
 
     # -- objects --------------------------------------------------------------------
 
     def commit_object(self, account: str, bucket: str, obj: ObjectInfo, *,
                       if_none_match: bool = False) -> tuple[ObjectInfo, list[str]]:
+        """Record an object version; its op id is its content id (one commit per content)."""
         check_key(obj.key)
-        out = self._call(account, bucket, "POST", "/commit",
-                         body={"object": obj.to_dict(), "if_none_match": if_none_match})
+        out = self._change(account, bucket, "/commit", {"object": obj.to_dict(), "if_none_match": if_none_match},
+                           obj.content_id or None)
         return ObjectInfo.from_dict(out["object"]), out["garbage"]
 
     def commit_objects(self, account: str, bucket: str, objs: list[ObjectInfo]) -> tuple[list[ObjectInfo], list[str]]:
         """Commit many records in one directory transaction (bulk ingest of small objects)."""
         for obj in objs:
             check_key(obj.key)
-        out = self._call(account, bucket, "POST", "/commit", body={"objects": [o.to_dict() for o in objs]})
+        out = self._change(account, bucket, "/commit", {"objects": [o.to_dict() for o in objs]})
         return [ObjectInfo.from_dict(o) for o in out["objects"]], out["garbage"]
 
     def get_object(self, account: str, bucket: str, key: str, *, version: int | None = None,
@@ -129,19 +169,19 @@ class DirectoryClient:
     def delete_object(self, account: str, bucket: str, key: str, *,
                       version: int | None = None) -> tuple[dict, list[str]]:
         check_key(key)
-        out = self._call(account, bucket, "POST", "/delete", body={"key": key, "version": version})
+        out = self._change(account, bucket, "/delete", {"key": key, "version": version})
         return out["result"], out["garbage"]
 
     def rename_object(self, account: str, bucket: str, src: str, dst: str) -> tuple[ObjectInfo, list[str]]:
         check_key(src)
         check_key(dst)
-        out = self._call(account, bucket, "POST", "/rename", body={"src": src, "dst": dst})
+        out = self._change(account, bucket, "/rename", {"src": src, "dst": dst})
         return ObjectInfo.from_dict(out["object"]), out["garbage"]
 
     def set_properties(self, account: str, bucket: str, key: str, properties: dict[str, str | None], *,
                        version: int | None = None, replace: bool = False) -> ObjectInfo:
         check_key(key)
-        return ObjectInfo.from_dict(self._call(account, bucket, "POST", "/properties", body={
+        return ObjectInfo.from_dict(self._change(account, bucket, "/properties", {
             "key": key, "properties": properties, "version": version, "replace": replace}))
 
     def referenced_urls(self, account: str, bucket: str) -> set[str]:
@@ -152,7 +192,7 @@ class DirectoryClient:
                        metachunks: list[Metachunk]) -> list[str]:
         """Record new chunk locations for an object version (repair); returns the URLs dropped."""
         check_key(key)
-        return self._call(account, bucket, "POST", "/chunks", body={
+        return self._change(account, bucket, "/chunks", {
             "key": key, "version": version, "content_id": content_id,
             "metachunks": [asdict(m) for m in metachunks]})["garbage"]
 
@@ -176,13 +216,14 @@ class DirectoryClient:
                       mime_type: str = "application/octet-stream",
                       properties: dict[str, str] | None = None) -> UploadInfo:
         check_key(key)
-        return UploadInfo.from_dict(self._call(account, bucket, "POST", "/uploads", body={
+        return UploadInfo.from_dict(self._change(account, bucket, "/uploads", {
             "key": key, "policy": policy, "mime_type": mime_type, "properties": properties or {}}))
 
     def commit_part(self, account: str, bucket: str, upload_id: str, part: PartInfo,
-                    chunk_method: str = "") -> list[str]:
-        out = self._call(account, bucket, "POST", f"/uploads/{upload_id}/parts",
-                         body={"part": part.to_dict(), "chunk_method": chunk_method})
+                    chunk_method: str = "", *, op_id: str | None = None) -> list[str]:
+        """Record a stored part; ``op_id``: the content id its chunks were written with."""
+        out = self._change(account, bucket, f"/uploads/{upload_id}/parts",
+                           {"part": part.to_dict(), "chunk_method": chunk_method}, op_id)
         return out["garbage"]
 
     def list_parts(self, account: str, bucket: str, upload_id: str) -> list[PartInfo]:
@@ -194,20 +235,22 @@ class DirectoryClient:
 
     def complete_upload(self, account: str, bucket: str, upload_id: str, parts: list[tuple[int, str]], *,
                         hash: str = "", properties: dict[str, str] | None = None) -> tuple[ObjectInfo, list[str]]:
-        out = self._call(account, bucket, "POST", f"/uploads/{upload_id}/complete",
-                         body={"parts": [list(p) for p in parts], "hash": hash, "properties": properties})
+        out = self._change(account, bucket, f"/uploads/{upload_id}/complete",
+                           {"parts": [list(p) for p in parts], "hash": hash, "properties": properties})
         return ObjectInfo.from_dict(out["object"]), out["garbage"]
 
     def abort_upload(self, account: str, bucket: str, upload_id: str) -> list[str]:
-        return self._call(account, bucket, "POST", f"/uploads/{upload_id}/abort")["garbage"]
+        return self._change(account, bucket, f"/uploads/{upload_id}/abort", {})["garbage"]
 
     # -- the rest -------------------------------------------------------------------
 
     def locate(self, account: str, bucket: str, key: str) -> dict:
-        """The resolution path for ``grid locate``."""
-        cid, meta2 = self._meta2(account, bucket)
-        return {"cid": cid, "prefix": container_prefix(cid), "meta0": self.url, "meta1": self._meta1(cid),
-                "meta2": meta2, "object": self.get_object(account, bucket, key).to_dict()}
-
-    def events(self, after: int = 0, limit: int = 1000) -> dict:
-        return self._http(self.url).call("GET", "/v1/events", params={"after": after, "limit": limit})
+        """The resolution path for ``grid locate``: each hop's service id and address."""
+        cid = container_id(account, bucket)
+        prefix = container_prefix(cid)
+        m0 = self._http(self.url).call("GET", f"/v1/meta0/{prefix}")
+        m1 = self._http(m0["addr"]).call("GET", f"/v1/meta1/{cid}")
+        return {"cid": cid, "prefix": prefix, "meta0": self.url,
+                "meta1": {"id": m0["meta1"], "addr": m0["addr"]},
+                "meta2": {"id": m1["meta2"], "addr": m1["meta2_addr"]},
+                "object": self.get_object(account, bucket, key).to_dict()}

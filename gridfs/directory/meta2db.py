@@ -14,6 +14,7 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,9 @@ from gridfs.common.errors import (
     NoSuchUpload,
     PreconditionFailed,
 )
+from gridfs.common.failpoints import failpoint
 from gridfs.common.names import check_key, check_prefix
+from gridfs.directory import ops, outbox
 from gridfs.directory.model import ContainerInfo, ListResult, Metachunk, ObjectInfo, PartInfo, UploadInfo
 
 SCHEMA = """
@@ -62,20 +65,64 @@ def _urls(metachunks_json: str) -> list[str]:
     return [c["url"] for mc in json.loads(metachunks_json) for c in mc["chunks"]]
 
 
+def chunk_id_of(url: str) -> str:
+    """The chunk id a chunk URL ends with (``rawx://SERVICE/ID`` or the older ``http://ADDR/chunk/ID``).
+
+    Chunk ids are random and unique in the grid: they, not URL strings, say whether two
+    records name the same chunk.
+    """
+    return url.rsplit("/", 1)[-1]
+
+
+def open_db(path: Path, schema: str) -> sqlite3.Connection:
+    """A database in WAL mode with ``synchronous=FULL`` (an acknowledged commit survives kill -9),
+    with the op-id and outbox tables beside ``schema``."""
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.executescript(f"{schema};\n{ops.SCHEMA};\n{outbox.SCHEMA};")
+    return db
+
+
 class Meta2:
     """A container database. Callers serialize access with ``lock``."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, service_id: str = "") -> None:
         self.path = path
+        self.cid = path.stem
+        self.service_id = service_id  # the meta2 service holding it, named in ContainerInfo
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
+        self.db = open_db(path, SCHEMA)
         self.lock = threading.Lock()
 
     def close(self) -> None:
         self.db.close()
+
+    def mutate(self, op_id: str | None, change: Callable[[Meta2], dict]) -> dict:
+        """Apply ``change`` once per op id, in one transaction with its events and its answer.
+
+        A replay of ``op_id`` answers what the first run answered and changes nothing.
+        """
+        with Txn(self.db):
+            if op_id is not None:
+                before = ops.replay(self.db, op_id)
+                if before is not None:
+                    return before
+            result = change(self)
+            if op_id is not None:
+                ops.record(self.db, op_id, result)
+        failpoint("meta2.after_commit")  # a crash here loses the answer, not the change
+        return result
+
+    def fence(self, op_id: str) -> dict:
+        with Txn(self.db):
+            return ops.fence(self.db, op_id)
+
+    def emit(self, events: list[tuple[str, dict]]) -> None:
+        """Queue events in the outbox, inside the change's transaction."""
+        p = self.props()
+        where = {"account": p["account"], "bucket": p["bucket"]}
+        outbox.emit(self.db, [(kind, {**where, **data}) for kind, data in events])
 
     # -- container ----------------------------------------------------------------
 
@@ -86,9 +133,10 @@ class Meta2:
         self.db.executemany("INSERT OR REPLACE INTO props VALUES (?, ?)",
                             [(k, json.dumps(v)) for k, v in values.items()])
 
-    def info(self, cid: str, meta2: str, stats: bool = False) -> ContainerInfo:
+    def info(self, stats: bool = False) -> ContainerInfo:
         p = self.props()
-        info = ContainerInfo(account=p["account"], bucket=p["bucket"], cid=cid, meta2=meta2, policy=p.get("policy", ""),
+        info = ContainerInfo(account=p["account"], bucket=p["bucket"], cid=self.cid, meta2=self.service_id,
+                             policy=p.get("policy", ""),
                              versioning=p.get("versioning", "disabled"), ctime=p.get("ctime", 0.0),
                              properties=p.get("properties", {}))
         if stats:
@@ -280,8 +328,8 @@ class Meta2:
                 raise BadRequest("a repair may move chunks, not change the object's layout")
             self.db.execute("UPDATE objects SET metachunks = ? WHERE key = ? AND version = ?",
                             (json.dumps([_mc_dict(m) for m in metachunks]), key, version))
-            kept = {c.url for m in metachunks for c in m.chunks}
-            return [c.url for m in info.metachunks for c in m.chunks if c.url not in kept]
+            kept = {chunk_id_of(c.url) for m in metachunks for c in m.chunks}
+            return [c.url for m in info.metachunks for c in m.chunks if chunk_id_of(c.url) not in kept]
 
     # -- listing ------------------------------------------------------------------
 
@@ -481,14 +529,22 @@ def _check_properties(props: dict) -> None:
 
 
 class Txn:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error.
+
+    Nested use joins the open transaction, so a change, its events and its op id commit
+    as one (the outermost Txn commits or rolls back everything).
+    """
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
+        self.outer = False
 
     def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
+        self.outer = not self.db.in_transaction
+        if self.outer:
+            self.db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, *_: object) -> None:
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        if self.outer:
+            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
 
