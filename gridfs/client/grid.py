@@ -5,8 +5,9 @@ and commits the directory record last; every read resolves the record, then read
 chunks directly from the storage servers. Chunks that a commit, delete or rename leaves
 unreferenced are deleted by the event handlers fed by the directory's durable log, not
 here: a client that dies after its commit must not leak them. The client only cleans
-up chunks it wrote and never managed to record. Instances are picklable and safe to use
-after ``fork`` (pools are rebuilt in the child), so Dask and MPI can ship them.
+up chunks it wrote and the directory refused to record (see ``commits``). Instances
+are picklable and safe to use after ``fork`` (pools are rebuilt in the child), so Dask
+and MPI can ship them.
 
 SPDX-License-Identifier: LGPL-3.0-or-later
 """
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from gridfs.client.buffers import BufferPool
+from gridfs.client.commits import commit_or_discard
 from gridfs.client.context import IOContext
 from gridfs.client.reader import ObjectReader
 from gridfs.client.repair import Repairer, RepairResult
@@ -219,13 +221,10 @@ class GridClient:
             properties={**(properties or {}), **late},
             metachunks=result.metachunks,
         )
-        try:
-            committed, _garbage = self.directory.commit_object(
-                self.account, bucket, record, if_none_match=if_none_match
-            )
-        except BaseException:
-            writer.discard()
-            raise
+        committed, _garbage = commit_or_discard(
+            lambda: self.directory.commit_object(self.account, bucket, record, if_none_match=if_none_match),
+            writer.discard,
+        )
         return committed
 
     def put_file(self, bucket: str, key: str, path: str | os.PathLike, **kwargs: Any) -> ObjectInfo:
@@ -265,26 +264,29 @@ class GridClient:
             for chunk, fut in links:
                 chunk.url = fut.result()
                 new_urls.append(chunk.url)
-            record = ObjectInfo(
-                account=self.account,
-                bucket=dst_bucket,
-                key=dst_key,
-                content_id=new_chunk_id(),
-                size=src.size,
-                policy=src.policy,
-                chunk_method=src.chunk_method,
-                hash=src.hash,
-                mime_type=mime_type or src.mime_type,
-                properties=dict(src.properties if properties is None else properties),
-                metachunks=src.metachunks,
-            )
-            committed, _garbage = self.directory.commit_object(self.account, dst_bucket, record)
         except BaseException:
             for _chunk, fut in links:
                 with contextlib.suppress(BaseException):
                     new_urls.append(fut.result())
             self.io.delete_chunks(sorted(set(new_urls)))
             raise
+        record = ObjectInfo(
+            account=self.account,
+            bucket=dst_bucket,
+            key=dst_key,
+            content_id=new_chunk_id(),
+            size=src.size,
+            policy=src.policy,
+            chunk_method=src.chunk_method,
+            hash=src.hash,
+            mime_type=mime_type or src.mime_type,
+            properties=dict(src.properties if properties is None else properties),
+            metachunks=src.metachunks,
+        )
+        committed, _garbage = commit_or_discard(
+            lambda: self.directory.commit_object(self.account, dst_bucket, record),
+            lambda: self.io.delete_chunks(new_urls),
+        )
         return committed
 
     def _link(self, url: str, bucket: str, key: str) -> str:
@@ -440,11 +442,11 @@ class GridClient:
             etag=etag or result.hash,
             metachunks=result.metachunks,
         )
-        try:
-            self.directory.commit_part(self.account, bucket, upload_id, part, policy.chunk_method)
-        except BaseException:
-            writer.discard()
-            raise
+        commit_or_discard(
+            lambda: self.directory.commit_part(self.account, bucket, upload_id, part, policy.chunk_method,
+                                               op_id=writer.headers["X-Grid-Content-Id"]),
+            writer.discard,
+        )
         return part
 
     def complete_multipart(

@@ -1,9 +1,9 @@
 """HTTP plumbing shared by the internal services and their clients.
 
 Server side (aiohttp): a middleware that requires the namespace secret and turns
-:class:`GridError` into JSON error bodies. Client side: :class:`JsonClient`, a small
-keep-alive JSON client over ``http.client`` with one connection per thread and host,
-so it is safe to share between threads and to pickle (connections are not state).
+:class:`GridError` into JSON error bodies. Client side: :class:`JsonClient`, a keep-alive
+JSON client over a urllib3 connection pool with bounded retries; it is safe to share between
+threads, to pickle and to use after ``fork`` (connections are not state).
 
 SPDX-License-Identifier: LGPL-3.0-or-later
 """
@@ -11,12 +11,16 @@ SPDX-License-Identifier: LGPL-3.0-or-later
 from __future__ import annotations
 
 import hmac
-import http.client
 import json
-import threading
+import os
+import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+import urllib3
+from urllib3.exceptions import MaxRetryError, ResponseError
+from urllib3.util.retry import Retry
 
 from gridfs.common.errors import (
     BadRequest,
@@ -59,10 +63,45 @@ def aiohttp_middlewares(secret: str) -> list[Callable[..., Awaitable[Any]]]:
     return [errors]
 
 
-class JsonClient:
-    """Calls a JSON service at ``base_url``; raises the GridError the server named."""
+# Methods that mean the same when sent twice: read errors and 503s are retried for them. A POST is
+# retried only when its caller marks it idempotent (it carries an op id the server deduplicates).
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+# How long a call keeps retrying: long enough to ride out a restart of the service it calls.
+RETRY_FOR = 15.0
+CONNECT_TIMEOUT = 3.0
+POOL_SIZE = 32  # kept connections per service; more threads than this open and close their own
 
-    def __init__(self, base_url: str, secret: str, timeout: float = 30.0) -> None:
+
+class _BoundedRetry(Retry):
+    """urllib3's Retry with a deadline instead of a count: no retry starts past ``deadline``."""
+
+    def __init__(self, *args: Any, deadline: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.deadline = deadline
+
+    def new(self, **kwargs: Any) -> _BoundedRetry:
+        kwargs.setdefault("deadline", self.deadline)
+        return super().new(**kwargs)
+
+    def increment(self, *args: Any, **kwargs: Any) -> _BoundedRetry:
+        after = super().increment(*args, **kwargs)
+        if time.monotonic() + after.get_backoff_time() > self.deadline:
+            last = after.history[-1]
+            reason = last.error or ResponseError(f"HTTP {last.status}")
+            raise MaxRetryError(kwargs.get("_pool"), last.url, reason)
+        return after
+
+
+class JsonClient:
+    """Calls a JSON service at ``base_url``; raises the GridError the server named.
+
+    Connection failures before a request is sent are retried for every call; read errors,
+    timeouts and 503 answers only for idempotent methods or calls marked ``idempotent``
+    (a POST that carries an op id). Retries back off and stop ``retry_for`` seconds after
+    the first attempt; a transport failure that remains is ServiceUnavailable.
+    """
+
+    def __init__(self, base_url: str, secret: str, timeout: float = 30.0, retry_for: float = RETRY_FOR) -> None:
         parsed = urllib.parse.urlsplit(base_url)
         if parsed.scheme != "http" or not parsed.hostname:
             raise BadRequest(f"service URL must be http://host:port, got {base_url!r}")
@@ -71,29 +110,30 @@ class JsonClient:
         self.port = parsed.port or 80
         self.secret = secret
         self.timeout = timeout
-        self._local = threading.local()
+        self.retry_for = retry_for
+        self._pool: urllib3.HTTPConnectionPool | None = None
+        self._pid = 0
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state.pop("_local")
+        state["_pool"], state["_pid"] = None, 0  # connections are not state
         return state
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._local = threading.local()
+    def _connections(self) -> urllib3.HTTPConnectionPool:
+        """The pool of this process: a forked child builds its own (never shares the parent's sockets)."""
+        pool = self._pool
+        if pool is None or self._pid != os.getpid():
+            pool = urllib3.HTTPConnectionPool(
+                self.host, self.port, maxsize=POOL_SIZE, block=False, retries=False,
+                timeout=urllib3.Timeout(connect=min(self.timeout, CONNECT_TIMEOUT), read=self.timeout))
+            self._pool, self._pid = pool, os.getpid()
+        return pool
 
-    def _conn(self) -> http.client.HTTPConnection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-            self._local.conn = conn
-        return conn
-
-    def _drop(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+    def _retry(self, method: str, idempotent: bool) -> _BoundedRetry:
+        allowed = IDEMPOTENT_METHODS | {method} if idempotent else IDEMPOTENT_METHODS
+        return _BoundedRetry(total=None, redirect=False, allowed_methods=allowed, status_forcelist={503},
+                             backoff_factor=0.1, backoff_max=1.0, raise_on_status=False,
+                             respect_retry_after_header=False, deadline=time.monotonic() + self.retry_for)
 
     def call(
         self,
@@ -101,6 +141,8 @@ class JsonClient:
         path: str,
         params: dict[str, Any] | None = None,
         body: Any = None,
+        *,
+        idempotent: bool = False,
     ) -> Any:
         query = ""
         if params:
@@ -110,21 +152,14 @@ class JsonClient:
             )
         payload = json.dumps(body).encode() if body is not None else None
         headers = {SECRET_HEADER: self.secret, "Content-Type": "application/json"}
-        # One retry on a stale keep-alive connection; a refused connection is final.
-        for attempt in (0, 1):
-            conn = self._conn()
-            try:
-                conn.request(method, path + query, body=payload, headers=headers)
-                resp = conn.getresponse()
-                data = resp.read()
-                break
-            except (ConnectionRefusedError, TimeoutError) as exc:
-                self._drop()
-                raise ServiceUnavailable(f"{self.base_url} is not answering: {exc}") from exc
-            except (http.client.HTTPException, ConnectionError, OSError) as exc:
-                self._drop()
-                if attempt:
-                    raise ServiceUnavailable(f"{self.base_url}: {exc}") from exc
+        try:
+            resp = self._connections().urlopen(method, path + query, body=payload, headers=headers,
+                                               retries=self._retry(method, idempotent))
+        except MaxRetryError as exc:
+            raise ServiceUnavailable(f"{self.base_url} is not answering: {exc.reason}") from exc
+        except urllib3.exceptions.HTTPError as exc:
+            raise ServiceUnavailable(f"{self.base_url}: {exc}") from exc
+        data = resp.data
         try:
             decoded = json.loads(data) if data else None
         except json.JSONDecodeError:

@@ -101,6 +101,35 @@ class DirectoryClient:
                 raise
         raise AssertionError("unreachable")
 
+    # -- changes --------------------------------------------------------------------
+
+    def _change(self, account: str, bucket: str, path: str, body: dict[str, Any], op_id: str | None = None) -> Any:
+        """POST a change named by ``op_id`` (retried: the directory applies it once); settle a lost answer."""
+        op_id = op_id or new_op_id()
+        try:
+            return self._call(account, bucket, "POST", path, body={**body, "op_id": op_id}, idempotent=True)
+        except GridError as exc:
+            if not lost_answer(exc):
+                raise
+            lost = exc
+        try:
+            settled = self.resolve_op(account, bucket, op_id)
+        except GridError as exc:
+            raise CommitOutcomeUnknown(
+                f"{path} (op {op_id}) got no answer ({lost}) and could not be settled ({exc}); nothing was "
+                "deleted: chunks written for it are kept, and `grid crawl` reclaims them if it never landed"
+            ) from lost
+        if settled.get("state") == "applied":
+            return settled["result"]
+        raise OperationFenced(f"{path} (op {op_id}) got no answer ({lost}) and is now settled as never applied")
+
+    def resolve_op(self, account: str, bucket: str, op_id: str) -> dict:
+        """What became of a change: ``{"state": "applied", "result"}`` or ``{"state": "fenced"}``.
+
+        Fencing is final: once this answers fenced, the change with this op id can never apply.
+        """
+        return self._call(account, bucket, "POST", "/resolve", body={"op_id": op_id}, idempotent=True)
+
     # -- containers -----------------------------------------------------------------
 
     def create_container(self, account: str, bucket: str, *, policy: str = "", versioning: bool = False,
