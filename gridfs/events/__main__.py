@@ -1,7 +1,16 @@
 """``python -m gridfs.events``: the event agent process.
 
-It serves ``/health``, ``/metrics`` and ``/v1/status`` so ``grid up`` and operators can
-see it, and runs the agent loop in a thread.
+It runs the agent loop in a thread and serves, besides ``/health`` and ``/metrics``:
+
+- ``GET /v1/status``: events handled, handler failures, pending retries, dead letters,
+  the sources and, per source and database, the last event id handled;
+- ``GET /v1/dead``: the dead letters (event, handler, attempts, last error);
+- ``POST /v1/dead/retry`` body ``{"ids": [...]}`` (or ``{}`` for all): back on the retry
+  list, due now, attempts reset; answers ``{"revived": n}``.
+
+Configuration, grid.toml ``[events]``: ``retry_base`` (s, default 1), ``retry_max`` (s, 60),
+``max_attempts`` (10), ``poll_interval`` (s, 0.2), ``batch`` (500), ``refresh`` (s between
+asking the conscience for the sources, 3), and ``[events.handlers]`` TYPE = ["module:function"].
 
 SPDX-License-Identifier: AGPL-3.0-or-later
 """
@@ -17,33 +26,39 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
 from gridfs.common.config import GridConfig
+from gridfs.common.errors import BadRequest
 from gridfs.common.http import aiohttp_middlewares
 from gridfs.common.service import base_arg_parser, bind, serve_app, setup_logging
-from gridfs.directory.client import DirectoryClient
+from gridfs.conscience.client import ConscienceClient
 from gridfs.events.agent import EventAgent
 from gridfs.events.handlers import ChunkReaper, load_user_handler
+from gridfs.events.sources import OutboxSources
+from gridfs.events.store import EventStore, RetryPolicy, state_db
 from gridfs.storage.client import ChunkClient
 
 
 def build_agent(cfg: GridConfig, state: str) -> EventAgent:
-    agent = EventAgent(DirectoryClient(cfg.directory_url, cfg.secret), state)
+    conf = cfg.extra.get("events", {})
+    sources = OutboxSources(ConscienceClient(cfg.conscience_url, cfg.secret), cfg.secret,
+                            refresh=float(conf.get("refresh", 3.0)))
+    agent = EventAgent(sources, EventStore(state_db(state)), RetryPolicy.from_config(conf),
+                       batch=int(conf.get("batch", 500)), interval=float(conf.get("poll_interval", 0.2)))
     agent.subscribe("content.deleted", ChunkReaper(ChunkClient(cfg.secret), ThreadPoolExecutor(8)))
-    for event_type, specs in cfg.extra.get("events", {}).get("handlers", {}).items():
+    for event_type, specs in conf.get("handlers", {}).items():
         for spec in specs:
             agent.subscribe(event_type, load_user_handler(spec))
     return agent
 
 
-async def serve(args: argparse.Namespace) -> None:
-    cfg = GridConfig.load(args.config)
-    log = setup_logging("events", args.log_level)
-    agent = build_agent(cfg, args.state)
+def build_app(secret: str, agent: EventAgent) -> web.Application:
     registry = CollectorRegistry()
-    Gauge("grid_events_cursor", "last handled event id", registry=registry).set_function(lambda: agent.cursor)
-    Gauge("grid_events_handled", "events handled since start", registry=registry).set_function(lambda: agent.handled)
-    Gauge("grid_events_failures", "handler failures since start", registry=registry).set_function(
-        lambda: agent.failures
-    )
+    for name, doc, value in (
+        ("grid_events_handled", "events handled since start", lambda: agent.handled),
+        ("grid_events_failures", "handler failures since start", lambda: agent.failures),
+        ("grid_events_retries", "handler calls waiting for a retry", lambda: agent.store.counts()["retries"]),
+        ("grid_events_dead", "dead letters", lambda: agent.store.counts()["dead"]),
+    ):
+        Gauge(name, doc, registry=registry).set_function(value)
 
     async def health(_: web.Request) -> web.Response:
         return web.json_response({"ok": True})
@@ -52,12 +67,30 @@ async def serve(args: argparse.Namespace) -> None:
         return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def status(_: web.Request) -> web.Response:
-        return web.json_response({"cursor": agent.cursor, "handled": agent.handled, "failures": agent.failures})
+        return web.json_response(await asyncio.to_thread(agent.status))
 
-    app = web.Application(middlewares=aiohttp_middlewares(cfg.secret))
-    app.add_routes([web.get("/health", health), web.get("/metrics", metrics), web.get("/v1/status", status)])
+    async def dead(_: web.Request) -> web.Response:
+        return web.json_response({"dead": await asyncio.to_thread(agent.store.dead_letters)})
+
+    async def revive(r: web.Request) -> web.Response:
+        body = await r.json() if r.can_read_body else {}
+        ids = body.get("ids") if isinstance(body, dict) else None
+        if ids is not None and not (isinstance(ids, list) and all(type(i) is int for i in ids)):
+            raise BadRequest("'ids' must be a list of dead-letter ids (integers)")
+        return web.json_response({"revived": await asyncio.to_thread(agent.store.revive, ids)})
+
+    app = web.Application(middlewares=aiohttp_middlewares(secret))
+    app.add_routes([web.get("/health", health), web.get("/metrics", metrics), web.get("/v1/status", status),
+                    web.get("/v1/dead", dead), web.post("/v1/dead/retry", revive)])
+    return app
+
+
+async def serve(args: argparse.Namespace) -> None:
+    cfg = GridConfig.load(args.config)
+    log = setup_logging("events", args.log_level)
+    agent = build_agent(cfg, args.state)
     sock, url = bind(args.host, args.port)
-    log.info("event agent on %s from event %d", url, agent.cursor)
+    log.info("event agent on %s, state in %s: %s", url, args.state, agent.store.counts())
 
     async def run_agent(stop: asyncio.Event) -> None:
         thread = threading.Thread(target=agent.run, name="event-agent", daemon=True)
@@ -66,12 +99,12 @@ async def serve(args: argparse.Namespace) -> None:
         agent.stopped.set()
         await asyncio.to_thread(thread.join, 5)
 
-    await serve_app(app, sock, url, args.ready_file, run_agent)
+    await serve_app(build_app(cfg.secret, agent), sock, url, args.ready_file, run_agent)
 
 
 def main() -> None:
     p = base_arg_parser("gridfs event agent")
-    p.add_argument("--state", required=True, help="file holding the cursor")
+    p.add_argument("--state", required=True, help="folder for the agent's database (retries, dead letters)")
     asyncio.run(serve(p.parse_args()))
 
 

@@ -1,8 +1,12 @@
-"""The event agent: tails the directory's event log and dispatches to handlers.
+"""The event agent: drains the directory's outboxes and dispatches each event to its handlers.
 
-The cursor (id of the last event every handler finished) is written atomically after
-each batch, so a restarted agent resumes where it stopped; an event whose handler
-failed is retried on the next pass, with a back-off, instead of being skipped.
+Delivery is at least once, so handlers are idempotent. For each batch read from a source:
+every handler subscribed to an event's type runs; a handler that raises gets a row on the
+retry list (:mod:`gridfs.events.store`); the rows and the positions are committed; only
+then is the batch acked, which deletes it from the outbox. A crash before the ack means
+the batch is delivered again. One failing handler holds up nothing: the event is acked
+once every handler succeeded or has its retry row, and retries run beside new events,
+each only the handler that failed, with growing delays until a dead-letter list.
 
 SPDX-License-Identifier: AGPL-3.0-or-later
 """
@@ -10,71 +14,121 @@ SPDX-License-Identifier: AGPL-3.0-or-later
 from __future__ import annotations
 
 import logging
-import os
 import threading
+import time
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 from gridfs.common.errors import GridError
-from gridfs.directory.client import DirectoryClient
+from gridfs.common.failpoints import failpoint
 from gridfs.events.handlers import Handler
+from gridfs.events.sources import OutboxSources, Source
+from gridfs.events.store import EventStore, Failure, RetryPolicy
 
 log = logging.getLogger("gridfs.events")
 
 
 class EventAgent:
-    def __init__(self, directory: DirectoryClient, state: str | os.PathLike, batch: int = 500) -> None:
-        self.directory = directory
-        self.state = Path(state)
-        self.batch = batch
-        self.handlers: dict[str, list[Handler]] = defaultdict(list)
-        self.cursor = int(self.state.read_text()) if self.state.exists() else 0
-        self.handled = 0
-        self.failures = 0
+    def __init__(self, sources: OutboxSources, store: EventStore, policy: RetryPolicy, batch: int = 500,
+                 interval: float = 0.2, max_backoff: float = 5.0) -> None:
+        self.sources, self.store, self.policy = sources, store, policy
+        self.batch, self.interval, self.max_backoff = batch, interval, max_backoff
+        self.handlers: dict[str, Handler] = {}  # name -> handler
+        self.subscriptions: dict[str, list[str]] = defaultdict(list)  # event type -> handler names
+        self.handled = 0  # events handled since start
+        self.failures = 0  # handler calls that raised since start
         self.stopped = threading.Event()
 
-    def subscribe(self, event_type: str, handler: Handler) -> None:
-        """``event_type`` is exact (``content.deleted``) or ``*`` for every event."""
-        self.handlers[event_type].append(handler)
+    def subscribe(self, event_type: str, handler: Handler) -> str:
+        """``event_type`` is exact (``content.deleted``) or ``*`` for every event; returns the handler's name."""
+        name = handler_name(handler)
+        if self.handlers.setdefault(name, handler) is not handler:
+            raise ValueError(f"two different event handlers are named {name}")
+        if name not in self.subscriptions[event_type]:
+            self.subscriptions[event_type].append(name)
+        return name
 
-    def _save_cursor(self) -> None:
-        tmp = self.state.with_name(self.state.name + ".tmp")
-        tmp.write_text(str(self.cursor))
-        os.replace(tmp, self.state)
+    def handlers_for(self, event_type: str) -> list[str]:
+        """Each handler once, even when subscribed to the type and to ``*``."""
+        return list(dict.fromkeys([*self.subscriptions.get(event_type, []), *self.subscriptions.get("*", [])]))
 
-    def poll_once(self) -> int:
-        """Handle one batch; returns how many events were handled."""
-        page = self.directory.events(after=self.cursor, limit=self.batch)
-        done = 0
-        for event in page["events"]:
-            if not self._dispatch(event):
-                break
-            self.cursor = event["id"]
-            done += 1
-        if done:
-            self._save_cursor()
-            self.handled += done
-        return done
+    # -- one step of each kind ----------------------------------------------------
 
-    def _dispatch(self, event: dict[str, Any]) -> bool:
-        for handler in [*self.handlers.get(event["type"], []), *self.handlers.get("*", [])]:
+    def call(self, name: str, event: dict[str, Any]) -> str | None:
+        """Run one handler; the error text if it failed."""
+        handler = self.handlers.get(name)
+        if handler is None:  # a retry recorded before the configuration dropped the handler
+            return f"no event handler named {name} is configured"
+        try:
+            handler(event)
+        except Exception as exc:  # a user handler may raise anything: it is retried later
+            self.failures += 1
+            log.warning("%s event %s/%s: handler %s failed: %s", event["type"], event["db"], event["id"], name, exc)
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
+    def poll_source(self, source: Source) -> bool:
+        """Handle and ack one batch of ``source``'s outbox; True when it has more waiting."""
+        page = source.read(self.batch)
+        events = page.get("events") or []
+        if not events:
+            return False
+        failures: list[Failure] = []
+        upto: dict[str, int] = {}
+        for event in events:
+            for name in self.handlers_for(event["type"]):
+                error = self.call(name, event)
+                if error is not None:
+                    failures.append(Failure(source.id, name, event, error))
+            upto[event["db"]] = max(upto.get(event["db"], 0), event["id"])
+        self.store.record(source.id, failures, upto, self.policy)
+        self.handled += len(events)
+        failpoint("events.after_handle")
+        source.ack(upto)
+        return bool(page.get("more"))
+
+    def run_retries(self, limit: int = 100) -> bool:
+        """Run the retries that are due; True when more may be due already."""
+        due = self.store.due(limit)
+        for retry in due:
+            error = self.call(retry.handler, retry.event)
+            if self.store.retried(retry, error, self.policy):
+                log.error("%s event %s/%s: handler %s failed %d times, now a dead letter: %s", retry.event["type"],
+                          retry.event["db"], retry.event["id"], retry.handler, retry.attempts + 1, error)
+        return len(due) == limit
+
+    def step(self) -> bool:
+        """Poll every source that is due and run due retries; True when work is waiting."""
+        busy = False
+        for source in self.sources.current():
+            if source.next_poll > time.monotonic():
+                continue
             try:
-                handler(event)
-            except Exception as exc:  # a user handler may raise anything; retry later
-                self.failures += 1
-                log.warning("event %s (%s): handler %s failed: %s", event["id"], event["type"], handler, exc)
-                return False
-        return True
+                busy |= self.poll_source(source)
+            except GridError as exc:  # that source is down or restarting: the others go on
+                source.failed(exc, self.interval, self.max_backoff)
+            else:
+                source.answered()
+        return self.run_retries() or busy
 
-    def run(self, interval: float = 0.2, max_backoff: float = 5.0) -> None:
-        delay = interval
+    def run(self) -> None:
         while not self.stopped.is_set():
             try:
-                handled = self.poll_once()
-                delay = interval if handled or not self.failures else min(max_backoff, delay * 2)
-            except GridError as exc:
-                log.debug("event log not reachable: %s", exc)
-                handled, delay = 0, min(max_backoff, delay * 2)
-            if not handled:
-                self.stopped.wait(delay)
+                busy = self.step()
+            except Exception:  # the agent's own database failing, say: keep the process, try again
+                log.exception("event agent step failed")
+                busy = False
+            if not busy:
+                self.stopped.wait(self.interval)
+
+    def status(self) -> dict[str, Any]:
+        return {"handled": self.handled, "failures": self.failures, **self.store.counts(),
+                "sources": [s.status() for s in self.sources.sources.values()],
+                "positions": self.store.positions(),
+                "handlers": {t: names for t, names in self.subscriptions.items()}}
+
+
+def handler_name(handler: Handler) -> str:
+    """``module:qualname`` of a function, or of the class of a callable object: stable across restarts."""
+    named = handler if hasattr(handler, "__qualname__") else type(handler)
+    return f"{named.__module__}:{named.__qualname__}"
