@@ -87,6 +87,8 @@ class OutboxSources:
             sid, addr = row.get("id") or row["addr"], row["addr"]
             known = self.sources.get(sid)
             if known is None or known.addr != addr:
-                known = Source(sid, addr, JsonClient(f"http://{addr}", self.secret, timeout=self.timeout))
+                # No retries inside a call: a source that does not answer is backed off from as a
+                # whole, and must not hold the agent's loop up while the other sources wait.
+                known = Source(sid, addr, JsonClient(f"http://{addr}", self.secret, timeout=self.timeout, retry_for=0))
             seen[sid] = known
         self.sources = seen
