@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
 from gridfs.client import GridClient
 from gridfs.common.config import DEFAULT_DATA_DIR, GridConfig, find_config
 from gridfs.common.errors import GridError
+from gridfs.common.http import JsonClient
 from gridfs.conscience.client import ConscienceClient
 
 console = Console(soft_wrap=True)
@@ -86,9 +88,11 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     grid = LocalGrid(args.data or DEFAULT_DATA_DIR)
     cfg = grid.up(nodes=args.nodes, volumes=args.volumes, policy=args.policy,
-                  s3_port=None if args.s3_port < 0 else args.s3_port)
+                  s3_port=None if args.s3_port < 0 else args.s3_port, meta2=args.meta2)
     rawx = sum(1 for s in grid.services(cfg) if s.type == "rawx")
-    console.print(f"grid up: {rawx} storage servers on {args.nodes} nodes, default policy {cfg.default_policy}")
+    meta2 = sum(1 for s in grid.services(cfg) if s.type == "meta2")
+    console.print(f"grid up: {rawx} storage servers on {args.nodes} nodes, {meta2} meta2 services, "
+                  f"default policy {cfg.default_policy}")
     if "s3" in cfg.extra:
         console.print(f"S3 gateway: {cfg.extra['s3']['url']}  (grid user create NAME gives keys)")
     console.print(f"config: {grid.config_path}  (export GRID_CONFIG={grid.config_path})")
@@ -349,15 +353,67 @@ def cmd_locate(args: argparse.Namespace) -> int:
     obj = where["object"]
     console.print(f"[bold]{bucket}/{key}[/]  {obj['size']} bytes, {obj['policy']} ({obj['chunk_method']})")
     console.print(f"  container id  {where['cid']}")
-    console.print(f"  prefix        {where['prefix']}  -> meta0 {where['meta0']}")
-    console.print(f"  meta1         {where['meta1']}")
-    console.print(f"  meta2         {where['meta2']}")
+    console.print(f"  prefix        {where['prefix']}  (meta0 at {where['meta0']})")
+    console.print(f"  meta1         {where['meta1']['id']} at {where['meta1']['addr']}")
+    console.print(f"  meta2         {where['meta2']['id']} at {where['meta2']['addr']}")
     for mc in obj["metachunks"]:
         console.print(f"  metachunk {mc['pos']}: bytes {mc['offset']}-{mc['offset'] + mc['size'] - 1}")
         for c in sorted(mc["chunks"], key=lambda c: c["sub"]):
             console.print(f"    {mc['pos']}.{c['sub']}  {c['url']}  {c['size']} bytes  xxh3 {c['hash']}")
         if mc.get("missing"):
             console.print(f"    missing positions (awaiting repair): {mc['missing']}")
+    return 0
+
+
+def _event_agent(args: argparse.Namespace) -> JsonClient:
+    """The event agent's API: ``[events] url`` in grid.toml, else the local grid's ``events`` service."""
+    from gridfs.cli.local import LocalGrid
+
+    cfg = GridConfig.load(args.config)
+    url = cfg.extra.get("events", {}).get("url") or next(
+        (s.url for s in LocalGrid(find_config(args.config).parent).services(cfg) if s.name == "events" and s.url), "")
+    if not url:
+        raise GridError("no event agent in grid.toml (no [events] url, no local service named 'events')")
+    return JsonClient(url, cfg.secret, timeout=10.0)
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else ""
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    agent = _event_agent(args)
+    if args.retry is not None:
+        revived = agent.call("POST", "/v1/dead/retry", body={"ids": args.retry} if args.retry else {})["revived"]
+        console.print(f"{revived} dead letters back on the retry list")
+        return 0
+    if args.dead:
+        dead = agent.call("GET", "/v1/dead")["dead"]
+        if args.json:
+            print(json.dumps(dead, indent=2, sort_keys=True))
+            return 0
+        table = Table("id", "event", "object", "handler", "attempts", "last error", "last failed",
+                      title=f"{len(dead)} dead letters (grid events --retry [ID...] replays them)")
+        for d in dead:
+            e, data = d["event"], d["event"].get("data", {})
+            where = "/".join(str(data[k]) for k in ("bucket", "key") if data.get(k) is not None)
+            table.add_row(str(d["id"]), f"{e['type']} {e['db']}#{e['id']}", escape(where), d["handler"],
+                          str(d["attempts"]), escape(d["error"]), _when(d["last_failed"]))
+        console.print(table)
+        return 0
+    status = agent.call("GET", "/v1/status")
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+        return 0
+    console.print(f"{status['handled']} events handled and {status['failures']} handler failures since the agent "
+                  f"started; {status['retries']} retries pending, {status['dead']} dead letters")
+    table = Table("source", "addr", "databases", "last event handled", "last answer", "error")
+    positions = status["positions"]
+    for s in status["sources"]:
+        mine = positions.get(s["id"], {})
+        table.add_row(s["id"], s["addr"], str(len(mine)), str(max(mine.values(), default="")), _when(s["last_ok"]),
+                      escape(s["error"]))
+    console.print(table)
     return 0
 
 
@@ -376,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--nodes", type=int, default=3)
     up.add_argument("--volumes", type=int, default=3)
     up.add_argument("--policy", default=None, help="default storage policy")
+    up.add_argument("--meta2", type=int, default=1, help="meta2 (container database) services to run (default 1)")
     up.add_argument("--s3-port", type=int, default=9000,
                     help="S3 gateway port (default 9000, a free one if taken; -1: no gateway)")
     up.set_defaults(fn=cmd_up)
@@ -482,6 +539,13 @@ def build_parser() -> argparse.ArgumentParser:
     loc.add_argument("target")
     loc.add_argument("--json", action="store_true")
     loc.set_defaults(fn=cmd_locate)
+
+    ev = sub.add_parser("events", help="the event agent: status, dead letters, replays")
+    ev.add_argument("--dead", action="store_true", help="list the dead letters (handlers that gave up)")
+    ev.add_argument("--retry", nargs="*", type=int, metavar="ID",
+                    help="put these dead letters (default: all) back on the retry list")
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(fn=cmd_events)
     return p
 
 
