@@ -66,7 +66,7 @@ class Meta0Service(RoleService):
         with self.lock:
             row = self.db.execute("SELECT meta1 FROM meta0 WHERE prefix = ?", (prefix.upper(),)).fetchone()
         if row is None:
-            if len(prefix) == 4 and self.db.execute("SELECT 1 FROM meta0 LIMIT 1").fetchone() is None:
+            if len(prefix) == 4 and not self.assigned():
                 raise ServiceUnavailable("the prefix table is not filled yet: no meta1 service registered")
             raise InvalidName(f"invalid prefix {prefix!r}: 4 hex digits")
         return {"prefix": prefix.upper(), "meta1": row[0], "addr": self.address_of("meta1", row[0])}
