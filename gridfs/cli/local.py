@@ -97,8 +97,8 @@ class LocalGrid:
         self.data = Path(data).resolve()
         self.config_path = self.data / "grid.toml"
         self.run_dir = self.data / "run"
-        # Services of an earlier run of this grid: restarted on the same ports, because
-        # chunk locations and container homes recorded in the directory name them.
+        # Services of an earlier run of this grid: restarted on the same ports (grid.toml and
+        # clients hold the conscience's and gateways' URLs), but for storage servers (see _start).
         self._previous: dict[str, LocalService] = {}
 
     # -- state in grid.toml -----------------------------------------------------
@@ -124,11 +124,15 @@ class LocalGrid:
 
     # -- start and stop -----------------------------------------------------------
 
-    def _start(self, cfg: GridConfig, svc: LocalService) -> LocalService:
+    def _start(self, cfg: GridConfig, svc: LocalService, port: str | None = None) -> LocalService:
+        """Start ``svc`` on ``port`` ("0": any free one) if given, else on its port of the earlier run,
+        except storage servers: chunk URLs name their service ids, so they take any free port."""
         args = list(svc.args)
         before = self._previous.get(svc.name)
-        if before is not None and before.url.rsplit(":", 1)[-1].isdigit():
-            args += ["--port", before.url.rsplit(":", 1)[-1]]  # the last --port wins
+        if port is None and before is not None and svc.type != "rawx":
+            port = _port_of(before.url)
+        if port:
+            args += ["--port", port]  # the last --port wins
         spawned = spawn_service(svc.module, ["--config", str(self.config_path), *args], self.run_dir, svc.name)
         svc.pid, svc.url = spawned.process.pid, spawned.url
         return svc
@@ -170,7 +174,7 @@ class LocalGrid:
                                                                   location=old.location)))
                     self._record(cfg, services)
             services.append(self._start(cfg, LocalService("events", "events", "gridfs.events", [
-                "--state", str(self.data / "events.cursor")])))
+                "--state", str(self.data / "events")])))
             self._record(cfg, services)
             if s3_port is not None:
                 s3 = self._start(cfg, LocalService("s3", "s3", "gridfs.gateways.s3", [
@@ -187,6 +191,10 @@ class LocalGrid:
     def _start_directory(self, cfg: GridConfig, meta2: int) -> list[LocalService]:
         """meta1, the meta2 services (those of an earlier run too), then meta0, which fills its
         prefix table from the registered meta1 at first start."""
+        from gridfs.directory.upgrade import upgrade_single_directory
+
+        upgrade_single_directory(self.data / "directory", self.data / "meta1", self.data / "meta2-1",
+                                 self.data / "events.cursor")
         names = ["meta1", *(f"meta2-{i}" for i in range(1, meta2 + 1))]
         names += [n for n, old in self._previous.items() if old.type == "meta2" and n not in names]
         started = []
@@ -238,20 +246,20 @@ class LocalGrid:
                 raise ServiceUnavailable(f"services not registered after {timeout} s: {sorted(want - live)}")
             time.sleep(0.1)
 
-    def restart(self, name: str) -> LocalService:
-        """Start one recorded service again (after a crash or a kill), same data and port."""
+    def restart(self, name: str, same_port: bool = True) -> LocalService:
+        """Start one recorded service again (after a crash or a kill) on the same data: on its
+        port, or with ``same_port`` False on another one (a storage server moving, say)."""
         cfg = self.config()
         services = self.services(cfg)
         svc = next((s for s in services if s.name == name), None)
         if svc is None:
             raise GridError(f"no service named {name!r} in {self.config_path}")
-        self._stop_all([svc])
-        port = svc.url.rsplit(":", 1)[-1]
-        extra = ["--port", port] if port.isdigit() else []
-        args = list(svc.args)
-        svc.args = args + extra
-        self._start(cfg, svc)
-        svc.args = args
+        old = _port_of(svc.url)
+        for _attempt in range(5):
+            self._stop_all([svc])
+            self._start(cfg, svc, port=old if same_port else "0")
+            if same_port or _port_of(svc.url) != old:  # "any free port" may hand back the one just freed
+                break
         self._record(cfg, services)
         return svc
 
@@ -295,6 +303,11 @@ class LocalGrid:
                 rows.append({"type": svc.type, "name": svc.name, "addr": svc.addr, "pid": svc.pid,
                              "up": pid_alive(svc.pid)})
         return rows
+
+
+def _port_of(url: str) -> str | None:
+    port = url.rsplit(":", 1)[-1]
+    return port if port.isdigit() else None
 
 
 def _reap(pid: int) -> None:

@@ -95,6 +95,7 @@ def load_or_create_service_id(folder: str | os.PathLike, kind: str) -> str:
     identity whatever address it listens on next time.
     """
     path = Path(folder) / "service.id"
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         return check_service_id(path.read_text().strip())
     except FileNotFoundError:
@@ -105,7 +106,14 @@ def load_or_create_service_id(folder: str | os.PathLike, kind: str) -> str:
         f.write(service_id)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        # link, not rename: of two processes started at once on one folder, the second must
+        # take the first one's id rather than replace it under it.
+        os.link(tmp, path)
+    except FileExistsError:
+        return check_service_id(path.read_text().strip())
+    finally:
+        os.unlink(tmp)
     fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(fd)
