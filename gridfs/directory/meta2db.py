@@ -109,6 +109,7 @@ class Meta2:
                 if before is not None:
                     return before
             result = change(self)
+            failpoint("meta2.before_commit")  # a crash here rolls the change and its events back
             if op_id is not None:
                 ops.record(self.db, op_id, result)
         failpoint("meta2.after_commit")  # a crash here loses the answer, not the change
