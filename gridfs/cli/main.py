@@ -392,6 +392,9 @@ def cmd_events(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(dead, indent=2, sort_keys=True))
             return 0
+        if not dead:
+            console.print("no dead letters")
+            return 0
         table = Table("id", "event", "object", "handler", "attempts", "last error", "last failed",
                       title=f"{len(dead)} dead letters (grid events --retry [ID...] replays them)")
         for d in dead:
@@ -407,12 +410,11 @@ def cmd_events(args: argparse.Namespace) -> int:
         return 0
     console.print(f"{status['handled']} events handled and {status['failures']} handler failures since the agent "
                   f"started; {status['retries']} retries pending, {status['dead']} dead letters")
-    table = Table("source", "addr", "databases", "last event handled", "last answer", "error")
-    positions = status["positions"]
+    table = Table("source", "addr", "last event handled per database", "last answer", "error")
     for s in status["sources"]:
-        mine = positions.get(s["id"], {})
-        table.add_row(s["id"], s["addr"], str(len(mine)), str(max(mine.values(), default="")), _when(s["last_ok"]),
-                      escape(s["error"]))
+        mine = sorted(status["positions"].get(s["id"], {}).items())
+        shown = " ".join(f"{db[:12]}#{upto}" for db, upto in mine[:3]) + (f" +{len(mine) - 3}" if len(mine) > 3 else "")
+        table.add_row(s["id"], s["addr"], shown, _when(s["last_ok"]), escape(s["error"]))
     console.print(table)
     return 0
 
