@@ -407,8 +407,8 @@ def check_s3(s3: object, client: GridClient, load: S3Load) -> list[str]:
     listed_grid = {o.key for o in client.iter_list(BUCKET_S3)}
     for who, listed in (("boto3", listed_s3), ("GridClient", listed_grid)):
         if listed != present:
-            problems.append(f"{who} lists {sorted(listed - present)} that do not read back and not "
-                            f"{sorted(present - listed)} that do")
+            problems.append(f"{who} lists keys that should not be there: {sorted(listed - present)}; "
+                            f"does not list keys that read back: {sorted(present - listed)}")
     return problems
 
 
