@@ -7,6 +7,7 @@ second each instead of the production 5 s and 3 s.
 
 from __future__ import annotations
 
+import json
 import pickle
 import time
 from collections.abc import Callable, Iterator
@@ -69,8 +70,9 @@ def test_register_list_and_filter_by_type(conscience: ConscienceClient) -> None:
     assert set(by_addr(conscience, "meta2")) == {"127.0.0.1:2001"}
     assert conscience.services("nosuchtype") == []
     s = by_addr(conscience)["127.0.0.1:1001"]
-    assert set(s) == {"type", "addr", "location", "tags", "stats", "score_put", "score_get", "locked",
+    assert set(s) == {"id", "type", "addr", "location", "tags", "stats", "score_put", "score_get", "locked",
                       "first_seen", "last_seen", "up"}
+    assert s["id"] == "127.0.0.1:1001"  # a heartbeat without an id: known by its address
     assert (s["type"], s["location"], s["tags"], s["locked"], s["up"]) == (
         "rawx", "s1.r1.h1.v1", {"volume": "/v/127.0.0.1:1001"}, False, True)
     assert s["stats"] == {"cpu_idle": 90, "io_idle": 80, "free_bytes": 500, "total_bytes": 1000, "inflight": 2}
@@ -259,3 +261,106 @@ def test_corrupt_state_file_is_set_aside(start_conscience: Starter, grid_config:
     svc = start_conscience("--data", str(data))
     assert ConscienceClient(svc.url, grid_config.secret).services() == []
     assert list(data.glob("conscience.json.corrupt-*"))
+
+
+# -- service ids ----------------------------------------------------------------------------
+
+A, B, C = "rawx-00000000000000aa", "rawx-00000000000000bb", "rawx-00000000000000cc"
+
+
+def beat_id(c: ConscienceClient, service_id: str, addr: str, loc: str = "s.r.h.v") -> None:
+    c.heartbeat({"type": "rawx", "id": service_id, "addr": addr, "location": loc,
+                 "stats": {"free_bytes": 500, "total_bytes": 1000}})
+
+
+def by_id(c: ConscienceClient) -> dict[str, dict]:
+    return {s["id"]: s for s in c.services("rawx")}
+
+
+def test_registry_is_keyed_by_service_id(conscience: ConscienceClient, proc: SpawnedService) -> None:
+    beat_id(conscience, A, "127.0.0.1:1001", loc="s.r.h.a")
+    beat_id(conscience, B, "127.0.0.1:1002", loc="s.r.h.b")
+    rows = by_id(conscience)
+    assert {k: r["addr"] for k, r in rows.items()} == {A: "127.0.0.1:1001", B: "127.0.0.1:1002"}
+    conscience.lock(A)
+    first_seen = rows[A]["first_seen"]
+
+    beat_id(conscience, A, "127.0.0.1:1003", loc="s.r.h.a")  # A restarted on another port: the same entry
+    rows = by_id(conscience)
+    assert set(rows) == {A, B}
+    assert (rows[A]["addr"], rows[A]["locked"], rows[A]["first_seen"]) == ("127.0.0.1:1003", True, first_seen)
+    assert "moved from address 127.0.0.1:1001 to 127.0.0.1:1003" in proc.log_path.read_text()
+
+    beat_id(conscience, C, "127.0.0.1:1002", loc="s.r.h.c")  # another server now answers at B's address
+    assert {k: r["addr"] for k, r in by_id(conscience).items()} == {A: "127.0.0.1:1003", C: "127.0.0.1:1002"}
+
+    conscience.unlock("127.0.0.1:1003")  # by address
+    assert not by_id(conscience)[A]["locked"]
+    conscience.lock("127.0.0.1:1002")
+    conscience.forget(C)  # by id, with its lock
+    assert set(by_id(conscience)) == {A}
+    with pytest.raises(NotFound):
+        conscience.forget(C)
+    with pytest.raises(NotFound):
+        conscience.lock("rawx-00000000000000dd")
+    beat_id(conscience, C, "127.0.0.1:1002", loc="s.r.h.c")
+    assert not by_id(conscience)[C]["locked"]
+    with pytest.raises(BadRequest):
+        beat_id(conscience, "Not An Id!", "127.0.0.1:1004")
+
+
+def test_service_that_starts_sending_its_id_keeps_its_lock_and_age(conscience: ConscienceClient) -> None:
+    beat(conscience, "127.0.0.1:1001")  # from before ids: known by its address
+    conscience.lock("127.0.0.1:1001")
+    before = by_addr(conscience)["127.0.0.1:1001"]
+    beat_id(conscience, A, "127.0.0.1:1001")
+    (row,) = conscience.services("rawx")
+    assert (row["id"], row["addr"], row["locked"], row["first_seen"]) == (A, "127.0.0.1:1001", True,
+                                                                          before["first_seen"])
+
+
+def test_state_file_keeps_ids_and_files_from_before_ids_load(start_conscience: Starter, grid_config: GridConfig,
+                                                             tmp_path: Path) -> None:
+    data = tmp_path / "conscience-data"
+    data.mkdir()
+    now = time.time()
+    (data / "conscience.json").write_text(json.dumps({"version": 1, "locked": ["127.0.0.1:1001"], "services": [
+        {"type": "rawx", "addr": "127.0.0.1:1001", "location": "s.r.h.a", "tags": {}, "stats": {},
+         "first_seen": now - 100, "last_seen": now - 1}]}))
+    first = start_conscience("--data", str(data))
+    c = ConscienceClient(first.url, grid_config.secret)
+    (old,) = c.services()
+    assert (old["id"], old["addr"], old["locked"]) == ("127.0.0.1:1001", "127.0.0.1:1001", True)
+    beat_id(c, B, "127.0.0.1:1002", loc="s.r.h.b")
+    first.stop()
+
+    saved = json.loads((data / "conscience.json").read_text())
+    assert saved["version"] == 2 and {s["id"] for s in saved["services"]} == {"127.0.0.1:1001", B}
+    second = start_conscience("--data", str(data))
+    rows = by_id(ConscienceClient(second.url, grid_config.secret))
+    assert set(rows) == {"127.0.0.1:1001", B}
+    assert rows[B]["addr"] == "127.0.0.1:1002" and rows["127.0.0.1:1001"]["locked"]
+
+
+def test_cached_services_resolve_ids_and_report_silent_ones_down(conscience: ConscienceClient) -> None:
+    cache = CachedServices(conscience, ttl=3600)
+    assert cache.get() == []
+    beat_id(conscience, A, "127.0.0.1:1001")
+    assert cache.addr_of(A) == "127.0.0.1:1001"  # an unknown id refreshes the list at once, ttl or not
+    beat_id(conscience, A, "127.0.0.1:1005")
+    assert cache.addr_of(A) == "127.0.0.1:1001"  # cached...
+    cache.invalidate()  # ...until a request to it fails
+    assert cache.addr_of(A) == "127.0.0.1:1005"
+    with pytest.raises(ServiceUnavailable):
+        cache.addr_of(B)
+    assert not cache.is_down(A) and not cache.is_down(B)  # unknown is not down: the read is tried
+
+    deadline = time.monotonic() + 10
+    while by_id(conscience)[A]["up"]:  # silent past the conscience's 1 s timeout
+        assert time.monotonic() < deadline, "the conscience never reported a silent service down"
+        time.sleep(0.1)
+    assert not cache.is_down(A)  # the cached list still says up
+    cache.invalidate()
+    assert cache.is_down(A) and cache.is_down("127.0.0.1:1005")  # by id, or by the address of an old URL
+    clone = pickle.loads(pickle.dumps(cache))
+    assert clone.is_down(A) and clone.addr_of(A) == "127.0.0.1:1005"

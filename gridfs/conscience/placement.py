@@ -52,6 +52,10 @@ def _volume_key(svc: dict) -> str:
     return svc.get("location") or f"?.?.?.{svc['addr']}"
 
 
+def _avoided(svc: dict, avoid: Collection[str]) -> bool:
+    return svc["addr"] in avoid or svc.get("id", svc["addr"]) in avoid
+
+
 def select(
     services: list[dict],
     count: int,
@@ -61,8 +65,8 @@ def select(
 ) -> list[dict]:
     """Pick ``count`` services on distinct volumes, spread over sites, racks, hosts.
 
-    ``services`` are conscience entries (``addr``, ``location``, ``score_put``); those
-    with a put score of 0 or an address in ``avoid`` are never picked. Returns the picked
+    ``services`` are conscience entries (``id``, ``addr``, ``location``, ``score_put``); those
+    with a put score of 0, or whose id or address is in ``avoid``, are never picked. Returns the picked
     entries themselves, in pick order. Raises NotEnoughServices when fewer than ``count``
     distinct volumes are usable.
     """
@@ -75,13 +79,13 @@ def select(
     usable: list[dict] = []
     for svc in services:
         addr = svc["addr"]
-        if addr in avoid or addr in seen_addrs or not (svc.get("score_put") or 0) > 0:
+        if _avoided(svc, avoid) or addr in seen_addrs or not (svc.get("score_put") or 0) > 0:
             continue
         seen_addrs.add(addr)
         usable.append(svc)
     volumes = {_volume_key(s) for s in usable}
     if len(volumes) < count:
-        avoided = sum(1 for s in services if s["addr"] in avoid)
+        avoided = sum(1 for s in services if _avoided(s, avoid))
         raise NotEnoughServices(
             f"placement needs {count} services on distinct volumes but only {len(volumes)} can take writes "
             f"now ({len(services)} known, {avoided} avoided, the rest locked, full, silent or duplicates)"

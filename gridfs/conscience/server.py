@@ -1,6 +1,9 @@
 """The conscience service: heartbeats in, scored service lists out.
 
-The registry lives in memory, keyed by service address. Scores are computed when asked,
+The registry lives in memory, keyed by service id (``rawx-...``, sent in each heartbeat;
+a heartbeat without one is keyed by its address, as before ids existed). The same id
+heard from a new address moves the service there; an entry of another id at that
+address is dropped (that server is gone: the address now belongs to the newcomer). Scores are computed when asked,
 from the last heartbeat of each service (see ``scoring.py``), so they are never staler
 than the last heartbeat. With ``--data DIR`` the registry and the locks are saved to
 ``DIR/conscience.json`` (atomically), so a restart keeps locks and first-seen times
@@ -35,8 +38,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from gridfs.common.config import GridConfig
-from gridfs.common.errors import BadRequest, NotFound
+from gridfs.common.errors import BadRequest, InvalidName, NotFound
 from gridfs.common.http import aiohttp_middlewares
+from gridfs.common.names import check_service_id
 from gridfs.common.service import base_arg_parser, bind, serve_app, setup_logging
 from gridfs.conscience.scoring import STAT_DEFAULTS, ScoringRules, is_silent, scores
 
@@ -48,7 +52,7 @@ ADDR_RE = re.compile(r"^(?:[A-Za-z0-9._-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]):(\d{1,
 LOCATION_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}(?:\.[A-Za-z0-9_-]{1,64}){3}$")
 MAX_TAGS = 64
 STATE_FILE = "conscience.json"
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: services carry their id (version 1 files load with id = addr)
 FLUSH_INTERVAL = 5.0  # heartbeat-only changes (last_seen, stats) are saved at most this often
 
 
@@ -59,8 +63,10 @@ def _number(name: str, value: Any) -> float:
     return float(value)
 
 
-def parse_heartbeat(body: Any) -> tuple[str, str, str, dict[str, Any], dict[str, float]]:
-    """Validate a heartbeat body: (type, addr, location, tags, stats), or BadRequest."""
+def parse_heartbeat(body: Any) -> tuple[str, str, str, str, dict[str, Any], dict[str, float]]:
+    """Validate a heartbeat body: (id, type, addr, location, tags, stats), or BadRequest.
+
+    A heartbeat without ``id`` (a service older than ids) is known by its address."""
     if not isinstance(body, dict):
         raise BadRequest("heartbeat body must be a JSON object")
     kind, addr, location = body.get("type"), body.get("addr"), body.get("location")
@@ -83,11 +89,18 @@ def parse_heartbeat(body: Any) -> tuple[str, str, str, dict[str, Any], dict[str,
         raise BadRequest("heartbeat 'stats' must be an object")
     # Unknown stat names are dropped: the registry keeps only what scoring understands.
     stats = {k: _number(k, raw_stats[k]) for k in STAT_DEFAULTS if k in raw_stats}
-    return kind, addr, location, tags, stats
+    service_id = body.get("id")
+    if service_id is None:
+        return addr, kind, addr, location, tags, stats
+    try:
+        return check_service_id(service_id), kind, addr, location, tags, stats
+    except InvalidName as exc:
+        raise BadRequest(f"heartbeat 'id': {exc}") from None
 
 
 @dataclass
 class Service:
+    id: str  # the address for a service that sends no id
     type: str
     addr: str
     location: str
@@ -96,6 +109,11 @@ class Service:
     first_seen: float  # monotonic
     last_seen: float  # monotonic
     up: bool = True  # as last reported in the logs; scores use the clock, not this flag
+
+    @property
+    def name(self) -> str:
+        """How logs name it: the id, with the address when they differ."""
+        return self.id if self.id == self.addr else f"{self.id} ({self.addr})"
 
 
 @dataclass
@@ -123,8 +141,9 @@ class Registry:
             now_mono, now_wall = time.monotonic(), time.time()
             services = {}
             for s in state["services"]:
-                services[s["addr"]] = Service(
-                    s["type"], s["addr"], s["location"], dict(s.get("tags") or {}), dict(s.get("stats") or {}),
+                sid = s.get("id") or s["addr"]
+                services[sid] = Service(
+                    sid, s["type"], s["addr"], s["location"], dict(s.get("tags") or {}), dict(s.get("stats") or {}),
                     first_seen=now_mono - max(0.0, now_wall - float(s["first_seen"])),
                     last_seen=now_mono - max(0.0, now_wall - float(s["last_seen"])),
                     up=False,  # not heard from since the restart
@@ -149,7 +168,8 @@ class Registry:
             "version": STATE_VERSION,
             "locked": sorted(self.locked),
             "services": [
-                {"type": s.type, "addr": s.addr, "location": s.location, "tags": s.tags, "stats": s.stats,
+                {"id": s.id, "type": s.type, "addr": s.addr, "location": s.location, "tags": s.tags,
+                 "stats": s.stats,
                  "first_seen": self._wall(s.first_seen, now_mono, now_wall),
                  "last_seen": self._wall(s.last_seen, now_mono, now_wall)}
                 for s in self.services.values()
@@ -180,44 +200,73 @@ class Registry:
     # -- changes ----------------------------------------------------------------------------------
 
     def heartbeat(self, body: Any) -> None:
-        kind, addr, location, tags, stats = parse_heartbeat(body)
+        sid, kind, addr, location, tags, stats = parse_heartbeat(body)
         now = time.monotonic()
         self.heartbeats += 1
-        svc = self.services.get(addr)
+        replaced = self._drop_others_at(addr, sid)
+        svc = self.services.get(sid)
         if svc is None or svc.type != kind:
-            log.info("new %s service %s at %s", kind, addr, location)
-            self.services[addr] = Service(kind, addr, location, tags, stats, now, now)
+            svc = self.services[sid] = Service(sid, kind, addr, location, tags, stats, now, now)
+            for old, was_locked in replaced:
+                # An entry without id at this address was most likely this very service before
+                # it sent ids: its lock and first-seen time carry over.
+                if old.id == old.addr and old.type == kind:
+                    svc.first_seen = old.first_seen
+                    if was_locked:
+                        self.locked.add(sid)
+            log.info("new %s service %s at %s", kind, svc.name, location)
             self.persist()  # structural change: saved at once
             return
         if not svc.up:
-            log.info("%s %s at %s is back after %.1f s of silence", kind, addr, location, now - svc.last_seen)
-        moved = svc.location != location
-        if moved:
-            log.info("%s %s moved from %s to %s", kind, addr, svc.location, location)
-        svc.location, svc.tags, svc.stats, svc.last_seen, svc.up = location, tags, stats, now, True
-        if moved:
+            log.info("%s %s at %s is back after %.1f s of silence", kind, svc.name, location, now - svc.last_seen)
+        moved = svc.location != location or svc.addr != addr
+        if svc.addr != addr:
+            log.info("%s %s moved from address %s to %s", kind, sid, svc.addr, addr)
+        if svc.location != location:
+            log.info("%s %s moved from %s to %s", kind, svc.name, svc.location, location)
+        svc.addr, svc.location, svc.tags, svc.stats, svc.last_seen, svc.up = addr, location, tags, stats, now, True
+        if moved or replaced:
             self.persist()
         else:
             self.dirty = True
 
-    def set_locked(self, addr: Any, locked: bool) -> bool:
-        if not isinstance(addr, str):
-            raise BadRequest("body must be {\"addr\": \"host:port\"}")
-        if addr not in self.services:
-            raise NotFound(f"no service {addr!r} is registered")
-        was = addr in self.locked
-        (self.locked.add if locked else self.locked.discard)(addr)
-        if was != locked:
-            log.info("%s %s", "locked" if locked else "unlocked", addr)
-            self.persist()
-        return locked
+    def _drop_others_at(self, addr: str, sid: str) -> list[tuple[Service, bool]]:
+        """Entries of other ids at ``addr`` are stale: that address now belongs to ``sid``.
+        Returns each dropped entry and whether it was locked."""
+        dropped = []
+        for other in [s for s in self.services.values() if s.addr == addr and s.id != sid]:
+            del self.services[other.id]
+            dropped.append((other, other.id in self.locked))
+            self.locked.discard(other.id)
+            log.info("dropped %s %s: %s now answers at %s", other.type, other.name, sid, addr)
+        return dropped
 
-    def forget(self, addr: str) -> None:
-        svc = self.services.pop(addr, None)
-        if svc is None:
-            raise NotFound(f"no service {addr!r} is registered")
-        self.locked.discard(addr)  # a lock outliving its service would surprise a re-registration
-        log.info("forgot %s %s at %s", svc.type, addr, svc.location)
+    def resolve(self, key: Any) -> str:
+        """The id of the service named by ``key``: its id, or its current address."""
+        if not isinstance(key, str) or not key:
+            raise BadRequest("name a service by \"id\" or \"addr\"")
+        if key in self.services:
+            return key
+        found = next((s.id for s in self.services.values() if s.addr == key), None)
+        if found is None:
+            raise NotFound(f"no service {key!r} is registered")
+        return found
+
+    def set_locked(self, key: Any, locked: bool) -> str:
+        """Lock or unlock the service named by id or address; returns its id."""
+        sid = self.resolve(key)
+        was = sid in self.locked
+        (self.locked.add if locked else self.locked.discard)(sid)
+        if was != locked:
+            log.info("%s %s", "locked" if locked else "unlocked", self.services[sid].name)
+            self.persist()
+        return sid
+
+    def forget(self, key: Any) -> None:
+        sid = self.resolve(key)
+        svc = self.services.pop(sid)
+        self.locked.discard(sid)  # a lock outliving its service would surprise a re-registration
+        log.info("forgot %s %s at %s", svc.type, svc.name, svc.location)
         self.persist()
 
     def check_silence(self) -> None:
@@ -227,7 +276,7 @@ class Registry:
             if svc.up and is_silent(now, svc.last_seen, self.rules):
                 svc.up = False
                 log.warning("%s %s at %s went silent (no heartbeat for %.1f s)",
-                            svc.type, svc.addr, svc.location, now - svc.last_seen)
+                            svc.type, svc.name, svc.location, now - svc.last_seen)
 
     # -- views ------------------------------------------------------------------------------------
 
@@ -238,11 +287,11 @@ class Registry:
         for svc in self.services.values():
             if kind and svc.type != kind:
                 continue
-            locked = svc.addr in self.locked
+            locked = svc.id in self.locked
             put, get = scores(svc.stats, now=now_mono, first_seen=svc.first_seen, last_seen=svc.last_seen,
                               locked=locked, rules=self.rules)
             out.append({
-                "type": svc.type, "addr": svc.addr, "location": svc.location, "tags": svc.tags,
+                "id": svc.id, "type": svc.type, "addr": svc.addr, "location": svc.location, "tags": svc.tags,
                 "stats": {**STAT_DEFAULTS, **svc.stats}, "score_put": put, "score_get": get, "locked": locked,
                 "first_seen": round(self._wall(svc.first_seen, now_mono, now_wall), 3),
                 "last_seen": round(self._wall(svc.last_seen, now_mono, now_wall), 3),
@@ -267,12 +316,12 @@ class RegistryCollector(Collector):
         for (kind, state), n in sorted(states.items()):
             count.add_metric([kind, state], n)
         yield count
-        labels = ["type", "addr", "location"]
+        labels = ["type", "id", "addr", "location"]
         put = GaugeMetricFamily("grid_conscience_score_put", "write score 0-100", labels=labels)
         get = GaugeMetricFamily("grid_conscience_score_get", "read score 0-100", labels=labels)
         for r in rows:
-            put.add_metric([r["type"], r["addr"], r["location"]], r["score_put"])
-            get.add_metric([r["type"], r["addr"], r["location"]], r["score_get"])
+            put.add_metric([r["type"], r["id"], r["addr"], r["location"]], r["score_put"])
+            get.add_metric([r["type"], r["id"], r["addr"], r["location"]], r["score_get"])
         yield put
         yield get
 
@@ -295,21 +344,25 @@ def build_app(secret: str, registry: Registry) -> web.Application:
     async def services(request: web.Request) -> web.Response:
         return web.json_response(registry.listing(request.query.get("type") or None))
 
+    def named(where: Any) -> Any:
+        # {"id": ...} or {"addr": ...}, in a JSON body or a query string
+        return (where.get("id") or where.get("addr")) if hasattr(where, "get") else None
+
+    async def set_lock(request: web.Request, locked: bool) -> web.Response:
+        sid = registry.set_locked(named(await request.json()), locked)
+        return web.json_response({"id": sid, "addr": registry.services[sid].addr, "locked": locked})
+
     async def lock(request: web.Request) -> web.Response:
-        body = await request.json()
-        addr = body.get("addr") if isinstance(body, dict) else None
-        return web.json_response({"addr": addr, "locked": registry.set_locked(addr, True)})
+        return await set_lock(request, True)
 
     async def unlock(request: web.Request) -> web.Response:
-        body = await request.json()
-        addr = body.get("addr") if isinstance(body, dict) else None
-        return web.json_response({"addr": addr, "locked": registry.set_locked(addr, False)})
+        return await set_lock(request, False)
 
     async def forget(request: web.Request) -> web.Response:
-        addr = request.query.get("addr")
-        if not addr:
-            raise BadRequest("DELETE /v1/services needs ?addr=host:port")
-        registry.forget(addr)
+        key = named(request.query)
+        if not key:
+            raise BadRequest("DELETE /v1/services needs ?id=SERVICE_ID or ?addr=host:port")
+        registry.forget(key)
         return web.json_response({"ok": True})
 
     async def health(_: web.Request) -> web.Response:
