@@ -14,7 +14,7 @@ import pytest
 from gridfs.common.config import GridConfig
 
 if TYPE_CHECKING:
-    from gridfs.cli.local import LocalGrid
+    from gridfs.cli.local import LocalGrid, LocalService
 
 
 @pytest.fixture
@@ -71,3 +71,20 @@ def chunk_files(data: Path) -> dict[Path, tuple[int, int]]:
             st = path.stat()
             out[path] = (st.st_ino, st.st_mtime_ns)
     return out
+
+
+def volume(svc: LocalService) -> Path:
+    """The volume folder of a local storage server."""
+    return Path(svc.args[svc.args.index("--volume") + 1])
+
+
+def rawx_of(grid: LocalGrid, url: str) -> LocalService:
+    """The local storage server a chunk URL names: by service id, or by address for an old-form URL."""
+    from gridfs.storage.client import parse_chunk_url
+
+    ref = parse_chunk_url(url)
+    for svc in grid.services():
+        if svc.type == "rawx" and (ref.addr == svc.addr if ref.service_id is None
+                                   else (volume(svc) / "service.id").read_text() == ref.service_id):
+            return svc
+    raise AssertionError(f"no storage server of the grid holds {url}")

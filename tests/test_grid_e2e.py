@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import chunk_files, run_grid_cli
+from conftest import chunk_files, rawx_of, run_grid_cli, volume
 
 from gridfs.cli.local import LocalGrid
 from gridfs.client import GridClient
@@ -33,9 +33,7 @@ def rawx_services(grid: LocalGrid) -> list:
 
 
 def volume_of(grid: LocalGrid, url: str) -> Path:
-    addr = url.split("/")[2]
-    svc = next(s for s in rawx_services(grid) if s.addr == addr)
-    return Path(svc.args[svc.args.index("--volume") + 1])
+    return volume(rawx_of(grid, url))
 
 
 def chunk_path(grid: LocalGrid, url: str) -> Path:
@@ -156,7 +154,7 @@ def test_silent_locked_and_full_servers_get_no_new_chunks(fresh_grid: LocalGrid)
             client.put("avoid", f"k{i}", os.urandom(2048), policy="SINGLE")
         new = set(chunk_files(fresh_grid.data)) - before
         assert len(new) == 60
-        avoided = {volume_of(fresh_grid, s.url) for s in (silent, locked, full)}
+        avoided = {volume(s) for s in (silent, locked, full)}
         assert not [p for p in new if p.parent.parent in avoided]
         assert bytes(chunks.get(filler_url)) == filler  # full, yet readable
     finally:
@@ -183,7 +181,7 @@ def test_full_volume_refuses_and_client_places_chunk_elsewhere(fresh_grid: Local
     data = os.urandom(1_500_000)  # larger than the small volume's free space
     info = client.put("full", "big", data, policy="SINGLE")
     (chunk,) = info.metachunks[0].chunks
-    assert small.addr not in chunk.url
+    assert rawx_of(fresh_grid, chunk.url).name != small.name
     assert client.get("full", "big") == data
     refused = ChunkClient(cfg.secret)
     import xxhash
@@ -229,7 +227,7 @@ def test_interrupted_put_leaves_no_object_and_no_partial_chunk(local_grid: Local
 
 
 def test_grid_down_then_up_keeps_every_object_readable(tmp_path: Path) -> None:
-    """Chunk locations name their servers: a restarted grid must come back on the same addresses."""
+    """Chunk URLs name service ids: storage servers come back on any port, every other service on its own."""
     grid = LocalGrid(tmp_path / "grid")
     grid.up(nodes=3, volumes=3, s3_port=None)
     try:
@@ -239,13 +237,15 @@ def test_grid_down_then_up_keeps_every_object_readable(tmp_path: Path) -> None:
             small, big = os.urandom(5000), os.urandom(40 << 20)
             client.put("keep", "small", small)
             client.put("keep", "big", big, policy="EC63")
-        before = {s.name: s.url for s in grid.services()}
+        before = {s.name: s for s in grid.services()}
     finally:
         grid.down()
     grid.up(nodes=3, volumes=3, s3_port=None)
     try:
-        after = {s.name: s.url for s in grid.services()}
-        assert after == before and added[0].name in after
+        after = {s.name: s for s in grid.services()}
+        assert set(after) == set(before) and added[0].name in after
+        assert {n: s.url for n, s in after.items() if s.type != "rawx"} == {
+            n: s.url for n, s in before.items() if s.type != "rawx"}
         with GridClient(grid.config_path) as client:
             assert client.get("keep", "small") == small
             assert client.get("keep", "big") == big
@@ -264,23 +264,25 @@ def test_repair_rebuilds_dead_corrupt_and_missing_chunks_elsewhere(fresh_grid: L
     ec, copies = client.head("fix", "ec.bin", chunks=True), client.head("fix", "small", chunks=True)
 
     # Two servers die (one holds a copy of the small object), one EC chunk on a live server is corrupted.
-    dead_addrs = {ec.metachunks[0].chunks[0].url.split("/")[2], copies.metachunks[0].chunks[0].url.split("/")[2]}
-    if len(dead_addrs) == 1:
-        dead_addrs.add(ec.metachunks[1].chunks[4].url.split("/")[2])
+    def server(url: str) -> str:
+        return rawx_of(fresh_grid, url).name
+
+    dead = {server(ec.metachunks[0].chunks[0].url), server(copies.metachunks[0].chunks[0].url)}
+    if len(dead) == 1:
+        dead.add(server(ec.metachunks[1].chunks[4].url))
     for svc in rawx_services(fresh_grid):
-        if svc.addr in dead_addrs:
+        if svc.name in dead:
             os.kill(svc.pid, signal.SIGKILL)
-    victim = next(c for c in ec.metachunks[1].chunks if c.url.split("/")[2] not in dead_addrs)
+    victim = next(c for c in ec.metachunks[1].chunks if server(c.url) not in dead)
     with open(chunk_path(fresh_grid, victim.url), "r+b") as f:
         f.seek(5000)
         f.write(b"\xff" * 32)
     report = json.loads(run_grid_cli(cfg, "repair", "fix", "--json").stdout)
     rebuilt = {r["key"]: set(r["rebuilt"]) for r in report}
     assert f"1.{victim.sub}" in rebuilt["ec.bin"]
-    expected_dead = {f"{mc.pos}.{c.sub}" for mc in ec.metachunks for c in mc.chunks
-                     if c.url.split("/")[2] in dead_addrs}
+    expected_dead = {f"{mc.pos}.{c.sub}" for mc in ec.metachunks for c in mc.chunks if server(c.url) in dead}
     assert expected_dead <= rebuilt["ec.bin"]
-    assert rebuilt["small"] == {f"0.{c.sub}" for c in copies.metachunks[0].chunks if c.url.split("/")[2] in dead_addrs}
+    assert rebuilt["small"] == {f"0.{c.sub}" for c in copies.metachunks[0].chunks if server(c.url) in dead}
     assert all(not r["lost"] for r in report)
 
     fresh = GridClient(cfg)
@@ -289,7 +291,7 @@ def test_repair_rebuilds_dead_corrupt_and_missing_chunks_elsewhere(fresh_grid: L
         for mc in info.metachunks:
             assert sorted(c.sub for c in mc.chunks) == list(range(width)) and not mc.missing
             for c in mc.chunks:  # every chunk is on a live server and reads back verified, no rebuild needed
-                assert c.url.split("/")[2] not in dead_addrs
+                assert server(c.url) not in dead
                 assert fresh.io.chunks.get(c.url).nbytes == c.size
     assert fresh.get("fix", "ec.bin") == big.read_bytes() and fresh.get("fix", "small") == small
     again = json.loads(run_grid_cli(cfg, "repair", "fix", "--json").stdout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -15,13 +16,18 @@ import xxhash
 from gridfs.common.config import GridConfig
 from gridfs.common.errors import AlreadyExists, ChecksumMismatch, NoSuchChunk, VolumeFull
 from gridfs.common.service import SpawnedService, spawn_service
-from gridfs.storage.client import ChunkClient, chunk_url
+from gridfs.storage.client import ChunkClient, chunk_url, legacy_chunk_url
 
 ID = "A" * 64
 
 
 def h(data: bytes) -> str:
     return xxhash.xxh3_64_hexdigest(data)
+
+
+def stored(vol: Path) -> list[Path]:
+    """Files in the volume's chunk folders, whole or temporary (``service.id`` sits above them)."""
+    return [p for p in vol.glob("*/*") if p.is_file()]
 
 
 @pytest.fixture
@@ -38,7 +44,7 @@ def test_round_trip_ranges_head_delete(rawx: tuple[SpawnedService, Path], grid_c
     svc, vol = rawx
     c = ChunkClient(grid_config.secret)
     data = os.urandom((8 << 20) + 333)
-    url = chunk_url(svc.addr, ID)
+    url = legacy_chunk_url(svc.addr, ID)
     c.put(url, data, chunk_hash=h(data), headers={"X-Grid-Content-Path": "a/b"})
     assert (vol / ID[:3] / ID).stat().st_size == len(data)
     assert bytes(c.get(url)) == data
@@ -69,15 +75,15 @@ def test_bad_chunk_ids_never_reach_the_disk(rawx: tuple[SpawnedService, Path], g
     r = requests.put(f"{svc.url}/chunk/{bad}", data=b"x", timeout=5,
                      headers={"X-Grid-Secret": grid_config.secret, "X-Grid-Chunk-Hash": h(b"x")})
     assert r.status_code in (400, 404)
-    assert not [p for p in vol.rglob("*") if p.is_file()]
+    assert not stored(vol)
     assert not (tmp_path / "etc").exists()
 
 
 def test_hash_mismatch_keeps_nothing(rawx: tuple[SpawnedService, Path], grid_config: GridConfig) -> None:
     svc, vol = rawx
     with pytest.raises(ChecksumMismatch):
-        ChunkClient(grid_config.secret).put(chunk_url(svc.addr, ID), b"data", chunk_hash=h(b"other"))
-    assert not [p for p in vol.rglob("*") if p.is_file()]
+        ChunkClient(grid_config.secret).put(legacy_chunk_url(svc.addr, ID), b"data", chunk_hash=h(b"other"))
+    assert not stored(vol)
 
 
 def test_body_cut_off_mid_way_leaves_no_file(rawx: tuple[SpawnedService, Path], grid_config: GridConfig) -> None:
@@ -88,16 +94,16 @@ def test_body_cut_off_mid_way_leaves_no_file(rawx: tuple[SpawnedService, Path], 
                    f"X-Grid-Chunk-Hash: {'0' * 16}\r\nContent-Length: {1 << 20}\r\n\r\n").encode())
         s.sendall(os.urandom(1 << 19))
     time.sleep(0.5)
-    assert not [p for p in vol.rglob("*") if p.is_file()]
+    assert not stored(vol)
     with pytest.raises(NoSuchChunk):
-        ChunkClient(grid_config.secret).get(chunk_url(svc.addr, ID))
+        ChunkClient(grid_config.secret).get(legacy_chunk_url(svc.addr, ID))
 
 
 def test_corrupt_chunk_is_refused_and_logged(rawx: tuple[SpawnedService, Path], grid_config: GridConfig) -> None:
     svc, vol = rawx
     c = ChunkClient(grid_config.secret)
     data = os.urandom(3 << 20)
-    url = chunk_url(svc.addr, ID)
+    url = legacy_chunk_url(svc.addr, ID)
     c.put(url, data, chunk_hash=h(data))
     path = vol / ID[:3] / ID
     with open(path, "r+b") as f:
@@ -116,11 +122,11 @@ def test_quota_full_volume_refuses_writes_but_serves_reads(rawx: tuple[SpawnedSe
     svc, _ = rawx
     c = ChunkClient(grid_config.secret)
     big = os.urandom(60 << 20)
-    c.put(chunk_url(svc.addr, ID), big, chunk_hash=h(big))
+    c.put(legacy_chunk_url(svc.addr, ID), big, chunk_hash=h(big))
     more = os.urandom(8 << 20)
     with pytest.raises(VolumeFull):
-        c.put(chunk_url(svc.addr, "B" * 64), more, chunk_hash=h(more))
-    assert bytes(c.get(chunk_url(svc.addr, ID), offset=0, length=10)) == big[:10]
+        c.put(legacy_chunk_url(svc.addr, "B" * 64), more, chunk_hash=h(more))
+    assert bytes(c.get(legacy_chunk_url(svc.addr, ID), offset=0, length=10)) == big[:10]
     info = requests.get(f"{svc.url}/info", headers={"X-Grid-Secret": grid_config.secret}, timeout=5).json()
     assert info["free_bytes"] == (64 << 20) - len(big)
 
@@ -129,12 +135,13 @@ def test_link_shares_data(rawx: tuple[SpawnedService, Path], grid_config: GridCo
     svc, vol = rawx
     c = ChunkClient(grid_config.secret)
     data = os.urandom(1000)
-    url = chunk_url(svc.addr, ID)
+    url = legacy_chunk_url(svc.addr, ID)
     c.put(url, data, chunk_hash=h(data))
     new = c.link(url, "C" * 64)
+    assert new == chunk_url((vol / "service.id").read_text(), "C" * 64)  # the link names the service id
     assert (vol / ID[:3] / ID).stat().st_nlink == 2
     c.delete(url)
-    assert bytes(c.get(new)) == data
+    assert bytes(c.get(legacy_chunk_url(svc.addr, "C" * 64))) == data
 
 
 def test_stale_temp_files_are_removed_at_start(grid_config: GridConfig, tmp_path: Path) -> None:
@@ -148,3 +155,37 @@ def test_stale_temp_files_are_removed_at_start(grid_config: GridConfig, tmp_path
         assert not stale.exists()
     finally:
         svc.stop()
+
+
+def test_service_id_is_written_once_on_the_volume_and_kept_on_any_port(grid_config: GridConfig,
+                                                                        tmp_path: Path) -> None:
+    vol = tmp_path / "vol"
+    args = ["--config", str(grid_config.path), "--volume", str(vol), "--location", "s.r.h.v"]
+    first = spawn_service("gridfs.storage", args, tmp_path / "run", "rawx")
+    try:
+        service_id = (vol / "service.id").read_text()
+        assert re.fullmatch(r"rawx-[0-9a-f]{16}", service_id)
+        info = requests.get(f"{first.url}/info", headers={"X-Grid-Secret": grid_config.secret}, timeout=5).json()
+        assert info["id"] == service_id
+    finally:
+        first.stop()
+    second = spawn_service("gridfs.storage", args, tmp_path / "run", "rawx")
+    try:
+        info = requests.get(f"{second.url}/info", headers={"X-Grid-Secret": grid_config.secret}, timeout=5).json()
+        assert info["id"] == (vol / "service.id").read_text() == service_id
+        assert not list(vol.glob(".service.id.*")), "a temporary id file was left behind"
+    finally:
+        second.stop()
+
+
+def test_request_naming_another_service_id_is_refused_and_stores_nothing(
+    rawx: tuple[SpawnedService, Path], grid_config: GridConfig
+) -> None:
+    svc, vol = rawx
+    data = os.urandom(3 << 20)
+    headers = {"X-Grid-Secret": grid_config.secret, "X-Grid-Chunk-Hash": h(data), "X-Grid-Service-Id": "rawx-other"}
+    r = requests.put(f"{svc.url}/chunk/{ID}", data=data, headers=headers, timeout=5)
+    assert r.status_code == 421 and r.json()["error"]["code"] == "WrongService"
+    assert not stored(vol)
+    headers["X-Grid-Service-Id"] = (vol / "service.id").read_text()
+    assert requests.put(f"{svc.url}/chunk/{ID}", data=data, headers=headers, timeout=5).status_code == 201

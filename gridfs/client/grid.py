@@ -96,9 +96,10 @@ class GridClient:
         if self._ctx is None or self._ctx_pid != os.getpid():
             with self._ctx_lock:
                 if self._ctx is None or self._ctx_pid != os.getpid():
+                    services = CachedServices(self.conscience, "rawx", ttl=1.0)
                     self._ctx = IOContext(
-                        chunks=ChunkClient(self.config.secret),
-                        services=CachedServices(self.conscience, "rawx", ttl=1.0),
+                        chunks=ChunkClient.for_grid(self.config, services),  # service ids resolved from the list
+                        services=services,
                         chunk_pool=ThreadPoolExecutor(CHUNK_THREADS, thread_name_prefix="grid-chunk"),
                         meta_pool=ThreadPoolExecutor(self.depth * 2, thread_name_prefix="grid-meta"),
                         prefetch_pool=ThreadPoolExecutor(self.depth, thread_name_prefix="grid-prefetch"),

@@ -33,7 +33,7 @@ from gridfs.common.names import new_chunk_id
 from gridfs.conscience.client import CachedServices
 from gridfs.conscience.placement import select
 from gridfs.directory.model import ChunkInfo, Metachunk
-from gridfs.storage.client import chunk_url
+from gridfs.storage.client import service_chunk_url
 
 log = logging.getLogger("gridfs.client")
 
@@ -204,7 +204,7 @@ class ObjectWriter:
         for _attempt in range(PLACEMENT_ATTEMPTS):
             if svc is None:
                 break
-            url = chunk_url(svc["addr"], new_chunk_id())
+            url = service_chunk_url(svc, new_chunk_id())  # names the service id, not where it listens
             try:
                 self.ctx.chunks.put(url, share, chunk_hash=digest, headers=headers)
             except GridError as exc:

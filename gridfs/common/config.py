@@ -23,6 +23,9 @@ DEFAULT_DATA_DIR = Path.home() / ".gridfs"
 DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
 DEFAULT_POLICY = "EC63"
 DEFAULT_ACCOUNT = "default"
+# Seconds to wait for a storage server to accept a connection: well under a second on a LAN,
+# so a read moves on to parity instead of waiting on a dead server (answers may take longer).
+DEFAULT_CONNECT_TIMEOUT = 0.5
 
 
 class ConfigError(GridError):
@@ -49,6 +52,7 @@ class GridConfig:
     size_rules: list[SizeRule] = field(default_factory=list)
     # Extra policies declared by the operator: name -> {"method": "ec"|"copies", ...}
     policies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     # Free-form sections owned by other parts (local grid, s3 gateway, ...).
     extra: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
@@ -76,6 +80,7 @@ class GridConfig:
             chunk_size=int(ns.get("chunk_size", DEFAULT_CHUNK_SIZE)),
             default_policy=ns.get("default_policy", DEFAULT_POLICY),
             size_rules=[SizeRule(int(r["max_size"]), r["policy"]) for r in ns.get("size_rules", [])],
+            connect_timeout=float(ns.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)),
             conscience_url=raw.get("conscience", {}).get("url", ""),
             directory_url=raw.get("directory", {}).get("url", ""),
             policies=dict(raw.get("policies", {})),
@@ -90,6 +95,8 @@ class GridConfig:
             "chunk_size": self.chunk_size,
             "default_policy": self.default_policy,
         }
+        if self.connect_timeout != DEFAULT_CONNECT_TIMEOUT:
+            ns["connect_timeout"] = self.connect_timeout
         if self.size_rules:
             ns["size_rules"] = [{"max_size": r.max_size, "policy": r.policy} for r in self.size_rules]
         out: dict[str, Any] = {

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
@@ -34,7 +33,6 @@ from gridfs.events.agent import EventAgent
 from gridfs.events.handlers import ChunkReaper, load_user_handler
 from gridfs.events.sources import OutboxSources
 from gridfs.events.store import EventStore, RetryPolicy, state_db
-from gridfs.storage.client import ChunkClient
 
 
 def build_agent(cfg: GridConfig, state: str) -> EventAgent:
@@ -43,7 +41,7 @@ def build_agent(cfg: GridConfig, state: str) -> EventAgent:
                             refresh=float(conf.get("refresh", 3.0)))
     agent = EventAgent(sources, EventStore(state_db(state)), RetryPolicy.from_config(conf),
                        batch=int(conf.get("batch", 500)), interval=float(conf.get("poll_interval", 0.2)))
-    agent.subscribe("content.deleted", ChunkReaper(ChunkClient(cfg.secret), ThreadPoolExecutor(8)))
+    agent.subscribe("content.deleted", ChunkReaper.for_grid(cfg))
     for event_type, specs in conf.get("handlers", {}).items():
         for spec in specs:
             agent.subscribe(event_type, load_user_handler(spec))

@@ -11,7 +11,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from gridfs.common.config import GridConfig
 from gridfs.common.errors import GridError, InvalidName, NoSuchChunk
+from gridfs.conscience.client import CachedServices, ConscienceClient
 from gridfs.storage.client import ChunkClient
 
 log = logging.getLogger("gridfs.events")
@@ -19,12 +21,22 @@ Handler = Callable[[dict[str, Any]], None]
 
 
 class ChunkReaper:
-    """Deletes chunks that a delete, overwrite or abort left unreferenced."""
+    """Deletes chunks that a delete, overwrite or abort left unreferenced.
+
+    A chunk URL names its server's service id: the chunk client must resolve ids (see
+    :meth:`for_grid`). A server that is unknown or unreachable fails the event, to be retried.
+    """
 
     def __init__(self, chunks: ChunkClient, pool: ThreadPoolExecutor) -> None:
         self.chunks = chunks
         self.pool = pool
         self.deleted = 0
+
+    @classmethod
+    def for_grid(cls, cfg: GridConfig, threads: int = 8) -> ChunkReaper:
+        """A reaper whose chunk client finds servers by id through the grid's conscience."""
+        services = CachedServices(ConscienceClient(cfg.conscience_url, cfg.secret), "rawx")
+        return cls(ChunkClient.for_grid(cfg, services), ThreadPoolExecutor(threads, thread_name_prefix="reaper"))
 
     def __call__(self, event: dict[str, Any]) -> None:
         urls = event["data"].get("chunks") or []

@@ -1,5 +1,10 @@
 """The storage server process: HTTP chunk API on one volume, plus heartbeats.
 
+Its service id (``rawx-...``) is written on the volume at first start (``VOLUME/service.id``),
+so it stays the same whatever address the server listens on; chunk URLs name it. A request
+that names another id (``X-Grid-Service-Id``) is answered 421 WrongService before anything
+is read or written: the caller holds a stale address, now another server's.
+
 PUT bodies are received into a buffer and handed to a worker thread that verifies
 the hash, writes, fsyncs and renames (all GIL-releasing). A body cut short is
 dropped before anything touches the disk.
@@ -11,23 +16,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import functools
 import logging
 import re
 import urllib.parse
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
 from gridfs.common.config import GridConfig
-from gridfs.common.errors import BadRequest, InvalidRange, LengthRequired, PayloadTooLarge
-from gridfs.common.http import SECRET_HEADER, aiohttp_middlewares
+from gridfs.common.errors import BadRequest, InvalidRange, LengthRequired, PayloadTooLarge, WrongService
+from gridfs.common.http import aiohttp_middlewares
 from gridfs.common.names import check_chunk_id
-from gridfs.common.service import base_arg_parser, bind, serve_app, setup_logging
+from gridfs.common.service import (
+    base_arg_parser,
+    bind,
+    load_or_create_service_id,
+    send_heartbeats,
+    serve_app,
+    setup_logging,
+)
+from gridfs.storage.client import SERVICE_ID_HEADER
 from gridfs.storage.stats import StatsCollector
 from gridfs.storage.store import BufferPool, Volume
 
@@ -55,8 +67,8 @@ def parse_range(header: str, size: int) -> tuple[int, int]:
 
 
 class RawxApp:
-    def __init__(self, volume: Volume, location: str, pool: ThreadPoolExecutor) -> None:
-        self.volume, self.location, self.pool = volume, location, pool
+    def __init__(self, volume: Volume, location: str, pool: ThreadPoolExecutor, service_id: str) -> None:
+        self.volume, self.location, self.pool, self.service_id = volume, location, pool, service_id
         self.buffers = BufferPool()
         self.inflight = 0
         self.metrics = CollectorRegistry()
@@ -79,6 +91,13 @@ class RawxApp:
             return resp
         finally:
             self.inflight -= 1
+
+    @web.middleware
+    async def check_service(self, request: web.Request, handler):  # type: ignore[no-untyped-def]
+        named = request.headers.get(SERVICE_ID_HEADER)
+        if named is not None and named != self.service_id:
+            raise WrongService(f"this is {self.service_id}, not {named}: the address used for {named} is stale")
+        return await handler(request)
 
     async def put(self, request: web.Request) -> web.Response:
         chunk_id = check_chunk_id(request.match_info["id"])
@@ -149,7 +168,7 @@ class RawxApp:
         new_id = check_chunk_id(request.query.get("to", ""))
         ref = {"container": request.query.get("container", ""), "path": request.query.get("path", "")}
         await self.run(self.volume.link, chunk_id, new_id, ref)
-        return web.json_response({"chunk_id": new_id}, status=201)
+        return web.json_response({"chunk_id": new_id, "service_id": self.service_id}, status=201)
 
     async def listing(self, request: web.Request) -> web.Response:
         try:
@@ -160,7 +179,8 @@ class RawxApp:
 
     async def info(self, _: web.Request) -> web.Response:
         free, total = self.volume.space()
-        return web.json_response({"location": self.location, "volume": str(self.volume.root), "free_bytes": free,
+        return web.json_response({"id": self.service_id, "location": self.location, "volume": str(self.volume.root),
+                                  "free_bytes": free,
                                   "total_bytes": total, "chunks": self.volume.chunks, "inflight": self.inflight})
 
     async def health(self, _: web.Request) -> web.Response:
@@ -170,7 +190,9 @@ class RawxApp:
         return web.Response(body=generate_latest(self.metrics), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     def build(self, secret: str) -> web.Application:
-        app = web.Application(middlewares=[self.count, *aiohttp_middlewares(secret)], client_max_size=MAX_CHUNK)
+        # check_service is innermost: its WrongService becomes a JSON 421 like any GridError.
+        app = web.Application(middlewares=[self.count, *aiohttp_middlewares(secret), self.check_service],
+                              client_max_size=MAX_CHUNK)
         app.add_routes([
             web.put("/chunk/{id}", self.put), web.get("/chunk/{id}", self.get, allow_head=False),
             web.get("/chunks", self.listing),
@@ -181,35 +203,30 @@ class RawxApp:
         return app
 
 
-async def heartbeats(rawx: RawxApp, cfg: GridConfig, addr: str, stop: asyncio.Event) -> None:
-    """Once a second, real figures to the conscience; an unreachable conscience is retried."""
+def heartbeat_payload(rawx: RawxApp, addr: str) -> Callable[[], dict]:
+    """What the storage server tells the conscience each second: who and where it is, and real figures."""
     stats = StatsCollector(rawx.volume.root)
-    url = cfg.conscience_url.rstrip("/") + "/v1/heartbeat"
-    async with aiohttp.ClientSession(headers={SECRET_HEADER: cfg.secret}) as session:
-        while not stop.is_set():
-            free, total = rawx.volume.space()
-            body = {"type": "rawx", "addr": addr, "location": rawx.location,
-                    "tags": {"volume": str(rawx.volume.root)},
-                    "stats": {**stats.sample(), "free_bytes": free, "total_bytes": total, "inflight": rawx.inflight}}
-            try:
-                async with session.post(url, json=body, timeout=aiohttp.ClientTimeout(total=2)) as resp:
-                    if resp.status >= 400:
-                        log.warning("conscience refused heartbeat: %s %s", resp.status, await resp.text())
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                log.debug("conscience unreachable: %s", exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 1.0)
+
+    def payload() -> dict:
+        free, total = rawx.volume.space()
+        return {"type": "rawx", "id": rawx.service_id, "addr": addr, "location": rawx.location,
+                "tags": {"volume": str(rawx.volume.root)},
+                "stats": {**stats.sample(), "free_bytes": free, "total_bytes": total, "inflight": rawx.inflight}}
+
+    return payload
 
 
 async def serve(args: argparse.Namespace) -> None:
     setup_logging("rawx", args.log_level)
     cfg = GridConfig.load(args.config)
     volume = Volume(args.volume, args.max_bytes)
-    rawx = RawxApp(volume, args.location, ThreadPoolExecutor(8, thread_name_prefix="rawx-io"))
+    service_id = load_or_create_service_id(volume.root, "rawx")
+    rawx = RawxApp(volume, args.location, ThreadPoolExecutor(8, thread_name_prefix="rawx-io"), service_id)
     sock, url = bind(args.host, args.port)
-    log.info("rawx for %s at %s on %s", Path(args.volume), args.location, url)
+    log.info("rawx %s for %s at %s on %s", service_id, Path(args.volume), args.location, url)
+    payload = heartbeat_payload(rawx, url.removeprefix("http://"))
     await serve_app(rawx.build(cfg.secret), sock, url, args.ready_file,
-                    lambda stop: heartbeats(rawx, cfg, url.removeprefix("http://"), stop))
+                    lambda stop: send_heartbeats(cfg, payload, stop))
 
 
 def main() -> None:
