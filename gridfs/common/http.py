@@ -73,7 +73,8 @@ POOL_SIZE = 32  # kept connections per service; more threads than this open and 
 
 
 class _BoundedRetry(Retry):
-    """urllib3's Retry with a deadline instead of a count: no retry starts past ``deadline``."""
+    """urllib3's Retry with a deadline instead of a count: backoff sleeps end at ``deadline`` at the
+    latest, and no retry starts past it (so the last attempt is made when the budget runs out)."""
 
     def __init__(self, *args: Any, deadline: float = 0.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -83,9 +84,12 @@ class _BoundedRetry(Retry):
         kwargs.setdefault("deadline", self.deadline)
         return super().new(**kwargs)
 
+    def get_backoff_time(self) -> float:
+        return min(super().get_backoff_time(), max(0.0, self.deadline - time.monotonic()))
+
     def increment(self, *args: Any, **kwargs: Any) -> _BoundedRetry:
         after = super().increment(*args, **kwargs)
-        if time.monotonic() + after.get_backoff_time() > self.deadline:
+        if time.monotonic() >= self.deadline:
             last = after.history[-1]
             reason = last.error or ResponseError(f"HTTP {last.status}")
             raise MaxRetryError(kwargs.get("_pool"), last.url, reason)
