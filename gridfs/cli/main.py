@@ -182,8 +182,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_lock(args: argparse.Namespace) -> int:
     cfg = GridConfig.load(args.config)
     client = ConscienceClient(cfg.conscience_url, cfg.secret)
-    (client.lock if args.command == "lock" else client.unlock)(args.addr)
-    console.print(f"{args.command}ed {args.addr}")
+    (client.lock if args.command == "lock" else client.unlock)(args.service)
+    console.print(f"{args.command}ed {args.service}")
     return 0
 
 
@@ -309,9 +309,12 @@ def cmd_stat(args: argparse.Namespace) -> int:
 
 
 def cmd_repair(args: argparse.Namespace) -> int:
+    from gridfs.admin.repair import Repairer
+
     client = _client(args)
     keys = args.keys or [o.key for o in client.iter_list(args.bucket) if not isinstance(o, str)]
-    results = [client.repair(args.bucket, key) for key in keys]
+    repairer = Repairer(client, args.bucket)
+    results = [repairer.repair(key) for key in keys]
     if args.json:
         print(json.dumps([{"key": r.key, "version": r.version, "rebuilt": r.rebuilt, "lost": r.lost}
                           for r in results], indent=2))
@@ -329,7 +332,7 @@ def cmd_repair(args: argparse.Namespace) -> int:
 
 
 def cmd_crawl(args: argparse.Namespace) -> int:
-    from gridfs.client.crawler import crawl
+    from gridfs.admin.crawler import crawl
 
     result = crawl(_client(args), older_than=args.older_than, dry_run=args.dry_run)
     if args.json:
@@ -477,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name in ("lock", "unlock"):
         lk = sub.add_parser(name, help=f"{name} a service (locked: no new writes)")
-        lk.add_argument("addr")
+        lk.add_argument("service", help="service id (rawx-...) or address (host:port)")
         lk.set_defaults(fn=cmd_lock)
 
     sub.add_parser("policies", help="list storage policies").set_defaults(fn=cmd_policies)

@@ -29,7 +29,6 @@ from gridfs.client.buffers import BufferPool
 from gridfs.client.commits import commit_or_discard
 from gridfs.client.context import IOContext
 from gridfs.client.reader import ObjectReader
-from gridfs.client.repair import Repairer, RepairResult
 from gridfs.client.sources import PutData, known_size, peek
 from gridfs.client.writer import ObjectWriter, WriteResult
 from gridfs.coding.policies import StoragePolicy, all_policies, get_policy
@@ -391,10 +390,6 @@ class GridClient:
 
     def list_versions(self, bucket: str, **kwargs: Any) -> dict:
         return self.directory.list_versions(self.account, bucket, **kwargs)
-
-    def repair(self, bucket: str, key: str, *, version: int | None = None) -> RepairResult:
-        """Rebuild the chunks of an object that are missing, unreachable or corrupt (see ``repair``)."""
-        return Repairer(self, bucket).repair(key, version)
 
     def locate(self, bucket: str, key: str) -> dict:
         """The resolution path of an object: prefix -> meta1 -> meta2 -> chunk URLs."""

@@ -1,14 +1,18 @@
 """The orphan crawler: delete chunks that no object or upload references.
 
 Orphans come from writers that died between storing chunks and committing the
-directory record (a killed client, a killed grid-distcp rank). Every chunk names the
-container that must reference it (``account/bucket`` in its back-reference, set when
-it is written, and set to the copy's container when a copy hard-links it). The
-crawler lists each storage server's chunks older than a grace period, asks each named
-container once for every URL it references (all object versions and all uploaded
-parts), and deletes the chunks that are not among them. It is conservative: a chunk
-without a container in its back-reference, or whose container cannot be asked, is
-kept; young chunks are kept, because their writer may still be about to commit.
+directory record (a killed client, a killed grid-distcp rank), or whose commit's
+outcome stayed unknown. Every chunk names the container that must reference it
+(``account/bucket`` in its back-reference, set when it is written, and set to the
+copy's container when a copy hard-links it). The crawler lists each storage server's
+chunks older than a grace period, by service id (so the listing is of that volume
+whatever port it listens on now), asks each named container once for every chunk it
+references (all object versions and all uploaded parts), and deletes the chunks whose
+chunk id is not among them. Chunk ids are random and unique in the grid, so comparing
+them, never URL strings, stays right when a server moves or a record holds an old-form
+URL. It is conservative: a chunk without a container in its back-reference, or whose
+container cannot be asked, is kept; young chunks are kept, because their writer may
+still be about to commit.
 
 SPDX-License-Identifier: LGPL-3.0-or-later
 """
@@ -21,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from gridfs.common.errors import GridError, NoSuchContainer
-from gridfs.storage.client import chunk_url
+from gridfs.storage.client import parse_chunk_url, service_chunk_url
 
 if TYPE_CHECKING:
     from gridfs.client.grid import GridClient
@@ -40,13 +44,13 @@ class CrawlResult:
 
 def crawl(client: GridClient, older_than: float = DEFAULT_GRACE, dry_run: bool = False) -> CrawlResult:
     result = CrawlResult()
-    by_container: dict[str, list[str]] = defaultdict(list)
+    by_container: dict[str, dict[str, str]] = defaultdict(dict)  # container -> chunk id -> URL
     for svc in client.conscience.services("rawx"):
-        addr = svc["addr"]
+        name = svc.get("id") or svc["addr"]
         try:
-            chunks = client.io.chunks.list_chunks(addr, older_than)
+            chunks = client.io.chunks.list_chunks(name, older_than)
         except (GridError, OSError) as exc:
-            result.unreachable.append(f"{addr}: {exc}")
+            result.unreachable.append(f"{name}: {exc}")
             continue
         for chunk in chunks:
             result.scanned += 1
@@ -54,17 +58,17 @@ def crawl(client: GridClient, older_than: float = DEFAULT_GRACE, dry_run: bool =
             if "/" not in container:
                 result.kept_unknown += 1
                 continue
-            by_container[container].append(chunk_url(addr, chunk["chunk_id"]))
+            by_container[container][chunk["chunk_id"]] = service_chunk_url(svc, chunk["chunk_id"])
     for container, urls in by_container.items():
         account, _, bucket = container.partition("/")
         try:
-            referenced = client.directory.referenced_urls(account, bucket)
+            referenced = {parse_chunk_url(u).chunk_id for u in client.directory.referenced_urls(account, bucket)}
         except NoSuchContainer:
             referenced = set()  # the bucket is gone: nothing can reference its chunks any more
-        except (GridError, OSError) as exc:
+        except (GridError, OSError) as exc:  # InvalidName too: a record we cannot read keeps every chunk
             result.unreachable.append(f"{container}: {exc}")
             continue
-        result.orphans += [u for u in urls if u not in referenced]
+        result.orphans += [url for chunk_id, url in urls.items() if chunk_id not in referenced]
     if not dry_run and result.orphans:
         client.io.delete_chunks(result.orphans)
         log.info("deleted %d orphan chunks", len(result.orphans))

@@ -5,7 +5,8 @@ positions that are recorded missing, unreachable, gone or corrupt are rebuilt fr
 good ones (decoded and re-encoded for EC, copied for replicas), written to storage
 servers chosen by the conscience away from the surviving chunks where possible, and
 the new locations are committed to the directory only if the object version is still
-the same content. Nothing is rewritten when nothing is wrong.
+the same content. Nothing is rewritten when nothing is wrong. Servers are told apart by
+service id (an old-form chunk URL: by address), never by comparing URL strings.
 
 SPDX-License-Identifier: LGPL-3.0-or-later
 """
@@ -13,13 +14,13 @@ SPDX-License-Identifier: LGPL-3.0-or-later
 from __future__ import annotations
 
 import logging
-import urllib.parse
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xxhash
 
+from gridfs.client.commits import commit_or_discard
 from gridfs.client.writer import reference_headers
 from gridfs.coding.ec import get_codec
 from gridfs.coding.policies import policy_from_chunk_method
@@ -27,7 +28,7 @@ from gridfs.common.errors import GridError, NotEnoughServices
 from gridfs.common.names import new_chunk_id
 from gridfs.conscience.placement import select
 from gridfs.directory.model import ChunkInfo, Metachunk, ObjectInfo
-from gridfs.storage.client import chunk_url
+from gridfs.storage.client import parse_chunk_url, service_chunk_url
 
 if TYPE_CHECKING:
     from gridfs.client.grid import GridClient
@@ -42,10 +43,6 @@ class RepairResult:
     version: int
     rebuilt: list[str] = field(default_factory=list)  # "metachunk.position" written anew
     lost: list[int] = field(default_factory=list)  # metachunks with too few good chunks to rebuild
-
-
-def _addr(url: str) -> str:
-    return urllib.parse.urlsplit(url).netloc
 
 
 class Repairer:
@@ -67,13 +64,15 @@ class Repairer:
             for mc in info.metachunks:
                 fixed = self._metachunk(info, mc, policy.width, codec, result, written)
                 metachunks.append(fixed)
-            if not result.rebuilt:
-                return result
-            self.client.directory.replace_chunks(self.client.account, self.bucket, key, info.version,
-                                                 info.content_id, metachunks)
         except BaseException:
-            self.ctx.delete_chunks(written)  # nothing committed: the new chunks are orphans
+            self.ctx.delete_chunks(written)  # nothing was committed: the new chunks are orphans
             raise
+        if not result.rebuilt:
+            return result
+        # A commit whose answer was lost may have landed: its chunks are kept then (see commits.py).
+        commit_or_discard(lambda: self.client.directory.replace_chunks(
+            self.client.account, self.bucket, key, info.version, info.content_id, metachunks),
+            lambda: self.ctx.delete_chunks(written))
         log.info("%s/%s: rebuilt %s", self.bucket, key, ", ".join(result.rebuilt))
         return result
 
@@ -108,7 +107,7 @@ class Repairer:
             replica = next(iter(shares.values()))
             full = [replica] * width
         chunks = dict(good)
-        used = {_addr(c.url) for c in good.values()}
+        used = {parse_chunk_url(c.url).service for c in good.values()}
         headers = reference_headers(info.content_id, info.key, info.policy, f"{self.client.account}/{self.bucket}")
         for sub in bad:
             share = np.frombuffer(memoryview(full[sub]).cast("B"), dtype=np.uint8)
@@ -122,7 +121,8 @@ class Repairer:
     def _store(self, share: np.ndarray, digest: str, used: set[str], headers: dict[str, str], sub: int) -> ChunkInfo:
         """Put one rebuilt chunk on a server holding none of this metachunk if possible, else on any live one.
 
-        A server that fails is avoided from then on (the conscience may not have noticed yet that it died).
+        ``used`` holds service ids (or addresses of old-form URLs); placement avoids either. A server
+        that fails is avoided from then on (the conscience may not have noticed yet that it died).
         """
         failed: set[str] = set()
         last: Exception = NotEnoughServices("no storage server to hold a rebuilt chunk")
@@ -133,7 +133,7 @@ class Repairer:
                 except NotEnoughServices as exc:
                     last = exc
                     break
-                url = chunk_url(svc["addr"], new_chunk_id())
+                url = service_chunk_url(svc, new_chunk_id())
                 try:
                     self.ctx.chunks.put(url, share, chunk_hash=digest, headers=headers)
                 except GridError as exc:
@@ -141,6 +141,6 @@ class Repairer:
                     self.ctx.services.invalidate()
                     last = exc
                     continue
-                used.add(svc["addr"])
+                used.add(parse_chunk_url(url).service)
                 return ChunkInfo(url=url, sub=sub, size=share.nbytes, hash=digest)
         raise last
