@@ -2,8 +2,10 @@
 
 Only the chunks (and the byte ranges within them) that hold the requested bytes are
 fetched, straight into the caller's buffer. When a chunk is missing, unreachable or
-corrupt, the same byte range of other chunks is fetched and the lost one rebuilt
-with the codec; with copies, the next replica is read.
+corrupt, the same byte range of other chunks is fetched and the lost ones rebuilt
+with one decode; with copies, the next replica is read. A chunk whose server the
+conscience reports down is not waited on: its parity is fetched at once, beside the
+reads of the other chunks (with copies, copies on live servers are read first).
 
 SPDX-License-Identifier: LGPL-3.0-or-later
 """
@@ -22,8 +24,9 @@ import numpy as np
 from gridfs.client.context import IOContext
 from gridfs.coding.ec import ChunkRange, data_ranges, get_codec
 from gridfs.coding.policies import policy_from_chunk_method
-from gridfs.common.errors import ChecksumMismatch, DataUnavailable, GridError, InvalidRange
+from gridfs.common.errors import ChecksumMismatch, DataUnavailable, GridError, InvalidName, InvalidRange
 from gridfs.directory.model import ChunkInfo, Metachunk, ObjectInfo
+from gridfs.storage.client import parse_chunk_url
 
 log = logging.getLogger("gridfs.client")
 
@@ -108,22 +111,39 @@ class ObjectReader:
 
     # -- one metachunk --------------------------------------------------------
 
+    def _down(self, chunk: ChunkInfo) -> bool:
+        """Whether the conscience reports the chunk's server down: then it is read around at
+        once rather than waited on (a stopped server accepts connections and never answers)."""
+        try:
+            return self.ctx.services.is_down(parse_chunk_url(chunk.url).service)
+        except InvalidName:
+            return False  # not a URL we can judge: the read itself will fail and be reported
+
     def _read_metachunk(self, mc: Metachunk, a: int, b: int, out: memoryview) -> None:
         if self.codec is None:
             self._read_copies(mc, a, b, out)
-        else:
-            ranges = data_ranges(mc.size, self.codec.k, a, b)
-            by_sub = {c.sub: c for c in mc.chunks}
-            futures = [
-                self.ctx.chunk_pool.submit(self._read_data_range, mc, by_sub, r, out) for r in ranges
-            ]
-            failed = [r for r, f in zip(ranges, futures, strict=True) if not f.result()]
-            for r in failed:
-                self._rebuild(mc, by_sub, r, out)
+            return
+        ranges = data_ranges(mc.size, self.codec.k, a, b)
+        by_sub = {c.sub: c for c in mc.chunks}
+        down = {sub for sub, c in by_sub.items() if self._down(c)}
+        lost = [r for r in ranges if r.index not in by_sub or r.index in down]
+        reads = [(r, self.ctx.chunk_pool.submit(self._read_data_range, mc, by_sub[r.index], r, out))
+                 for r in ranges if r not in lost]
+        early = None
+        if lost:
+            # Positions known lost now: fetch the shares that rebuild them beside the reads, not after.
+            lo, hi = _span(lost)
+            in_hand = sum(1 for r, _ in reads if r.lo <= lo and hi <= r.hi)
+            others = self._candidates(by_sub, down, skip={r.index for r in ranges})
+            early = (lo, hi), self._fetch(mc, others[: self.codec.k - in_hand], lo, hi)
+        lost += [r for r, f in reads if not f.result()]
+        if lost:
+            self._rebuild(mc, by_sub, down, ranges, lost, out, early)
 
     def _read_copies(self, mc: Metachunk, a: int, b: int, out: memoryview) -> None:
         replicas = list(mc.chunks)
         random.shuffle(replicas)  # spread reads over the copies
+        replicas.sort(key=self._down)  # copies on servers reported down last (stable: still shuffled)
         errors = []
         for chunk in replicas:
             try:
@@ -137,12 +157,7 @@ class ObjectReader:
             f"(missing positions: {sorted(c.sub for c in mc.chunks)}; {'; '.join(errors)})"
         )
 
-    def _read_data_range(
-        self, mc: Metachunk, by_sub: dict[int, ChunkInfo], r: ChunkRange, out: memoryview
-    ) -> bool:
-        chunk = by_sub.get(r.index)
-        if chunk is None:
-            return False
+    def _read_data_range(self, mc: Metachunk, chunk: ChunkInfo, r: ChunkRange, out: memoryview) -> bool:
         try:
             self.ctx.chunks.get(chunk.url, offset=r.lo, length=r.hi - r.lo, into=out[r.out : r.out + r.hi - r.lo])
             return True
@@ -150,34 +165,51 @@ class ObjectReader:
             self._report(mc, chunk, exc)
             return False
 
-    def _rebuild(self, mc: Metachunk, by_sub: dict[int, ChunkInfo], r: ChunkRange, out: memoryview) -> None:
-        """Rebuild range [lo, hi) of data chunk r.index from any k other chunks."""
+    @staticmethod
+    def _candidates(by_sub: dict[int, ChunkInfo], down: set[int], skip: set[int]) -> list[ChunkInfo]:
+        """Chunks to fetch shares from: servers reported up first, data before parity."""
+        return [by_sub[s] for s in sorted(set(by_sub) - skip, key=lambda s: (s in down, s))]
+
+    def _fetch(self, mc: Metachunk, chunks: list[ChunkInfo], lo: int, hi: int) -> dict[int, Future[Any]]:
+        return {c.sub: self.ctx.chunk_pool.submit(self._fetch_share, mc, c, lo, hi - lo) for c in chunks}
+
+    def _rebuild(
+        self, mc: Metachunk, by_sub: dict[int, ChunkInfo], down: set[int], ranges: list[ChunkRange],
+        lost: list[ChunkRange], out: memoryview, early: tuple[tuple[int, int], dict[int, Future[Any]]] | None,
+    ) -> None:
+        """Rebuild the lost data ranges with one decode of bytes [lo, hi) of any k shares."""
         assert self.codec is not None
-        k, n = self.codec.k, r.hi - r.lo
-        candidates = [c for sub, c in sorted(by_sub.items()) if sub != r.index]
+        k, width = self.codec.k, self.codec.k + self.codec.m
+        lo, hi = _span(lost)
+        lost_subs = {r.index for r in lost}
         shares: dict[int, Any] = {}
-        lost = [r.index]
-        # Fetch k at a time, in parallel, until k shares are in hand or candidates run out.
-        while len(shares) < k and candidates:
-            batch, candidates = candidates[: k - len(shares)], candidates[k - len(shares) :]
-            futures = {
-                c.sub: self.ctx.chunk_pool.submit(self._fetch_share, mc, c, r.lo, n) for c in batch
-            }
-            for sub, f in futures.items():
+        for r in ranges:  # data read whole over [lo, hi) is a share in hand
+            if r.index not in lost_subs and r.lo <= lo and hi <= r.hi:
+                shares[r.index] = out[r.out + lo - r.lo : r.out + hi - r.lo]
+        pending = early[1] if early is not None and early[0] == (lo, hi) else {}
+        # Last of all, the lost positions that were skipped only because their server was reported down.
+        never_tried = {r.index for r in lost if r.index in down}
+        candidates = self._candidates(by_sub, down, skip=set(shares) | set(pending) | lost_subs)
+        candidates += [by_sub[s] for s in sorted(never_tried)]
+        while True:
+            for sub, f in pending.items():
                 data = f.result()
-                if data is None:
-                    lost.append(sub)
-                else:
+                if data is not None:
                     shares[sub] = data
+            if len(shares) >= k or not candidates:
+                break
+            batch, candidates = candidates[: k - len(shares)], candidates[k - len(shares) :]
+            pending = self._fetch(mc, batch, lo, hi)
         if len(shares) < k:
-            lost_all = sorted(set(lost) | (set(range(k + self.codec.m)) - set(by_sub)))
+            gone = sorted(set(range(width)) - set(shares))
             raise DataUnavailable(
-                f"{self.name}: metachunk {mc.pos} cannot be rebuilt: positions {lost_all} are missing "
-                f"or corrupt, {k} of {k + self.codec.m} are needed"
+                f"{self.name}: metachunk {mc.pos} cannot be rebuilt: positions {gone} are missing, "
+                f"unreachable or corrupt, {k} of {width} are needed"
             )
         data = self.codec.decode(shares)
-        out[r.out : r.out + n] = memoryview(data[r.index]).cast("B")[:n]
-        log.info("%s: rebuilt metachunk %d position %d from parity", self.name, mc.pos, r.index)
+        for r in lost:
+            out[r.out : r.out + r.hi - r.lo] = memoryview(data[r.index]).cast("B")[r.lo - lo : r.hi - lo]
+            log.info("%s: rebuilt metachunk %d position %d from parity", self.name, mc.pos, r.index)
 
     def _fetch_share(self, mc: Metachunk, chunk: ChunkInfo, lo: int, n: int) -> memoryview | None:
         try:
@@ -193,3 +225,8 @@ class ObjectReader:
             )
         else:
             log.warning("%s: chunk %d.%d unreadable (%s): %s", self.name, mc.pos, chunk.sub, chunk.url, exc)
+
+
+def _span(ranges: list[ChunkRange]) -> tuple[int, int]:
+    """The chunk bytes [lo, hi) that cover every range."""
+    return min(r.lo for r in ranges), max(r.hi for r in ranges)
