@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import socket
 import threading
@@ -268,3 +269,24 @@ def test_refused_connections_are_retried_until_the_budget_ends() -> None:
     with pytest.raises(ServiceUnavailable, match="not answering"):
         JsonClient(f"http://127.0.0.1:{port}", "s", retry_for=1.0).call("POST", "/x", body={})
     assert 1.0 <= time.monotonic() - started < 3.0
+
+
+def test_json_client_is_picklable_and_fork_safe(grid: tuple[LocalGrid, Path]) -> None:
+    """A forked child never talks on its parent's pooled connections; an unpickled client makes its own."""
+    local, _ = grid
+    cfg = local.config()
+    client = JsonClient(cfg.conscience_url, cfg.secret)
+    assert client.call("GET", "/v1/services", params={"type": "rawx"})
+    parents = client._pool
+    pid = os.fork()
+    if pid == 0:  # child: exit code 0 only if the call worked on a pool of its own
+        ok = False
+        try:
+            ok = bool(client.call("GET", "/v1/services", params={"type": "rawx"})) and client._pool is not parents
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert client.call("GET", "/v1/services", params={"type": "rawx"})  # the parent's pool still works
+    copy = pickle.loads(pickle.dumps(client))
+    assert copy.call("GET", "/v1/services", params={"type": "rawx"})
