@@ -37,7 +37,8 @@ from gridfs.events.store import EventStore, RetryPolicy, state_db
 
 def build_agent(cfg: GridConfig, state: str) -> EventAgent:
     conf = cfg.extra.get("events", {})
-    sources = OutboxSources(ConscienceClient(cfg.conscience_url, cfg.secret), cfg.secret,
+    # quick(): a conscience that is away must not hold up the outboxes, the last list is kept.
+    sources = OutboxSources(ConscienceClient(cfg.conscience_url, cfg.secret).quick(), cfg.secret,
                             refresh=float(conf.get("refresh", 3.0)))
     agent = EventAgent(sources, EventStore(state_db(state)), RetryPolicy.from_config(conf),
                        batch=int(conf.get("batch", 500)), interval=float(conf.get("poll_interval", 0.2)))
