@@ -156,8 +156,10 @@ def test_hops_are_real(directory: tuple[DirectoryClient, LocalGrid]) -> None:
         record = requests.get(f"{meta1}/v1/meta1/{where['cid']}", headers=h, timeout=5).json()
         assert record["meta2"] == where["meta2"]["id"] and record["meta2_addr"] == where["meta2"]["addr"]
     assert homes == meta2_ids, "meta1 spreads new containers over both meta2 services by score"
-    shown = run_grid_cli(grid.config_path, "--account", A, "locate", "hop0/x").stdout.decode()
-    assert meta1_id in shown and where["cid"][:4] in shown
+    wide = {**os.environ, "COLUMNS": "250"}  # rich cuts lines to 80 columns when not on a terminal
+    shown = run_grid_cli(grid.config_path, "--account", A, "locate", "hop0/x", env=wide).stdout.decode()
+    hop0 = d.locate(A, "hop0", "x")
+    assert meta1_id in shown and hop0["meta2"]["id"] in shown and hop0["cid"][:4] in shown
     listed = run_grid_cli(grid.config_path, "--account", A, "locate", "--json", "hop0/x").stdout.decode()
     assert json.loads(listed)["meta2"]["id"] in meta2_ids
 

@@ -253,12 +253,14 @@ def test_grid_dying_mid_job_stops_with_a_clear_error_and_the_rerun_resumes(
     deadline = time.time() + 60
     while time.time() < deadline and len(log_lines(tmp_path, "dying")) < 5:
         time.sleep(0.1)
-    directory = next(s for s in fresh_grid.services() if s.type == "directory")
-    os.kill(directory.pid, signal.SIGKILL)
+    directory = [s for s in fresh_grid.services() if s.type in ("meta0", "meta1", "meta2")]
+    for svc in directory:
+        os.kill(svc.pid, signal.SIGKILL)
     out, _ = job.communicate(timeout=180)
     assert job.returncode == 3, out
     assert "unreachable" in out and "resume" in out
-    fresh_grid.restart("directory")
+    for svc in directory:
+        fresh_grid.restart(svc.name)
     rerun = distcp(fresh_grid, tmp_path, *args, ranks=2, name="resumed")
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     with GridClient(fresh_grid.config_path) as c:

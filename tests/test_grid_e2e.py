@@ -197,9 +197,11 @@ def test_directory_killed_after_ack_keeps_the_object(local_grid: LocalGrid) -> N
     client.create_bucket("durable", exist_ok=True)
     data = os.urandom(3 << 20)
     client.put("durable", "acked", data)
-    directory = next(s for s in local_grid.services() if s.type == "directory")
-    os.kill(directory.pid, signal.SIGKILL)
-    local_grid.restart("directory")
+    directory = [s for s in local_grid.services() if s.type in ("meta0", "meta1", "meta2")]
+    for svc in directory:
+        os.kill(svc.pid, signal.SIGKILL)
+    for svc in directory:
+        local_grid.restart(svc.name)
     fresh = GridClient(local_grid.config_path)
     assert fresh.get("durable", "acked") == data
     assert client.get("durable", "acked") == data  # the old client's caches still resolve

@@ -86,7 +86,7 @@ class Meta1Service(RoleService):
         if self._record(cid) is not None:
             raise AlreadyExists(f"bucket {name} already exists")
         (home,) = select(self.peers("meta2").get(), 1)
-        self._meta2(home["id"]).call("POST", f"/v1/meta2/{cid}/create", body={
+        self._meta2(home["id"]).call("POST", f"/v1/meta2/{cid}/create", idempotent=True, body={
             "account": account, "name": name, "policy": body.get("policy") or "",
             "versioning": bool(body.get("versioning")), "properties": body.get("properties") or {}})
         result = {"cid": cid, "meta2": home["id"]}
@@ -108,7 +108,7 @@ class Meta1Service(RoleService):
         if before is not None:
             return before
         info = self.get(cid)
-        self._meta2(info["meta2"]).call("POST", f"/v1/meta2/{cid}/drop", body={})
+        self._meta2(info["meta2"]).call("POST", f"/v1/meta2/{cid}/drop", body={}, idempotent=True)
         result = {"ok": True}
         with self.lock, Txn(self.db):
             self.db.execute("DELETE FROM meta1 WHERE cid = ?", (cid,))
