@@ -347,6 +347,21 @@ def cmd_crawl(args: argparse.Namespace) -> int:
     return 1 if result.unreachable else 0
 
 
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    from gridfs.admin.upgrade import upgrade
+
+    result = upgrade(_client(args), args.buckets or None, dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps({"versions": result.versions, "upgraded": result.upgraded, "kept": result.kept,
+                          "dry_run": args.dry_run}, indent=2))
+    else:
+        verb = "would rewrite" if args.dry_run else "rewrote"
+        console.print(f"{result.versions} object versions checked; {verb} the chunk URLs of {len(result.upgraded)}")
+    for what in result.kept:
+        err.print(f"[yellow]kept as it is:[/] {what}", highlight=False)
+    return 1 if result.kept else 0
+
+
 def cmd_locate(args: argparse.Namespace) -> int:
     bucket, key = _need_key(args.target)
     where = _client(args).locate(bucket, key)
@@ -539,6 +554,13 @@ def build_parser() -> argparse.ArgumentParser:
     cr.add_argument("--dry-run", action="store_true", help="list the orphans, delete nothing")
     cr.add_argument("--json", action="store_true")
     cr.set_defaults(fn=cmd_crawl)
+
+    upg = sub.add_parser("upgrade", help="rewrite chunk URLs of records older than service ids "
+                                         "(http://host:port/chunk/ID -> rawx://SERVICE_ID/ID)")
+    upg.add_argument("buckets", nargs="*", help="buckets to upgrade (default: every bucket of the account)")
+    upg.add_argument("--dry-run", action="store_true", help="count what would be rewritten, change nothing")
+    upg.add_argument("--json", action="store_true")
+    upg.set_defaults(fn=cmd_upgrade)
 
     loc = sub.add_parser("locate", help="resolution path and chunk URLs of an object")
     loc.add_argument("target")

@@ -121,7 +121,7 @@ class CachedServices:
         False, a refresh another thread is doing is not waited for. A conscience that does not
         answer leaves the last list in use: an address gone stale is caught by the server's id
         check (421), and reads must not stop because the registry is restarting."""
-        if self._lock.acquire(blocking=wait):
+        if self._lock.acquire(blocking=wait or self._fetched_at is None):  # no list yet: wait for the first
             try:
                 self._current(strict=False)
             finally:
