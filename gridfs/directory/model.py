@@ -21,7 +21,9 @@ def _from(cls: type, data: dict[str, Any]) -> Any:
 class ChunkInfo:
     """One chunk file on one storage server."""
 
-    url: str  # http://HOST:PORT/chunk/ID
+    # rawx://SERVICE_ID/CHUNK_ID (older records: http://HOST:PORT/chunk/CHUNK_ID); compare chunks by
+    # CHUNK_ID (gridfs.storage.client.parse_chunk_url), never by this string
+    url: str
     sub: int  # EC share number (0..k+m-1), or replica number for copies
     size: int
     hash: str  # xxh3_64 hex of the chunk bytes
