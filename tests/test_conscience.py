@@ -291,8 +291,13 @@ def test_registry_is_keyed_by_service_id(conscience: ConscienceClient, proc: Spa
     assert (rows[A]["addr"], rows[A]["locked"], rows[A]["first_seen"]) == ("127.0.0.1:1003", True, first_seen)
     assert "moved from address 127.0.0.1:1001 to 127.0.0.1:1003" in proc.log_path.read_text()
 
+    conscience.lock(B)
     beat_id(conscience, C, "127.0.0.1:1002", loc="s.r.h.c")  # another server now answers at B's address
     assert {k: r["addr"] for k, r in by_id(conscience).items()} == {A: "127.0.0.1:1003", C: "127.0.0.1:1002"}
+    assert not by_id(conscience)[C]["locked"]
+    beat_id(conscience, B, "127.0.0.1:1004", loc="s.r.h.b")  # B back elsewhere: still locked
+    assert by_id(conscience)[B]["locked"] and by_id(conscience)[B]["addr"] == "127.0.0.1:1004"
+    conscience.forget(B)
 
     conscience.unlock("127.0.0.1:1003")  # by address
     assert not by_id(conscience)[A]["locked"]

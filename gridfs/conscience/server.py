@@ -232,12 +232,14 @@ class Registry:
 
     def _drop_others_at(self, addr: str, sid: str) -> list[tuple[Service, bool]]:
         """Entries of other ids at ``addr`` are stale: that address now belongs to ``sid``.
-        Returns each dropped entry and whether it was locked."""
+        Returns each dropped entry and whether it was locked. The lock of a service with an id
+        stays: it comes back locked wherever it registers next (a drain survives a restart)."""
         dropped = []
         for other in [s for s in self.services.values() if s.addr == addr and s.id != sid]:
             del self.services[other.id]
             dropped.append((other, other.id in self.locked))
-            self.locked.discard(other.id)
+            if other.id == other.addr:
+                self.locked.discard(other.id)
             log.info("dropped %s %s: %s now answers at %s", other.type, other.name, sid, addr)
         return dropped
 
