@@ -165,12 +165,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2, sort_keys=True))
         return 0
     table = Table(title=f"grid {grid.config().namespace}")
-    for col in ("type", "name", "addr", "location", "put", "get", "free", "locked", "up"):
+    for col in ("type", "name", "id", "addr", "location", "put", "get", "free", "locked", "up"):
         table.add_column(col)
     for r in sorted(rows, key=lambda r: (r["type"], r.get("location", ""))):
         stats = r.get("stats", {})
         table.add_row(
-            r["type"], r.get("name", ""), r["addr"], r.get("location", ""),
+            r["type"], r.get("name", ""), r.get("id", ""), r["addr"], r.get("location", ""),
             str(r.get("score_put", "")), str(r.get("score_get", "")),
             _human(stats["free_bytes"]) if "free_bytes" in stats else "", "yes" if r.get("locked") else "",
             "yes" if r.get("up", True) else "NO",
