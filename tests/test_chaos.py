@@ -344,7 +344,8 @@ class Ingest:
                "GRID_DISTCP_REPORT": str(self.tmp / f"{name}.report.json")}
         cmd = [str(BIN / "mpirun"), "-n", "2", str(BIN / "grid-distcp"), str(self.lake),
                f"grid://{BUCKET_LAKE}/round{round_}", "-split-size", "64", "-part-size", "48", "-threads", "4",
-               "-log", str(self.tmp / f"{name}.log"), "-quiet"]
+               # 6 MB/s per rank: a round spans several chaos actions, and the rounds to read back stay few
+               "-bandwidth", "6", "-log", str(self.tmp / f"{name}.log"), "-quiet"]
         started = time.monotonic()
         out_path = self.tmp / f"{name}.out"
         with open(out_path, "wb") as out:
