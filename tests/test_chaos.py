@@ -48,7 +48,7 @@ BUCKET_LAKE, BUCKET_S3 = "chaos-lake", "chaos-s3"
 ABSENT = "absent"  # an S3 key's expected state when it must not exist
 DIRECTORY = ("meta0", "meta1", "meta2-1", "meta2-2")
 # One deck of chaos actions, shuffled and dealt again when used up: every kind happens in a run.
-DECK = ["rawx", "rawx", "two rawx", "corrupt", "corrupt", *DIRECTORY, "conscience", "events"]
+DECK = ["rawx", "two rawx", "corrupt", "corrupt", *DIRECTORY, "conscience", "events"]
 MAX_RAWX_DOWN = 2  # EC63 loses at most 3 chunks: 2 dead servers + 1 corrupt chunk per object
 SEED = int(os.environ.get("CHAOS_SEED", "0")) or random.randrange(1, 1 << 30)
 
@@ -106,7 +106,7 @@ def kill_and_reap(pid: int) -> None:
 
 
 class Chaos(threading.Thread):
-    """Every 2-5 s one action from the deck: SIGKILL a service (restarted 1-2 s later) or corrupt a chunk."""
+    """Every 1.5-4 s one action from the deck: SIGKILL a service (restarted 1-2 s later) or corrupt a chunk."""
 
     def __init__(self, grid: LocalGrid, rng: random.Random, note: Timeline, until: float) -> None:
         super().__init__(name="chaos", daemon=True)
@@ -126,7 +126,7 @@ class Chaos(threading.Thread):
                 self._restart_due(time.monotonic())
                 if time.monotonic() >= next_action:
                     self._act()
-                    next_action = time.monotonic() + self.rng.uniform(2.0, 5.0)
+                    next_action = time.monotonic() + self.rng.uniform(1.5, 4.0)
                 wake = min([next_action, self.until, *self.down.values()])
                 self.stop.wait(max(0.0, min(0.5, wake - time.monotonic())))
             self.note(f"chaos over: {dict(self.actions)}; restarting {sorted(self.down)}")
@@ -135,31 +135,33 @@ class Chaos(threading.Thread):
             self.errors.append(f"chaos thread: {exc!r}")
             self.note(f"chaos thread failed: {exc!r}")
 
-    def _deal(self) -> str:
+    def _act(self) -> None:
+        """Play the first card of the deck that can be played now; the others go back under the deck
+        (so that each deck is played whole: every kind of action happens once per deck)."""
         if not self._deck:
             self._deck = list(DECK)
             self.rng.shuffle(self._deck)
-        return self._deck.pop()
+        for i in range(len(self._deck) - 1, -1, -1):
+            if self._play(self._deck[i]):
+                del self._deck[i]
+                return
 
-    def _act(self) -> None:
-        for _ in range(len(DECK)):
-            card = self._deal()
-            if card == "corrupt":
-                if self._corrupt_one():
-                    return
-                continue  # no chunk fit yet: deal another card
-            if card in ("rawx", "two rawx"):
-                count = 1 if card == "rawx" else 2
-                if sum(n.startswith("rawx-") for n in self.down) + count > MAX_RAWX_DOWN:
-                    continue
-                up = [s for s in self.grid.services() if s.type == "rawx" and s.name not in self.down]
-                nodes = {s.location.split(".")[2]: s.name for s in self.rng.sample(up, len(up))}
-                for name in self.rng.sample(sorted(nodes.values()), count):  # on distinct nodes
-                    self._kill(name)
-                return
-            if card not in self.down:
-                self._kill(card)
-                return
+    def _play(self, card: str) -> bool:
+        if card == "corrupt":
+            return self._corrupt_one()
+        if card in ("rawx", "two rawx"):
+            count = 1 if card == "rawx" else 2
+            if sum(n.startswith("rawx-") for n in self.down) + count > MAX_RAWX_DOWN:
+                return False
+            up = [s for s in self.grid.services() if s.type == "rawx" and s.name not in self.down]
+            nodes = {s.location.split(".")[2]: s.name for s in self.rng.sample(up, len(up))}
+            for name in self.rng.sample(sorted(nodes.values()), count):  # on distinct nodes
+                self._kill(name)
+            return True
+        if card in self.down:
+            return False
+        self._kill(card)
+        return True
 
     def _kill(self, name: str) -> None:
         svc = next(s for s in self.grid.services() if s.name == name)
