@@ -253,6 +253,24 @@ def test_restart_keeps_locks_and_registry(start_conscience: Starter, grid_config
     assert s["up"] and s["score_put"] == 0 and s["score_get"] > 0  # still locked
 
 
+def test_services_alive_at_a_crash_stay_writable_after_the_restart(start_conscience: Starter,
+                                                                   grid_config: GridConfig, tmp_path: Path) -> None:
+    """Heartbeats are saved at most every few seconds; the saved last_seen of a service that beat
+    until the crash may be older than the timeout. It must not be listed silent (no writes placed)
+    until its next heartbeat: the restart itself is the conscience's silence, not the service's."""
+    data = tmp_path / "conscience-data"
+    first = start_conscience("--data", str(data), "--timeout", "1", "--ramp", "0.1")
+    c = ConscienceClient(first.url, grid_config.secret)
+    for _ in range(8):  # the first beat is saved at once, the next ones are not (flushed every 5 s)
+        beat(c, "127.0.0.1:1001", loc="s.r.h.a")
+        time.sleep(0.2)
+    first.process.kill()
+    first.process.wait()
+    second = start_conscience("--data", str(data), "--timeout", "1", "--ramp", "0.1")
+    s = by_addr(ConscienceClient(second.url, grid_config.secret))["127.0.0.1:1001"]
+    assert s["up"] and s["score_put"] > 0, s
+
+
 def test_corrupt_state_file_is_set_aside(start_conscience: Starter, grid_config: GridConfig,
                                          tmp_path: Path) -> None:
     data = tmp_path / "conscience-data"

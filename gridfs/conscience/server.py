@@ -145,8 +145,11 @@ class Registry:
                 services[sid] = Service(
                     sid, s["type"], s["addr"], s["location"], dict(s.get("tags") or {}), dict(s.get("stats") or {}),
                     first_seen=now_mono - max(0.0, now_wall - float(s["first_seen"])),
-                    last_seen=now_mono - max(0.0, now_wall - float(s["last_seen"])),
-                    up=False,  # not heard from since the restart
+                    # Counted as heard at the restart: heartbeats are saved only every few seconds, so
+                    # the saved time can be older than the timeout for a service that beat until the
+                    # crash. Listing it silent would stop every write until its next beat; a service
+                    # really gone goes silent one timeout from now.
+                    last_seen=now_mono,
                 )
             locked = {str(a) for a in state.get("locked", [])}
         except (OSError, ValueError, KeyError, TypeError) as exc:
