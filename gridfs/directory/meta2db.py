@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gridfs.common.crc import check_crc32c, combine_hex
 from gridfs.common.errors import (
     AlreadyExists,
     BadRequest,
@@ -38,7 +39,7 @@ CREATE TABLE IF NOT EXISTS objects (
     key TEXT NOT NULL, version INTEGER NOT NULL, content_id TEXT NOT NULL, size INTEGER NOT NULL,
     mtime REAL NOT NULL, policy TEXT NOT NULL, chunk_method TEXT NOT NULL, hash TEXT NOT NULL,
     mime_type TEXT NOT NULL, properties TEXT NOT NULL, delete_marker INTEGER NOT NULL,
-    null_version INTEGER NOT NULL, metachunks TEXT NOT NULL,
+    null_version INTEGER NOT NULL, metachunks TEXT NOT NULL, crc32c TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (key, version)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS latest (key TEXT PRIMARY KEY, version INTEGER NOT NULL, live INTEGER NOT NULL)
     WITHOUT ROWID;
@@ -48,11 +49,11 @@ CREATE TABLE IF NOT EXISTS uploads (
     properties TEXT NOT NULL, initiated REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS parts (
     upload_id TEXT NOT NULL, part_number INTEGER NOT NULL, size INTEGER NOT NULL, etag TEXT NOT NULL,
-    mtime REAL NOT NULL, chunk_method TEXT NOT NULL, metachunks TEXT NOT NULL,
+    mtime REAL NOT NULL, chunk_method TEXT NOT NULL, metachunks TEXT NOT NULL, crc32c TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (upload_id, part_number));
 """
 OBJECT_COLS = ("key, version, content_id, size, mtime, policy, chunk_method, hash, mime_type, properties, "
-               "delete_marker, null_version, metachunks")
+               "delete_marker, null_version, metachunks, crc32c")
 MAX_KEYS = 1000
 
 
@@ -74,6 +75,15 @@ def chunk_id_of(url: str) -> str:
     return url.rsplit("/", 1)[-1]
 
 
+def _add_crc32c_columns(db: sqlite3.Connection) -> None:
+    """Databases made before objects and parts carried a CRC32C get the column ("" for what they hold).
+
+    One look at the schema when a database is opened; ADD COLUMN with a default rewrites no row."""
+    for table in ("objects", "parts"):
+        if not any(col[1] == "crc32c" for col in db.execute(f"PRAGMA table_info({table})")):
+            db.execute(f"ALTER TABLE {table} ADD COLUMN crc32c TEXT NOT NULL DEFAULT ''")
+
+
 def open_db(path: Path, schema: str) -> sqlite3.Connection:
     """A database in WAL mode with ``synchronous=FULL`` (an acknowledged commit survives kill -9),
     with the op-id and outbox tables beside ``schema``."""
@@ -93,6 +103,7 @@ class Meta2:
         self.service_id = service_id  # the meta2 service holding it, named in ContainerInfo
         path.parent.mkdir(parents=True, exist_ok=True)
         self.db = open_db(path, SCHEMA)
+        _add_crc32c_columns(self.db)
         self.lock = threading.Lock()
 
     def close(self) -> None:
@@ -162,10 +173,11 @@ class Meta2:
 
     def _row_to_info(self, row: tuple, chunks: bool = True, latest: int | None = None) -> ObjectInfo:
         p = self.props()
-        (key, version, content_id, size, mtime, policy, chunk_method, digest, mime, props, marker, _null, mcs) = row
+        (key, version, content_id, size, mtime, policy, chunk_method, digest, mime, props, marker, _null, mcs,
+         crc) = row
         return ObjectInfo(
             account=p["account"], bucket=p["bucket"], key=key, version=version, content_id=content_id, size=size,
-            mtime=mtime, policy=policy, chunk_method=chunk_method, hash=digest, mime_type=mime,
+            mtime=mtime, policy=policy, chunk_method=chunk_method, hash=digest, crc32c=crc, mime_type=mime,
             properties=json.loads(props), delete_marker=bool(marker),
             is_latest=latest is None or latest == version,
             metachunks=[Metachunk.from_dict(m) for m in json.loads(mcs)] if chunks else [],
@@ -199,10 +211,10 @@ class Meta2:
         obj.mtime = time.time()
         obj.content_id = obj.content_id or secrets.token_hex(16).upper()
         self.db.execute(
-            f"INSERT INTO objects ({OBJECT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO objects ({OBJECT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (obj.key, obj.version, obj.content_id, obj.size, obj.mtime, obj.policy, obj.chunk_method, obj.hash,
              obj.mime_type, json.dumps(obj.properties), int(obj.delete_marker), int(null_version),
-             json.dumps([_mc_dict(m) for m in obj.metachunks])))
+             json.dumps([_mc_dict(m) for m in obj.metachunks]), obj.crc32c))
         self._refresh_latest(obj.key)
         return obj
 
@@ -214,6 +226,7 @@ class Meta2:
         """Commit several records in one transaction (one fsync): bulk ingest of small files."""
         for obj in objs:
             check_key(obj.key)
+            check_crc32c(obj.crc32c)
         state = self.props().get("versioning", "disabled")
         out = []
         with Txn(self.db):
@@ -450,21 +463,24 @@ class Meta2:
     def commit_part(self, upload_id: str, part: PartInfo, chunk_method: str) -> list[str]:
         if not 1 <= part.part_number <= 10000:
             raise InvalidPart(f"part number {part.part_number} is outside 1-10000")
+        check_crc32c(part.crc32c)
         with Txn(self.db):
             self._upload(upload_id)
             old = self.db.execute("SELECT metachunks FROM parts WHERE upload_id = ? AND part_number = ?",
                                   (upload_id, part.part_number)).fetchone()
-            self.db.execute("INSERT OR REPLACE INTO parts VALUES (?, ?, ?, ?, ?, ?, ?)",
+            self.db.execute("INSERT OR REPLACE INTO parts (upload_id, part_number, size, etag, mtime, chunk_method, "
+                            "metachunks, crc32c) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                             (upload_id, part.part_number, part.size, part.etag, time.time(), chunk_method,
-                             json.dumps([_mc_dict(m) for m in part.metachunks])))
+                             json.dumps([_mc_dict(m) for m in part.metachunks]), part.crc32c))
             return _urls(old[0]) if old else []
 
     def list_parts(self, upload_id: str) -> list[PartInfo]:
         self._upload(upload_id)
-        rows = self.db.execute("SELECT part_number, size, etag, mtime, metachunks FROM parts WHERE upload_id = ? "
-                               "ORDER BY part_number", (upload_id,)).fetchall()
-        return [PartInfo(upload_id, n, size, etag, mtime, [Metachunk.from_dict(m) for m in json.loads(mcs)])
-                for n, size, etag, mtime, mcs in rows]
+        rows = self.db.execute("SELECT part_number, size, etag, mtime, crc32c, metachunks FROM parts "
+                               "WHERE upload_id = ? ORDER BY part_number", (upload_id,)).fetchall()
+        return [PartInfo(upload_id, n, size, etag, mtime, crc32c=crc,
+                         metachunks=[Metachunk.from_dict(m) for m in json.loads(mcs)])
+                for n, size, etag, mtime, crc, mcs in rows]
 
     def complete_upload(
         self, upload_id: str, parts: list[tuple[int, str]], digest: str, extra: dict | None = None
@@ -474,8 +490,8 @@ class Meta2:
             _check_properties(extra)
         with Txn(self.db):
             up = self._upload(upload_id)
-            stored = {n: (size, etag, method, mcs) for n, size, etag, method, mcs in self.db.execute(
-                "SELECT part_number, size, etag, chunk_method, metachunks FROM parts WHERE upload_id = ?",
+            stored = {n: (size, etag, method, mcs, crc) for n, size, etag, method, mcs, crc in self.db.execute(
+                "SELECT part_number, size, etag, chunk_method, metachunks, crc32c FROM parts WHERE upload_id = ?",
                 (upload_id,))}
             if not parts:
                 raise InvalidPart("a multipart upload needs at least one part")
@@ -487,7 +503,7 @@ class Meta2:
             for n, etag in parts:
                 if n not in stored:
                     raise InvalidPart(f"part {n} was not uploaded")
-                size, stored_etag, method, mcs = stored[n]
+                size, stored_etag, method, mcs, _crc = stored[n]
                 if etag and etag.strip('"') != stored_etag.strip('"'):
                     raise InvalidPart(f"part {n}: etag {etag} does not match the uploaded part")
                 methods.add(method)
@@ -497,11 +513,12 @@ class Meta2:
                 offset += size
             if len(methods) > 1:
                 raise BadRequest("parts were written with different chunk methods")
-            garbage = [u for n, (_s, _e, _m, mcs) in stored.items() if n not in set(numbers) for u in _urls(mcs)]
+            garbage = [u for n, (_s, _e, _m, mcs, _c) in stored.items() if n not in set(numbers) for u in _urls(mcs)]
             self.db.execute("DELETE FROM parts WHERE upload_id = ?", (upload_id,))
             self.db.execute("DELETE FROM uploads WHERE upload_id = ?", (upload_id,))
             obj = ObjectInfo(account="", bucket="", key=up.key, size=offset, policy=up.policy,
                              chunk_method=methods.pop(), hash=digest, mime_type=up.mime_type,
+                             crc32c=combine_hex((stored[n][4], stored[n][0]) for n in numbers),
                              properties={**up.properties, **(extra or {})},
                              metachunks=[Metachunk.from_dict(m) for m in metachunks])
             garbage += self._replace_target(up.key)

@@ -59,6 +59,9 @@ class ObjectInfo:
     policy: str = ""
     chunk_method: str = ""  # e.g. "ec/k=6,m=3,codec=zfec" or "copies/n=3"
     hash: str = ""  # xxh3_128 hex of the whole object; "" when not known (multipart)
+    # CRC32C of the whole object, 8 lowercase hex digits (gridfs.common.crc); "" when not known
+    # (objects from before it was kept). Multipart: the parts' CRCs combined, no data read.
+    crc32c: str = ""
     mime_type: str = "application/octet-stream"
     properties: dict[str, str] = field(default_factory=dict)
     delete_marker: bool = False
@@ -129,6 +132,7 @@ class PartInfo:
     size: int
     etag: str = ""  # opaque to the directory (the S3 gateway stores the part MD5)
     mtime: float = 0.0
+    crc32c: str = ""  # CRC32C of the part's bytes, 8 hex digits; "" when not known
     metachunks: list[Metachunk] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
