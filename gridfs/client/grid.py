@@ -217,6 +217,7 @@ class GridClient:
             policy=chosen.name,
             chunk_method=chosen.chunk_method,
             hash=result.hash,
+            crc32c=result.crc32c,
             mime_type=mime_type,
             properties={**(properties or {}), **late},
             metachunks=result.metachunks,
@@ -279,6 +280,7 @@ class GridClient:
             policy=src.policy,
             chunk_method=src.chunk_method,
             hash=src.hash,
+            crc32c=src.crc32c,  # the same bytes: the source's CRC holds
             mime_type=mime_type or src.mime_type,
             properties=dict(src.properties if properties is None else properties),
             metachunks=src.metachunks,
@@ -436,6 +438,7 @@ class GridClient:
             part_number=part_number,
             size=result.size,
             etag=etag or result.hash,
+            crc32c=result.crc32c,
             metachunks=result.metachunks,
         )
         commit_or_discard(

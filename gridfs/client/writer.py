@@ -4,7 +4,9 @@ Each metachunk is striped (EC: k numpy views plus m zfec parity chunks; copies: 
 same view n times), hashed with xxh3_64, placed by live scores under distance rules,
 and sent to every storage server at once. A failed chunk is retried on another
 server; the metachunk is acknowledged when ``policy.min_durable`` chunks are durable,
-and positions that still failed are recorded as missing for repair.
+and positions that still failed are recorded as missing for repair. The whole object's
+xxh3-128 and CRC32C are taken from each metachunk view as it passes, in the same loop: no
+second pass over the data.
 
 SPDX-License-Identifier: LGPL-3.0-or-later
 """
@@ -21,6 +23,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
+import crc32c
 import numpy as np
 import xxhash
 
@@ -28,6 +31,7 @@ from gridfs.client.context import IOContext
 from gridfs.client.sources import MetachunkSource
 from gridfs.coding.ec import chunk_size_for, get_codec
 from gridfs.coding.policies import StoragePolicy
+from gridfs.common.crc import crc32c_hex
 from gridfs.common.errors import GridError, NotEnoughServices, ServiceUnavailable
 from gridfs.common.names import new_chunk_id
 from gridfs.conscience.client import CachedServices
@@ -45,7 +49,8 @@ Progress = Callable[[int], Any] | None
 class WriteResult:
     metachunks: list[Metachunk]
     size: int
-    hash: str
+    hash: str  # xxh3_128 hex of the bytes written
+    crc32c: str  # their CRC32C, 8 hex digits (gridfs.common.crc)
 
     def chunk_urls(self) -> list[str]:
         return [c.url for mc in self.metachunks for c in mc.chunks]
@@ -109,12 +114,14 @@ class ObjectWriter:
         """Write all of ``data``; on failure delete what was written and re-raise."""
         source = MetachunkSource(data, self.meta_size, self.ctx.buffers, self.ctx.depth)
         hasher = xxhash.xxh3_128()
+        crc = 0
         pending: deque[Future[Metachunk]] = deque()
         done: list[Metachunk] = []
         offset = 0
         try:
             for pos, (view, release) in enumerate(source):
                 hasher.update(view)
+                crc = crc32c.crc32c(view, crc)  # releases the GIL, as xxh3 does: the metachunk writers go on
                 fut = self.ctx.meta_pool.submit(self._write_metachunk, pos, offset, view)
                 fut.add_done_callback(lambda _f, r=release: r())
                 pending.append(fut)
@@ -133,7 +140,7 @@ class ObjectWriter:
                         fut.result()
             self.discard()
             raise
-        return WriteResult(done, offset, hasher.hexdigest())
+        return WriteResult(done, offset, hasher.hexdigest(), crc32c_hex(crc))
 
     def discard(self) -> None:
         """Best-effort delete of every chunk this writer stored."""
