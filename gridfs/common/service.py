@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -175,12 +176,69 @@ def install_stop_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -
         loop.add_signal_handler(sig, stop.set)
 
 
+def _die_with_parent() -> None:
+    """Linux: a worker gets SIGTERM when the parent dies, even by SIGKILL, so none lingers on the port."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def run_workers(workers: int, serve: Callable[[], None], started: Callable[[int], None]) -> None:
+    """Fork ``workers`` processes that each run ``serve()`` (on a socket they inherit); return once all exit.
+
+    ``started(n)`` runs in the parent once they are forked (to announce the service);
+    SIGTERM or SIGINT to the parent stops them all.
+    """
+    children = []
+    for _ in range(max(1, workers)):
+        pid = os.fork()
+        if pid == 0:
+            _die_with_parent()
+            try:
+                serve()
+            finally:
+                os._exit(0)
+        children.append(pid)
+    started(len(children))
+
+    def stop(*_: object) -> None:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for pid in children:
+        while True:
+            try:
+                os.waitpid(pid, 0)
+                break
+            except ChildProcessError:
+                break
+            except InterruptedError:
+                continue
+
+
 def bind(host: str, port: int) -> tuple[socket.socket, str]:
     """Bind before building the app, so a service knows its own URL (port 0: any free port)."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     return sock, f"http://{host}:{sock.getsockname()[1]}"
+
+
+def bind_shared(host: str, port: int, any_port_if_busy: bool = False) -> tuple[socket.socket, str]:
+    """A listening socket for forked workers to share (``any_port_if_busy``: a free port when ``port`` is taken)."""
+    try:
+        sock, url = bind(host, port)
+    except OSError as exc:
+        if not any_port_if_busy:
+            raise
+        _log.warning("port %d is busy (%s): listening on a free port instead", port, exc.strerror)
+        sock, url = bind(host, 0)
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock, url
 
 
 async def serve_app(

@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import ctypes
 import logging
 import os
 import shutil
-import signal
 import socket
 import sys
 import tempfile
 
-from gridfs.common.service import base_arg_parser, bind, serve_app, setup_logging, write_ready_file
+from gridfs.common.service import base_arg_parser, bind_shared, run_workers, serve_app, setup_logging, write_ready_file
 
 log = logging.getLogger("gridfs.s3")
 
@@ -33,21 +30,6 @@ async def _serve_worker(config: str | None, sock: socket.socket, url: str, domai
 
     gateway = Gateway(config, domain)
     await serve_app(build_app(gateway), sock, url, None)
-
-
-def _die_with_parent() -> None:
-    """Linux: a worker gets SIGTERM when the parent dies, even by SIGKILL, so none lingers on the port."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _worker(config: str | None, sock: socket.socket, url: str, domain: str) -> None:
-    _die_with_parent()
-    try:
-        asyncio.run(_serve_worker(config, sock, url, domain))
-    finally:
-        os._exit(0)
 
 
 def _shared_metrics_dir() -> str:
@@ -64,40 +46,17 @@ def _shared_metrics_dir() -> str:
 def run(args: argparse.Namespace) -> None:
     setup_logging("s3", args.log_level)
     metrics_dir = _shared_metrics_dir()
-    try:
-        sock, url = bind(args.host, args.port)
-    except OSError as exc:
-        if not args.any_port_if_busy:
-            raise
-        log.warning("port %d is busy (%s): listening on a free port instead", args.port, exc.strerror)
-        sock, url = bind(args.host, 0)
-    sock.listen(1024)
-    sock.set_inheritable(True)
-    children = []
-    for _ in range(max(1, args.workers)):
-        pid = os.fork()
-        if pid == 0:
-            _worker(args.config, sock, url, getattr(args, "domain", "") or "")
-        children.append(pid)
-    log.info("S3 gateway on %s with %d workers", url, len(children))
-    write_ready_file(args.ready_file, url)
+    sock, url = bind_shared(args.host, args.port, args.any_port_if_busy)
+    domain = getattr(args, "domain", "") or ""
 
-    def stop(*_: object) -> None:
-        for pid in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+    def serve() -> None:
+        asyncio.run(_serve_worker(args.config, sock, url, domain))
 
-    signal.signal(signal.SIGTERM, lambda *a: stop())
-    signal.signal(signal.SIGINT, lambda *a: stop())
-    for pid in children:
-        while True:
-            try:
-                os.waitpid(pid, 0)
-                break
-            except ChildProcessError:
-                break
-            except InterruptedError:
-                continue
+    def started(workers: int) -> None:
+        log.info("S3 gateway on %s with %d workers", url, workers)
+        write_ready_file(args.ready_file, url)
+
+    run_workers(args.workers, serve, started)
     shutil.rmtree(metrics_dir, ignore_errors=True)
     sys.exit(0)
 
