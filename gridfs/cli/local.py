@@ -35,7 +35,7 @@ SMALL_OBJECT_LIMIT = 1024 * 1024  # objects up to this size get copies instead o
 @dataclass
 class LocalService:
     name: str
-    type: str  # conscience | meta0 | meta1 | meta2 | events | rawx | s3
+    type: str  # conscience | meta0 | meta1 | meta2 | events | rawx | s3 | webhdfs
     module: str
     args: list[str]
     pid: int = 0
@@ -138,9 +138,10 @@ class LocalGrid:
         return svc
 
     def up(self, nodes: int = 3, volumes: int = 3, policy: str | None = None, wait: float = 30.0,
-           s3_port: int | None = 0, s3_workers: int = 2, meta2: int = 1) -> GridConfig:
-        """Start everything; ``s3_port`` None starts no S3 gateway, 0 any free port; ``meta2``
-        container services (meta1 spreads new containers over them by score)."""
+           s3_port: int | None = 0, s3_workers: int = 2, meta2: int = 1,
+           webhdfs_port: int | None = 0) -> GridConfig:
+        """Start everything; ``s3_port`` (``webhdfs_port``) None starts no S3 (WebHDFS) gateway, 0 one on any
+        free port; ``meta2`` container services (meta1 spreads new containers over them by score)."""
         if nodes < 1 or volumes < 1:
             raise GridError("a grid needs at least one node with one volume")
         if self.is_running():
@@ -181,6 +182,13 @@ class LocalGrid:
                     "--port", str(s3_port), "--any-port-if-busy", "--workers", str(s3_workers)]))
                 services.append(s3)
                 cfg.extra["s3"] = {"url": s3.url}
+                self._record(cfg, services)
+            if webhdfs_port is not None:
+                webhdfs = self._start(cfg, LocalService("webhdfs", "webhdfs", "gridfs.gateways.webhdfs", [
+                    "--port", str(webhdfs_port), "--any-port-if-busy", "--workers", "1"]))
+                services.append(webhdfs)
+                cfg.extra["webhdfs"] = {**cfg.extra.get("webhdfs", {}),
+                                        "url": webhdfs.url.replace("http://", "webhdfs://", 1)}
                 self._record(cfg, services)
             self.wait_registered(cfg, [s for s in services if s.type == "rawx"], wait)
         except BaseException:

@@ -88,13 +88,16 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     grid = LocalGrid(args.data or DEFAULT_DATA_DIR)
     cfg = grid.up(nodes=args.nodes, volumes=args.volumes, policy=args.policy,
-                  s3_port=None if args.s3_port < 0 else args.s3_port, meta2=args.meta2)
+                  s3_port=None if args.s3_port < 0 else args.s3_port, meta2=args.meta2,
+                  webhdfs_port=None if args.webhdfs_port < 0 else args.webhdfs_port)
     rawx = sum(1 for s in grid.services(cfg) if s.type == "rawx")
     meta2 = sum(1 for s in grid.services(cfg) if s.type == "meta2")
     console.print(f"grid up: {rawx} storage servers on {args.nodes} nodes, {meta2} meta2 services, "
                   f"default policy {cfg.default_policy}")
     if "s3" in cfg.extra:
         console.print(f"S3 gateway: {cfg.extra['s3']['url']}  (grid user create NAME gives keys)")
+    if "url" in cfg.extra.get("webhdfs", {}):
+        console.print(f"WebHDFS gateway: {cfg.extra['webhdfs']['url']}  (user.name = grid account)")
     console.print(f"config: {grid.config_path}  (export GRID_CONFIG={grid.config_path})")
     return 0
 
@@ -105,6 +108,23 @@ def cmd_s3_serve(args: argparse.Namespace) -> int:
     cfg = find_config(args.config)
     run(argparse.Namespace(config=str(cfg), host=args.host, port=args.port, workers=args.workers, ready_file=None,
                            log_level="INFO", any_port_if_busy=False, domain=args.domain))
+    return 0
+
+
+def cmd_webhdfs_serve(args: argparse.Namespace) -> int:
+    from gridfs.gateways.webhdfs.server import run
+
+    cfg = find_config(args.config)
+    run(argparse.Namespace(config=str(cfg), host=args.host, port=args.port, workers=args.workers, ready_file=None,
+                           log_level="INFO", any_port_if_busy=False, require_secret=args.require_secret))
+    return 0
+
+
+def cmd_webhdfs_token(args: argparse.Namespace) -> int:
+    from gridfs.gateways.webhdfs.auth import Authenticator
+
+    cfg = GridConfig.load(args.config)
+    print(Authenticator(cfg.secret, True).mint(args.account, args.ttl))
     return 0
 
 
@@ -440,6 +460,15 @@ def cmd_events(args: argparse.Namespace) -> int:
 # -- parser -----------------------------------------------------------------------------
 
 
+def _serve_parser(sub: Any, help: str, port: int) -> argparse.ArgumentParser:
+    """``grid s3 serve``, ``grid webhdfs serve``: a gateway in the foreground."""
+    serve = sub.add_parser("serve", help=help)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=port)
+    serve.add_argument("--workers", type=int, default=2)
+    return serve
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="grid", description="gridfs: grid object store")
     p.add_argument("--config", default=None, help="grid.toml (default: $GRID_CONFIG or ~/.gridfs/grid.toml)")
@@ -455,16 +484,26 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--meta2", type=int, default=1, help="meta2 (container database) services to run (default 1)")
     up.add_argument("--s3-port", type=int, default=9000,
                     help="S3 gateway port (default 9000, a free one if taken; -1: no gateway)")
+    up.add_argument("--webhdfs-port", type=int, default=9870,
+                    help="WebHDFS gateway port (default 9870, a free one if taken; -1: no gateway)")
     up.set_defaults(fn=cmd_up)
 
     s3 = sub.add_parser("s3", help="the S3 gateway")
     s3_sub = s3.add_subparsers(dest="s3_command", required=True)
-    serve = s3_sub.add_parser("serve", help="run an S3 gateway in the foreground")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=9000)
-    serve.add_argument("--workers", type=int, default=2)
+    serve = _serve_parser(s3_sub, "run an S3 gateway in the foreground", 9000)
     serve.add_argument("--domain", default="", help="also accept virtual-hosted requests to BUCKET.DOMAIN")
     serve.set_defaults(fn=cmd_s3_serve)
+
+    webhdfs = sub.add_parser("webhdfs", help="the WebHDFS gateway (webhdfs:// for Hadoop, fsspec, HdfsCLI)")
+    webhdfs_sub = webhdfs.add_subparsers(dest="webhdfs_command", required=True)
+    wserve = _serve_parser(webhdfs_sub, "run a WebHDFS gateway in the foreground", 9870)
+    wserve.add_argument("--require-secret", action="store_true",
+                        help="every call must carry delegation=TOKEN: the namespace secret or a grid webhdfs token")
+    wserve.set_defaults(fn=cmd_webhdfs_serve)
+    wtoken = webhdfs_sub.add_parser("token", help="print a delegation token for one account (--require-secret mode)")
+    wtoken.add_argument("account")
+    wtoken.add_argument("--ttl", type=float, default=24 * 3600, help="seconds it stays valid (default one day)")
+    wtoken.set_defaults(fn=cmd_webhdfs_token)
 
     user = sub.add_parser("user", help="S3 users and their keys")
     user_sub = user.add_subparsers(dest="user_command", required=True)
