@@ -131,6 +131,8 @@ class LocalSource:
 
 
 def _mtime(info: dict[str, Any]) -> float:
+    if isinstance(info.get("modificationTime"), int | float):  # WebHDFS: milliseconds
+        return info["modificationTime"] / 1000
     for key in ("mtime", "LastModified", "last_modified", "modified", "created"):
         value = info.get(key)
         if value is None:
@@ -143,7 +145,7 @@ def _mtime(info: dict[str, Any]) -> float:
 
 
 class FsspecSource:
-    """Any fsspec URL: hdfs:// (pyarrow), webhdfs://, s3://, grid://..."""
+    """Any fsspec URL: hdfs:// (pyarrow), webhdfs:// (fsspec's own, over ``requests``), s3://, grid://..."""
 
     def __init__(self, url: str, index: int = 0) -> None:
         import fsspec
