@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import crc32c
 import pytest
 import requests
 import xxhash
@@ -84,6 +85,34 @@ def test_hash_mismatch_keeps_nothing(rawx: tuple[SpawnedService, Path], grid_con
     with pytest.raises(ChecksumMismatch):
         ChunkClient(grid_config.secret).put(legacy_chunk_url(svc.addr, ID), b"data", chunk_hash=h(b"other"))
     assert not stored(vol)
+
+
+def test_crc32c_instead_of_xxh3_is_verified_and_answered_with_the_kept_hash(
+        rawx: tuple[SpawnedService, Path], grid_config: GridConfig) -> None:
+    """What the Java connector sends (no xxh3 in the JDK): the server checks the CRC32C, keeps the xxh3_64
+    it computes, and answers it so the client can record it in the chunk record."""
+    svc, vol = rawx
+    data = os.urandom((1 << 20) + 17)
+    headers = {"X-Grid-Secret": grid_config.secret, "X-Grid-Chunk-Crc32c": f"{crc32c.crc32c(data):08x}"}
+    r = requests.put(f"{svc.url}/chunk/{ID}", data=data, headers=headers, timeout=5)
+    assert r.status_code == 201, r.text
+    assert r.json() == {"chunk_id": ID, "size": len(data), "hash": h(data)}
+    c = ChunkClient(grid_config.secret)
+    assert bytes(c.get(legacy_chunk_url(svc.addr, ID))) == data  # reads verify the kept xxh3_64
+    assert c.head(legacy_chunk_url(svc.addr, ID))["x-grid-chunk-hash"] == h(data)
+
+    other = "B" * 64
+    wrong = {**headers, "X-Grid-Chunk-Crc32c": f"{crc32c.crc32c(data) ^ 1:08x}"}
+    r = requests.put(f"{svc.url}/chunk/{other}", data=data, headers=wrong, timeout=5)
+    assert (r.status_code, r.json()["error"]["code"]) == (422, "ChecksumMismatch")
+    for bad in ({}, {"X-Grid-Chunk-Crc32c": "xyz"}, {"X-Grid-Chunk-Crc32c": "0" * 16}):
+        r = requests.put(f"{svc.url}/chunk/{other}", data=data, timeout=5,
+                         headers={"X-Grid-Secret": grid_config.secret, **bad})
+        assert (r.status_code, r.json()["error"]["code"]) == (400, "BadRequest"), bad
+    # Both declared: the xxh3_64 is what counts, as for every other client.
+    both = {**wrong, "X-Grid-Chunk-Hash": h(data)}
+    assert requests.put(f"{svc.url}/chunk/{other}", data=data, headers=both, timeout=5).status_code == 201
+    assert sorted(p.name for p in stored(vol)) == [ID, other]
 
 
 def test_body_cut_off_mid_way_leaves_no_file(rawx: tuple[SpawnedService, Path], grid_config: GridConfig) -> None:

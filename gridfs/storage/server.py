@@ -6,7 +6,8 @@ that names another id (``X-Grid-Service-Id``) is answered 421 WrongService befor
 is read or written: the caller holds a stale address, now another server's.
 
 PUT bodies are received into a buffer and handed to a worker thread that verifies
-the hash, writes, fsyncs and renames (all GIL-releasing). A body cut short is
+the declared xxh3_64 (or, from clients without xxh3, the declared CRC32C: the server then
+computes the xxh3_64 it keeps and answers it), writes, fsyncs and renames (all GIL-releasing). A body cut short is
 dropped before anything touches the disk.
 
 SPDX-License-Identifier: AGPL-3.0-or-later
@@ -46,6 +47,8 @@ from gridfs.storage.store import BufferPool, Volume
 log = logging.getLogger("rawx")
 MAX_CHUNK = 512 << 20
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+HASH_RE = re.compile(r"^[0-9a-fA-F]{16}$")
+CRC_RE = re.compile(r"^[0-9a-fA-F]{8}$")
 REF_HEADERS = {
     "X-Grid-Content-Path": "path", "X-Grid-Content-Id": "content_id", "X-Grid-Content-Version": "version",
     "X-Grid-Chunk-Pos": "pos", "X-Grid-Content-Policy": "policy", "X-Grid-Content-Container": "container",
@@ -107,8 +110,10 @@ class RawxApp:
         if size > MAX_CHUNK:
             raise PayloadTooLarge(f"chunk of {size} bytes is over the {MAX_CHUNK}-byte limit")
         digest = request.headers.get("X-Grid-Chunk-Hash", "")
-        if not re.match(r"^[0-9a-fA-F]{16}$", digest):
-            raise BadRequest("X-Grid-Chunk-Hash (xxh3_64 hex) is required")
+        crc = request.headers.get("X-Grid-Chunk-Crc32c", "")
+        if not (HASH_RE.match(digest) or (not digest and CRC_RE.match(crc))):
+            raise BadRequest("X-Grid-Chunk-Hash (xxh3_64, 16 hex digits) or X-Grid-Chunk-Crc32c (8 hex digits) "
+                             "is required")
         buf = self.buffers.acquire(size)
         try:
             view = memoryview(buf)[:size]
@@ -122,11 +127,12 @@ class RawxApp:
             if pos != size:  # the client went away mid-body: nothing is written
                 raise BadRequest(f"body cut short at {pos} of {size} bytes")
             ref = {v: urllib.parse.unquote(request.headers[k]) for k, v in REF_HEADERS.items() if k in request.headers}
-            await self.run(self.volume.put, chunk_id, view, digest, ref)
+            stored = await self.run(self.volume.put, chunk_id, view, digest, ref, crc)
         finally:
             self.buffers.release(buf)
         self.bytes_in.inc(size)
-        return web.json_response({"chunk_id": chunk_id, "size": size}, status=201)
+        # "hash": the xxh3_64 kept with the chunk, for a client that declared only a CRC32C to record.
+        return web.json_response({"chunk_id": chunk_id, "size": size, "hash": stored}, status=201)
 
     def _meta_headers(self, meta: dict) -> dict[str, str]:
         return {"X-Grid-Chunk-Hash": meta["hash"], "X-Grid-Chunk-Size": str(meta["size"]),

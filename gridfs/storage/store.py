@@ -21,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 
+import crc32c
 import xxhash
 
 from gridfs.common.errors import AlreadyExists, ChecksumMismatch, InvalidRange, NoSuchChunk, VolumeFull
@@ -98,11 +99,18 @@ class Volume:
             free = max(0, min(free, self.max_bytes - self.used))
         return free, total
 
-    def put(self, chunk_id: str, data: memoryview, chunk_hash: str, ref: dict) -> None:
+    def put(self, chunk_id: str, data: memoryview, chunk_hash: str, ref: dict, crc: str = "") -> str:
+        """Store a chunk whose body matches ``chunk_hash`` (xxh3_64 hex) or, when that is "", ``crc``
+        (CRC32C hex: what a client without xxh3, the Java connector, can declare). Returns the xxh3_64
+        kept with the chunk, which every later read verifies."""
         final = self.path(chunk_id)
         actual = xxhash.xxh3_64_hexdigest(data)
-        if actual != chunk_hash.lower():
+        if chunk_hash and actual != chunk_hash.lower():
             raise ChecksumMismatch(f"chunk {chunk_id}: body hash {actual} != declared {chunk_hash}")
+        if not chunk_hash:
+            body_crc = f"{crc32c.crc32c(data):08x}"
+            if body_crc != crc.lower():
+                raise ChecksumMismatch(f"chunk {chunk_id}: body CRC32C {body_crc} != declared {crc}")
         with self._lock:
             if self.space()[0] < data.nbytes:
                 raise VolumeFull(f"volume {self.root} has no room for {data.nbytes} bytes")
@@ -135,6 +143,7 @@ class Volume:
             raise
         with self._lock:
             self.chunks += 1
+        return actual
 
     @staticmethod
     def _fsync_dir(path: Path) -> None:
