@@ -121,6 +121,9 @@ class Worker:
         self.throttle = Throttle(opts.bandwidth)
         self.feed = ProgressFeed(lambda n: queue.progress(rank, n))
         self.pool = ThreadPoolExecutor(opts.threads, thread_name_prefix="distcp-file")
+        # Set once the grid is unreachable: the rest of the batch fails at once instead of each
+        # task waiting out the client's retry budget (the job stops and is resumed anyway).
+        self.grid_down = ""
 
     def run(self) -> None:
         results: list[Result] = []
@@ -161,10 +164,14 @@ class Worker:
     def execute(self, task: Task) -> Result:
         started = time.monotonic()
         try:
+            if self.grid_down:
+                raise ConnectionError(f"not tried, the grid is unreachable: {self.grid_down}")
             result = {COPY: self._copy, PART: self._part, COMPLETE: self._complete, CHECK: self._check}[task.kind](task)
         except Exception as exc:
             result = Result(task, FAILED, error=f"{type(exc).__name__}: {exc}",
                             fatal=isinstance(exc, ConnectionError))
+            if result.fatal and not self.grid_down:
+                self.grid_down = result.error
         result.rank = self.rank
         result.seconds = time.monotonic() - started
         if result.status == COPIED and task.kind in (COPY, COMPLETE, CHECK):
