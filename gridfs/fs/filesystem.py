@@ -115,14 +115,16 @@ class GridFileSystem(AsyncFileSystem):
         prefix = key + "/" if key else ""
         entries: list[dict[str, Any]] = []
         token = ""
+        marked = False  # the directory's own marker (KEY/, as the WebHDFS gateway and Hadoop write): it exists
         while True:
             page = await self._call(self.client.list, bucket, prefix=prefix, delimiter="/", token=token)
             entries += [self._dir_entry(f"{bucket}/{p.rstrip('/')}") for p in page.prefixes]
             entries += [self._file_entry(o) for o in page.objects if o.key != prefix]
+            marked = marked or any(o.key == prefix for o in page.objects)
             if not page.truncated:
                 break
             token = page.next_token
-        if not entries and key:
+        if not entries and key and not marked:
             try:
                 return [self._file_entry(await self._call(self.client.head, bucket, key))]
             except NoSuchObject:
