@@ -215,7 +215,8 @@ final class GridOutputStream extends OutputStream implements StreamCapabilities 
         boolean keepChunks = false;
         try {
             if (failure != null) {
-                throw failure;
+                throw new IOException(name() + ": not committed, an earlier write failed: " + failure.getMessage(),
+                        failure);
             }
             if (policy == null) {
                 choose(grid.settings.policy(grid.settings.policyForSize(total)));

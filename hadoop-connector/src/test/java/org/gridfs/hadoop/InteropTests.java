@@ -134,7 +134,8 @@ final class InteropTests {
 
         @Test
         public void writesGoAroundLostServers() throws Exception {
-            for (String policy : new String[] {"EC42", "EC63-ISAL", "THREECOPIES"}) {
+            // Six wide at most: 8 of the 9 servers are left, and the conscience may still list the dead one.
+            for (String policy : new String[] {"EC42", "EC42-ISAL", "THREECOPIES"}) {
                 try (GridFileSystem w = ctx.fs("fs.grid.policy", policy)) {
                     Path p = new Path("/degraded-writes/" + policy);
                     byte[] b = ContractTests.data(3 * 1024 * 1024 + 17, policy.hashCode());
