@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +46,7 @@ from gridfs.gateways.webhdfs.status import (
     file_status,
 )
 
+log = logging.getLogger("gridfs.webhdfs")
 PIECE = 4 << 20  # request body bytes handed to the grid writer at a time
 MIN_BLOCK_SIZE = 1 << 20  # dfs.namenode.fs-limits.min-block-size
 BATCH = 1000  # entries per LISTSTATUS_BATCH answer (dfs.ls.limit)
@@ -243,8 +245,12 @@ def body_pieces(request: web.Request, loop: asyncio.AbstractEventLoop) -> Iterat
             got += len(part)
         return b"".join(parts)
 
+    got = 0
     while piece := asyncio.run_coroutine_threadsafe(gather(), loop).result():
+        got += len(piece)
         yield piece
+    if request.content_length is not None and got != request.content_length:  # aiohttp raises first; in case
+        raise WebHdfsError("IOException", f"the body has {got} bytes, Content-Length said {request.content_length}")
 
 
 async def create(ctx: Ctx) -> web.StreamResponse:
@@ -268,7 +274,11 @@ async def create(ctx: Ctx) -> web.StreamResponse:
             return JsonReply({"Location": ctx.data_url()})
         return web.Response(status=307, headers={"Location": ctx.data_url()})
     pieces = body_pieces(ctx.request, asyncio.get_running_loop())
-    await ctx.run(ctx.ns.create, ctx.path, pieces, overwrite, properties)
+    try:
+        await ctx.run(ctx.ns.create, ctx.path, pieces, overwrite, properties)
+    except BaseException as exc:  # nothing was committed (a cut body, a refusal): say so where an operator looks
+        log.warning("CREATE %s failed, nothing stored: %s", ctx.path.text, exc or type(exc).__name__)
+        raise
     return web.Response(status=201, headers={"Location": f"webhdfs://{ctx.request.host}{ctx.path.text}"})
 
 
