@@ -19,6 +19,7 @@ from typing import Any
 from fsspec.asyn import AsyncFileSystem
 from fsspec.callbacks import DEFAULT_CALLBACK
 from fsspec.spec import AbstractBufferedFile
+from fsspec.utils import tokenize
 
 from gridfs.client import GridClient
 from gridfs.common.errors import NoSuchObject
@@ -73,8 +74,8 @@ class GridFileSystem(AsyncFileSystem):
     def _file_entry(info: ObjectInfo) -> dict[str, Any]:
         return {
             "name": f"{info.bucket}/{info.key}", "size": info.size, "type": "file", "mtime": info.mtime,
-            "created": info.mtime, "checksum": info.hash, "policy": info.policy, "version": info.version,
-            "content_type": info.mime_type, "metadata": info.properties,
+            "created": info.mtime, "checksum": info.hash, "crc32c": info.crc32c, "policy": info.policy,
+            "version": info.version, "content_type": info.mime_type, "metadata": info.properties,
         }
 
     @staticmethod
@@ -322,7 +323,13 @@ class GridFileSystem(AsyncFileSystem):
     # -- attributes ----------------------------------------------------------------------
 
     def checksum(self, path: str) -> int:
-        return int(self.info(path).get("checksum") or "0", 16)
+        """The object's CRC32C as an int: the value ``grid stat`` shows and Hadoop's COMPOSITE_CRC compares.
+
+        Objects stored before the grid kept it fall back to their xxh3-128 ("checksum"), else to a
+        token of their listing entry (size, mtime, version): the value still changes with the content."""
+        info = self.info(path)
+        value = info.get("crc32c") or info.get("checksum")
+        return int(value, 16) if value else int(tokenize(info), 16)
 
     def ukey(self, path: str) -> str:
         info = self.info(path)
