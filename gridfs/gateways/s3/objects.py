@@ -10,6 +10,7 @@ SPDX-License-Identifier: AGPL-3.0-or-later
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -126,6 +127,12 @@ def object_headers(ctx: Ctx, info: ObjectInfo) -> dict[str, str]:
         for alg in ALGORITHMS:
             if CHECKSUM_PROP + alg in props:
                 headers[f"x-amz-checksum-{alg}"] = props[CHECKSUM_PROP + alg]
+        sent = any(CHECKSUM_PROP + alg in props for alg in ALGORITHMS)
+        if info.crc32c and not sent and "-" not in etag_of(info):
+            # No checksum sent with the object: the grid's own CRC32C of the whole object is S3's
+            # CRC32C of a single-part object (base64 of its 4 big-endian bytes). Not for an S3
+            # multipart object (ETag "MD5-N"), whose S3 checksum is a checksum of part checksums.
+            headers["x-amz-checksum-crc32c"] = base64.b64encode(bytes.fromhex(info.crc32c)).decode()
     return headers
 
 
