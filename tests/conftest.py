@@ -5,9 +5,10 @@ from __future__ import annotations
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 
@@ -88,3 +89,16 @@ def rawx_of(grid: LocalGrid, url: str) -> LocalService:
                                    else (volume(svc) / "service.id").read_text() == ref.service_id):
             return svc
     raise AssertionError(f"no storage server of the grid holds {url}")
+
+
+T = TypeVar("T")
+
+
+def wait_for(what: str, check: Callable[[], T], timeout: float = 30.0, every: float = 0.05) -> T:
+    """Poll ``check`` until it returns something true and return that; fail naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+    return value

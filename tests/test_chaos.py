@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -39,6 +39,7 @@ from gridfs.client import GridClient
 from gridfs.common.errors import NoSuchObject
 from gridfs.common.http import JsonClient
 from gridfs.gateways.s3.users import UserStore
+from tests.conftest import wait_for
 
 BIN = Path(sys.executable).parent
 MiB = 1 << 20
@@ -85,13 +86,6 @@ def sha256_object(client: GridClient, bucket: str, key: str) -> str:
         h.update(block)
     return h.hexdigest()
 
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float, every: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not reached within {timeout} s")
-        time.sleep(every)
 
 
 def kill_and_reap(pid: int) -> None:

@@ -27,7 +27,7 @@ from gridfs.common.failpoints import ENV, arm
 from gridfs.common.http import SECRET_HEADER, JsonClient
 from gridfs.directory.client import DirectoryClient
 from gridfs.directory.model import ObjectInfo
-from tests.conftest import chunk_files
+from tests.conftest import chunk_files, wait_for
 
 META2 = "meta2-1"
 
@@ -58,13 +58,6 @@ def client_of(local: LocalGrid, *, timeout: float = 30.0, retry_for: float = 15.
 def service(local: LocalGrid, name: str) -> LocalService:
     return next(s for s in local.services() if s.name == name)
 
-
-def wait_for(what: str, ok: object, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not ok():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still not {what} after {timeout} s")
-        time.sleep(0.05)
 
 
 def chunk_id(url: str) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from gridfs.common.config import GridConfig
 from gridfs.common.failpoints import arm
 from gridfs.common.http import JsonClient
 from gridfs.conscience.client import ConscienceClient
+from tests.conftest import wait_for
 
 T = TypeVar("T")
 LOG_ENV, FLAG_ENV = "GRID_TEST_EVENTS_LOG", "GRID_TEST_EVENTS_FLAG"
@@ -53,14 +53,6 @@ def picky(event: dict[str, Any]) -> None:
 
 # -- helpers ----------------------------------------------------------------------------
 
-
-def wait_for(what: str, check: Callable[[], T], timeout: float = 30.0) -> T:
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-    return value
 
 
 def seen(log: Path) -> list[dict[str, Any]]:

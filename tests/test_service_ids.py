@@ -10,7 +10,6 @@ import os
 import signal
 import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,17 +26,12 @@ from gridfs.common.service import spawn_service
 from gridfs.conscience.client import CachedServices
 from gridfs.directory.model import ObjectInfo
 from gridfs.storage.client import ChunkClient, chunk_url, legacy_chunk_url, parse_chunk_url
+from tests.conftest import wait_for
 
 
 def service_id(svc: LocalService) -> str:
     return (volume(svc) / "service.id").read_text()
 
-
-def wait_for(what: str, ok: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not ok():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        time.sleep(0.05)
 
 
 def listed_at(client: GridClient, sid: str) -> str | None:
