@@ -157,9 +157,10 @@ def everything(client: GridClient, account: str = "default") -> dict[tuple[str, 
             if not isinstance(o, str)}
 
 
-def md5md5crc32c_by_hadoop(tmp: Path, conf: Path, path: Path, block_size: int) -> str:
-    """HDFS's file checksum of a local file, composed from Hadoop's own classes (DataChecksum's CRC32C per
-    512 bytes, MD5Hash, DataOutputBuffer, MD5MD5CRC32CastagnoliFileChecksum) as FileChecksumHelper does."""
+def md5md5crc32c_by_hadoop(tmp: Path, conf: Path, paths: list[Path], block_size: int) -> list[list[str]]:
+    """HDFS's file checksum (algorithm, hex) of local files, composed from Hadoop's own classes (DataChecksum's
+    CRC32C per 512 bytes, MD5Hash, DataOutputBuffer, MD5MD5CRC32CastagnoliFileChecksum) as FileChecksumHelper
+    does."""
     src = tmp / "Md5Crc.java"
     if not (tmp / "Md5Crc.class").exists():
         src.write_text("""
@@ -168,8 +169,11 @@ import org.apache.hadoop.io.*;
 import org.apache.hadoop.util.*;
 public class Md5Crc {
   public static void main(String[] a) throws Exception {
-    byte[] data = java.nio.file.Files.readAllBytes(java.nio.file.Paths.get(a[0]));
-    long blockSize = Long.parseLong(a[1]);
+    long blockSize = Long.parseLong(a[0]);
+    for (int i = 1; i < a.length; i++) checksum(java.nio.file.Files.readAllBytes(java.nio.file.Paths.get(a[i])),
+                                                blockSize);
+  }
+  static void checksum(byte[] data, long blockSize) throws Exception {
     DataChecksum sum = DataChecksum.newDataChecksum(DataChecksum.Type.CRC32C, 512);
     DataOutputBuffer md5out = new DataOutputBuffer();
     long crcPerBlock = 0; int blocks = 0;
@@ -188,9 +192,9 @@ public class Md5Crc {
 }
 """)
         subprocess.run(["javac", "-cp", f"{pyspark_jars()}/*", "-d", str(tmp), str(src)], check=True, timeout=120)
-    out = subprocess.run(["java", "-cp", f"{pyspark_jars()}/*:{conf}:{tmp}", "Md5Crc", str(path), str(block_size)],
-                         capture_output=True, text=True, check=True, timeout=120)
-    return out.stdout.strip()
+    out = subprocess.run(["java", "-cp", f"{pyspark_jars()}/*:{conf}:{tmp}", "Md5Crc", str(block_size),
+                          *map(str, paths)], capture_output=True, text=True, check=True, timeout=120)
+    return [line.split() for line in out.stdout.splitlines()]
 
 
 # -- Hadoop's shell --------------------------------------------------------------------------
@@ -225,13 +229,12 @@ def test_hadoop_shell_put_get_ls_mv_rm_checksum(url: str, hadoop_conf: Path, tmp
     assert (tmp_path / "got.bin").read_bytes() == big
     assert ok(fs_shell(url, hadoop_conf, "-cat", "/shell/in/sub/small.txt")) == "hello hadoop\n"
 
-    # -checksum: what HDFS computes for the same bytes and block size, per Hadoop's own classes
-    for name, local_file in (("big.bin", local / "big.bin"), ("empty", local / "empty"),
-                             ("sub/small.txt", local / "sub" / "small.txt")):
-        shown = ok(fs_shell(url, hadoop_conf, "-checksum", f"/shell/in/{name}")).split()
-        expected = md5md5crc32c_by_hadoop(tmp_path, hadoop_conf, local_file, MiB).split()  # -put's block size
-        assert shown[1:] == expected, name
-    assert ok(fs_shell(url, hadoop_conf, "-checksum", "/shell/in/big.bin")).split()[1] == "MD5-of-2048MD5-of-512CRC32C"
+    # -checksum: what HDFS computes for the same bytes and block size (-put's), per Hadoop's own classes
+    names = ["big.bin", "empty", "sub/small.txt"]
+    shown = ok(fs_shell(url, hadoop_conf, "-checksum", *(f"/shell/in/{n}" for n in names))).splitlines()
+    expected = md5md5crc32c_by_hadoop(tmp_path, hadoop_conf, [local / n for n in names], MiB)
+    assert [line.split()[1:] for line in shown] == expected
+    assert expected[0][0] == "MD5-of-2048MD5-of-512CRC32C" and expected[1][0] == "MD5-of-0MD5-of-0CRC32"
 
     ok(fs_shell(url, hadoop_conf, "-mv", "/shell/in/sub", "/shell/in/deep/er"))  # a directory, into a directory
     ok(fs_shell(url, hadoop_conf, "-mv", "/shell/in/big.bin", "/shell/moved.bin"))  # a file: a metadata rename
@@ -281,10 +284,10 @@ def test_hadoop_shell_attributes_and_listing_batches(url: str, hadoop_conf: Path
     props = client.head("batch", "d/o").properties
     assert props["hadoop.permission"] == "600"
     assert (props["hadoop.owner"], props["hadoop.group"]) == ("etl", "analysts")
-    stat = ok(fs_shell(url, hadoop_conf, "-stat", "%a %u %g %y", "/batch/d/o")).split()
-    assert stat[:3] == ["600", "etl", "analysts"] and stat[3] == "2020-01-02"
+    stat = ok(fs_shell(url, hadoop_conf, "-stat", "%a %u %g %y", "/batch/d/o", "/batch/d/m")).splitlines()
+    assert stat[0].split()[:4] == ["600", "etl", "analysts", "2020-01-02"]
+    assert stat[1].split()[0] == "1777"
     assert client.head("batch", "d/m/").properties["hadoop.permission"] == "1777"
-    assert ok(fs_shell(url, hadoop_conf, "-stat", "%a", "/batch/d/m")).strip() == "1777"
     count = ok(fs_shell(url, hadoop_conf, "-count", "/batch/d")).split()
     assert count[:3] == ["3", "1000", "4"]  # d, m, n; the files; n-1, n.txt, n/inner and o hold a byte each
 
