@@ -48,7 +48,7 @@ def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalGrid]:
     grid = LocalGrid(tmp_path_factory.mktemp("grid"))
     grid.up(nodes=3, volumes=2, s3_port=None)
     cfg = grid.config()
-    cfg.extra["webhdfs"]["accounts"] = {"hadoop": "alice"}
+    cfg.extra["webhdfs"]["accounts"] = {"hadoop": "alice", "etl@EXAMPLE.COM": "alice"}
     cfg.save(grid.config_path)
     try:
         yield grid
@@ -510,12 +510,13 @@ def test_user_name_is_the_account_and_can_be_mapped(url: str, grid: LocalGrid, c
     as_hadoop = hdfs.InsecureClient(url, user="hadoop")  # [webhdfs] accounts maps hadoop -> alice
     assert as_hadoop.list("/") == ["alices"]
     assert as_hadoop.status("/alices/secret.txt")["owner"] == "hadoop"
+    assert hdfs.InsecureClient(url, user="etl@EXAMPLE.COM").list("/") == ["alices"]  # no account name: mapped
     bob = hdfs.InsecureClient(url, user="bob")
     assert bob.list("/") == []
     assert bob.status("/alices/secret.txt", strict=False) is None
     assert "alices" not in [b.bucket for b in client.list_buckets()]  # the account default does not see it
-    remote_exception(call(url, "GET", "/", "LISTSTATUS", **{"user.name": "bad/user"}), 400,
-                     "IllegalArgumentException")
+    for bad in ("bad/user", "bob@EXAMPLE.COM"):  # not a user name; a user name that is no account, unmapped
+        remote_exception(call(url, "GET", "/", "LISTSTATUS", **{"user.name": bad}), 400, "IllegalArgumentException")
     remote_exception(call(url, "GET", "/", "LISTSTATUS", doas="alice"), 403, "AccessControlException")
     # the gateway grid up started answers too, at the URL grid.toml records
     recorded = grid.config().extra["webhdfs"]["url"]

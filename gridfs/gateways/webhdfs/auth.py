@@ -3,8 +3,9 @@
 Simple authentication, as HDFS without Kerberos: the ``user.name`` parameter names the
 caller and is trusted (``dr.who``-style anonymous calls act as the account ``default``).
 The account is the user name itself, unless ``[webhdfs] accounts`` in grid.toml maps it
-(``{root = "default"}``); both must be valid grid account names (1-64 of A-Z a-z 0-9 _ . -,
-starting with a letter or digit). ``doas`` (a proxy user) is refused in this mode.
+(``{root = "default"}``, ``{"etl@EXAMPLE.COM" = "etl"}``); the account must be a valid grid
+account name (1-64 of A-Z a-z 0-9 _ . -, starting with a letter or digit). ``doas`` (a proxy
+user) is refused in this mode.
 
 With ``--require-secret``, every call must carry ``delegation=TOKEN``: either the
 namespace secret itself (then ``user.name`` and ``doas`` choose the account), or a token
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from gridfs.common.names import check_account
 from gridfs.gateways.webhdfs.errors import WebHdfsError, bad_argument
 
 TOKEN_PREFIX = "gwt1."
+USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@$-]{0,127}$")  # Hadoop user names, Kerberos-style ones too
 DEFAULT_TOKEN_TTL = 24 * 3600
 
 
@@ -69,8 +72,9 @@ class Authenticator:
         return Caller(user, self._account_of(user))
 
     def _account_of(self, user: str) -> str:
+        if not USER_RE.match(user):
+            raise bad_argument(f"Invalid value for webhdfs parameter \"user.name\": {user!r}")
         try:
-            check_account(user)
             return check_account(self.accounts.get(user, user))
         except InvalidName as exc:
             raise bad_argument(f"Invalid value for webhdfs parameter \"user.name\": {exc}") from exc
