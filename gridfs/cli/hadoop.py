@@ -60,6 +60,7 @@ def spark_session(config: str | os.PathLike, app: str = "gridfs", memory: str = 
                .config("spark.driver.memory", memory)
                .config("spark.driver.bindAddress", "127.0.0.1")
                .config("spark.ui.enabled", "false")
+               .config("spark.ui.showConsoleProgress", "false")
                .config("spark.pyspark.python", sys.executable))
     for key, value in {**{f"spark.hadoop.{k}": v for k, v in grid_settings(config).items()}, **(extra or {})}.items():
         builder = builder.config(key, value)
