@@ -33,7 +33,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from gridfs.cli.hadoop import fsshell, grid_settings, spark_session, write_core_site
+from gridfs.cli.hadoop import fsshell, grid_settings, spark_session, stop_spark, write_core_site
 from gridfs.cli.local import LocalGrid
 from gridfs.client import GridClient
 
@@ -108,7 +108,7 @@ def bench_spark(grid: LocalGrid, client: GridClient, tmp: Path, mib: int, repeat
         return {"dataset_bytes": size, "files": 16,
                 **{k: round(size / statistics.median(v) / 1e6, 1) for k, v in times.items()}}
     finally:
-        spark.stop()
+        stop_spark(spark)
 
 
 def bench_put(grid: LocalGrid, client: GridClient, tmp: Path, mib: int, repeat: int) -> dict:

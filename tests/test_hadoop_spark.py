@@ -21,7 +21,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from grid_distcp.lakegen import generate
-from gridfs.cli.hadoop import spark_session
+from gridfs.cli.hadoop import spark_session, stop_spark
 from gridfs.cli.hadoop_demo import sales_by_year
 from gridfs.cli.local import LocalGrid
 from gridfs.client import GridClient
@@ -39,7 +39,7 @@ def spark(local_grid: LocalGrid) -> Iterator[SparkSession]:
     try:
         yield session
     finally:
-        session.stop()
+        stop_spark(session)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ SPDX-License-Identifier: LGPL-3.0-or-later
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -65,6 +66,27 @@ def spark_session(config: str | os.PathLike, app: str = "gridfs", memory: str = 
     for key, value in {**{f"spark.hadoop.{k}": v for k, v in grid_settings(config).items()}, **(extra or {})}.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
+
+
+def stop_spark(session: SparkSession, timeout: float = 30.0) -> None:
+    """Stop ``session`` and the JVM pyspark launched for it. pyspark keeps that JVM for the life of the Python
+    process, and a later session would inherit its memory, jars and settings: each user gets its own."""
+    from pyspark import SparkContext
+
+    session.stop()
+    gateway = SparkContext._gateway
+    if gateway is None:
+        return
+    SparkContext._gateway = SparkContext._jvm = None
+    gateway.shutdown()
+    proc = getattr(gateway, "proc", None)  # None when pyspark joined a JVM it did not start
+    if proc is not None:
+        proc.stdin.close()  # the gateway server exits when its stdin closes
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def write_core_site(folder: str | os.PathLike, settings: Mapping[str, str]) -> Path:
