@@ -36,7 +36,8 @@ TESTS_JAR = REPO / "hadoop-connector" / "build" / "gridfs-hadoop-tests.jar"
 
 UNIT = {"chunkUrlsOfBothForms", "everyPatternOfMLostSharesDecodes", "isalParityMatchesIsaLAndHadoopsCoder",
         "jsonRoundTripsWhatTheServicesSend", "placementSpreadsOverHostsAndNeverRepeatsAVolume",
-        "policiesFromChunkMethods", "tomlReadsGridToml", "zfecParityMatchesThePythonZfec"}
+        "policiesFromChunkMethods", "tomlReadsGridToml", "wideCodesUseSeveralTableGroups",
+        "zfecParityMatchesThePythonZfec"}
 CONTRACT = {"appendAndTruncateAreRefused", "compositeCrcChecksumIsHadoops", "concurrentReaders", "contentSummary",
             "createOverwriteOrNot", "createThenReadEverySizeAndPolicy", "deleteFilesAndDirectories",
             "fileStatusOfFilesDirectoriesAndRoot", "listFilesRecursiveOrNot", "listStatusAndItsIterator",

@@ -3,14 +3,13 @@ package org.gridfs.hadoop;
 
 import java.io.IOException;
 import java.io.InputStream;
-import java.io.InterruptedIOException;
+import java.io.OutputStream;
 import java.net.ConnectException;
-import java.net.URI;
-import java.net.http.HttpClient;
-import java.net.http.HttpConnectTimeoutException;
-import java.net.http.HttpRequest;
-import java.net.http.HttpResponse;
-import java.time.Duration;
+import java.net.HttpURLConnection;
+import java.net.Proxy;
+import java.net.SocketTimeoutException;
+import java.net.URL;
+import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -71,28 +70,45 @@ final class ChunkClient {
         return String.format("%08x", crc.getValue());
     }
 
-    private final HttpClient http;
     private final String secret;
     private final Services services;
-    private final Duration timeout = Duration.ofSeconds(60);
+    private final int connectTimeoutMs;
+    private static final int ANSWER_TIMEOUT_MS = 60_000;
 
     ChunkClient(String secret, Services services, double connectTimeoutSeconds) {
-        this.http = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1)
-                .connectTimeout(Duration.ofMillis(Math.max(1, (long) (connectTimeoutSeconds * 1000)))).build();
         this.secret = secret;
         this.services = services;
+        this.connectTimeoutMs = Math.max(1, (int) (connectTimeoutSeconds * 1000));
+    }
+
+    /** One request to a storage server: method, headers, and the body's bytes if any. */
+    private static final class Request {
+        final String method;
+        final Map<String, String> headers = new LinkedHashMap<>();
+        byte[] body;
+        int off;
+        int len;
+
+        Request(String method) {
+            this.method = method;
+        }
+    }
+
+    /** What to do with the body of a successful answer. */
+    interface Body<T> {
+        T read(InputStream in) throws IOException;
     }
 
     /** Store {@code len} bytes of {@code buf} at {@code url}; returns the xxh3_64 the server keeps. */
     String put(String url, byte[] buf, int off, int len, Map<String, String> headers) throws IOException {
         Ref ref = parse(url);
-        HttpRequest.Builder rb = HttpRequest.newBuilder().timeout(timeout)
-                .PUT(HttpRequest.BodyPublishers.ofByteArray(buf, off, len))
-                .header("X-Grid-Chunk-Crc32c", crc32c(buf, off, len));
-        for (Map.Entry<String, String> e : headers.entrySet()) {
-            rb.header(e.getKey(), e.getValue());
-        }
-        byte[] answer = exchange(ref, "/chunk/" + ref.chunkId, rb, (resp, in) -> in.readAllBytes());
+        Request r = new Request("PUT");
+        r.headers.putAll(headers);
+        r.headers.put("X-Grid-Chunk-Crc32c", crc32c(buf, off, len));
+        r.body = buf;
+        r.off = off;
+        r.len = len;
+        byte[] answer = exchange(ref, "/chunk/" + ref.chunkId, r, InputStream::readAllBytes);
         String hash = Json.str(Json.object(Json.parse(answer)), "hash");
         if (!hash.matches("^[0-9a-f]{16}$")) {
             throw new GridException(502, "BadAnswer", url + ": the storage server named no xxh3_64 for the chunk "
@@ -107,9 +123,9 @@ final class ChunkClient {
             return;
         }
         Ref ref = parse(url);
-        HttpRequest.Builder rb = HttpRequest.newBuilder().timeout(timeout).GET()
-                .header("Range", "bytes=" + offset + "-" + (offset + len - 1));
-        exchange(ref, "/chunk/" + ref.chunkId, rb, (resp, in) -> {
+        Request r = new Request("GET");
+        r.headers.put("Range", "bytes=" + offset + "-" + (offset + len - 1));
+        exchange(ref, "/chunk/" + ref.chunkId, r, in -> {
             int got = in.readNBytes(out, outOff, len);
             if (got != len || in.read() != -1) {
                 throw GridException.unavailable(url + ": got " + got + " bytes, wanted " + len, null);
@@ -120,26 +136,21 @@ final class ChunkClient {
 
     void delete(String url) throws IOException {
         Ref ref = parse(url);
-        exchange(ref, "/chunk/" + ref.chunkId, HttpRequest.newBuilder().timeout(timeout).DELETE(),
-                (resp, in) -> in.readAllBytes());
+        exchange(ref, "/chunk/" + ref.chunkId, new Request("DELETE"), InputStream::readAllBytes);
     }
 
-    interface Body<T> {
-        T read(HttpResponse<InputStream> resp, InputStream in) throws IOException;
-    }
-
-    private <T> T exchange(Ref ref, String path, HttpRequest.Builder rb, Body<T> body) throws IOException {
-        rb.header(JsonHttp.SECRET_HEADER, secret);
+    private <T> T exchange(Ref ref, String path, Request r, Body<T> body) throws IOException {
+        r.headers.put(JsonHttp.SECRET_HEADER, secret);
         if (ref.serviceId == null) {
-            return send(ref.addr, path, rb, body);
+            return send(ref.addr, path, r, body);
         }
-        rb.header(SERVICE_ID_HEADER, ref.serviceId);
+        r.headers.put(SERVICE_ID_HEADER, ref.serviceId);
         String addr = services.addrOf(ref.serviceId);
         try {
-            return send(addr, path, rb, body);
+            return send(addr, path, r, body);
         } catch (GridException ex) {
-            // 421: another server listens there now; 0: nothing answered at that address. Nothing was stored,
-            // so one retry at the address the conscience knows now is safe.
+            // 421: another server listens there now; Unreachable: nothing answered at that address. Nothing was
+            // stored, so one retry at the address the conscience knows now is safe.
             if (ex.status != 421 && !ex.code.equals("Unreachable")) {
                 throw ex;
             }
@@ -148,39 +159,71 @@ final class ChunkClient {
             if (fresh.equals(addr)) {
                 throw ex;
             }
-            return send(fresh, path, rb, body);
+            return send(fresh, path, r, body);
         }
     }
 
-    private <T> T send(String addr, String path, HttpRequest.Builder rb, Body<T> body) throws IOException {
-        HttpRequest req = rb.uri(URI.create("http://" + addr + path)).build();
-        // A kept-alive connection the server closed fails before any answer: the client retries it on a new
-        // one by itself for idempotent requests; a PUT is sent again here once (the server keeps nothing of a
-        // body it did not receive whole).
+    /**
+     * One exchange over the JDK's keep-alive connections (HttpURLConnection: bodies are written from, and read
+     * into, the caller's arrays with no intermediate buffers). A connection kept alive that the server closed
+     * meanwhile fails before any answer: the request is sent once more on a new one (the server keeps nothing
+     * of a PUT body it did not receive whole).
+     */
+    private <T> T send(String addr, String path, Request r, Body<T> body) throws IOException {
         for (int attempt = 0; ; attempt++) {
-            HttpResponse<InputStream> resp;
+            HttpURLConnection c = (HttpURLConnection) new URL("http://" + addr + path).openConnection(Proxy.NO_PROXY);
+            c.setConnectTimeout(connectTimeoutMs);
+            c.setReadTimeout(ANSWER_TIMEOUT_MS);
+            c.setUseCaches(false);
+            c.setRequestMethod(r.method);
+            for (Map.Entry<String, String> e : r.headers.entrySet()) {
+                c.setRequestProperty(e.getKey(), e.getValue());
+            }
+            if (r.body != null) {
+                c.setDoOutput(true);
+                c.setFixedLengthStreamingMode(r.len);
+            }
             try {
-                resp = http.send(req, HttpResponse.BodyHandlers.ofInputStream());
-            } catch (ConnectException | HttpConnectTimeoutException ex) {
+                c.connect();
+            } catch (ConnectException | SocketTimeoutException ex) {
                 throw new GridException(503, "Unreachable", "storage server " + addr + " is not answering: " + ex,
                         ex);
-            } catch (InterruptedException ex) {
-                Thread.currentThread().interrupt();
-                throw new InterruptedIOException("interrupted talking to " + addr);
+            }
+            int status;
+            try {
+                if (r.body != null) {
+                    try (OutputStream o = c.getOutputStream()) {
+                        o.write(r.body, r.off, r.len);
+                    }
+                }
+                status = c.getResponseCode();
+            } catch (SocketTimeoutException ex) {
+                c.disconnect();
+                throw GridException.unavailable("storage server " + addr + " did not answer within "
+                        + ANSWER_TIMEOUT_MS / 1000 + " s", ex);
             } catch (IOException ex) {
-                if (attempt == 0 && req.method().equals("PUT")) {
+                c.disconnect();
+                if (attempt == 0) {
                     continue;
                 }
                 throw GridException.unavailable("storage server " + addr + ": " + ex, ex);
             }
-            try (InputStream in = resp.body()) {
-                if (resp.statusCode() >= 400) {
-                    throw GridException.fromBody(resp.statusCode(), in.readAllBytes());
+            if (status >= 400) {
+                byte[] error;
+                try (InputStream es = c.getErrorStream()) {
+                    error = es == null ? new byte[0] : es.readAllBytes();
+                } catch (IOException ex) {
+                    error = new byte[0];
                 }
-                return body.read(resp, in);
+                throw GridException.fromBody(status, error);
+            }
+            try (InputStream in = c.getInputStream()) {
+                return body.read(in); // read to its end: the connection goes back to the keep-alive cache
             } catch (GridException ex) {
+                c.disconnect();
                 throw ex;
             } catch (IOException ex) {
+                c.disconnect();
                 throw GridException.unavailable("storage server " + addr + ": " + ex, ex);
             }
         }

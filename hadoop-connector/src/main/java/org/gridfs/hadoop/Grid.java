@@ -43,7 +43,7 @@ final class Grid implements AutoCloseable {
         this.directory = new Directory(http, settings.directoryUrl);
         this.services = new Services(new JsonHttp(settings.secret, 10.0, 1.0), settings.conscienceUrl, 1.0);
         this.chunks = new ChunkClient(settings.secret, services, settings.connectTimeout);
-        this.ranges = pool("grid-range", 8);
+        this.ranges = pool("grid-range", 16);
         this.metachunks = pool("grid-meta", 8);
         this.chunkPool = pool("grid-chunk", settings.threads);
     }

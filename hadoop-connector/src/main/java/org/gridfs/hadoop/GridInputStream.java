@@ -4,7 +4,9 @@ package org.gridfs.hadoop;
 import java.io.EOFException;
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.util.ArrayDeque;
 import java.util.ArrayList;
+import java.util.Deque;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Future;
@@ -21,8 +23,9 @@ import org.apache.hadoop.fs.StreamCapabilities;
  * An open object version: reads see the version that was current when the stream was opened, whatever
  * is written to the path afterwards (its chunks are immutable).
  *
- * <p>Sequential reads go through a buffer of {@code fs.grid.readahead} bytes, and the next buffer is fetched
- * in the background while one is consumed in order; reads of at least that size, positioned reads
+ * <p>Sequential reads go through a buffer of {@code fs.grid.readahead} bytes, and the next
+ * {@code fs.grid.readahead.depth} buffers are fetched in the background, in parallel, while one is consumed
+ * in order (a seek stops the read-ahead until reads go in order again); reads of at least that size, positioned reads
  * ({@code read(position, ...)}, {@code readFully}) and vectored reads go straight to the chunks (several
  * metachunks, and the ranges of a vectored read, in parallel) and leave the stream's position alone.
  */
@@ -37,9 +40,20 @@ final class GridInputStream extends FSInputStream implements CanUnbuffer, Stream
     private byte[] buf;
     private long bufStart;
     private int bufLen;
-    private Future<byte[]> next; // the following buffer, fetched while this one is read
-    private long nextStart = -1;
-    private int nextLen;
+    private final Deque<Ahead> ahead = new ArrayDeque<>(); // the next buffers, fetched while this one is read
+
+    /** A buffer being fetched ahead of the reader: {@code len} bytes from {@code start}. */
+    private static final class Ahead {
+        final long start;
+        final int len;
+        final Future<byte[]> data;
+
+        Ahead(long start, int len, Future<byte[]> data) {
+            this.start = start;
+            this.len = len;
+            this.data = data;
+        }
+    }
 
     GridInputStream(Grid grid, ObjectRecord info, FileSystem.Statistics stats) {
         this.grid = grid;
@@ -121,19 +135,20 @@ final class GridInputStream extends FSInputStream implements CanUnbuffer, Stream
         return n;
     }
 
-    /** Make the buffer hold bytes from {@code at}; a read in order starts fetching the buffer after it. */
+    /** Make the buffer hold bytes from {@code at}; reads in order keep the next buffers coming. */
     private void fill(long at) throws IOException {
         boolean inOrder = buf != null && at == bufStart + bufLen;
         int block = grid.settings.readahead;
-        if (next != null && nextStart == at) {
-            byte[] got = Grid.await(next);
+        Ahead first = ahead.peekFirst();
+        if (first != null && first.start == at) {
+            ahead.removeFirst();
+            byte[] got = Grid.await(first.data);
             grid.release(buf);
             buf = got;
-            bufStart = nextStart;
-            bufLen = nextLen;
-            next = null;
+            bufStart = at;
+            bufLen = first.len;
         } else {
-            dropNext();
+            dropAhead();
             if (buf == null) {
                 buf = grid.acquire(block);
             }
@@ -146,36 +161,40 @@ final class GridInputStream extends FSInputStream implements CanUnbuffer, Stream
                 throw ex;
             }
         }
-        long following = bufStart + bufLen;
-        if ((inOrder || bufStart == 0) && following < size && next == null) {
-            int len = (int) Math.min(block, size - following);
-            nextStart = following;
-            nextLen = len;
-            next = grid.ranges.submit(() -> {
+        if (!inOrder && bufStart != 0) {
+            return; // a seek: no read-ahead until reads go in order again
+        }
+        Ahead last = ahead.peekLast();
+        long following = last == null ? bufStart + bufLen : last.start + last.len;
+        while (ahead.size() < grid.settings.readaheadDepth && following < size) {
+            long from = following;
+            int len = (int) Math.min(block, size - from);
+            ahead.addLast(new Ahead(from, len, grid.ranges.submit(() -> {
                 byte[] b = grid.acquire(block);
                 try {
-                    reader.read(following, len, b, 0);
+                    reader.read(from, len, b, 0);
                 } catch (IOException | RuntimeException ex) {
                     grid.release(b);
                     throw ex;
                 }
                 return b;
-            });
+            })));
+            following += len;
         }
     }
 
-    private void dropNext() {
-        if (next != null) {
-            Future<byte[]> f = next;
-            next = null;
-            if (!f.cancel(false)) {
+    /** Forget the read-ahead (after a seek): buffers already fetched go back to the pool. */
+    private void dropAhead() {
+        for (Ahead a : ahead) {
+            if (!a.data.cancel(false)) {
                 try {
-                    grid.release(Grid.await(f));
+                    grid.release(Grid.await(a.data));
                 } catch (IOException | RuntimeException ex) {
                     // a read-ahead nobody wants any more: its failure does not matter
                 }
             }
         }
+        ahead.clear();
     }
 
     @Override
@@ -238,7 +257,7 @@ final class GridInputStream extends FSInputStream implements CanUnbuffer, Stream
 
     @Override
     public synchronized void unbuffer() {
-        dropNext();
+        dropAhead();
         grid.release(buf);
         buf = null;
         bufLen = 0;

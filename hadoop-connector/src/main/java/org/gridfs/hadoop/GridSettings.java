@@ -31,6 +31,7 @@ import org.apache.hadoop.conf.Configuration;
  *   <tr><td>fs.grid.threads</td><td>chunk transfers in flight per file system (24)</td></tr>
  *   <tr><td>fs.grid.write.depth</td><td>metachunks in flight per output stream (2)</td></tr>
  *   <tr><td>fs.grid.readahead</td><td>bytes a sequential input stream reads at once (4 MiB)</td></tr>
+ *   <tr><td>fs.grid.readahead.depth</td><td>such reads ahead of a sequential reader, in parallel (4)</td></tr>
  *   <tr><td>fs.grid.block.size</td><td>block size reported to Hadoop, for splits (128 MiB)</td></tr>
  *   <tr><td>fs.grid.list.page</td><td>entries asked of the directory per listing call (1000, its maximum)</td></tr>
  * </table>
@@ -63,6 +64,7 @@ final class GridSettings {
     int threads = 24;
     int writeDepth = 2;
     int readahead = 4 << 20;
+    int readaheadDepth = 4;
     long blockSize = 128L << 20;
     int listPage = 1000;
     String source = "Hadoop settings";
@@ -92,6 +94,7 @@ final class GridSettings {
         s.threads = conf.getInt("fs.grid.threads", s.threads);
         s.writeDepth = conf.getInt("fs.grid.write.depth", s.writeDepth);
         s.readahead = (int) conf.getLongBytes("fs.grid.readahead", s.readahead);
+        s.readaheadDepth = conf.getInt("fs.grid.readahead.depth", s.readaheadDepth);
         s.blockSize = conf.getLongBytes("fs.grid.block.size", s.blockSize);
         s.listPage = conf.getInt("fs.grid.list.page", s.listPage);
         s.check();
@@ -147,8 +150,9 @@ final class GridSettings {
         if (!forcedPolicy.isEmpty()) {
             policy(forcedPolicy);
         }
-        if (threads < 1 || writeDepth < 1 || readahead < 1 || listPage < 1 || listPage > 1000) {
+        if (threads < 1 || writeDepth < 1 || readahead < 1 || readaheadDepth < 0 || listPage < 1 || listPage > 1000) {
             throw new IOException("fs.grid.threads, fs.grid.write.depth and fs.grid.readahead must be positive, "
+                    + "fs.grid.readahead.depth at least 0, "
                     + "fs.grid.list.page 1-1000");
         }
     }

@@ -17,15 +17,21 @@ import org.apache.hadoop.io.erasurecode.rawcoder.util.RSUtil;
  * Hadoop's own coder reproduces ({@link RSUtil#genCauchyMatrix}). {@code zfec} is zfec's (fec.c,
  * {@code fec_new}): a Vandermonde matrix whose row 0 is (1, 0, ..., 0) and whose row r + 1 is the powers of
  * alpha^r (alpha = 2), made systematic by multiplying its bottom rows by the inverse of its top k x k.
- * The arithmetic (multiplication tables, matrix inversion, the coding loop) is Hadoop's: the same field, so
- * zfec's matrix built with it is zfec's matrix.
+ * The field arithmetic on matrices (multiplication, inversion) is Hadoop's: the same field, so zfec's matrix
+ * built with it is zfec's matrix.
+ *
+ * <p>The coding loop is ours: for each input, a table of its 256 possible bytes times the coefficients of up
+ * to 8 outputs at once (one long, a byte per output), so that one lookup per input byte serves every output,
+ * over blocks of a few KiB that stay in the CPU cache. It codes 3 to 5 times faster than Hadoop's loop
+ * (RSUtil.encodeData, a lookup and a read-modify-write per input byte and output), which matters because the
+ * connector encodes every byte it writes.
  *
  * <p>Decoding inverts the rows of the k shares held and multiplies: one routine for both codecs. Instances
  * are immutable and shared.
  */
 final class ReedSolomon {
-    /** Bytes coded per pass, so that the inputs and outputs of a pass stay in the CPU cache. */
-    private static final int STRIDE = 64 << 10;
+    /** Positions coded per block: the block's products (8 bytes each) and its tables stay in the L1/L2 cache. */
+    private static final int BLOCK = 2048;
     private static final Map<String, ReedSolomon> CODECS = new ConcurrentHashMap<>();
 
     final int k;
@@ -33,7 +39,7 @@ final class ReedSolomon {
     final String codec;
     /** (k + m) x k, row-major; the top k rows are the identity. */
     final byte[] matrix;
-    private final byte[] encodeTables;
+    private final long[][] encodeTables;
 
     private ReedSolomon(String codec, int k, int m) {
         this.codec = codec;
@@ -89,28 +95,51 @@ final class ReedSolomon {
         return out;
     }
 
-    private byte[] tables(byte[] rows, int nrows) {
-        byte[] t = new byte[k * nrows * 32];
-        RSUtil.initTables(k, nrows, rows, 0, t);
-        return t;
+    /**
+     * The lookup tables of {@code rows} (nrows x k coefficients): for outputs 8g..8g+7, table g holds, at
+     * {@code i * 256 + v}, the products of input byte v with the coefficients of input i, one byte per output.
+     */
+    private long[][] tables(byte[] rows, int nrows) {
+        long[][] out = new long[(nrows + 7) / 8][k * 256];
+        for (int j = 0; j < nrows; j++) {
+            long[] t = out[j / 8];
+            int shift = 8 * (j % 8);
+            for (int i = 0; i < k; i++) {
+                byte c = rows[j * k + i];
+                for (int v = 0; v < 256; v++) {
+                    t[i * 256 + v] |= (GF256.gfMul(c, (byte) v) & 0xffL) << shift;
+                }
+            }
+        }
+        return out;
     }
 
-    /** out[j][outOff[j] ..+len) = sum over i of rows[j][i] * in[i][inOff[i] ..+len), in strides. */
-    private static void multiply(byte[] tables, byte[][] in, int[] inOff, int len, byte[][] out, int[] outOff) {
-        for (int j = 0; j < out.length; j++) {
-            Arrays.fill(out[j], outOff[j], outOff[j] + len, (byte) 0); // RSUtil adds into its outputs
-        }
-        int[] io = new int[in.length];
-        int[] oo = new int[out.length];
-        for (int done = 0; done < len; done += STRIDE) {
-            int n = Math.min(STRIDE, len - done);
-            for (int i = 0; i < in.length; i++) {
-                io[i] = inOff[i] + done;
+    /** out[j][outOff[j] ..+len) = sum over i of rows[j][i] * in[i][inOff[i] ..+len), rows given by their tables. */
+    private void multiply(long[][] tables, byte[][] in, int[] inOff, int len, byte[][] out, int[] outOff) {
+        long[] acc = new long[BLOCK];
+        for (int g = 0; g < tables.length; g++) {
+            long[] t = tables[g];
+            int outputs = Math.min(8, out.length - 8 * g);
+            for (int x = 0; x < len; x += BLOCK) {
+                int n = Math.min(BLOCK, len - x);
+                Arrays.fill(acc, 0, n, 0L);
+                for (int i = 0; i < k; i++) {
+                    byte[] src = in[i];
+                    int at = inOff[i] + x;
+                    int base = i << 8;
+                    for (int p = 0; p < n; p++) {
+                        acc[p] ^= t[base | (src[at + p] & 0xff)];
+                    }
+                }
+                for (int j = 0; j < outputs; j++) {
+                    byte[] dst = out[8 * g + j];
+                    int at = outOff[8 * g + j] + x;
+                    int shift = 8 * j;
+                    for (int p = 0; p < n; p++) {
+                        dst[at + p] = (byte) (acc[p] >>> shift);
+                    }
+                }
             }
-            for (int j = 0; j < out.length; j++) {
-                oo[j] = outOff[j] + done;
-            }
-            RSUtil.encodeData(tables, n, in, io, out, oo);
         }
     }
 

@@ -231,6 +231,27 @@ public final class UnitTests {
     }
 
     @Test
+    public void wideCodesUseSeveralTableGroups() {
+        // More than 8 parity chunks: the coding loop works on outputs 8 at a time.
+        for (String codec : new String[] {"zfec", "isal"}) {
+            ReedSolomon rs = ReedSolomon.of(codec, 3, 10);
+            byte[][] data = sample(3, 5003);
+            byte[][] parity = encode(rs, data);
+            for (int[] held : new int[][] {{3, 4, 5}, {10, 11, 12}, {0, 8, 12}, {1, 2, 11}}) {
+                byte[][] shares = new byte[13][];
+                for (int s : held) {
+                    shares[s] = s < 3 ? data[s] : parity[s - 3];
+                }
+                byte[][] out = new byte[3][5003];
+                rs.decode(shares, new int[13], 5003, new int[] {0, 1, 2}, out, new int[3]);
+                for (int i = 0; i < 3; i++) {
+                    Check.bytes(data[i], out[i], codec + " 3+10 from " + Arrays.toString(held) + ", chunk " + i);
+                }
+            }
+        }
+    }
+
+    @Test
     public void chunkUrlsOfBothForms() throws Exception {
         String id = "0123456789ABCDEF".repeat(4);
         ChunkClient.Ref r = ChunkClient.parse("rawx://rawx-1f2e3d4c5b6a7980/" + id);
