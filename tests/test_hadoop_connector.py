@@ -17,6 +17,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,11 +25,12 @@ import crc32c
 import pytest
 
 from gridfs.cli.hadoop import FS_IMPL, connector_jar, fsshell, pyspark_jars, write_core_site
-from gridfs.cli.local import LocalGrid
+from gridfs.cli.local import LocalGrid, pid_alive
 from gridfs.client import GridClient
 from gridfs.common.config import GridConfig
+from gridfs.common.failpoints import ENV, arm
 from gridfs.fs import GridFileSystem as PyGridFS
-from tests.conftest import rawx_of, volume
+from tests.conftest import rawx_of, volume, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 CHUNK = 64 << 10
@@ -210,6 +212,43 @@ def test_java_reads_around_lost_corrupt_and_unreachable_chunks(damaged_grid: Loc
     os.kill(victim.pid, signal.SIGKILL)
     java_suite({"damagedObjectsAreRebuiltFromParityOrCopies", "writesGoAroundLostServers"}, "degraded",
                config=grid.config_path, bucket="damaged", fixtures=tmp_path)
+
+
+# -- a commit whose answer is lost -------------------------------------------------------------------
+
+def test_java_commit_answered_after_the_directory_restarts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """meta2 SIGKILLs itself right after applying the connector's commit; restarted, it answers the re-sent
+    commit (same op id: the content id) with the recorded result, and nothing is committed twice or lost."""
+    failpoints = tmp_path / "failpoints"
+    failpoints.mkdir()
+    monkeypatch.setenv(ENV, str(failpoints))
+    grid = start_grid(tmp_path / "grid")
+    try:
+        with GridClient(grid.config_path) as client:
+            client.create_bucket("crash")
+            client.put("crash", "crash/k", b"old")
+            victim = next(s for s in grid.services() if s.name == "meta2-1")
+            arm(failpoints, "meta2.after_commit", "kill")
+
+            def restart_when_dead() -> None:
+                wait_for("meta2 killed by its failpoint", lambda: not pid_alive(victim.pid))
+                grid.restart("meta2-1")
+
+            restarter = threading.Thread(target=restart_when_dead)
+            restarter.start()
+            try:
+                java_suite({"commitAnsweredAfterTheDirectoryRestarts"}, "crash", config=grid.config_path,
+                           bucket="crash", fixtures=tmp_path)
+            finally:
+                restarter.join()
+            assert not (failpoints / "meta2.after_commit").exists(), "the failpoint never fired"
+            assert client.get("crash", "crash/k") == (tmp_path / "crash.bin").read_bytes()
+            versions = client.list_versions("crash", prefix="crash/k")["versions"]
+            assert len([v for v in versions if v.is_latest]) == 1
+            info = client.head("crash", "crash/k", chunks=True)
+            assert all(chunk_file(grid, c.url).is_file() for mc in info.metachunks for c in mc.chunks)
+    finally:
+        grid.down()
 
 
 # -- the Hadoop shell ---------------------------------------------------------------------------------

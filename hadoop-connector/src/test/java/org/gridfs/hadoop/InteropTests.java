@@ -146,6 +146,26 @@ final class InteropTests {
         }
     }
 
+    /**
+     * A commit whose answer is lost: Python armed meta2 to SIGKILL itself right after committing, and restarts
+     * it; the connector re-sends the commit (its op id is the content id) until meta2 answers with the
+     * recorded result. The file must be whole and committed once, its chunks kept.
+     */
+    public static final class Crash extends LiveSuite {
+        Crash(TestContext ctx) {
+            super(ctx);
+        }
+
+        @Test
+        public void commitAnsweredAfterTheDirectoryRestarts() throws Exception {
+            Path p = new Path("/crash/k");
+            byte[] b = ContractTests.data(700_000, 42);
+            ContractTests.write(fs, p, b, true); // meta2 dies after applying this commit, before answering
+            Check.bytes(b, ContractTests.readAll(fs, p), "the file committed while meta2 restarted");
+            Files.write(Paths.get(ctx.fixtures, "crash.bin"), b);
+        }
+    }
+
     /** Objects Java writes for the Python client to read back (tests/test_hadoop_connector.py checks them). */
     public static final class Write {
         private final TestContext ctx;

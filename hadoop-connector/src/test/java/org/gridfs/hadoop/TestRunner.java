@@ -26,7 +26,7 @@ import java.util.function.Function;
  * <p>Usage: {@code java -cp HADOOP_JARS:gridfs-hadoop.jar:gridfs-hadoop-tests.jar org.gridfs.hadoop.TestRunner
  * [--config GRID_TOML] [--bucket B] [--fixtures DIR] [--only METHOD[,METHOD...]] SUITE...} with suites
  * {@code unit} (no grid needed), {@code contract}, {@code interop-read}, {@code interop-write},
- * {@code degraded}, {@code hadoop-checks}.
+ * {@code degraded}, {@code crash}.
  */
 public final class TestRunner {
     /** Marks a test method: public, no arguments, throws on failure. */
@@ -43,6 +43,7 @@ public final class TestRunner {
         SUITES.put("interop-read", InteropTests.Read::new);
         SUITES.put("interop-write", InteropTests.Write::new);
         SUITES.put("degraded", InteropTests.Degraded::new);
+        SUITES.put("crash", InteropTests.Crash::new);
     }
 
     private TestRunner() {
