@@ -6,13 +6,10 @@ import java.io.IOException;
 import java.net.URI;
 import java.util.ArrayList;
 import java.util.Collections;
-import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.NoSuchElementException;
 import java.util.Set;
-import java.util.concurrent.Future;
 
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.CommonPathCapabilities;
@@ -93,6 +90,7 @@ public class GridFileSystem extends FileSystem {
     private String bucket;
     private String account;
     private Grid grid;
+    private BucketTree tree;
     private Path workingDir;
     private String user;
 
@@ -109,6 +107,7 @@ public class GridFileSystem extends FileSystem {
         account = settings.account;
         grid = new Grid(settings);
         user = UserGroupInformation.getCurrentUser().getShortUserName();
+        tree = new BucketTree(grid, bucket, uri, user, statistics);
         workingDir = new Path("/").makeQualified(uri, null);
     }
 
@@ -194,147 +193,13 @@ public class GridFileSystem extends FileSystem {
         return k;
     }
 
-    Path pathOf(String key) {
-        return new Path(SCHEME, bucket, "/" + key);
-    }
-
-    static String parentKey(String key) {
-        int slash = key.lastIndexOf('/');
-        return slash < 0 ? "" : key.substring(0, slash);
-    }
-
-    private static String baseName(String key) {
-        return key.substring(key.lastIndexOf('/') + 1);
-    }
-
-    /** A grid error as Hadoop callers expect it: not found is FileNotFoundException, exists is FileAlreadyExists. */
-    private IOException translate(String what, GridException ex) {
-        if (ex.code.equals("NoSuchContainer")) {
-            return new FileNotFoundException(what + ": bucket '" + bucket + "' does not exist in account '"
-                    + account + "' (" + ex.getMessage() + ")");
-        }
-        if (ex.notFound()) {
-            FileNotFoundException fnf = new FileNotFoundException(what + ": " + ex.getMessage());
-            fnf.initCause(ex);
-            return fnf;
-        }
-        if (ex.code.equals("AlreadyExists") || ex.code.equals("PreconditionFailed")) {
-            return new FileAlreadyExistsException(what + ": " + ex.getMessage());
-        }
-        return ex;
-    }
-
-    // -- lookups --------------------------------------------------------------------------------------
-
-    /** The latest version of an object, or null when there is none (a missing bucket raises). */
-    private ObjectRecord headOrNull(String key, boolean chunks) throws IOException {
-        try {
-            return grid.directory.head(account, bucket, key, chunks);
-        } catch (GridException ex) {
-            if (ex.code.equals("NoSuchObject")) {
-                return null;
-            }
-            throw translate(pathOf(key).toString(), ex);
-        }
-    }
-
-    private Directory.Page list(String prefix, String delimiter, String token, int max) throws IOException {
-        statistics.incrementLargeReadOps(1);
-        try {
-            return grid.directory.list(account, bucket, prefix, delimiter, token, max);
-        } catch (GridException ex) {
-            throw translate(pathOf(prefix).toString(), ex);
-        }
-    }
-
-    private Directory.Page firstUnder(String dirKey) throws IOException {
-        return list(dirKey.isEmpty() ? "" : dirKey + "/", "/", "", 1);
-    }
-
-    private static boolean isEmpty(Directory.Page page) {
-        return page.objects.isEmpty() && page.prefixes.isEmpty();
-    }
-
-    /** The status of a path, or null when nothing is there. */
-    private FileStatus statusOrNull(String key) throws IOException {
-        statistics.incrementReadOps(1);
-        if (key.isEmpty()) {
-            try {
-                grid.directory.container(account, bucket);
-            } catch (GridException ex) {
-                throw translate(uri.toString(), ex);
-            }
-            return dirStatus("", null);
-        }
-        ObjectRecord r = headOrNull(key, false);
-        if (r != null) {
-            return fileStatus(r);
-        }
-        Directory.Page page = firstUnder(key);
-        if (isEmpty(page)) {
-            return null;
-        }
-        ObjectRecord marker = page.objects.isEmpty() ? null : page.objects.get(0);
-        return dirStatus(key, marker != null && marker.key.equals(key + "/") ? marker : null);
-    }
-
     @Override
     public FileStatus getFileStatus(Path f) throws IOException {
-        FileStatus s = statusOrNull(key(f));
+        FileStatus s = tree.statusOrNull(key(f));
         if (s == null) {
             throw new FileNotFoundException(makeQualified(f) + ": no such file or directory");
         }
         return s;
-    }
-
-    private long longProp(ObjectRecord r, String name, long otherwise) {
-        String v = r == null ? null : r.properties.get(name);
-        try {
-            return v == null || v.isEmpty() ? otherwise : Long.parseLong(v.trim());
-        } catch (NumberFormatException ex) {
-            return otherwise;
-        }
-    }
-
-    private FsPermission permission(ObjectRecord r, boolean dir) {
-        String v = r == null ? null : r.properties.get(PERMISSION);
-        if (v != null) {
-            try {
-                return new FsPermission((short) Integer.parseInt(v.trim(), 8));
-            } catch (NumberFormatException ex) {
-                LOG.debug("{}: unreadable {} '{}'", r.key, PERMISSION, v);
-            }
-        }
-        return new FsPermission((short) (dir ? 0755 : 0644));
-    }
-
-    private String prop(ObjectRecord r, String name, String otherwise) {
-        String v = r == null ? null : r.properties.get(name);
-        return v == null || v.isEmpty() ? otherwise : v;
-    }
-
-    private static int replication(ObjectRecord r) {
-        try {
-            Policy p = Policy.fromChunkMethod(r.policy, r.chunkMethod);
-            return p.ec ? 1 : p.copies;
-        } catch (IllegalArgumentException ex) {
-            return 1;
-        }
-    }
-
-    FileStatus fileStatus(ObjectRecord r) {
-        long mtime = longProp(r, MTIME, (long) (r.mtime * 1000));
-        long blockSize = longProp(r, BLOCKSIZE, grid.settings.blockSize);
-        return new FileStatus(r.size, false, replication(r), blockSize, mtime, longProp(r, ATIME, 0),
-                permission(r, false), prop(r, OWNER, user), prop(r, GROUP, user), pathOf(r.key));
-    }
-
-    /** A directory's status; {@code marker} (its marker object, when it has one) gives times and permission. */
-    FileStatus dirStatus(String key, ObjectRecord marker) {
-        long mtime = marker == null ? 0 : longProp(marker, MTIME, (long) (marker.mtime * 1000));
-        return new FileStatus(0, true, 1, 0, mtime, longProp(marker, ATIME, 0), permission(marker, true),
-                prop(marker, OWNER, user), prop(marker, GROUP, user), key.isEmpty() ? new Path(uri + "/")
-                : pathOf(key));
     }
 
     // -- reading --------------------------------------------------------------------------------------
@@ -343,9 +208,9 @@ public class GridFileSystem extends FileSystem {
     public FSDataInputStream open(Path f, int bufferSize) throws IOException {
         String key = key(f);
         statistics.incrementReadOps(1);
-        ObjectRecord r = key.isEmpty() ? null : headOrNull(key, true);
+        ObjectRecord r = key.isEmpty() ? null : tree.headOrNull(key, true);
         if (r == null) {
-            if (key.isEmpty() || !isEmpty(firstUnder(key))) {
+            if (key.isEmpty() || !BucketTree.isEmpty(tree.firstUnder(key))) {
                 throw new FileNotFoundException(makeQualified(f) + " is a directory, not a file");
             }
             throw new FileNotFoundException(makeQualified(f) + ": no such file");
@@ -356,7 +221,7 @@ public class GridFileSystem extends FileSystem {
     @Override
     public FileChecksum getFileChecksum(Path f) throws IOException {
         String key = key(f);
-        ObjectRecord r = key.isEmpty() ? null : headOrNull(key, false);
+        ObjectRecord r = key.isEmpty() ? null : tree.headOrNull(key, false);
         if (r == null) {
             throw new FileNotFoundException(makeQualified(f) + ": not a file");
         }
@@ -382,16 +247,16 @@ public class GridFileSystem extends FileSystem {
         if (key.isEmpty()) {
             throw new FileAlreadyExistsException(uri + "/ is the bucket's root directory");
         }
-        FileStatus existing = statusOrNull(key);
+        FileStatus existing = tree.statusOrNull(key);
         if (existing != null && existing.isDirectory()) {
             throw new FileAlreadyExistsException(makeQualified(f) + " is a directory");
         }
         if (existing != null && !overwrite) {
             throw new FileAlreadyExistsException(makeQualified(f) + " already exists");
         }
-        String parent = parentKey(key);
-        if (!parent.isEmpty() && headOrNull(parent, false) != null) {
-            throw new ParentNotDirectoryException(pathOf(parent) + " is a file, not a directory");
+        String parent = BucketTree.parentKey(key);
+        if (!parent.isEmpty() && tree.headOrNull(parent, false) != null) {
+            throw new ParentNotDirectoryException(tree.pathOf(parent) + " is a file, not a directory");
         }
         return new FSDataOutputStream(newObject(key, overwrite, Collections.emptyMap()), statistics);
     }
@@ -399,13 +264,13 @@ public class GridFileSystem extends FileSystem {
     @Override
     public FSDataOutputStream createNonRecursive(Path f, FsPermission permission, boolean overwrite,
             int bufferSize, short replication, long blockSize, Progressable progress) throws IOException {
-        String parent = parentKey(key(f));
-        FileStatus p = statusOrNull(parent);
+        String parent = BucketTree.parentKey(key(f));
+        FileStatus p = tree.statusOrNull(parent);
         if (p == null) {
-            throw new FileNotFoundException(pathOf(parent) + ": the parent directory does not exist");
+            throw new FileNotFoundException(tree.pathOf(parent) + ": the parent directory does not exist");
         }
         if (!p.isDirectory()) {
-            throw new ParentNotDirectoryException(pathOf(parent) + " is a file, not a directory");
+            throw new ParentNotDirectoryException(tree.pathOf(parent) + " is a file, not a directory");
         }
         return create(f, permission, overwrite, bufferSize, replication, blockSize, progress);
     }
@@ -417,7 +282,7 @@ public class GridFileSystem extends FileSystem {
         try {
             fixed = grid.fixedPolicy(account, bucket);
         } catch (GridException ex) {
-            throw translate(pathOf(key).toString(), ex);
+            throw tree.translate(tree.pathOf(key).toString(), ex);
         }
         return new GridOutputStream(grid, bucket, key, fixed, overwrite, properties);
     }
@@ -434,33 +299,6 @@ public class GridFileSystem extends FileSystem {
                 + "write a new file (create with overwrite) instead");
     }
 
-    /** A directory marker: the zero-byte object {@code key + "/"}. */
-    private void writeMarker(String key, Map<String, String> properties) throws IOException {
-        ObjectRecord r = new ObjectRecord();
-        r.account = account;
-        r.bucket = bucket;
-        r.key = key + "/";
-        r.contentId = Directory.newId();
-        Policy p = grid.settings.policy(grid.settings.policyForSize(0));
-        r.policy = p.name;
-        r.chunkMethod = p.chunkMethod();
-        r.crc32c = "00000000";
-        r.mimeType = DIRECTORY_MIME;
-        r.properties.putAll(properties);
-        try {
-            grid.directory.commit(r, false);
-        } catch (GridException ex) {
-            throw translate(pathOf(key).toString(), ex);
-        }
-    }
-
-    /** Keep a directory that an operation may have emptied: give it a marker when nothing is left under it. */
-    private void keepDirectory(String key) throws IOException {
-        if (!key.isEmpty() && isEmpty(firstUnder(key))) {
-            writeMarker(key, Collections.emptyMap());
-        }
-    }
-
     @Override
     public boolean mkdirs(Path f, FsPermission permission) throws IOException {
         String key = key(f);
@@ -473,14 +311,14 @@ public class GridFileSystem extends FileSystem {
             }
             grid.directory.createContainer(account, bucket); // mkdir -p grid://new-bucket/... makes the bucket
         }
-        for (String p = key; !p.isEmpty(); p = parentKey(p)) {
-            if (headOrNull(p, false) != null) {
+        for (String p = key; !p.isEmpty(); p = BucketTree.parentKey(p)) {
+            if (tree.headOrNull(p, false) != null) {
                 if (p.equals(key)) {
                     throw new FileAlreadyExistsException(makeQualified(f) + " is a file");
                 }
-                throw new ParentNotDirectoryException(pathOf(p) + " is a file, not a directory");
+                throw new ParentNotDirectoryException(tree.pathOf(p) + " is a file, not a directory");
             }
-            if (!isEmpty(firstUnder(p))) {
+            if (!BucketTree.isEmpty(tree.firstUnder(p))) {
                 if (p.equals(key)) {
                     return true; // exists already
                 }
@@ -488,81 +326,12 @@ public class GridFileSystem extends FileSystem {
             }
         }
         if (!key.isEmpty()) {
-            writeMarker(key, Collections.emptyMap());
+            tree.writeMarker(key, Collections.emptyMap());
         }
         return true;
     }
 
     // -- listing --------------------------------------------------------------------------------------
-
-    /** The entries of a directory, page by page; a file lists as itself. */
-    private final class Lister implements RemoteIterator<FileStatus> {
-        private final String prefix;
-        private final String delimiter;
-        private final boolean filesOnly;
-        private List<FileStatus> batch = new ArrayList<>();
-        private int at;
-        private String token;
-        private boolean exhausted;
-
-        Lister(String key, boolean recursive, boolean filesOnly) throws IOException {
-            this.prefix = key.isEmpty() ? "" : key + "/";
-            this.delimiter = recursive ? "" : "/";
-            this.filesOnly = filesOnly;
-            boolean found = fetch("");
-            if (!found && !key.isEmpty()) {
-                ObjectRecord r = headOrNull(key, false);
-                if (r == null) {
-                    throw new FileNotFoundException(pathOf(key) + ": no such file or directory");
-                }
-                batch.add(fileStatus(r)); // a file lists as itself
-            } else if (!found) {
-                statusOrNull(""); // the bucket root: raises when the bucket does not exist
-            }
-        }
-
-        /** Load the next page; true when the page held anything, markers included. */
-        private boolean fetch(String from) throws IOException {
-            Directory.Page page = list(prefix, delimiter, from, grid.settings.listPage);
-            batch = new ArrayList<>();
-            at = 0;
-            if (!filesOnly) {
-                for (String p : page.prefixes) {
-                    String dir = p.substring(0, p.length() - 1);
-                    if (!baseName(dir).isEmpty()) {
-                        batch.add(dirStatus(dir, null));
-                    }
-                }
-            }
-            for (ObjectRecord r : page.objects) {
-                if (!r.key.endsWith("/")) { // markers are directories, never files
-                    batch.add(fileStatus(r));
-                }
-            }
-            if (!filesOnly) {
-                batch.sort((a, b) -> a.getPath().compareTo(b.getPath()));
-            }
-            token = page.next;
-            exhausted = page.next.isEmpty();
-            return !isEmpty(page);
-        }
-
-        @Override
-        public boolean hasNext() throws IOException {
-            while (at >= batch.size() && !exhausted) {
-                fetch(token);
-            }
-            return at < batch.size();
-        }
-
-        @Override
-        public FileStatus next() throws IOException {
-            if (!hasNext()) {
-                throw new NoSuchElementException();
-            }
-            return batch.get(at++);
-        }
-    }
 
     @Override
     public FileStatus[] listStatus(Path f) throws IOException {
@@ -577,13 +346,13 @@ public class GridFileSystem extends FileSystem {
     @Override
     public RemoteIterator<FileStatus> listStatusIterator(Path f) throws IOException {
         statistics.incrementReadOps(1);
-        return new Lister(key(f), false, false);
+        return tree.lister(key(f), false, false);
     }
 
     @Override
     public RemoteIterator<LocatedFileStatus> listFiles(Path f, boolean recursive) throws IOException {
         statistics.incrementReadOps(1);
-        Lister files = new Lister(key(f), recursive, true);
+        RemoteIterator<FileStatus> files = tree.lister(key(f), recursive, true);
         return new RemoteIterator<LocatedFileStatus>() {
             @Override
             public boolean hasNext() throws IOException {
@@ -606,85 +375,10 @@ public class GridFileSystem extends FileSystem {
             return new ContentSummary.Builder().length(s.getLen()).fileCount(1).directoryCount(0)
                     .spaceConsumed(s.getLen() * s.getReplication()).build();
         }
-        String prefix = key.isEmpty() ? "" : key + "/";
-        long files = 0;
-        long bytes = 0;
-        double raw = 0;
-        Set<String> dirs = new HashSet<>();
-        String token = "";
-        do {
-            Directory.Page page = list(prefix, "", token, grid.settings.listPage);
-            for (ObjectRecord r : page.objects) {
-                String rest = r.key.substring(prefix.length());
-                if (!r.key.endsWith("/")) {
-                    files++;
-                    bytes += r.size;
-                    raw += r.size * overhead(r);
-                }
-                for (int slash = rest.indexOf('/'); slash >= 0; slash = rest.indexOf('/', slash + 1)) {
-                    dirs.add(rest.substring(0, slash)); // every directory between the summary's and the object
-                }
-            }
-            token = page.next;
-        } while (!token.isEmpty());
-        dirs.remove(""); // the directory's own marker
-        return new ContentSummary.Builder().length(bytes).fileCount(files).directoryCount(dirs.size() + 1)
-                .spaceConsumed((long) raw).build();
-    }
-
-    private static double overhead(ObjectRecord r) {
-        try {
-            Policy p = Policy.fromChunkMethod(r.policy, r.chunkMethod);
-            return p.ec ? (p.k + p.m) / (double) p.k : p.copies;
-        } catch (IllegalArgumentException ex) {
-            return 1;
-        }
+        return tree.contentSummary(key);
     }
 
     // -- namespace changes ----------------------------------------------------------------------------
-
-    /** Apply {@code change} to every object under {@code prefix} (the marker too), several at once. */
-    private interface PerObject {
-        void apply(String key) throws IOException;
-    }
-
-    private int eachUnder(String prefix, PerObject change, String what) throws IOException {
-        int done = 0;
-        IOException failure = null;
-        String token = "";
-        do {
-            Directory.Page page = list(prefix, "", token, grid.settings.listPage);
-            List<String> keys = new ArrayList<>();
-            for (ObjectRecord r : page.objects) {
-                if (!r.key.equals(prefix)) {
-                    keys.add(r.key);
-                }
-            }
-            for (int i = 0; i < keys.size() && failure == null; i += TREE_PARALLELISM) {
-                List<Future<Void>> batch = new ArrayList<>();
-                for (String k : keys.subList(i, Math.min(keys.size(), i + TREE_PARALLELISM))) {
-                    batch.add(grid.metachunks.submit(() -> {
-                        change.apply(k);
-                        return null;
-                    }));
-                }
-                for (Future<Void> fut : batch) {
-                    try {
-                        Grid.await(fut);
-                        done++;
-                    } catch (IOException ex) {
-                        failure = failure == null ? ex : failure;
-                    }
-                }
-            }
-            if (failure != null) {
-                throw new IOException(what + " stopped after " + done + " objects: " + failure.getMessage()
-                        + " (the objects not done yet are where they were)", failure);
-            }
-            token = page.next;
-        } while (!token.isEmpty());
-        return done;
-    }
 
     @Override
     public boolean rename(Path src, Path dst) throws IOException {
@@ -693,7 +387,7 @@ public class GridFileSystem extends FileSystem {
         if (from.isEmpty()) {
             return false; // the bucket root cannot move
         }
-        FileStatus s = statusOrNull(from);
+        FileStatus s = tree.statusOrNull(from);
         if (s == null) {
             return false;
         }
@@ -703,20 +397,20 @@ public class GridFileSystem extends FileSystem {
         if (to.startsWith(from + "/")) {
             return false; // into itself
         }
-        FileStatus d = statusOrNull(to);
+        FileStatus d = tree.statusOrNull(to);
         if (d != null && d.isDirectory()) {
-            to = to.isEmpty() ? baseName(from) : to + "/" + baseName(from);
+            to = to.isEmpty() ? BucketTree.baseName(from) : to + "/" + BucketTree.baseName(from);
             if (to.equals(from)) {
                 return true;
             }
-            d = statusOrNull(to);
+            d = tree.statusOrNull(to);
         }
         if (d != null) {
             return false; // never overwrite
         }
-        String parent = parentKey(to);
+        String parent = BucketTree.parentKey(to);
         if (!parent.isEmpty()) {
-            FileStatus p = statusOrNull(parent);
+            FileStatus p = tree.statusOrNull(parent);
             if (p == null || !p.isDirectory()) {
                 return false;
             }
@@ -728,16 +422,16 @@ public class GridFileSystem extends FileSystem {
                 grid.directory.rename(account, bucket, from, target);
             } else {
                 String fromPrefix = from + "/";
-                if (headOrNull(fromPrefix, false) != null) { // the marker first: the target exists at once
+                if (tree.headOrNull(fromPrefix, false) != null) { // the marker first: the target exists at once
                     grid.directory.rename(account, bucket, fromPrefix, target + "/");
                 }
-                eachUnder(fromPrefix, k -> grid.directory.rename(account, bucket, k,
+                tree.eachUnder(fromPrefix, k -> grid.directory.rename(account, bucket, k,
                         target + "/" + k.substring(fromPrefix.length())), "rename of " + src + " to " + dst);
             }
         } catch (GridException ex) {
-            throw translate("rename " + src + " to " + dst, ex);
+            throw tree.translate("rename " + src + " to " + dst, ex);
         }
-        keepDirectory(parentKey(from));
+        tree.keepDirectory(BucketTree.parentKey(from));
         return true;
     }
 
@@ -746,7 +440,7 @@ public class GridFileSystem extends FileSystem {
         String key = key(f);
         statistics.incrementWriteOps(1);
         if (key.isEmpty()) {
-            if (isEmpty(list("", "", "", 1))) {
+            if (BucketTree.isEmpty(tree.list("", "", "", 1))) {
                 return true;
             }
             if (!recursive) {
@@ -755,7 +449,7 @@ public class GridFileSystem extends FileSystem {
             LOG.warn("refusing to delete every object of bucket {}: delete its directories instead", bucket);
             return false;
         }
-        FileStatus s = statusOrNull(key);
+        FileStatus s = tree.statusOrNull(key);
         if (s == null) {
             return false;
         }
@@ -765,20 +459,20 @@ public class GridFileSystem extends FileSystem {
             } else {
                 String prefix = key + "/";
                 if (!recursive) {
-                    Directory.Page page = list(prefix, "/", "", 2);
+                    Directory.Page page = tree.list(prefix, "/", "", 2);
                     boolean onlyMarker = page.prefixes.isEmpty() && page.objects.size() <= 1
                             && (page.objects.isEmpty() || page.objects.get(0).key.equals(prefix));
                     if (!onlyMarker) {
                         throw new PathIsNotEmptyDirectoryException(makeQualified(f) + " is not empty");
                     }
                 }
-                eachUnder(prefix, k -> deleteIfThere(k), "delete of " + f);
+                tree.eachUnder(prefix, k -> deleteIfThere(k), "delete of " + f);
                 deleteIfThere(prefix);
             }
         } catch (GridException ex) {
-            throw translate("delete " + f, ex);
+            throw tree.translate("delete " + f, ex);
         }
-        keepDirectory(parentKey(key));
+        tree.keepDirectory(BucketTree.parentKey(key));
         return true;
     }
 
@@ -803,20 +497,20 @@ public class GridFileSystem extends FileSystem {
             return;
         }
         try {
-            if (headOrNull(key, false) != null) {
+            if (tree.headOrNull(key, false) != null) {
                 grid.directory.setProperties(account, bucket, key, properties);
                 return;
             }
-            if (isEmpty(firstUnder(key))) {
+            if (BucketTree.isEmpty(tree.firstUnder(key))) {
                 throw new FileNotFoundException(makeQualified(p) + ": no such file or directory");
             }
-            if (headOrNull(key + "/", false) != null) {
+            if (tree.headOrNull(key + "/", false) != null) {
                 grid.directory.setProperties(account, bucket, key + "/", properties);
             } else {
-                writeMarker(key, properties);
+                tree.writeMarker(key, properties);
             }
         } catch (GridException ex) {
-            throw translate(p.toString(), ex);
+            throw tree.translate(p.toString(), ex);
         }
     }
 
