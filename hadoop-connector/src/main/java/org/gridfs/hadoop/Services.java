@@ -7,6 +7,7 @@ import java.util.Collections;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.locks.ReentrantLock;
 
 /**
  * The conscience's list of storage servers, refreshed at most every {@code ttl} seconds and shared by every
@@ -37,10 +38,11 @@ final class Services {
     private final JsonHttp http;
     private final String url;
     private final long ttlNanos;
-    private List<Service> services = Collections.emptyList();
-    private Map<String, Service> byName = Collections.emptyMap();
-    private long triedAt;
-    private boolean fetched;
+    private final ReentrantLock refreshing = new ReentrantLock();
+    private volatile List<Service> services = Collections.emptyList();
+    private volatile Map<String, Service> byName = Collections.emptyMap(); // id and address -> service
+    private volatile long triedAt;
+    private volatile boolean fetched;
 
     Services(JsonHttp http, String conscienceUrl, double ttlSeconds) {
         this.http = http;
@@ -48,50 +50,65 @@ final class Services {
         this.ttlNanos = (long) (ttlSeconds * 1e9);
     }
 
-    /** The current list (refreshed when older than the ttl). */
-    synchronized List<Service> get() throws IOException {
-        long now = System.nanoTime();
-        if (!fetched || now - triedAt >= ttlNanos) {
-            triedAt = now;
-            try {
-                List<Service> fresh = new ArrayList<>();
-                Map<String, Service> names = new HashMap<>();
-                for (Object o : Json.list(http.get(url))) {
-                    Map<String, Object> m = Json.object(o);
-                    Service s = new Service(Json.str(m, "id"), Json.str(m, "addr"), Json.str(m, "location"),
-                            Json.real(m, "score_put"), Json.real(m, "score_get"), !Boolean.FALSE.equals(m.get("up")));
-                    fresh.add(s);
-                    names.put(s.addr, s);
-                    if (!s.id.isEmpty()) {
-                        names.put(s.id, s);
-                    }
-                }
-                services = fresh;
-                byName = names;
-                fetched = true;
-            } catch (GridException ex) {
-                if (!fetched) {
-                    throw ex;
-                }
-                // keep the last list: reads must not stop while the registry restarts
-            }
-        }
+    /** The current list (refreshed when older than the ttl: one thread asks, the others wait for its answer). */
+    List<Service> get() throws IOException {
+        refresh(true);
         return services;
+    }
+
+    /**
+     * Ask the conscience when the list is older than the ttl. With {@code wait} false, a refresh another thread
+     * is doing is not waited for (the list at hand is used), unless there is no list yet.
+     */
+    private void refresh(boolean wait) throws IOException {
+        if (fetched && System.nanoTime() - triedAt < ttlNanos) {
+            return;
+        }
+        if (!wait && fetched) {
+            if (!refreshing.tryLock()) {
+                return;
+            }
+        } else {
+            refreshing.lock();
+        }
+        try {
+            if (fetched && System.nanoTime() - triedAt < ttlNanos) {
+                return; // another thread refreshed it meanwhile
+            }
+            triedAt = System.nanoTime();
+            List<Service> fresh = new ArrayList<>();
+            Map<String, Service> names = new HashMap<>();
+            for (Object o : Json.list(http.get(url))) {
+                Map<String, Object> m = Json.object(o);
+                Service s = new Service(Json.str(m, "id"), Json.str(m, "addr"), Json.str(m, "location"),
+                        Json.real(m, "score_put"), Json.real(m, "score_get"), !Boolean.FALSE.equals(m.get("up")));
+                fresh.add(s);
+                names.put(s.addr, s);
+                if (!s.id.isEmpty()) {
+                    names.put(s.id, s);
+                }
+            }
+            services = fresh;
+            byName = names;
+            fetched = true;
+        } catch (GridException ex) {
+            if (!fetched) {
+                throw ex;
+            }
+            // keep the last list: reads must not stop while the registry restarts
+        } finally {
+            refreshing.unlock();
+        }
     }
 
     /** The current address of a service id; an unknown id makes the list refresh once. */
     String addrOf(String serviceId) throws IOException {
-        get();
-        Service s;
-        synchronized (this) {
-            s = byName.get(serviceId);
-        }
+        refresh(true);
+        Service s = byName.get(serviceId);
         if (s == null) {
             invalidate();
-            get();
-            synchronized (this) {
-                s = byName.get(serviceId);
-            }
+            refresh(true);
+            s = byName.get(serviceId);
         }
         if (s == null) {
             throw new GridException(503, "ServiceUnavailable", "no storage server " + serviceId
@@ -103,19 +120,16 @@ final class Services {
     /** Whether the conscience reports a service (id or address) down: silent, or not serving reads. */
     boolean isDown(String service) {
         try {
-            get();
+            refresh(false);
         } catch (IOException ex) {
             return false; // no answer from the conscience: try the read, it fails over on its own
         }
-        Service s;
-        synchronized (this) {
-            s = byName.get(service);
-        }
+        Service s = byName.get(service);
         return s != null && (!s.up || s.scoreGet <= 0);
     }
 
     /** Make the next call ask the conscience (after a request to a listed server failed). */
-    synchronized void invalidate() {
+    void invalidate() {
         triedAt = System.nanoTime() - ttlNanos - 1;
     }
 }
