@@ -137,8 +137,17 @@ def write_python_objects(client: GridClient, bucket: str, fixtures: Path, polici
 
 def test_python_objects_read_by_java_and_java_objects_read_by_python(grid: LocalGrid, tmp_path: Path) -> None:
     with GridClient(grid.config_path) as client:
-        write_python_objects(client, "interop", tmp_path, ["EC63", "EC63-ISAL", "EC42", "THREECOPIES", "SINGLE"],
-                             SIZES)
+        entries = write_python_objects(client, "interop", tmp_path,
+                                       ["EC63", "EC63-ISAL", "EC42", "THREECOPIES", "SINGLE"], SIZES)
+        # A multipart upload: metachunks of uneven sizes, one part's after another's.
+        parts = [os.urandom(n) for n in (6 * CHUNK + 1, 17, 2 * 6 * CHUNK - 5)]
+        upload = client.create_multipart("interop", "from-python/multipart", policy="EC63-ISAL")
+        for number, data in enumerate(parts, 1):
+            client.upload_part("interop", "from-python/multipart", upload.upload_id, number, data)
+        client.complete_multipart("interop", "from-python/multipart", upload.upload_id, [1, 2, 3])
+        (tmp_path / "multipart.bin").write_bytes(b"".join(parts))
+        entries.append({"key": "from-python/multipart", "file": "multipart.bin", "policy": "EC63-ISAL"})
+        (tmp_path / "manifest.json").write_text(json.dumps(entries))
         java_suite({"everyPythonObjectReadsByteForByte", "concurrentReadersOfEveryObject", "writeObjectsForPython"},
                    "interop-read", "interop-write", config=grid.config_path, bucket="interop", fixtures=tmp_path)
         written = json.loads((tmp_path / "java-manifest.json").read_text())
