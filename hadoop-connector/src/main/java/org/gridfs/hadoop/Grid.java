@@ -24,6 +24,8 @@ import java.util.concurrent.atomic.AtomicLong;
  */
 final class Grid implements AutoCloseable {
     static final long BUCKET_POLICY_TTL_NANOS = 5_000_000_000L;
+    /** Idle buffers of one size kept for reuse, in bytes at most (one buffer at least). */
+    static final long KEEP_BYTES = 128L << 20;
 
     final GridSettings settings;
     final Directory directory;
@@ -103,8 +105,10 @@ final class Grid implements AutoCloseable {
             return;
         }
         Deque<byte[]> stack = free.computeIfAbsent(buf.length, k -> new ArrayDeque<>());
+        // Enough for a stream's next metachunks, but never more than KEEP_BYTES of one size kept idle.
+        int keep = (int) Math.max(1, Math.min(settings.writeDepth + 2, KEEP_BYTES / buf.length));
         synchronized (stack) {
-            if (stack.size() < settings.writeDepth + 2) { // enough for a stream's next metachunks
+            if (stack.size() < keep) {
                 stack.push(buf);
             }
         }

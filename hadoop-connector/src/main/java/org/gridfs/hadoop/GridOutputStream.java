@@ -356,7 +356,12 @@ final class GridOutputStream extends OutputStream implements StreamCapabilities 
             List<Integer> missing = new ArrayList<>();
             List<String> errors = new ArrayList<>();
             for (int sub = 0; sub < width; sub++) {
-                Object r = Grid.await(puts.get(sub));
+                Object r;
+                try {
+                    r = Grid.await(puts.get(sub)); // every put is waited for: none may still read a buffer
+                } catch (IOException | RuntimeException ex) {
+                    r = ex;
+                }
                 if (r instanceof ObjectRecord.Chunk) {
                     chunks.add((ObjectRecord.Chunk) r);
                 } else {
