@@ -43,7 +43,8 @@ UNIT = {"chunkUrlsOfBothForms", "everyPatternOfMLostSharesDecodes", "isalParityM
 CONTRACT = {"appendAndTruncateAreRefused", "compositeCrcChecksumIsHadoops", "concurrentReaders", "contentSummary",
             "createOverwriteOrNot", "createThenReadEverySizeAndPolicy", "deleteFilesAndDirectories",
             "fileStatusOfFilesDirectoriesAndRoot", "listFilesRecursiveOrNot", "listStatusAndItsIterator",
-            "missingBucket", "mkdirsCreatesMarkers", "openErrors", "racingCreatorsWithoutOverwriteOneWins",
+            "missingBucket", "mkdirsCreatesMarkers", "oddNamesRoundTrip", "openErrors",
+            "racingCreatorsWithoutOverwriteOneWins",
             "renameDirectories", "renameFiles", "seekAndOddRanges", "smallFilesTakeTheSizeRulePolicy",
             "statisticsAreCounted", "timesPermissionsOwnersAreObjectProperties", "vectoredReads",
             "visibleOnCloseOnly"}

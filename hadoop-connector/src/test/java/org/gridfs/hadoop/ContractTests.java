@@ -262,6 +262,30 @@ public final class ContractTests extends LiveSuite {
     }
 
     @Test
+    public void oddNamesRoundTrip() throws IOException {
+        Path d = dir("names");
+        String[] names = {"with space", "\u00fcn\u00efc\u00f6d\u00e9 \u6587\u4ef6", "per%cent", "plus+sign", "hash#tag",
+            "semi;colon", "a=b&c", "quote'd"};
+        for (String name : names) {
+            Path p = new Path(d, name);
+            byte[] b = data(100 + name.length(), name.hashCode());
+            write(fs, p, b, false);
+            Check.bytes(b, readAll(fs, p), name);
+            ObjectRecord r = fs.grid().directory.head(fs.grid().settings.account, ctx.bucket,
+                    "contract/names/" + name, false);
+            Check.eq((long) b.length, r.size, "the object key is the name itself: " + name);
+        }
+        Set<String> listed = new HashSet<>();
+        for (FileStatus s : fs.listStatus(d)) {
+            listed.add(s.getPath().getName());
+            Check.that(fs.exists(s.getPath()), "a listed path resolves: " + s.getPath());
+        }
+        Check.eq(new HashSet<>(Arrays.asList(names)), listed, "names in the listing");
+        Check.that(fs.rename(new Path(d, names[0]), new Path(d, names[1] + " moved")), "rename");
+        Check.that(fs.exists(new Path(d, names[1] + " moved")), "the new odd name");
+    }
+
+    @Test
     public void openErrors() throws IOException {
         Path d = dir("open");
         Check.raises(FileNotFoundException.class, "missing file", () -> fs.open(new Path(d, "nope")));
