@@ -169,6 +169,20 @@ def test_metadata_surface(fs: GridFileSystem) -> None:
     assert fs.find("frames/meta") == ["frames/meta/empty", "frames/meta/y"]
 
 
+def test_directory_markers_are_directories_in_every_view(fs: GridFileSystem) -> None:
+    """An empty directory made by Hadoop or WebHDFS is a KEY/ marker object: find, du and walk show a
+    directory there, never a file named with a trailing slash."""
+    fs.pipe("frames/marked/a/file", b"1234")
+    fs.client.put("frames", "marked/a/empty/", b"", mime_type="application/x-directory")
+    assert fs.isdir("frames/marked/a/empty") and fs.ls("frames/marked/a/empty") == []
+    assert fs.find("frames/marked") == ["frames/marked/a/file"]
+    assert fs.find("frames/marked", withdirs=True) == ["frames/marked", "frames/marked/a", "frames/marked/a/empty",
+                                                       "frames/marked/a/file"]
+    assert fs.du("frames/marked") == 4
+    assert [(root, sorted(dirs), files) for root, dirs, files in fs.walk("frames/marked")] == [
+        ("frames/marked", ["a"], []), ("frames/marked/a", ["empty"], ["file"]), ("frames/marked/a/empty", [], [])]
+
+
 def test_clear_errors(fs: GridFileSystem, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         fs.cat_file("no-such-bucket/x")

@@ -151,8 +151,13 @@ class GridFileSystem(AsyncFileSystem):
             prefix = key + "/" if key else ""
             objects = await self._call(lambda: list(self.client.iter_list(bucket, prefix=prefix)))
             for obj in objects:
-                entry = self._file_entry(obj)
-                out[entry["name"]] = entry
+                if obj.key.endswith("/"):  # a directory's marker (Hadoop, WebHDFS): a directory, never a file
+                    entry = self._dir_entry(f"{bucket}/{obj.key.rstrip('/')}")
+                    if withdirs:
+                        out[entry["name"]] = entry
+                else:
+                    entry = self._file_entry(obj)
+                    out[entry["name"]] = entry
                 if withdirs:
                     parent = self._parent(entry["name"])
                     while len(parent) > len(path):
