@@ -49,6 +49,12 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - t
 
 
+def mb_per_s(nbytes: int, times: dict[str, list[float]]) -> dict:
+    """Each job's MB/s over the median of its rounds, and every round's seconds (the machine is shared)."""
+    return {**{k: round(nbytes / statistics.median(v) / 1e6, 1) for k, v in times.items()},
+            "rounds_s": {k: [round(t, 2) for t in v] for k, v in times.items()}}
+
+
 def run(cmd: list[str]) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode:
@@ -105,8 +111,7 @@ def bench_spark(grid: LocalGrid, client: GridClient, tmp: Path, mib: int, repeat
             if not all(math.isclose(a, b, rel_tol=1e-9) for a, b in zip(sums["file"], sums["grid"], strict=True)):
                 raise SystemExit(f"grid:// read other values than file://: {sums}")
         size = sum(p.stat().st_size for p in (tmp / "spark-ds").glob("*.parquet"))
-        return {"dataset_bytes": size, "files": 16,
-                **{k: round(size / statistics.median(v) / 1e6, 1) for k, v in times.items()}}
+        return {"dataset_bytes": size, "files": 16, **mb_per_s(size, times)}
     finally:
         stop_spark(spark)
 
@@ -133,8 +138,7 @@ def bench_put(grid: LocalGrid, client: GridClient, tmp: Path, mib: int, repeat: 
             # The shell's file:// copy is synced like the grid's chunks are, inside the timing.
             times[name].append(timed(lambda c=cmd, nm=name: (run(c), nm.endswith("_file") and os.sync())))
             clear()
-    return {"file_bytes": source.stat().st_size,
-            **{k: round(source.stat().st_size / statistics.median(v) / 1e6, 1) for k, v in times.items()}}
+    return {"file_bytes": source.stat().st_size, **mb_per_s(source.stat().st_size, times)}
 
 
 def main() -> None:
