@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
@@ -16,6 +16,7 @@ from gridfs.common.config import GridConfig
 
 if TYPE_CHECKING:
     from gridfs.cli.local import LocalGrid, LocalService
+    from gridfs.client.grid import GridClient
 
 
 @pytest.fixture
@@ -102,3 +103,20 @@ def wait_for(what: str, check: Callable[[], T], timeout: float = 30.0, every: fl
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(every)
     return value
+
+
+def file_digest(path: Path, algorithm: Callable[[], Any]) -> str:
+    """Hex digest of a local file, read in 8 MiB blocks (``algorithm``: hashlib.sha256, xxhash.xxh3_128...)."""
+    h = algorithm()
+    with open(path, "rb") as f:
+        while block := f.read(8 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def object_digest(client: GridClient, bucket: str, key: str, algorithm: Callable[[], Any]) -> str:
+    """Hex digest of an object, streamed from the grid."""
+    h = algorithm()
+    for block in client.get_stream(bucket, key):
+        h.update(block)
+    return h.hexdigest()

@@ -39,7 +39,7 @@ from gridfs.client import GridClient
 from gridfs.common.errors import NoSuchObject
 from gridfs.common.http import JsonClient
 from gridfs.gateways.s3.users import UserStore
-from tests.conftest import wait_for
+from tests.conftest import file_digest, object_digest, wait_for
 
 BIN = Path(sys.executable).parent
 MiB = 1 << 20
@@ -70,21 +70,6 @@ class Timeline:
 
     def elapsed(self) -> float:
         return time.monotonic() - self.start
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(8 * MiB):
-            h.update(block)
-    return h.hexdigest()
-
-
-def sha256_object(client: GridClient, bucket: str, key: str) -> str:
-    h = hashlib.sha256()
-    for block in client.get_stream(bucket, key):
-        h.update(block)
-    return h.hexdigest()
 
 
 
@@ -383,7 +368,7 @@ def s3_state(s3: object, key: str) -> str:
 
 def grid_state(client: GridClient, bucket: str, key: str) -> str:
     try:
-        return sha256_object(client, bucket, key)
+        return object_digest(client, bucket, key, hashlib.sha256)
     except NoSuchObject:
         return ABSENT
 
@@ -418,7 +403,7 @@ def check_lake(client: GridClient, lake: Path, rounds: int, sources: dict[str, s
             missing, extra = sorted(set(sources) - listed), sorted(listed - set(sources))
             problems.append(f"{prefix}: {len(missing)} files missing {missing[:5]}, {len(extra)} extra {extra[:5]}")
         for rel, digest in sources.items():
-            if rel in listed and (got := sha256_object(client, BUCKET_LAKE, prefix + rel)) != digest:
+            if rel in listed and (got := object_digest(client, BUCKET_LAKE, prefix + rel, hashlib.sha256)) != digest:
                 problems.append(f"{prefix}{rel}: sha256 {got[:12]} != source {digest[:12]}")
     return problems
 
@@ -464,7 +449,7 @@ def test_ingest_and_s3_writes_survive_kills_restarts_and_corrupt_chunks(chaos_gr
     # 150 small files, 6 of 4 MiB (EC63), one of 100 MiB copied as 3 parts (split at 64 MiB, 48 MiB parts).
     generate(str(lake), small=150, small_size=64 << 10, medium=6, medium_size=4 * MiB, big=1, big_size=100 * MiB,
              seed=SEED)
-    sources = {p.relative_to(lake).as_posix(): sha256_file(p) for p in lake.rglob("*") if p.is_file()}
+    sources = {p.relative_to(lake).as_posix(): file_digest(p, hashlib.sha256) for p in lake.rglob("*") if p.is_file()}
     note(f"lake: {len(sources)} files, {sum(p.stat().st_size for p in lake.rglob('*') if p.is_file()):,} bytes")
 
     user = UserStore(chaos_grid.config_path).create("chaos")

@@ -18,6 +18,7 @@ import xxhash
 from grid_distcp.lakegen import generate, write_table
 from gridfs.cli.local import LocalGrid
 from gridfs.client import GridClient
+from tests.conftest import file_digest, object_digest
 
 BIN = Path(sys.executable).parent
 MiB = 1 << 20
@@ -45,21 +46,6 @@ def report(tmp: Path, name: str) -> dict:
     return json.loads((tmp / f"{name}.report.json").read_text())
 
 
-def file_hash(path: Path) -> str:
-    h = xxhash.xxh3_128()
-    with open(path, "rb") as f:
-        while block := f.read(8 * MiB):
-            h.update(block)
-    return h.hexdigest()
-
-
-def object_hash(client: GridClient, bucket: str, key: str) -> str:
-    h = xxhash.xxh3_128()
-    for block in client.get_stream(bucket, key):
-        h.update(block)
-    return h.hexdigest()
-
-
 def tree(root: Path) -> dict[str, Path]:
     return {p.relative_to(root).as_posix(): p for p in root.rglob("*") if p.is_file()}
 
@@ -70,7 +56,8 @@ def assert_backup_matches(client: GridClient, bucket: str, prefix: str, root: Pa
     assert sorted(listed) == sorted(files)
     for rel, path in files.items():
         assert listed[rel].size == path.stat().st_size, rel
-        assert object_hash(client, bucket, f"{prefix}/{rel}") == file_hash(path), rel
+        stored = object_digest(client, bucket, f"{prefix}/{rel}", xxhash.xxh3_128)
+        assert stored == file_digest(path, xxhash.xxh3_128), rel
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +193,8 @@ def test_restore_from_the_grid_to_a_folder_with_one_rank_and_no_mpirun(
     back = distcp(local_grid, tmp_path, "grid://restore/t", str(out), ranks=0, name="out")
     assert back.returncode == 0, back.stdout + back.stderr
     assert report(tmp_path, "out")["files_verified"] == 22
-    assert {k: file_hash(p) for k, p in tree(out).items()} == {k: file_hash(p) for k, p in tree(src).items()}
+    assert {k: file_digest(p, xxhash.xxh3_128) for k, p in tree(out).items()} == {
+        k: file_digest(p, xxhash.xxh3_128) for k, p in tree(src).items()}
 
 
 def test_bad_input_missing_source_unreadable_files_missing_bucket_and_delete_limit(

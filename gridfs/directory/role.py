@@ -24,8 +24,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, g
 from gridfs.common.errors import BadRequest, GridError, ServiceUnavailable
 from gridfs.common.http import aiohttp_middlewares
 from gridfs.common.service import load_or_create_service_id
+from gridfs.common.stats import StatsCollector
 from gridfs.conscience.client import CachedServices, ConscienceClient
-from gridfs.storage.stats import StatsCollector
 
 log = logging.getLogger("directory")
 

@@ -40,8 +40,8 @@ from gridfs.common.service import (
     serve_app,
     setup_logging,
 )
+from gridfs.common.stats import StatsCollector
 from gridfs.storage.client import SERVICE_ID_HEADER
-from gridfs.storage.stats import StatsCollector
 from gridfs.storage.store import BufferPool, Volume
 
 log = logging.getLogger("rawx")

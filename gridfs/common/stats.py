@@ -1,4 +1,5 @@
-"""Real figures for heartbeats: CPU idle, IO idle of the volume's disk, free space.
+"""Real figures for heartbeats: CPU idle, IO idle of the disk holding a data folder (a storage
+server's volume, a directory service's databases), free space.
 
 SPDX-License-Identifier: AGPL-3.0-or-later
 """
