@@ -35,7 +35,7 @@ SMALL_OBJECT_LIMIT = 1024 * 1024  # objects up to this size get copies instead o
 @dataclass
 class LocalService:
     name: str
-    type: str  # conscience | meta0 | meta1 | meta2 | events | rawx | s3 | webhdfs
+    type: str  # conscience | meta0 | meta1 | meta2 | rdir | events | heal | rawx | s3 | webhdfs
     module: str
     args: list[str]
     pid: int = 0
@@ -165,6 +165,11 @@ class LocalGrid:
             services += self._start_directory(cfg, meta2)
             cfg.directory_url = next(s.url for s in services if s.type == "meta0")
             self._record(cfg, services)
+            if _has_main("rdir"):
+                # Before the storage servers: their scrubbers report findings to it.
+                services.append(self._start(cfg, LocalService("rdir", "rdir", "gridfs.rdir", [
+                    "--data", str(self.data / "rdir"), "--location", "site1.rack1.dir.rdir"])))
+                self._record(cfg, services)
             for n in range(1, nodes + 1):
                 services.extend(self._start_node(cfg, n, volumes))
                 self._record(cfg, services)
@@ -177,6 +182,10 @@ class LocalGrid:
             services.append(self._start(cfg, LocalService("events", "events", "gridfs.events", [
                 "--state", str(self.data / "events")])))
             self._record(cfg, services)
+            if _has_main("heal"):
+                services.append(self._start(cfg, LocalService("heal", "heal", "gridfs.heal", [
+                    "--state", str(self.data / "heal")])))
+                self._record(cfg, services)
             if s3_port is not None:
                 s3 = self._start(cfg, LocalService("s3", "s3", "gridfs.gateways.s3", [
                     "--port", str(s3_port), "--any-port-if-busy", "--workers", str(s3_workers)]))
@@ -271,6 +280,18 @@ class LocalGrid:
         self._record(cfg, services)
         return svc
 
+    def remove(self, name: str) -> LocalService:
+        """Stop one recorded service for good and drop it from the process table (a drained or
+        rebuilt storage server being taken out of the grid). Its data folder is left in place."""
+        cfg = self.config()
+        services = self.services(cfg)
+        svc = next((s for s in services if s.name == name), None)
+        if svc is None:
+            raise GridError(f"no service named {name!r} in {self.config_path}")
+        self._stop_all([svc])
+        self._record(cfg, [s for s in services if s.name != name])
+        return svc
+
     def down(self, timeout: float = 10.0) -> int:
         if not self.config_path.exists():
             return 0
@@ -311,6 +332,11 @@ class LocalGrid:
                 rows.append({"type": svc.type, "name": svc.name, "addr": svc.addr, "pid": svc.pid,
                              "up": pid_alive(svc.pid)})
         return rows
+
+
+def _has_main(package: str) -> bool:
+    # TEMPORARY while issue 11 lands in parts: start a service only once its package has a __main__.
+    return (Path(__file__).parent.parent / package / "__main__.py").exists()
 
 
 def _port_of(url: str) -> str | None:
