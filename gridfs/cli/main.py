@@ -196,6 +196,12 @@ def cmd_status(args: argparse.Namespace) -> int:
             "yes" if r.get("up", True) else "NO",
         )
     console.print(table)
+    from gridfs.cli.volumes import VOLUME_COLUMNS, volume_rows, volume_table_row
+
+    volumes = Table(*VOLUME_COLUMNS, title="storage volumes")
+    for row in volume_rows(grid.config()):
+        volumes.add_row(*volume_table_row(row))
+    console.print(volumes)
     return 0
 
 
@@ -526,6 +532,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--data", default=None)
     add.add_argument("--volumes", type=int, default=3)
     add.set_defaults(fn=cmd_node_add)
+    from gridfs.cli import heal as heal_cli
+
+    heal_cli.register(sub, node_sub)  # rebuild, drain, scrub, health, service remove, node remove
 
     st = sub.add_parser("status", help="services, scores and free space")
     st.add_argument("--data", default=None)
