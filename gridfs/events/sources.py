@@ -1,4 +1,4 @@
-"""The outboxes the event agent drains: every meta1 and meta2 service the conscience lists.
+"""The outboxes the event agent drains: every meta1, meta2 and rdir service the conscience lists.
 
 Each source is known by its service id, so a service restarted on another address keeps
 its place (and its recorded positions). A source that does not answer is polled again
@@ -19,7 +19,8 @@ from gridfs.common.http import JsonClient
 from gridfs.conscience.client import ConscienceClient
 
 log = logging.getLogger("gridfs.events")
-SOURCE_TYPES = ("meta1", "meta2")
+# rdir: the scrubber's findings become chunk.corrupt / chunk.missing events in its outbox.
+SOURCE_TYPES = ("meta1", "meta2", "rdir")
 
 
 @dataclass
