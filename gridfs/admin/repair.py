@@ -8,6 +8,12 @@ the new locations are committed to the directory only if the object version is s
 the same content. Nothing is rewritten when nothing is wrong. Servers are told apart by
 service id (an old-form chunk URL: by address), never by comparing URL strings.
 
+A repair can also be told to move every chunk off one storage server (a
+:class:`Relocation`): a drain copies the chunk from it (it is alive and verified like the
+others), a rebuild never even asks it (it is dead: the chunk is decoded from the others,
+and waiting on its connect timeout once per chunk would halve the rebuild rate). New
+chunks never go to that server, and go away from the surviving chunks' servers first.
+
 SPDX-License-Identifier: LGPL-3.0-or-later
 """
 
@@ -37,12 +43,29 @@ log = logging.getLogger("gridfs.repair")
 PLACEMENT_ATTEMPTS = 4
 
 
+@dataclass(frozen=True)
+class Relocation:
+    """Every chunk on one storage server must move off it.
+
+    ``names``: its service id and its address (old-form chunk URLs name it by address).
+    ``readable``: a drain may read the chunk there and copy it; a rebuild must not try (it is dead).
+    """
+
+    names: frozenset[str]
+    readable: bool
+
+    def holds(self, url: str) -> bool:
+        return parse_chunk_url(url).service in self.names
+
+
 @dataclass
 class RepairResult:
     key: str
     version: int
     rebuilt: list[str] = field(default_factory=list)  # "metachunk.position" written anew
     lost: list[int] = field(default_factory=list)  # metachunks with too few good chunks to rebuild
+    moved: list[str] = field(default_factory=list)  # of ``rebuilt``: positions that left the relocated server
+    bytes_written: int = 0
 
 
 class Repairer:
@@ -51,8 +74,13 @@ class Repairer:
         self.bucket = bucket
         self.ctx = client.io
 
-    def repair(self, key: str, version: int | None = None) -> RepairResult:
-        info = self.client.head(self.bucket, key, version=version, chunks=True)
+    def repair(self, key: str, version: int | None = None, *, relocate: Relocation | None = None,
+               info: ObjectInfo | None = None) -> RepairResult:
+        """Repair one object version (default: the latest); ``info``: its record with chunks, if
+        the caller just read it. Raises what the directory raises (NoSuchObject, PreconditionFailed
+        when the version changed meanwhile...)."""
+        if info is None:
+            info = self.client.head(self.bucket, key, version=version, chunks=True)
         result = RepairResult(key, info.version)
         if not info.chunk_method:
             return result
@@ -62,7 +90,7 @@ class Repairer:
         metachunks: list[Metachunk] = []
         try:
             for mc in info.metachunks:
-                fixed = self._metachunk(info, mc, policy.width, codec, result, written)
+                fixed = self._metachunk(info, mc, policy.width, codec, result, written, relocate)
                 metachunks.append(fixed)
         except BaseException:
             self.ctx.delete_chunks(written)  # nothing was committed: the new chunks are orphans
@@ -76,9 +104,11 @@ class Repairer:
         log.info("%s/%s: rebuilt %s", self.bucket, key, ", ".join(result.rebuilt))
         return result
 
-    def _read_all(self, mc: Metachunk) -> tuple[dict[int, Any], dict[int, ChunkInfo]]:
-        """Whole chunks that read back verified, by position, and the good ChunkInfos."""
-        futures = {c.sub: (c, self.ctx.chunk_pool.submit(self.ctx.chunks.get, c.url)) for c in mc.chunks}
+    def _read_all(self, mc: Metachunk, relocate: Relocation | None) -> tuple[dict[int, Any], dict[int, ChunkInfo]]:
+        """Whole chunks that read back verified, by position, and the good ChunkInfos (a chunk on a
+        dead relocated server is not asked for)."""
+        futures = {c.sub: (c, self.ctx.chunk_pool.submit(self.ctx.chunks.get, c.url)) for c in mc.chunks
+                   if relocate is None or relocate.readable or not relocate.holds(c.url)}
         shares, good = {}, {}
         for sub, (chunk, fut) in futures.items():
             try:
@@ -89,42 +119,60 @@ class Repairer:
         return shares, good
 
     def _metachunk(self, info: ObjectInfo, mc: Metachunk, width: int, codec: Any, result: RepairResult,
-                   written: list[str]) -> Metachunk:
-        shares, good = self._read_all(mc)
-        bad = sorted(set(range(width)) - set(good))
+                   written: list[str], relocate: Relocation | None) -> Metachunk:
+        shares, good = self._read_all(mc, relocate)
+        leaving = {c.sub for c in mc.chunks if relocate is not None and relocate.holds(c.url)}
+        bad = sorted((set(range(width)) - set(good)) | leaving)
         if not bad:
             return mc
-        if codec is not None:
-            if len(shares) < codec.k:
-                result.lost.append(mc.pos)
-                return mc
-            data = codec.decode(shares)
-            full = list(data) + list(codec.encode(data))
-        else:
-            if not shares:
-                result.lost.append(mc.pos)
-                return mc
-            replica = next(iter(shares.values()))
-            full = [replica] * width
-        chunks = dict(good)
-        used = {parse_chunk_url(c.url).service for c in good.values()}
+        full = self._contents(mc, bad, shares, width, codec, result)
+        if full is None:
+            return mc
+        chunks = {sub: c for sub, c in good.items() if sub not in leaving}
+        used = {parse_chunk_url(c.url).service for c in chunks.values()}
+        never = relocate.names if relocate is not None else frozenset()
         headers = reference_headers(info.content_id, info.key, info.policy, f"{self.client.account}/{self.bucket}")
         for sub in bad:
             share = np.frombuffer(memoryview(full[sub]).cast("B"), dtype=np.uint8)
             digest = xxhash.xxh3_64_hexdigest(share)
-            chunks[sub] = self._store(share, digest, used, {**headers, "X-Grid-Chunk-Pos": f"{mc.pos}.{sub}"}, sub)
+            chunks[sub] = self._store(share, digest, used, never,
+                                      {**headers, "X-Grid-Chunk-Pos": f"{mc.pos}.{sub}"}, sub)
             written.append(chunks[sub].url)
             result.rebuilt.append(f"{mc.pos}.{sub}")
+            result.bytes_written += share.nbytes
+            if sub in leaving:
+                result.moved.append(f"{mc.pos}.{sub}")
         return Metachunk(pos=mc.pos, offset=mc.offset, size=mc.size,
                          chunks=[chunks[s] for s in sorted(chunks)], missing=[])
 
-    def _store(self, share: np.ndarray, digest: str, used: set[str], headers: dict[str, str], sub: int) -> ChunkInfo:
-        """Put one rebuilt chunk on a server holding none of this metachunk if possible, else on any live one.
+    @staticmethod
+    def _contents(mc: Metachunk, bad: list[int], shares: dict[int, Any], width: int, codec: Any,
+                  result: RepairResult) -> dict[int, Any] | list[Any] | None:
+        """The bytes of every position to write, by position; None (and the metachunk recorded lost)
+        when too few good chunks are left. Positions read whole (a drained chunk) are copied as they
+        are: decoding is only for what could not be read."""
+        if all(sub in shares for sub in bad):
+            return shares
+        if codec is not None:
+            if len(shares) < codec.k:
+                result.lost.append(mc.pos)
+                return None
+            data = codec.decode(shares)
+            return list(data) + list(codec.encode(data))
+        if not shares:
+            result.lost.append(mc.pos)
+            return None
+        return [next(iter(shares.values()))] * width
+
+    def _store(self, share: np.ndarray, digest: str, used: set[str], never: frozenset[str],
+               headers: dict[str, str], sub: int) -> ChunkInfo:
+        """Put one rebuilt chunk on a server holding none of this metachunk if possible, else on any live one
+        (never on one of ``never``: the server a relocation empties).
 
         ``used`` holds service ids (or addresses of old-form URLs); placement avoids either. A server
         that fails is avoided from then on (the conscience may not have noticed yet that it died).
         """
-        failed: set[str] = set()
+        failed: set[str] = set(never)
         last: Exception = NotEnoughServices("no storage server to hold a rebuilt chunk")
         for spread in (True, False):
             for _attempt in range(PLACEMENT_ATTEMPTS):
