@@ -45,6 +45,27 @@ def _obj_event(obj: ObjectInfo) -> dict:
     return {"key": obj.key, "version": obj.version, "size": obj.size, "policy": obj.policy}
 
 
+def _chunk_list(metachunks: list[Metachunk]) -> list[dict]:
+    """Every chunk with its position: what the reverse index keeps per volume."""
+    return [{"url": c.url, "pos": f"{mc.pos}.{c.sub}", "size": c.size} for mc in metachunks for c in mc.chunks]
+
+
+def _new_event(obj: ObjectInfo, **extra: Any) -> tuple[str, dict]:
+    return ("content.new", {**_obj_event(obj), **extra, "content_id": obj.content_id,
+                            "chunks": _chunk_list(obj.metachunks)})
+
+
+def _new_events(obj: ObjectInfo) -> list[tuple[str, dict]]:
+    """content.new, and content.degraded when a position was not written: the write succeeded
+    short of its policy, and the repair handler must not wait for an operator."""
+    events = [_new_event(obj)]
+    missing = [f"{mc.pos}.{sub}" for mc in obj.metachunks for sub in mc.missing]
+    if missing:
+        events.append(("content.degraded", {"key": obj.key, "version": obj.version, "content_id": obj.content_id,
+                                            "missing": missing}))
+    return events
+
+
 def _garbage_event(garbage: list[str], **data: Any) -> list[tuple[str, dict]]:
     return [("content.deleted", {**data, "chunks": garbage})] if garbage else []
 
@@ -57,7 +78,7 @@ def commit(m: Meta2, body: dict) -> dict:
     done = m.commit_many(objs, bool(body.get("if_none_match")))
     events: list[tuple[str, dict]] = []
     for info, garbage in done:
-        events.append(("content.new", _obj_event(info)))
+        events += _new_events(info)
         events += _garbage_event(garbage, key=info.key, reason="replaced")
     m.emit(events)
     if "objects" in body:
@@ -74,7 +95,8 @@ def delete(m: Meta2, body: dict) -> dict:
 
 def rename(m: Meta2, body: dict) -> dict:
     info, garbage = m.rename(body["src"], body["dst"])
-    m.emit([("content.new", {**_obj_event(info), "renamed_from": body["src"]}),
+    # The chunks are the source's, under a new key and version: the index re-keys them.
+    m.emit([_new_event(info, renamed_from=body["src"]),
             *_garbage_event(garbage, key=info.key, reason="replaced")])
     return {"object": info.to_dict(), "garbage": garbage}
 
@@ -87,8 +109,11 @@ def properties(m: Meta2, body: dict) -> dict:
 
 def chunks(m: Meta2, body: dict) -> dict:
     metachunks = [Metachunk.from_dict(mc) for mc in body["metachunks"]]
-    garbage = m.replace_chunks(body["key"], int(body["version"]), str(body["content_id"]), metachunks)
-    m.emit(_garbage_event(garbage, key=body["key"], reason="repaired"))
+    version, content_id = int(body["version"]), str(body["content_id"])
+    garbage = m.replace_chunks(body["key"], version, content_id, metachunks)
+    m.emit([("content.chunks", {"key": body["key"], "version": version, "content_id": content_id,
+                                "chunks": _chunk_list(metachunks)}),
+            *_garbage_event(garbage, key=body["key"], reason="repaired")])
     return {"garbage": garbage}
 
 
@@ -118,7 +143,7 @@ def commit_part(m: Meta2, body: dict) -> dict:
 def complete(m: Meta2, body: dict) -> dict:
     info, garbage = m.complete_upload(body["upload_id"], [(int(n), str(e)) for n, e in body["parts"]],
                                       body.get("hash", ""), body.get("properties"))
-    m.emit([("content.new", _obj_event(info)), *_garbage_event(garbage, key=info.key, reason="multipart")])
+    m.emit([*_new_events(info), *_garbage_event(garbage, key=info.key, reason="multipart")])
     return {"object": info.to_dict(), "garbage": garbage}
 
 

@@ -11,6 +11,8 @@ It runs the agent loop in a thread and serves, besides ``/health`` and ``/metric
 Configuration, grid.toml ``[events]``: ``retry_base`` (s, default 1), ``retry_max`` (s, 60),
 ``max_attempts`` (10), ``poll_interval`` (s, 0.2), ``batch`` (500), ``refresh`` (s between
 asking the conscience for the sources, 3), and ``[events.handlers]`` TYPE = ["module:function"].
+``[heal] index`` and ``[heal] repair`` (both true by default) subscribe the reverse-index
+feeder and the object repair handler (see :func:`subscribe_healing`).
 
 SPDX-License-Identifier: AGPL-3.0-or-later
 """
@@ -33,6 +35,7 @@ from gridfs.events.agent import EventAgent
 from gridfs.events.handlers import ChunkReaper, load_user_handler
 from gridfs.events.sources import OutboxSources
 from gridfs.events.store import EventStore, RetryPolicy, state_db
+from gridfs.rdir.indexer import DELETES, UPSERTS, RdirIndexer
 
 
 def build_agent(cfg: GridConfig, state: str) -> EventAgent:
@@ -43,10 +46,28 @@ def build_agent(cfg: GridConfig, state: str) -> EventAgent:
     agent = EventAgent(sources, EventStore(state_db(state)), RetryPolicy.from_config(conf),
                        batch=int(conf.get("batch", 500)), interval=float(conf.get("poll_interval", 0.2)))
     agent.subscribe("content.deleted", ChunkReaper.for_grid(cfg))
+    subscribe_healing(agent, cfg)
     for event_type, specs in conf.get("handlers", {}).items():
         for spec in specs:
             agent.subscribe(event_type, load_user_handler(spec))
     return agent
+
+
+def subscribe_healing(agent: EventAgent, cfg: GridConfig) -> None:
+    """``[heal] index`` (default true): keep the reverse index per volume from the directory's events.
+    ``[heal] repair`` (default true): repair an object when a chunk of it is found corrupt or missing,
+    or when it was written short of its policy."""
+    heal = cfg.extra.get("heal", {})
+    if heal.get("index", True):
+        indexer = RdirIndexer.for_grid(cfg)
+        for event_type in (*UPSERTS, *DELETES):
+            agent.subscribe(event_type, indexer)
+    if heal.get("repair", True):
+        from gridfs.heal.handlers import ObjectRepairHandler
+
+        repair = ObjectRepairHandler.for_grid(cfg)
+        for event_type in ("chunk.corrupt", "chunk.missing", "content.degraded"):
+            agent.subscribe(event_type, repair)
 
 
 def build_app(secret: str, agent: EventAgent) -> web.Application:
