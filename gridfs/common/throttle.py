@@ -35,8 +35,20 @@ class RateLimiter:
 
     def set_rate(self, rate: float) -> None:
         with self._lock:
+            # Time gone by so far earned tokens at the old rate, not the new one: without this, a
+            # slow job sped up after a pause got a whole second's worth of the new rate at once.
+            was = self._rate
+            self._refill()
             self._rate = max(0.0, float(rate))
-            self._tokens = min(self._tokens, self._rate)
+            # Coming from no cap it starts as a new limiter does: a full bucket and no debt left from
+            # before the cap was lifted.
+            self._tokens = self._rate if was <= 0 else min(self._tokens, self._rate)
+
+    def _refill(self) -> None:
+        now = self._clock()
+        if self._rate > 0:
+            self._tokens = min(self._rate, self._tokens + (now - self._at) * self._rate)
+        self._at = now
 
     def take(self, nbytes: int, stop: threading.Event | None = None) -> None:
         """Wait until ``nbytes`` may go (a request larger than the bucket runs into debt, paid by the
@@ -44,9 +56,7 @@ class RateLimiter:
         if self._rate <= 0 or nbytes <= 0:
             return
         with self._lock:
-            now = self._clock()
-            self._tokens = min(self._rate, self._tokens + (now - self._at) * self._rate)
-            self._at = now
+            self._refill()
             self._tokens -= nbytes
             wait = -self._tokens / self._rate if self._tokens < 0 else 0.0
         if wait > 0:
