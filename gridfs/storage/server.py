@@ -10,6 +10,9 @@ the declared xxh3_64 (or, from clients without xxh3, the declared CRC32C: the se
 computes the xxh3_64 it keeps and answers it), writes, fsyncs and renames (all GIL-releasing). A body cut short is
 dropped before anything touches the disk.
 
+A scrubber thread (gridfs/storage/scrub.py) reads the volume back in the background; ``POST /scrub``
+starts a pass now, ``GET /scrub`` tells how it goes, and the heartbeat carries the last pass's outcome.
+
 SPDX-License-Identifier: AGPL-3.0-or-later
 """
 
@@ -29,7 +32,14 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
 from gridfs.common.config import GridConfig
-from gridfs.common.errors import BadRequest, InvalidRange, LengthRequired, PayloadTooLarge, WrongService
+from gridfs.common.errors import (
+    BadRequest,
+    InvalidRange,
+    LengthRequired,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    WrongService,
+)
 from gridfs.common.http import aiohttp_middlewares
 from gridfs.common.names import check_chunk_id
 from gridfs.common.service import (
@@ -42,6 +52,7 @@ from gridfs.common.service import (
 )
 from gridfs.common.stats import StatsCollector
 from gridfs.storage.client import SERVICE_ID_HEADER
+from gridfs.storage.scrub import Scrubber, parse_rate
 from gridfs.storage.store import BufferPool, Volume
 
 log = logging.getLogger("rawx")
@@ -74,6 +85,7 @@ class RawxApp:
         self.volume, self.location, self.pool, self.service_id = volume, location, pool, service_id
         self.buffers = BufferPool()
         self.inflight = 0
+        self.scrubber: Scrubber | None = None
         self.metrics = CollectorRegistry()
         self.requests = Counter("grid_rawx_requests", "requests", ["method", "status"], registry=self.metrics)
         self.bytes_in = Counter("grid_rawx_bytes_in", "chunk bytes received", registry=self.metrics)
@@ -189,6 +201,20 @@ class RawxApp:
                                   "free_bytes": free,
                                   "total_bytes": total, "chunks": self.volume.chunks, "inflight": self.inflight})
 
+    async def scrub_state(self, _: web.Request) -> web.Response:
+        return web.json_response(self._scrubber().state())
+
+    async def scrub_now(self, request: web.Request) -> web.Response:
+        """Start a pass now: 202 with the new pass, or 200 with the one already running."""
+        body = await request.json() if request.can_read_body else None
+        started, state = self._scrubber().request(parse_rate(body))
+        return web.json_response(state, status=202 if started else 200)
+
+    def _scrubber(self) -> Scrubber:
+        if self.scrubber is None:
+            raise ServiceUnavailable("this storage server runs no scrubber")
+        return self.scrubber
+
     async def health(self, _: web.Request) -> web.Response:
         return web.json_response({"ok": True})
 
@@ -204,20 +230,23 @@ class RawxApp:
             web.get("/chunks", self.listing),
             web.head("/chunk/{id}", self.head), web.delete("/chunk/{id}", self.delete),
             web.post("/chunk/{id}/link", self.link), web.get("/info", self.info),
+            web.get("/scrub", self.scrub_state), web.post("/scrub", self.scrub_now),
             web.get("/health", self.health), web.get("/metrics", self.prometheus),
         ])
         return app
 
 
 def heartbeat_payload(rawx: RawxApp, addr: str) -> Callable[[], dict]:
-    """What the storage server tells the conscience each second: who and where it is, and real figures."""
+    """What the storage server tells the conscience each second: who and where it is, real figures, and
+    the outcome of its last scrub pass (so ``grid status`` need not ask every server)."""
     stats = StatsCollector(rawx.volume.root)
 
     def payload() -> dict:
         free, total = rawx.volume.space()
-        return {"type": "rawx", "id": rawx.service_id, "addr": addr, "location": rawx.location,
-                "tags": {"volume": str(rawx.volume.root)},
-                "stats": {**stats.sample(), "free_bytes": free, "total_bytes": total, "inflight": rawx.inflight}}
+        tags = {"volume": str(rawx.volume.root), **(rawx.scrubber.tags() if rawx.scrubber else {})}
+        return {"type": "rawx", "id": rawx.service_id, "addr": addr, "location": rawx.location, "tags": tags,
+                "stats": {**stats.sample(), "free_bytes": free, "total_bytes": total, "inflight": rawx.inflight,
+                          "chunks": rawx.volume.chunks}}
 
     return payload
 
@@ -231,8 +260,14 @@ async def serve(args: argparse.Namespace) -> None:
     sock, url = bind(args.host, args.port)
     log.info("rawx %s for %s at %s on %s", service_id, Path(args.volume), args.location, url)
     payload = heartbeat_payload(rawx, url.removeprefix("http://"))
-    await serve_app(rawx.build(cfg.secret), sock, url, args.ready_file,
-                    lambda stop: send_heartbeats(cfg, payload, stop))
+    rawx.scrubber = Scrubber.for_grid(volume, service_id, cfg, rawx.buffers)
+    rawx.scrubber.start()
+    try:
+        await serve_app(rawx.build(cfg.secret), sock, url, args.ready_file,
+                        lambda stop: send_heartbeats(cfg, payload, stop))
+    finally:
+        # Off the event loop: the scrubber may be inside a read or a call to the reverse index.
+        await asyncio.to_thread(rawx.scrubber.stop)
 
 
 def main() -> None:

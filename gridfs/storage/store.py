@@ -19,13 +19,15 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import crc32c
 import xxhash
 
 from gridfs.common.errors import AlreadyExists, ChecksumMismatch, InvalidRange, NoSuchChunk, VolumeFull
-from gridfs.common.names import check_chunk_id
+from gridfs.common.names import CHUNK_ID_RE, check_chunk_id
 
 log = logging.getLogger("rawx")
 BLOCK = 1 << 20
@@ -85,6 +87,19 @@ class Volume:
                     inodes.add(st.st_ino)
                     used += st.st_size
         return used, count
+
+    def chunk_ids(self, after: str = "") -> Iterator[str]:
+        """Every stored chunk id greater than ``after``, in order, one folder at a time: the scrubber
+        walks a volume with it, and ordered ids let a pass resume where it stopped."""
+        folders = sorted(sub.name for sub in self.root.iterdir() if sub.is_dir() and sub.name >= after[:3])
+        for folder in folders:
+            try:
+                names = sorted(f.name for f in (self.root / folder).iterdir())
+            except FileNotFoundError:
+                continue
+            for name in names:
+                if name > after and CHUNK_ID_RE.match(name):  # not an upload in progress (.tmp-)
+                    yield name
 
     def path(self, chunk_id: str) -> Path:
         check_chunk_id(chunk_id)
@@ -174,9 +189,15 @@ class Volume:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
             raise NoSuchChunk(f"no chunk {chunk_id}") from None
+        pooled = None
         try:
-            size = int(os.getxattr(fd, X + "size"))
-            hashes = os.getxattr(fd, X + "blocks")
+            try:
+                size = int(os.getxattr(fd, X + "size"))
+                hashes = os.getxattr(fd, X + "blocks")
+            except OSError as exc:
+                if exc.errno != errno.ENODATA:
+                    raise
+                self._corrupt(chunk_id, "its size or block checksums are lost")  # nothing to verify it against
             end = size if length is None else offset + length
             if offset < 0 or end > size or offset > end:
                 raise InvalidRange(f"range {offset}-{end} outside chunk {chunk_id} of {size} bytes")
@@ -194,13 +215,13 @@ class Volume:
                     self._corrupt(chunk_id, f"block {b} checksum mismatch")
             return view[offset - lo : end - lo], size, pooled if buffers is not None else None
         except BaseException:
-            if buffers is not None:
+            if buffers is not None and pooled is not None:
                 buffers.release(pooled)
             raise
         finally:
             os.close(fd)
 
-    def _corrupt(self, chunk_id: str, why: str) -> None:
+    def _corrupt(self, chunk_id: str, why: str) -> NoReturn:
         self.corrupt_seen += 1
         log.warning("corrupt chunk %s in %s: %s; not serving it", chunk_id, self.root, why)
         raise ChecksumMismatch(f"chunk {chunk_id} is corrupt ({why})")

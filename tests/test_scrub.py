@@ -1,0 +1,190 @@
+"""The scrubber of a storage server, as a real process: it finds corrupt chunks (data and parity, a
+flipped byte anywhere, a cut or grown file, lost metadata, hard links), touches none of them, keeps
+to its rate, resumes a pass after a SIGKILL, and in a whole grid finds missing chunks through the
+reverse index, whose events get every finding repaired with no operator."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import xxhash
+
+from gridfs.common.config import GridConfig
+from gridfs.common.service import SpawnedService, spawn_service
+from gridfs.storage.client import ChunkClient, legacy_chunk_url
+from tests.conftest import wait_for
+
+MiB = 1 << 20
+
+
+def cid(first: str, n: int) -> str:
+    """A chunk id that sorts where the test wants it (the scrubber walks ids in order)."""
+    return (first + f"{n:X}").ljust(64, "0")
+
+
+def start_rawx(cfg: GridConfig, vol: Path, run: Path) -> SpawnedService:
+    return spawn_service("gridfs.storage", ["--config", str(cfg.path), "--volume", str(vol),
+                                            "--location", "s.r.h.v"], run, "rawx")
+
+
+@pytest.fixture
+def rawx(grid_config: GridConfig, tmp_path: Path) -> Iterator[tuple[SpawnedService, Path]]:
+    vol = tmp_path / "vol"
+    svc = start_rawx(grid_config, vol, tmp_path / "run")
+    yield svc, vol
+    svc.stop()
+
+
+def put(cfg: GridConfig, svc: SpawnedService, chunk_id: str, data: bytes, **ref: str) -> Path:
+    headers = {f"X-Grid-Content-{k.capitalize()}": v for k, v in ref.items()}
+    ChunkClient(cfg.secret).put(legacy_chunk_url(svc.addr, chunk_id), data, chunk_hash=xxhash.xxh3_64_hexdigest(data),
+                                headers=headers)
+    args = svc.process.args
+    return Path(args[args.index("--volume") + 1]) / chunk_id[:3] / chunk_id
+
+
+def scrub(cfg: GridConfig, svc: SpawnedService, body: Any = None, method: str = "POST") -> requests.Response:
+    return requests.request(method, f"{svc.url}/scrub", headers={"X-Grid-Secret": cfg.secret}, timeout=10,
+                            **({} if body is None else {"json": body}))
+
+
+def finished(cfg: GridConfig, svc: SpawnedService, pass_id: str, timeout: float = 30.0) -> dict:
+    """The record of pass ``pass_id`` once it is complete."""
+    def done() -> dict | None:
+        last = scrub(cfg, svc, method="GET").json()["last"]
+        return last if last and last["id"] == pass_id else None
+    return wait_for(f"scrub pass {pass_id}", done, timeout, every=0.1)
+
+
+def snapshot(paths: list[Path]) -> dict[Path, tuple[bytes, int, int]]:
+    """Bytes, mtime and inode change time of files: the scrubber must change none of them."""
+    out = {}
+    for p in paths:
+        st = p.stat()
+        out[p] = (p.read_bytes(), st.st_mtime_ns, st.st_ctime_ns)
+    return out
+
+
+def flip(path: Path, offset: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        b = f.read(1)
+        f.seek(offset)
+        f.write(bytes([b[0] ^ 0xFF]))
+
+
+def test_scrub_finds_every_corruption_and_changes_nothing(rawx: tuple[SpawnedService, Path],
+                                                         grid_config: GridConfig) -> None:
+    svc, vol = rawx
+    cfg = grid_config
+    ref = {"container": "acct/b", "path": "obj", "version": "7", "id": "C0FFEE", "policy": "EC63"}
+    sound = {cid("0", i): os.urandom(MiB + i) for i in range(4)}
+    paths = [put(cfg, svc, k, v, **ref) for k, v in sound.items()]
+    paths.append(put(cfg, svc, cid("1", 0), b""))  # an empty chunk is sound too
+    late = put(cfg, svc, cid("2", 0), os.urandom(3 * MiB + 5), **ref)  # flipped in its last window
+    cut = put(cfg, svc, cid("3", 0), os.urandom(MiB + MiB // 2))
+    grown = put(cfg, svc, cid("4", 0), os.urandom(1000))
+    bare = put(cfg, svc, cid("5", 0), os.urandom(2000))
+    linked = put(cfg, svc, cid("6", 0), os.urandom(2 * MiB))
+    ChunkClient(cfg.secret).link(legacy_chunk_url(svc.addr, cid("6", 0)), cid("7", 0), container="acct/b", path="copy")
+    flip(late, 3 * MiB + 2)
+    os.truncate(cut, MiB)
+    with open(grown, "ab") as f:
+        f.write(b"x")
+    os.removexattr(bare, "user.grid.blocks")
+    flip(linked, 10)
+    files = [p for p in vol.glob("*/*") if p.is_file()]
+    before = snapshot(files)
+
+    r = scrub(cfg, svc, {"rate": 0})
+    assert r.status_code == 202, r.text
+    last = finished(cfg, svc, r.json()["current"]["id"])
+
+    found = {f["chunk_id"]: f["detail"] for f in last["findings"]}
+    assert set(found) == {cid(c, 0) for c in "234567"}, found
+    assert "checksum" in found[cid("2", 0)] and "size" in found[cid("3", 0)] and "size" in found[cid("4", 0)]
+    assert "checksums are lost" in found[cid("5", 0)]
+    assert last["corrupt"] == 6 and last["missing"] == 0
+    assert last["chunks"] == 11
+    assert last["missing_check"].startswith("skipped")  # this grid has no reverse index
+    assert snapshot(files) == before  # nothing deleted, rewritten or even touched
+    # No reverse index to take them: the findings are kept for it, on disk too.
+    state = json.loads((vol / "scrub.json").read_text())
+    assert {f["chunk_id"] for f in state["pending"]} == set(found)
+    assert next(f for f in state["pending"] if f["chunk_id"] == cid("2", 0))["ref"] == {
+        "container": "acct/b", "path": "obj", "version": "7", "content_id": "C0FFEE"}
+    assert scrub(cfg, svc, method="GET").json()["pending"] == 6
+
+    for bad in ({"rate": -1}, {"rate": "fast"}, {"rate": True}, {"rat": 1}, [1]):
+        r = scrub(cfg, svc, bad)
+        assert r.status_code == 400, (bad, r.text)
+    assert requests.get(f"{svc.url}/scrub", timeout=5).status_code == 401
+
+
+def test_scrub_keeps_its_rate_and_an_operator_can_lift_it(rawx: tuple[SpawnedService, Path],
+                                                          grid_config: GridConfig) -> None:
+    svc, _ = rawx
+    cfg = grid_config
+    total = 0
+    for i in range(12):
+        total += len(data := os.urandom(MiB))
+        put(cfg, svc, cid("A", i), data)
+    r = scrub(cfg, svc, {"rate": 1})
+    assert r.status_code == 202
+    pass_id = r.json()["current"]["id"]
+    t0 = time.monotonic()
+    time.sleep(2.0)
+    current = scrub(cfg, svc, method="GET").json()["current"]
+    elapsed = time.monotonic() - t0
+    assert current["id"] == pass_id
+    # 1 MB/s: what the elapsed time allows, plus the one second's bucket and one 4 MiB read ahead.
+    assert 0 < current["bytes"] <= (elapsed + 1) * 1_000_000 + 4 * MiB
+    assert current["bytes"] < total
+    again = scrub(cfg, svc, {})  # asked again: the running pass answers, at its rate
+    assert again.status_code == 200 and again.json()["current"]["id"] == pass_id
+    assert again.json()["current"]["rate"] == 1
+    lifted = scrub(cfg, svc, {"rate": 0})
+    assert lifted.status_code == 200 and lifted.json()["current"]["rate"] == 0
+    last = finished(cfg, svc, pass_id, timeout=10)
+    assert last["bytes"] == total and last["chunks"] == 12 and last["corrupt"] == 0
+    # Uncapped, the last 8+ MB took well under the 8 s the first rate would have needed.
+    assert time.monotonic() - t0 < 2 + elapsed + 6
+
+
+def test_a_pass_resumes_after_sigkill_without_counting_twice(grid_config: GridConfig, tmp_path: Path) -> None:
+    cfg = grid_config
+    vol, run = tmp_path / "vol", tmp_path / "run"
+    svc = start_rawx(cfg, vol, run)
+    try:
+        for i in range(10):
+            put(cfg, svc, cid("B", i), os.urandom(MiB))
+        flip(vol / cid("B", 1)[:3] / cid("B", 1), 0)
+        pass_id = scrub(cfg, svc, {"rate": 1}).json()["current"]["id"]
+
+        def cursor() -> str:  # the progress saved on the volume (a finding saves it at once)
+            try:
+                current = json.loads((vol / "scrub.json").read_text()).get("current") or {}
+            except FileNotFoundError:
+                return ""
+            return current.get("cursor", "") if current.get("corrupt") else ""
+        saved = wait_for("a saved cursor past the corrupt chunk", cursor, 20)
+        os.kill(svc.process.pid, signal.SIGKILL)
+        svc.process.wait()
+        svc = start_rawx(cfg, vol, run)
+        state = scrub(cfg, svc, method="GET").json()
+        assert state["running"] and state["current"]["id"] == pass_id
+        assert state["current"]["cursor"] >= saved
+        assert scrub(cfg, svc, {"rate": 0}).status_code == 200
+        last = finished(cfg, svc, pass_id)
+        assert last["chunks"] == 10 and last["bytes"] == 10 * MiB
+        assert last["corrupt"] == 1 and [f["chunk_id"] for f in last["findings"]] == [cid("B", 1)]
+    finally:
+        svc.stop()
