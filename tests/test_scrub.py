@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import time
 from collections.abc import Iterator
@@ -17,10 +18,15 @@ import pytest
 import requests
 import xxhash
 
+from gridfs.cli.local import LocalGrid
+from gridfs.client.grid import GridClient
 from gridfs.common.config import GridConfig
 from gridfs.common.service import SpawnedService, spawn_service
-from gridfs.storage.client import ChunkClient, legacy_chunk_url
-from tests.conftest import wait_for
+from gridfs.conscience.client import ConscienceClient
+from gridfs.directory.model import ChunkInfo
+from gridfs.rdir.client import RdirClient
+from gridfs.storage.client import ChunkClient, legacy_chunk_url, parse_chunk_url
+from tests.conftest import rawx_of, run_grid_cli, volume, wait_for
 
 MiB = 1 << 20
 
@@ -169,7 +175,7 @@ def test_a_pass_resumes_after_sigkill_without_counting_twice(grid_config: GridCo
         flip(vol / cid("B", 1)[:3] / cid("B", 1), 0)
         pass_id = scrub(cfg, svc, {"rate": 1}).json()["current"]["id"]
 
-        def cursor() -> str:  # the progress saved on the volume (a finding saves it at once)
+        def cursor() -> str:  # the progress saved on the volume (every few seconds)
             try:
                 current = json.loads((vol / "scrub.json").read_text()).get("current") or {}
             except FileNotFoundError:
@@ -188,3 +194,131 @@ def test_a_pass_resumes_after_sigkill_without_counting_twice(grid_config: GridCo
         assert last["corrupt"] == 1 and [f["chunk_id"] for f in last["findings"]] == [cid("B", 1)]
     finally:
         svc.stop()
+
+
+def test_background_passes_keep_to_their_start_delay_and_period(grid_config: GridConfig, tmp_path: Path) -> None:
+    cfg = grid_config
+    cfg.extra["heal"] = {"scrub_rate": 20, "scrub_start": 1, "scrub_period": 4}
+    cfg.save()
+    vol, run = tmp_path / "vol", tmp_path / "run"
+    t0 = time.time()
+    svc = start_rawx(cfg, vol, run)
+    try:
+        for i in range(3):
+            put(cfg, svc, cid("C", i), os.urandom(MiB))
+        flip(vol / cid("C", 2)[:3] / cid("C", 2), MiB - 1)
+
+        def last() -> dict | None:
+            return scrub(cfg, svc, method="GET").json()["last"]
+        first = wait_for("the first background pass", last, 10, every=0.1)
+        assert first["trigger"] == "background" and first["rate"] == 20
+        assert first["started"] >= t0 + 1  # not before scrub_start
+        assert first["chunks"] == 3 and first["corrupt"] == 1
+        second = wait_for("the second background pass", lambda: (x := last()) and x["id"] != first["id"] and x, 10,
+                          every=0.1)
+        assert second["started"] - first["started"] >= 4 - 0.05  # a pass starts every scrub_period
+        assert second["corrupt"] == 1  # nothing repairs it here: found again
+        svc.stop()
+        svc = start_rawx(cfg, vol, run)  # the schedule survives a restart: no pass at once
+        assert last()["id"] == second["id"]
+        third = wait_for("a pass after the restart", lambda: (x := last()) and x["id"] != second["id"] and x, 10,
+                         every=0.1)
+        assert third["started"] - second["started"] >= 4 - 0.05
+    finally:
+        svc.stop()
+
+
+# -- a whole grid: scrubber -> reverse index -> event agent -> repair ---------------------------------
+
+
+@pytest.fixture
+def heal_grid(tmp_path: Path) -> Iterator[LocalGrid]:
+    """3 nodes x 3 volumes with the reverse index, the agent's repair handler, and no background pass
+    (the test asks for its passes); an indexed chunk found absent is checked again after 1 s, not 5."""
+    grid = LocalGrid(tmp_path / "grid")
+    grid.data.mkdir(parents=True)
+    GridConfig(secret=secrets.token_hex(16), extra={"heal": {"scrub_rate": 0, "scrub_recheck": 1}}).save(
+        grid.config_path)
+    grid.up(nodes=3, volumes=3, s3_port=None, webhdfs_port=None)
+    try:
+        yield grid
+    finally:
+        grid.down()
+
+
+def chunk_path(grid: LocalGrid, url: str) -> Path:
+    chunk_id = parse_chunk_url(url).chunk_id
+    return volume(rawx_of(grid, url)) / chunk_id[:3] / chunk_id
+
+
+def chunk_ids(client: GridClient, key: str) -> dict[str, ChunkInfo]:
+    return {parse_chunk_url(c.url).chunk_id: c
+            for mc in client.head("scrub", key, chunks=True).metachunks for c in mc.chunks}
+
+
+def scrub_grid(grid: LocalGrid) -> dict[str, dict]:
+    """``grid scrub --now``, uncapped: per volume, its last pass."""
+    out = run_grid_cli(grid.config_path, "scrub", "--now", "--rate", "0", "--json", "--timeout", "60", timeout=90)
+    return {row["volume"]: row["scrub"]["last"] for row in json.loads(out.stdout)}
+
+
+def test_flipped_bytes_and_a_lost_chunk_are_found_and_repaired_without_an_operator(heal_grid: LocalGrid) -> None:
+    grid = heal_grid
+    cfg = grid.config()
+    blobs = {key: os.urandom(size) for key, size in
+             [("data", 3 * MiB + 11), ("parity", 3 * MiB + 22), ("both", 2 * MiB + 33), ("gone", 2 * MiB + 44),
+              ("copies", 300_000), ("clean", 2 * MiB + 55)]}
+    with GridClient(cfg) as client:
+        client.create_bucket("scrub", policy=cfg.default_policy)  # EC63, whatever the size
+        for key, data in blobs.items():
+            client.put("scrub", key, data, policy="THREECOPIES" if key == "copies" else None)
+        before = {key: chunk_ids(client, key) for key in blobs}
+        k = int(client.head("scrub", "data").chunk_method.split("k=")[1].split(",")[0])
+        total = sum(len(c) for c in before.values())
+        rdir = RdirClient.for_grid(cfg)
+        wait_for("the reverse index to hold every chunk", lambda: sum(v["chunks"] for v in rdir.volumes()) == total)
+
+        def pick(key: str, parity: bool) -> str:
+            return next(i for i, c in sorted(before[key].items()) if (c.sub >= k) == parity)
+        corrupt = {pick("data", False), pick("parity", True), pick("both", False), pick("both", True),
+                   next(iter(before["copies"]))}
+        for chunk_id in corrupt:
+            key = next(key for key, ids in before.items() if chunk_id in ids)
+            path = chunk_path(grid, before[key][chunk_id].url)
+            flip(path, path.stat().st_size // 2)
+        lost = pick("gone", False)
+        chunk_path(grid, before["gone"][lost].url).unlink()
+
+        t0 = time.monotonic()
+        found = {f["chunk_id"]: f["kind"] for last in scrub_grid(grid).values() for f in last["findings"]}
+        print(f"scrub of 9 volumes: {time.monotonic() - t0:.1f} s")
+        assert found == {**dict.fromkeys(corrupt, "corrupt"), lost: "missing"}
+
+        damaged = {key for key, ids in before.items() if set(ids) & (corrupt | {lost})}
+
+        def repaired() -> bool:
+            return all(not set(chunk_ids(client, key)) & (corrupt | {lost}) for key in damaged)
+        wait_for("every damaged object to be repaired by the agent", repaired, 45, every=0.5)
+        print(f"found and repaired: {time.monotonic() - t0:.1f} s")
+        for key in blobs:
+            assert client.get("scrub", key) == blobs[key], key
+        assert chunk_ids(client, "clean") == before["clean"]  # only damaged objects were rewritten
+        for key in damaged:  # and only their damaged chunks
+            assert set(before[key]) - set(chunk_ids(client, key)) == set(before[key]) & (corrupt | {lost})
+
+        # The repairs' garbage events delete the corrupt files and close the findings.
+        wait_for("the corrupt chunk files to be deleted",
+                 lambda: not any(chunk_path(grid, before[key][i].url).exists()
+                                 for key in damaged for i in before[key] if i in corrupt), 30)
+        wait_for("the reverse index to close every finding", lambda: sum(v["findings"] for v in rdir.volumes()) == 0)
+        again = scrub_grid(grid)
+        assert all(last["corrupt"] == 0 and last["missing"] == 0 and last["missing_check"] == "done"
+                   for last in again.values()), again
+        assert sum(last["chunks"] for last in again.values()) == total  # the lost one rebuilt, no corrupt one left
+
+        def tags() -> list[dict]:
+            rows = ConscienceClient(cfg.conscience_url, cfg.secret).services("rawx")
+            finished = {str(last["finished"]) for last in again.values()}
+            return rows if all(r["tags"].get("scrub_last") in finished for r in rows) else []
+        rows = wait_for("heartbeats to carry the last pass", tags, 10)
+        assert {r["tags"]["scrub_findings"] for r in rows} == {"0"}

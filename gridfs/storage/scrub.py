@@ -105,7 +105,7 @@ class Scrubber:
         self._limiter = RateLimiter(0)
         self._linked: dict[int, str | None] = {}  # inode -> corruption found (hard links share one file)
         self._started_at = time.time()
-        self._saved_at = 0.0
+        self._saved_at, self._dirty = 0.0, False
         self._next_send = 0.0
         self._thread: threading.Thread | None = None
         self.last: dict | None = None
@@ -134,16 +134,29 @@ class Scrubber:
 
     def _save(self) -> None:
         with self._lock:
-            text = json.dumps({"last": self.last, "current": self.current, "pending": self.pending})
+            text = json.dumps({"last": self.last, "current": self.current, "pending": self.pending}).encode()
         tmp = self._path.with_name(f".{STATE_FILE}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, text.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self._path)
-        self._saved_at = time.monotonic()
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                view = memoryview(text)
+                while view.nbytes:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self._path)
+        except OSError as exc:  # a full volume, say: scrubbing goes on, the state is saved when it can be
+            log.warning("scrub state of %s not saved: %s", self.volume.root, exc)
+            self._saved_at = time.monotonic()
+            return
+        self._saved_at, self._dirty = time.monotonic(), False
+
+    def _save_soon(self) -> None:
+        """Save changes at most every SAVE_EVERY s: the state file is consistent whenever it is written
+        (counts, cursor and pending findings together), so a crash only costs re-reading a little."""
+        if self._dirty and time.monotonic() - self._saved_at > SAVE_EVERY:
+            self._save()
 
     def state(self) -> dict:
         """What ``GET /scrub`` answers: {"running", "current", "last", "pending"}."""
@@ -190,6 +203,7 @@ class Scrubber:
     def _run(self) -> None:
         while not self._stop.is_set():
             self._send_pending()
+            self._save_soon()
             wait = self._next_due()
             if wait <= 0:
                 try:
@@ -200,6 +214,8 @@ class Scrubber:
                 continue
             self._wake.wait(min(wait, RESEND_EVERY))
             self._wake.clear()
+        if self._dirty:
+            self._save()
 
     def _next_due(self) -> float:
         """Seconds until a pass should run (<= 0: now), creating the background pass when it is due."""
@@ -233,8 +249,7 @@ class Scrubber:
                 if not self._check(run, chunk_id):
                     self._save()
                     return  # stopping: the pass resumes from its cursor at the next start
-                if time.monotonic() - self._saved_at > SAVE_EVERY:
-                    self._save()
+                self._save_soon()
             run["phase"] = "index"
             self._save()
         if not self._missing(run):
@@ -282,6 +297,7 @@ class Scrubber:
             run["chunks"] += 1
             run["bytes"] += meta["size"]
             run["cursor"] = chunk_id
+            self._dirty = True
         if problem is not None:
             self._found(run, chunk_id, "corrupt", problem, {k: meta[k] for k in REF_KEYS if k in meta})
         return True
@@ -371,9 +387,9 @@ class Scrubber:
             else:
                 log.error("scrub of %s: %d findings not reported yet; dropping %s", self.volume.root,
                           len(self.pending), chunk_id)
-        self._next_send = 0.0  # a new finding goes out at once (the repair should not wait)
-        self._send_pending()
-        self._save()
+            self._dirty = True
+        self._send_pending()  # at once, the repair should not wait (unless the reverse index is failing)
+        self._save_soon()
 
     def _send_pending(self) -> None:
         """Hand pending findings to the reverse index; on failure keep them for the next try."""
@@ -399,7 +415,7 @@ class Scrubber:
                 return
             with self._lock:
                 del self.pending[: len(batch)]
-            self._save()
+                self._dirty = True
 
 
 class _Stopping(Exception):
