@@ -51,6 +51,9 @@ TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 ADDR_RE = re.compile(r"^(?:[A-Za-z0-9._-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]):(\d{1,5})$")
 LOCATION_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}(?:\.[A-Za-z0-9_-]{1,64}){3}$")
 MAX_TAGS = 64
+# Figures a service may report for operators that play no part in scoring (no default: a service
+# type that does not report one shows none).
+REPORTED_STATS = ("chunks",)
 STATE_FILE = "conscience.json"
 STATE_VERSION = 2  # 2: services carry their id (version 1 files load with id = addr)
 FLUSH_INTERVAL = 5.0  # heartbeat-only changes (last_seen, stats) are saved at most this often
@@ -88,7 +91,7 @@ def parse_heartbeat(body: Any) -> tuple[str, str, str, str, dict[str, Any], dict
     if not isinstance(raw_stats, dict):
         raise BadRequest("heartbeat 'stats' must be an object")
     # Unknown stat names are dropped: the registry keeps only what scoring understands.
-    stats = {k: _number(k, raw_stats[k]) for k in STAT_DEFAULTS if k in raw_stats}
+    stats = {k: _number(k, raw_stats[k]) for k in (*STAT_DEFAULTS, *REPORTED_STATS) if k in raw_stats}
     service_id = body.get("id")
     if service_id is None:
         return addr, kind, addr, location, tags, stats
