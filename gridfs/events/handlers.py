@@ -14,7 +14,7 @@ from typing import Any
 from gridfs.common.config import GridConfig
 from gridfs.common.errors import GridError, InvalidName, NoSuchChunk
 from gridfs.conscience.client import CachedServices, ConscienceClient
-from gridfs.storage.client import ChunkClient
+from gridfs.storage.client import ChunkClient, parse_chunk_url
 
 log = logging.getLogger("gridfs.events")
 Handler = Callable[[dict[str, Any]], None]
@@ -24,19 +24,34 @@ class ChunkReaper:
     """Deletes chunks that a delete, overwrite or abort left unreferenced.
 
     A chunk URL names its server's service id: the chunk client must resolve ids (see
-    :meth:`for_grid`). A server that is unknown or unreachable fails the event, to be retried.
+    :meth:`for_grid`). A server that is unreachable fails the event, to be retried; but a
+    chunk on a server the conscience no longer lists (removed), or lists silent and locked
+    (a lost volume being rebuilt, or retired), is left where it is: retrying a dead disk
+    forever would only fill the dead letters, and the orphan crawler removes such chunks if
+    the server ever comes back.
     """
 
-    def __init__(self, chunks: ChunkClient, pool: ThreadPoolExecutor) -> None:
+    def __init__(self, chunks: ChunkClient, pool: ThreadPoolExecutor, services: CachedServices | None = None) -> None:
         self.chunks = chunks
         self.pool = pool
+        self.services = services  # None: no conscience to ask, every chunk is deleted or retried
         self.deleted = 0
+        self.left = 0
 
     @classmethod
     def for_grid(cls, cfg: GridConfig, threads: int = 8) -> ChunkReaper:
         """A reaper whose chunk client finds servers by id through the grid's conscience."""
         services = CachedServices(ConscienceClient(cfg.conscience_url, cfg.secret), "rawx")
-        return cls(ChunkClient.for_grid(cfg, services), ThreadPoolExecutor(threads, thread_name_prefix="reaper"))
+        return cls(ChunkClient.for_grid(cfg, services), ThreadPoolExecutor(threads, thread_name_prefix="reaper"),
+                   services)
+
+    def _retired(self, url: str) -> bool:
+        """The chunk's server is gone for good: unlisted, or silent and locked."""
+        if self.services is None:
+            return False
+        service = parse_chunk_url(url).service
+        row = next((s for s in self.services.get() if service in (s.get("id"), s["addr"])), None)
+        return row is None or (not row.get("up", True) and bool(row.get("locked")))
 
     def __call__(self, event: dict[str, Any]) -> None:
         urls = event["data"].get("chunks") or []
@@ -47,6 +62,10 @@ class ChunkReaper:
 
     def _delete(self, url: str) -> GridError | None:
         try:
+            if self._retired(url):
+                self.left += 1
+                log.info("left %s: its storage server is removed, or silent and locked", url)
+                return None
             self.chunks.delete(url)
             self.deleted += 1
         except (NoSuchChunk, InvalidName):

@@ -39,23 +39,30 @@ def object_of(data: dict[str, Any]) -> tuple[str, str, str, int | None]:
     return str(account), str(bucket), str(key), int(version) if version not in (None, "") else None
 
 
-class ObjectRepairHandler:
+class AccountClients:
+    """One GridClient per account, shared by threads: each keeps its chunk pools and service cache."""
+
     def __init__(self, cfg: GridConfig) -> None:
         self.cfg = cfg
-        self._clients: dict[str, GridClient] = {}  # per account: each keeps its chunk pools and service cache
+        self._clients: dict[str, GridClient] = {}
         self._lock = threading.Lock()
-        self.repaired = 0
 
-    @classmethod
-    def for_grid(cls, cfg: GridConfig) -> ObjectRepairHandler:
-        return cls(cfg)
-
-    def _client(self, account: str) -> GridClient:
+    def __call__(self, account: str) -> GridClient:
         with self._lock:
             client = self._clients.get(account)
             if client is None:
                 client = self._clients[account] = GridClient(self.cfg, account=account)
             return client
+
+
+class ObjectRepairHandler:
+    def __init__(self, cfg: GridConfig) -> None:
+        self._client = AccountClients(cfg)
+        self.repaired = 0
+
+    @classmethod
+    def for_grid(cls, cfg: GridConfig) -> ObjectRepairHandler:
+        return cls(cfg)
 
     def __call__(self, event: dict[str, Any]) -> None:
         account, bucket, key, version = object_of(event.get("data") or {})
