@@ -267,3 +267,21 @@ def test_a_degraded_write_is_repaired_without_an_operator(
     wait_for("the content.degraded event to get the object repaired", whole, 45)
     assert client.get("degraded", "obj") == data
     wait_indexed(grid, client, rdir, ["degraded"])
+
+
+def test_an_rdir_outage_holds_up_no_other_handler_and_the_index_catches_up(
+        grid: LocalGrid, client: GridClient, rdir: RdirClient) -> None:
+    client.create_bucket("outage")
+    first = client.put("outage", "obj", b"first" * 1000)
+    wait_indexed(grid, client, rdir, ["outage"])
+    rdir_svc = next(s for s in grid.services() if s.type == "rdir")
+    os.kill(rdir_svc.pid, signal.SIGKILL)
+    try:
+        client.put("outage", "obj", b"second" * 1000)  # the first one's chunks become garbage
+        client.put("outage", "other", os.urandom(200_000), policy="EC63")
+        old = [chunk_path(grid, c.url) for mc in first.metachunks for c in mc.chunks]
+        # The reaper handles the same content.deleted event the indexer fails on: it must not wait.
+        wait_for("the reaper to delete the overwritten chunks", lambda: not any(p.exists() for p in old), 10)
+    finally:
+        grid.restart(rdir_svc.name)
+    wait_indexed(grid, client, rdir, ["outage"])

@@ -15,13 +15,14 @@ from typing import Any
 
 from gridfs.common.config import GridConfig
 from gridfs.common.errors import ServiceUnavailable
-from gridfs.common.http import JsonClient
+from gridfs.common.http import RETRY_FOR, JsonClient
 from gridfs.conscience.client import CachedServices, ConscienceClient
 
 
 class RdirClient:
-    def __init__(self, conscience: ConscienceClient, secret: str, timeout: float = 30.0) -> None:
-        self.secret, self.timeout = secret, timeout
+    def __init__(self, conscience: ConscienceClient, secret: str, timeout: float = 30.0,
+                 retry_for: float = RETRY_FOR) -> None:
+        self.secret, self.timeout, self.retry_for = secret, timeout, retry_for
         self.services = CachedServices(conscience, "rdir", ttl=2.0)
         self._clients: dict[str, JsonClient] = {}
         self._lock = threading.Lock()
@@ -31,7 +32,8 @@ class RdirClient:
         return cls(ConscienceClient(cfg.conscience_url, cfg.secret), cfg.secret)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"secret": self.secret, "timeout": self.timeout, "services": self.services}
+        return {"secret": self.secret, "timeout": self.timeout, "retry_for": self.retry_for,
+                "services": self.services}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -55,12 +57,25 @@ class RdirClient:
         with self._lock:
             client = self._clients.get(addr)
             if client is None:
-                client = self._clients[addr] = JsonClient(f"http://{addr}", self.secret, timeout=self.timeout)
+                client = self._clients[addr] = JsonClient(f"http://{addr}", self.secret, timeout=self.timeout,
+                                                              retry_for=self.retry_for)
             return client
 
+    def _send(self, volume: str, method: str, path: str, **kwargs: Any) -> Any:
+        """Every call is idempotent; one that finds no service where the conscience last said
+        is sent once more to where it says now (the rdir restarted on another port)."""
+        http = self._http(volume)
+        try:
+            return http.call(method, path, idempotent=True, **kwargs)
+        except ServiceUnavailable:
+            self.services.invalidate()
+            again = self._http(volume)
+            if again is http:
+                raise
+            return again.call(method, path, idempotent=True, **kwargs)
+
     def _call(self, volume: str, method: str, route: str, **kwargs: Any) -> Any:
-        path = f"/v1/rdir/v/{urllib.parse.quote(volume, safe='')}{route}"
-        return self._http(volume).call(method, path, idempotent=True, **kwargs)
+        return self._send(volume, method, f"/v1/rdir/v/{urllib.parse.quote(volume, safe='')}{route}", **kwargs)
 
     # -- the index ------------------------------------------------------------------------------
 
@@ -78,7 +93,7 @@ class RdirClient:
 
         Every volume must be served by the same rdir service: true while there is one."""
         if push or delete:
-            self._http().call("POST", "/v1/rdir/apply", body={"push": push, "delete": delete}, idempotent=True)
+            self._send("", "POST", "/v1/rdir/apply", body={"push": push, "delete": delete})
 
     def fetch(self, volume: str, marker: str = "", limit: int = 1000) -> tuple[list[dict], str]:
         """Entries in (container, key, version, chunk_id) order after ``marker``; the next marker, "" at the end."""
@@ -90,7 +105,7 @@ class RdirClient:
 
     def volumes(self) -> list[dict]:
         """Per known volume: {"volume", "chunks", "bytes", "job", "findings"}."""
-        return list(self._http().call("GET", "/v1/rdir/volumes"))
+        return list(self._send("", "GET", "/v1/rdir/volumes"))
 
     def drop(self, volume: str) -> None:
         """Forget the volume's index, job and findings."""

@@ -6,17 +6,23 @@ event costs one call to the rdir service whatever the number of volumes it touch
 A chunk URL of the old form names an address: it is mapped to the service id through
 the conscience's storage list, and skipped (logged) if no listed server has it.
 
+The agent runs handlers one event at a time: an rdir that is down must not hold every
+event for a full retry budget. Calls give up quickly, and for ``PAUSE`` seconds after a
+failure the indexer fails at once, so those events go to the agent's retry list and the
+other handlers go on.
+
 SPDX-License-Identifier: AGPL-3.0-or-later
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from typing import Any
 
 from gridfs.common.config import GridConfig
-from gridfs.common.errors import InvalidName
+from gridfs.common.errors import InvalidName, ServiceUnavailable
 from gridfs.conscience.client import CachedServices, ConscienceClient
 from gridfs.rdir.client import RdirClient
 from gridfs.storage.client import ChunkRef, parse_chunk_url
@@ -24,16 +30,19 @@ from gridfs.storage.client import ChunkRef, parse_chunk_url
 log = logging.getLogger("gridfs.rdir")
 UPSERTS = ("content.new", "content.chunks")
 DELETES = ("content.deleted",)
+RETRY_FOR = 1.0  # seconds one call may spend retrying (a restart on the same port)
+PAUSE = 2.0  # seconds of failing fast after the rdir did not answer
 
 
 class RdirIndexer:
     def __init__(self, rdir: RdirClient, rawx: CachedServices) -> None:
         self.rdir, self.rawx = rdir, rawx
+        self._down_until = 0.0  # monotonic
 
     @classmethod
     def for_grid(cls, cfg: GridConfig) -> RdirIndexer:
         conscience = ConscienceClient(cfg.conscience_url, cfg.secret)
-        return cls(RdirClient(conscience, cfg.secret), CachedServices(conscience, "rawx"))
+        return cls(RdirClient(conscience, cfg.secret, retry_for=RETRY_FOR), CachedServices(conscience, "rawx"))
 
     def _volume(self, ref: ChunkRef) -> str | None:
         if ref.service_id:
@@ -77,4 +86,12 @@ class RdirIndexer:
                 placed = self._parse(url)
                 if placed is not None:
                     delete[placed[0]].append(placed[1])
-        self.rdir.apply(dict(push), dict(delete))
+        if not (push or delete):
+            return
+        if time.monotonic() < self._down_until:
+            raise ServiceUnavailable("the rdir service did not answer a moment ago: retried later")
+        try:
+            self.rdir.apply(dict(push), dict(delete))
+        except ServiceUnavailable:
+            self._down_until = time.monotonic() + PAUSE
+            raise

@@ -55,13 +55,10 @@ MAX_FETCH = 10_000
 KINDS = ("corrupt", "missing")
 
 
-def _connect(path: Path, schema: str) -> sqlite3.Connection:
-    # synchronous=NORMAL: the index is rebuildable (reindex) and fed at least once by the agent,
-    # so a power cut may cost its last transactions but never its consistency; it spares an
-    # fsync per event batch on the ingest path.
+def _connect(path: Path, schema: str, synchronous: str) -> sqlite3.Connection:
     db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute(f"PRAGMA synchronous={synchronous}")
     db.executescript(schema)
     return db
 
@@ -117,7 +114,9 @@ class VolumeIndex:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.db = _connect(path, VOLUME_SCHEMA)
+        # NORMAL: the index is rebuildable (reindex), so a power cut may cost its last transactions
+        # but never its consistency; it spares an fsync per event on the ingest path.
+        self.db = _connect(path, VOLUME_SCHEMA, "NORMAL")
         self.lock = threading.Lock()
 
     def push(self, rows: list[tuple]) -> None:
@@ -164,7 +163,8 @@ class RdirStore:
     def __init__(self, data: Path) -> None:
         self.root = data / "volumes"
         self.root.mkdir(parents=True, exist_ok=True)
-        self.service = _connect(data / "service.db", SERVICE_SCHEMA)
+        # FULL: job records and findings' events are acknowledged to their senders, and few.
+        self.service = _connect(data / "service.db", SERVICE_SCHEMA, "FULL")
         self.service_lock = threading.Lock()
         self._open_lock = threading.Lock()
         self._volumes: dict[str, VolumeIndex] = {}
