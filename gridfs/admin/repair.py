@@ -104,23 +104,49 @@ class Repairer:
         log.info("%s/%s: rebuilt %s", self.bucket, key, ", ".join(result.rebuilt))
         return result
 
-    def _read_all(self, mc: Metachunk, relocate: Relocation | None) -> tuple[dict[int, Any], dict[int, ChunkInfo]]:
-        """Whole chunks that read back verified, by position, and the good ChunkInfos (a chunk on a
-        dead relocated server is not asked for)."""
-        futures = {c.sub: (c, self.ctx.chunk_pool.submit(self.ctx.chunks.get, c.url)) for c in mc.chunks
-                   if relocate is None or relocate.readable or not relocate.holds(c.url)}
-        shares, good = {}, {}
-        for sub, (chunk, fut) in futures.items():
+    def _read(self, mc: Metachunk, chunks: list[ChunkInfo], shares: dict[int, Any],
+              good: dict[int, ChunkInfo]) -> None:
+        """Read ``chunks`` whole and verified, in parallel, into ``shares`` and ``good`` (by position)."""
+        futures = [(c, self.ctx.chunk_pool.submit(self.ctx.chunks.get, c.url)) for c in chunks]
+        for chunk, fut in futures:
             try:
-                shares[sub] = fut.result()
-                good[sub] = chunk
+                shares[chunk.sub] = fut.result()
+                good[chunk.sub] = chunk
             except GridError as exc:
-                log.warning("metachunk %d position %d (%s) is bad: %s", mc.pos, sub, chunk.url, exc)
+                log.warning("metachunk %d position %d (%s) is bad: %s", mc.pos, chunk.sub, chunk.url, exc)
+
+    def _gather(self, mc: Metachunk, width: int, k: int,
+                relocate: Relocation | None) -> tuple[dict[int, Any], dict[int, ChunkInfo]]:
+        """Chunk bytes by position, and the chunks taken as good.
+
+        A repair reads every chunk (that is how it finds the bad ones). A relocation reads only what
+        it needs: the chunks on the server it empties (a drain: copied as they are), else any k of
+        the others, data positions first (no decoding when they are all there), more only if one
+        fails; the chunks it does not read are taken as good (verifying them is the scrubber's job).
+        """
+        shares: dict[int, Any] = {}
+        good: dict[int, ChunkInfo] = {}
+        if relocate is None:
+            self._read(mc, mc.chunks, shares, good)
+            return shares, good
+        leaving = [c for c in mc.chunks if relocate.holds(c.url)]
+        others = sorted((c for c in mc.chunks if not relocate.holds(c.url)), key=lambda c: c.sub)
+        if relocate.readable:
+            self._read(mc, leaving, shares, good)
+        recorded = {c.sub for c in mc.chunks}
+        tried: set[int] = set()
+        if len(recorded) < width or any(c.sub not in shares for c in leaving):
+            pending = list(others)
+            while len(shares) < k and pending:
+                batch, pending = pending[:k - len(shares)], pending[k - len(shares):]
+                tried.update(c.sub for c in batch)
+                self._read(mc, batch, shares, good)
+        good.update((c.sub, c) for c in others if c.sub not in tried)
         return shares, good
 
     def _metachunk(self, info: ObjectInfo, mc: Metachunk, width: int, codec: Any, result: RepairResult,
                    written: list[str], relocate: Relocation | None) -> Metachunk:
-        shares, good = self._read_all(mc, relocate)
+        shares, good = self._gather(mc, width, codec.k if codec is not None else 1, relocate)
         leaving = {c.sub for c in mc.chunks if relocate is not None and relocate.holds(c.url)}
         bad = sorted((set(range(width)) - set(good)) | leaving)
         if not bad:
@@ -157,8 +183,9 @@ class Repairer:
             if len(shares) < codec.k:
                 result.lost.append(mc.pos)
                 return None
-            data = codec.decode(shares)
-            return list(data) + list(codec.encode(data))
+            data = list(codec.decode(shares))
+            # Parity is computed only when a parity position is to be written.
+            return data + list(codec.encode(data)) if bad[-1] >= codec.k else data
         if not shares:
             result.lost.append(mc.pos)
             return None
