@@ -55,7 +55,7 @@ def test_drain_moves_everything_off_a_volume_while_reads_go_on(fresh_grid: Local
                        for mc in client.head(bucket, key, chunks=True).metachunks for c in mc.chunks)
 
         held = on_volume()
-        assert held > 80, f"only {held} chunks on {sid}: the drain would prove little"
+        assert held > 50, f"only {held} chunks on {sid}: the drain would prove little"
         rdir = RdirClient.for_grid(cfg)
         wait_for(f"the reverse index to list the {held} chunks of {sid}", lambda: rdir.count(sid) == held, timeout=20)
 

@@ -8,6 +8,8 @@ the storage servers' scrubbers (``POST /scrub``) and waits for them. ``health`` 
 one line. ``service remove`` and ``node remove`` refuse to take out a volume that still
 holds chunks nobody moved (drain it, or let its rebuild finish) unless ``--force``.
 
+``--json`` prints the job record (a list of them for several volumes).
+
 Exit codes: 0 success (``health``: nothing degraded), 1 otherwise (``rebuild``/``drain``:
 objects lost or errors left).
 
@@ -105,8 +107,25 @@ def _follow(rdir: Any, volume: str, show: Any) -> dict[str, Any]:
 
 def cmd_job(args: argparse.Namespace) -> int:
     cfg = GridConfig.load(args.config)
-    volume, _ = resolve(args, cfg, args.service)
+    volumes = [resolve(args, cfg, name)[0] for name in args.services]
+    if len(volumes) > 1:
+        # All locked before the first starts: chunks leaving one must not land on the next one
+        # (a node's volumes drained one by one would otherwise pass chunks along).
+        conscience = ConscienceClient(cfg.conscience_url, cfg.secret)
+        for volume in volumes:
+            with contextlib.suppress(NotFound):
+                conscience.lock(volume)
     rdir = _rdir(cfg)
+    records = [_run_job(args, cfg, rdir, volume) for volume in volumes]
+    failed = [_report(args, volume, record) for volume, record in zip(volumes, records, strict=True)]
+    if args.json:
+        out = [{"volume": v, **r} for v, r in zip(volumes, records, strict=True)]
+        print(json.dumps(out[0] if len(out) == 1 else out, indent=2, sort_keys=True))
+    return 1 if any(failed) else 0
+
+
+def _run_job(args: argparse.Namespace, cfg: GridConfig, rdir: Any, volume: str) -> dict[str, Any]:
+    """Run the job of one volume here, or follow it in the process that runs it (taking over if that dies)."""
     with _job_progress() as bar:
         task = bar.add_task(f"{args.command} {volume}", total=None, moved="")
 
@@ -116,24 +135,22 @@ def cmd_job(args: argparse.Namespace) -> int:
 
         while True:
             try:
-                record = VolumeJob(cfg, volume, args.command, rate=args.rate, batch=args.batch, rdir=rdir,
-                                   progress=show).run()
-                break
+                return VolumeJob(cfg, volume, args.command, rate=args.rate, batch=args.batch, rdir=rdir,
+                                 progress=show).run()
             except JobBusy as busy:
                 err.print(f"a {busy.record.get('kind')} of {volume} is already running in "
                           f"{busy.record.get('owner')}: following it")
                 record = _follow(rdir, volume, show)
                 if record.get("state") != "running" and record.get("kind") == args.command:
-                    break
+                    return record
                 # Its process died (resume it here), or another kind of job ended (start ours).
-    return _report(args, volume, record)
 
 
-def _report(args: argparse.Namespace, volume: str, record: dict[str, Any]) -> int:
-    bad = record.get("state") != "done" or record.get("lost")
+def _report(args: argparse.Namespace, volume: str, record: dict[str, Any]) -> bool:
+    """Print one job's outcome (not with --json); whether it left something undone."""
+    bad = record.get("state") != "done" or bool(record.get("lost"))
     if args.json:
-        print(json.dumps({"volume": volume, **record}, indent=2, sort_keys=True))
-        return 1 if bad else 0
+        return bad
     seconds = float(record.get("seconds") or 0)
     rate = f", {record.get('bytes_done', 0) / seconds / 1e6:.1f} MB/s" if seconds > 0 else ""
     verb = "rebuilt" if record.get("kind") == "rebuild" else "moved"
@@ -145,7 +162,7 @@ def _report(args: argparse.Namespace, volume: str, record: dict[str, Any]) -> in
         console.print(f"  lost: {escape(name)}")
     if record.get("last_error"):
         console.print(f"  last error: {escape(record['last_error'])} (run it again to retry)")
-    return 1 if bad else 0
+    return bad
 
 
 # -- scrub ---------------------------------------------------------------------------------------------
@@ -341,7 +358,9 @@ def register(sub: Any, node_sub: Any) -> None:
     for name, help in (("rebuild", "rebuild every chunk a lost storage volume held onto the others"),
                        ("drain", "move every chunk off a storage volume (reads go on meanwhile)")):
         job = sub.add_parser(name, help=help)
-        job.add_argument("service", help="service id (rawx-...), address (host:port) or local name (rawx-node1-vol1)")
+        job.add_argument("services", nargs="+", metavar="SERVICE",
+                         help="service id (rawx-...), address (host:port) or local name (rawx-node1-vol1); "
+                              "several are all locked first, then done one after the other")
         job.add_argument("--rate", type=float, default=0.0, help="MB/s written at most (default 0: no cap)")
         job.add_argument("--batch", type=int, default=BATCH,
                          help=f"index entries per recorded step (a resume starts from the last one; default {BATCH})")

@@ -63,6 +63,8 @@ class Rebuilder:
                 self.tick()
             except (GridError, OSError) as exc:
                 log.warning("rebuilder: %s", exc)
+            except Exception:  # a bug must not leave the service up but looking at nothing
+                log.exception("rebuilder: unexpected error, trying again in %.1f s", self.check)
             self.stop.wait(self.check)
 
     def tick(self) -> dict[str, Any] | None:
