@@ -134,9 +134,13 @@ def _run_job(args: argparse.Namespace, cfg: GridConfig, rdir: Any, volume: str) 
                        moved=f"{record.get('chunks_done', 0)} moved, {_human(record.get('bytes_done', 0))}")
 
         while True:
+            job = VolumeJob(cfg, volume, args.command, rate=args.rate, batch=args.batch, rdir=rdir, progress=show)
             try:
-                return VolumeJob(cfg, volume, args.command, rate=args.rate, batch=args.batch, rdir=rdir,
-                                 progress=show).run()
+                return job.run()
+            except KeyboardInterrupt:
+                job.halt()  # else the rebuilder service would take the job over, against the operator's ^C
+                err.print(f"{args.command} of {volume} stopped: run it again to resume it")
+                raise
             except JobBusy as busy:
                 err.print(f"a {busy.record.get('kind')} of {volume} is already running in "
                           f"{busy.record.get('owner')}: following it")
@@ -255,8 +259,8 @@ def health(args: argparse.Namespace, cfg: GridConfig) -> dict[str, Any]:
             total = int(job.get("chunks_total") or 0)
             share = f" {100 * int(job.get('seen', 0)) // total} %" if total else ""
             problems.append(f"{job.get('kind')} of {sid} running{share}")
-        elif job.get("state") == "failed":
-            problems.append(f"{job.get('kind')} of {sid} failed ({job.get('errors')} errors)")
+        elif job.get("state") in ("failed", "stopped"):
+            problems.append(f"{job.get('kind')} of {sid} {job.get('state')} ({job.get('errors')} errors)")
         if job.get("lost"):
             problems.append(f"{job.get('lost')} objects lost in the {job.get('kind')} of {sid}")
     if findings:

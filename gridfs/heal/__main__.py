@@ -34,7 +34,7 @@ async def serve(args: argparse.Namespace) -> None:
         thread = threading.Thread(target=rebuilder.run, name="rebuilder", daemon=True)
         thread.start()
         await stop.wait()
-        rebuilder.stop.set()  # a job in progress stops between objects and stays resumable
+        rebuilder.shutdown()  # a job in progress stops between objects and stays resumable
         await asyncio.to_thread(thread.join, 10)
 
     app = web.Application(middlewares=aiohttp_middlewares(cfg.secret))

@@ -13,7 +13,8 @@ that it takes no new writes (and, if a dead one returns, none either).
 
 The job record (:meth:`RdirClient.set_job`) is saved after each page with the marker of the
 next one, so a job whose process died is resumed from there by a rerun or by the rebuilder
-service; failpoint ``heal.after_batch`` fires right after a page is recorded. Objects of a
+service; failpoint ``heal.after_batch`` fires right after a page is recorded. A job an
+operator interrupted is recorded "stopped": only a rerun of the same kind resumes it. Objects of a
 page are repaired a few at a time (each repair is a chain of round trips); the bytes written
 are throttled by a :class:`RateLimiter`.
 
@@ -28,7 +29,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any
@@ -103,7 +104,8 @@ class VolumeJob:
         self.rdir = rdir or RdirClient(self.conscience, cfg.secret)
         self.limiter = RateLimiter.mb_per_s(rate)
         self.rate, self.batch, self.workers = rate, max(1, batch), max(1, workers)
-        self.stop = stop or threading.Event()
+        self.stop = stop or threading.Event()  # set by the caller, or by abort()
+        self._abort = threading.Event()  # this job is failing or interrupted
         self.progress = progress
         self._client = AccountClients(cfg)
         self._lock = threading.Lock()
@@ -116,10 +118,11 @@ class VolumeJob:
     def _begin(self) -> dict[str, Any]:
         """Resume the running record of this kind, or start a new one. JobBusy if a live process has it."""
         current = self.rdir.job(self.volume)
-        if current and current.get("state") == "running" and current.get("kind") == self.kind:
-            if owner_alive(current) and (current.get("owner") or {}) != owner_tag():
+        if current and current.get("state") in ("running", "stopped") and current.get("kind") == self.kind:
+            if current["state"] == "running" and owner_alive(current) and (current.get("owner") or {}) != owner_tag():
                 raise JobBusy(f"a {self.kind} of {self.volume} is running in {current.get('owner')}", current)
-            record = {**current, "owner": owner_tag(), "resumes": int(current.get("resumes", 0)) + 1}
+            record = {**current, "state": "running", "owner": owner_tag(),
+                      "resumes": int(current.get("resumes", 0)) + 1}
             log.info("resuming the %s of %s at marker %r (%s chunks done)", self.kind, self.volume,
                      record.get("marker"), record.get("chunks_done"))
         else:
@@ -143,6 +146,19 @@ class VolumeJob:
         if self.progress is not None:
             self.progress(self.record)
 
+    def abort(self) -> None:
+        """Stop now (a service shutting down): the objects in flight end without waiting on the
+        throttle, the page is not recorded as done, the record stays "running" to be resumed."""
+        self._abort.set()
+        self.stop.set()
+
+    def halt(self) -> None:
+        """Record the job as stopped by an operator (^C): nobody resumes it on their own, a rerun
+        of the same kind does, from its marker."""
+        if self.record.get("state") == "running":
+            self.record["state"] = "stopped"
+            self._save()
+
     # -- the job --------------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
@@ -152,20 +168,7 @@ class VolumeJob:
         names = self._lock_volume()
         relocation = Relocation(frozenset(names), readable=self.kind == "drain")
         with ThreadPoolExecutor(self.workers, thread_name_prefix=f"heal-{self.kind}") as pool:
-            while not self.stop.is_set():
-                entries, marker = self.rdir.fetch(self.volume, record["marker"], limit=self.batch)
-                self._page([_key_of_entry(e) for e in entries], relocation, pool)
-                if self.stop.is_set():
-                    break  # the page may be half done: keep its marker, a resume starts it again
-                record["seen"] += len(entries)
-                record["marker"] = marker  # "" at the end of a pass: also where another pass starts
-                again = not marker and self._again()
-                self._save()
-                failpoint("heal.after_batch")
-                if not marker and not again:
-                    break
-            if self.kind == "drain" and not self.stop.is_set():
-                self._sweep(relocation, pool)
+            self._passes(record, relocation, pool)
         if self.stop.is_set():
             self._save()
             log.info("%s of %s stopped at marker %r", self.kind, self.volume, record["marker"])
@@ -177,6 +180,23 @@ class VolumeJob:
                  self.kind, self.volume, record["state"], record["chunks_done"], record["bytes_done"],
                  record["objects_touched"], record["lost"], record["errors"])
         return record
+
+    def _passes(self, record: dict[str, Any], relocation: Relocation, pool: ThreadPoolExecutor) -> None:
+        """Page through the index from the record's marker (a drain then sweeps the volume itself)."""
+        while not self.stop.is_set():
+            entries, marker = self.rdir.fetch(self.volume, record["marker"], limit=self.batch)
+            self._page([_key_of_entry(e) for e in entries], relocation, pool)
+            if self.stop.is_set():
+                return  # the page may be half done: keep its marker, a resume starts it again
+            record["seen"] += len(entries)
+            record["marker"] = marker  # "" at the end of a pass: also where another pass starts
+            again = not marker and self._again()
+            self._save()
+            failpoint("heal.after_batch")
+            if not marker and not again:
+                break
+        if self.kind == "drain" and not self.stop.is_set():
+            self._sweep(relocation, pool)
 
     def _again(self) -> bool:
         """At the end of a pass: whether the index gained entries meanwhile (the events of writes that
@@ -206,7 +226,21 @@ class VolumeJob:
               pool: ThreadPoolExecutor) -> None:
         """Handle the objects of one page of chunk entries (container, key, version, chunk id)."""
         groups = [(obj, [e[3] for e in group]) for obj, group in groupby(objects, key=lambda e: e[:3])]
-        outcomes = list(pool.map(lambda g: self._object(*g[0], g[1], relocation), groups))
+        futures = [pool.submit(self._object, *obj, ids, relocation) for obj, ids in groups]
+        try:
+            wait(futures)
+        except BaseException:  # ^C: objects still queued return at once, those in flight end
+            self._abort.set()
+            wait(futures)
+            raise
+        finally:
+            # Counted even when interrupted: a resume will not see these chunks again.
+            self._tally([f.result() for f in futures if f.done() and not f.cancelled() and f.exception() is None])
+        for fut in futures:
+            if fut.exception() is not None:
+                raise fut.exception()  # type: ignore[misc]
+
+    def _tally(self, outcomes: list[_Outcome]) -> None:
         stale = [cid for o in outcomes for cid in o.stale]
         self.rdir.delete(self.volume, stale + [cid for o in outcomes for cid in o.moved])
         record = self.record
@@ -229,7 +263,7 @@ class VolumeJob:
         """Move this object version's chunks off the volume; the index entries ``chunk_ids`` led here."""
         account, _, bucket = container.partition("/")
         name = f"{container}/{key}@{version}"
-        if self.stop.is_set():
+        if self.stop.is_set() or self._abort.is_set():
             return _Outcome()
         for _attempt in range(ATTEMPTS):
             try:
@@ -257,7 +291,7 @@ class VolumeJob:
             out.left = len(left)
             with self._lock:
                 self._moved.update(out.moved)
-            self.limiter.take(result.bytes_written, self.stop)
+            self.limiter.take(result.bytes_written, self._abort)
             return out
         return _Outcome(error=f"{name}: changed under {ATTEMPTS} repairs in a row", left=len(chunk_ids))
 

@@ -54,6 +54,7 @@ class Rebuilder:
         self.conscience = ConscienceClient(cfg.conscience_url, cfg.secret).quick()
         self.rdir = RdirClient(self.conscience, cfg.secret)
         self.current: dict[str, Any] | None = None
+        self._job: VolumeJob | None = None
 
     def run(self) -> None:
         log.info("rebuilder: grace %.0f s, rate %s MB/s, looking every %.1f s",
@@ -75,12 +76,21 @@ class Rebuilder:
         volume, kind = due
         log.info("rebuilder: %s of %s", kind, volume)
         self.current = {"volume": volume, "kind": kind}
-        job = VolumeJob(self.cfg, volume, kind, rate=self.rate, batch=self.batch, rdir=self.rdir, stop=self.stop,
-                        progress=lambda record: self._keep(volume, record))
+        job = self._job = VolumeJob(self.cfg, volume, kind, rate=self.rate, batch=self.batch, rdir=self.rdir,
+                                    progress=lambda record: self._keep(volume, record))
+        if self.stop.is_set():  # shutdown() came between the look and the job
+            job.abort()
         try:
             return job.run()
         finally:
-            self.current = None
+            self.current = self._job = None
+
+    def shutdown(self) -> None:
+        """Stop looking, and stop the job in progress where it stands (it is resumed at the next start)."""
+        self.stop.set()
+        job = self._job
+        if job is not None:
+            job.abort()
 
     def next_job(self) -> tuple[str, str] | None:
         jobs = {v["volume"]: v.get("job") for v in self.rdir.volumes()}
@@ -96,8 +106,8 @@ class Rebuilder:
             ours = job.get("kind") == "rebuild"
             if svc.get("locked") and not ours:
                 continue  # locked by an operator (maintenance, a drain): theirs to decide
-            if ours and job.get("state") == "done":
-                continue
+            if ours and job.get("state") in ("done", "stopped"):
+                continue  # rebuilt, or stopped by an operator: a rerun of grid rebuild resumes it
             if ours and job.get("state") == "failed" and now - float(job.get("finished") or 0) < RETRY_FAILED:
                 continue
             return volume, "rebuild"
