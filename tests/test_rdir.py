@@ -285,3 +285,25 @@ def test_an_rdir_outage_holds_up_no_other_handler_and_the_index_catches_up(
     finally:
         grid.restart(rdir_svc.name)
     wait_indexed(grid, client, rdir, ["outage"])
+
+
+def test_a_repair_started_before_another_moved_a_chunk_is_refused(client: GridClient) -> None:
+    """Two repairs of one object (a drain and a scrub finding, say) read the same record; the first
+    moves a chunk off a server. The second must not commit: it would bring back the chunk the first
+    dropped, which the reaper is deleting, and leave the object a chunk short without telling anyone."""
+    from gridfs.admin.repair import Relocation, Repairer
+    from gridfs.common.errors import PreconditionFailed
+
+    client.create_bucket("cas")
+    data = os.urandom(300 << 10)
+    client.put("cas", "obj", data, policy="THREECOPIES")
+    before = client.head("cas", "obj", chunks=True)
+    first, second = (parse_chunk_url(c.url).service for c in before.metachunks[0].chunks[:2])
+    moved = Repairer(client, "cas").repair("obj", relocate=Relocation(frozenset({first}), readable=True))
+    assert moved.moved, "the first relocation moved nothing"
+    with pytest.raises(PreconditionFailed):
+        Repairer(client, "cas").repair("obj", relocate=Relocation(frozenset({second}), readable=True), info=before)
+    after = client.head("cas", "obj", chunks=True)
+    services = [parse_chunk_url(c.url).service for c in after.metachunks[0].chunks]
+    assert first not in services and second in services and len(set(services)) == 3
+    assert client.get("cas", "obj") == data

@@ -25,6 +25,7 @@ from gridfs.common.errors import CommitOutcomeUnknown, GridError, NoSuchContaine
 from gridfs.common.http import RETRY_FOR, JsonClient
 from gridfs.common.names import check_account, check_bucket, check_key, container_id, container_prefix
 from gridfs.directory.model import ContainerInfo, ListResult, Metachunk, ObjectInfo, PartInfo, UploadInfo
+from gridfs.storage.client import parse_chunk_url
 
 
 def new_op_id() -> str:
@@ -218,12 +219,18 @@ class DirectoryClient:
         return set(self._call(account, bucket, "GET", "/chunks"))
 
     def replace_chunks(self, account: str, bucket: str, key: str, version: int, content_id: str,
-                       metachunks: list[Metachunk]) -> list[str]:
-        """Record new chunk locations for an object version (repair); returns the URLs dropped."""
+                       metachunks: list[Metachunk], base: list[Metachunk] | None = None) -> list[str]:
+        """Record new chunk locations for an object version (repair); returns the URLs dropped.
+
+        ``base``: the chunk locations the repair started from. The change is refused
+        (PreconditionFailed) if the record no longer holds exactly those chunks: another repair,
+        drain or rebuild moved one meanwhile, and committing would bring back a chunk it dropped."""
         check_key(key)
-        return self._change(account, bucket, "/chunks", {
-            "key": key, "version": version, "content_id": content_id,
-            "metachunks": [asdict(m) for m in metachunks]})["garbage"]
+        body: dict = {"key": key, "version": version, "content_id": content_id,
+                      "metachunks": [asdict(m) for m in metachunks]}
+        if base is not None:
+            body["base_chunks"] = sorted(parse_chunk_url(c.url).chunk_id for m in base for c in m.chunks)
+        return self._change(account, bucket, "/chunks", body)["garbage"]
 
     def list_objects(self, account: str, bucket: str, *, prefix: str = "", delimiter: str = "",
                      start_after: str = "", token: str = "", max_keys: int = 1000) -> ListResult:

@@ -110,7 +110,9 @@ def properties(m: Meta2, body: dict) -> dict:
 def chunks(m: Meta2, body: dict) -> dict:
     metachunks = [Metachunk.from_dict(mc) for mc in body["metachunks"]]
     version, content_id = int(body["version"]), str(body["content_id"])
-    garbage = m.replace_chunks(body["key"], version, content_id, metachunks)
+    base = body.get("base_chunks")  # the chunks the repair started from (compare-and-set)
+    garbage = m.replace_chunks(body["key"], version, content_id, metachunks,
+                               None if base is None else [str(c) for c in base])
     m.emit([("content.chunks", {"key": body["key"], "version": version, "content_id": content_id,
                                 "chunks": _chunk_list(metachunks)}),
             *_garbage_event(garbage, key=body["key"], reason="repaired")])

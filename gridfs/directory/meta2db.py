@@ -328,8 +328,10 @@ class Meta2:
                 urls.update(_urls(mcs))
         return sorted(urls)
 
-    def replace_chunks(self, key: str, version: int, content_id: str, metachunks: list[Metachunk]) -> list[str]:
-        """Swap an object version's chunk locations (a repair), if it is still the same content.
+    def replace_chunks(self, key: str, version: int, content_id: str, metachunks: list[Metachunk],
+                       base: list[str] | None = None) -> list[str]:
+        """Swap an object version's chunk locations (a repair), if it is still the same content
+        and, when ``base`` (chunk ids) is given, still has exactly the chunks the repair started from.
 
         Returns the chunk URLs no longer referenced. Sizes and offsets must not change:
         a repair moves chunks, it never changes what the object holds.
@@ -338,6 +340,11 @@ class Meta2:
             info = self.get(key, version)
             if info.content_id != content_id:
                 raise PreconditionFailed(f"{key!r} version {version} changed while it was being repaired")
+            current = sorted(chunk_id_of(c.url) for m in info.metachunks for c in m.chunks)
+            if base is not None and current != sorted(base):
+                # Two repairs of one object (a drain and a scrub finding, say): the later commit would
+                # keep a chunk the earlier one moved away, which the reaper is deleting.
+                raise PreconditionFailed(f"{key!r} version {version}: its chunks moved while it was being repaired")
             if [(m.pos, m.offset, m.size) for m in info.metachunks] != [(m.pos, m.offset, m.size) for m in metachunks]:
                 raise BadRequest("a repair may move chunks, not change the object's layout")
             self.db.execute("UPDATE objects SET metachunks = ? WHERE key = ? AND version = ?",
