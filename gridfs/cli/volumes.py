@@ -28,7 +28,8 @@ def job_progress(job: dict[str, Any] | None) -> str:
     kind, state = job.get("kind", "job"), job.get("state", "?")
     if state != "running":
         return f"{kind} {state}"
-    done, total = int(job.get("chunks_done", 0)), int(job.get("chunks_total", 0))
+    # "seen": index entries handled (moved, stale or skipped), the measure of how far the job got.
+    done, total = int(job.get("seen", job.get("chunks_done", 0))), int(job.get("chunks_total", 0))
     share = f"{100 * done // total} % " if total else ""
     return f"{kind} {share}({done}/{total or '?'} chunks)"
 
