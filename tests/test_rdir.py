@@ -248,6 +248,28 @@ def test_a_finding_becomes_an_event_that_gets_the_chunk_repaired_and_closes(
     wait_indexed(grid, client, rdir, ["findings"])
 
 
+def test_false_alarms_and_findings_on_unreferenced_chunks_close(
+        grid: LocalGrid, client: GridClient, rdir: RdirClient) -> None:
+    """A finding whose chunk reads back whole (a passing fault) closes and keeps its index entry; one
+    whose object was deleted meanwhile closes too. Either left open would keep grid health degraded."""
+    client.create_bucket("alarms")
+    client.put("alarms", "whole", os.urandom(300_000), policy="EC63")
+    client.put("alarms", "gone", os.urandom(300_000), policy="EC63")
+    wait_indexed(grid, client, rdir, ["alarms"])
+    whole = parse_chunk_url(client.head("alarms", "whole", chunks=True).metachunks[0].chunks[2].url)
+    gone = parse_chunk_url(client.head("alarms", "gone", chunks=True).metachunks[0].chunks[3].url)
+    client.delete("alarms", "gone")
+    for ref, key in ((whole, "whole"), (gone, "gone")):
+        rdir.report(ref.service, [{"chunk_id": ref.chunk_id, "kind": "corrupt", "detail": "read error",
+                                   "ref": {"container": "default/alarms", "path": key}}])
+    for ref in (whole, gone):
+        wait_for(f"the finding on {ref.chunk_id} to close",
+                 lambda ref=ref: ref.chunk_id not in {f["chunk_id"] for f in rdir.findings(ref.service)}, 30)
+    still = client.head("alarms", "whole", chunks=True)
+    assert whole.chunk_id in {parse_chunk_url(c.url).chunk_id for c in still.metachunks[0].chunks}
+    assert whole.chunk_id in {e["chunk_id"] for e in fetch_all(rdir, whole.service)}
+    wait_indexed(grid, client, rdir, ["alarms"])
+
 def test_a_degraded_write_is_repaired_without_an_operator(
         grid: LocalGrid, client: GridClient, rdir: RdirClient) -> None:
     client.create_bucket("degraded")

@@ -3,11 +3,12 @@ scrubber, through the reverse index's outbox) and ``content.degraded`` (a write 
 completion that recorded missing positions), it runs :class:`gridfs.admin.repair.Repairer` on
 the object version the event names.
 
-Events are delivered at least once and may be old: an object or bucket that is gone, or a
-version whose content changed meanwhile, is done (there is nothing left to repair, or the new
-content is whole by construction). A metachunk with too few good chunks, or any other error,
-raises so that the event agent retries it later (a storage server may be restarting) and, in
-the end, keeps it as a dead letter an operator sees in ``grid health``.
+Events are delivered at least once and may be old: an object or bucket that is gone is done
+(nothing left to repair). A repair refused because the object's chunks moved meanwhile (another
+repair or a drain) is tried once more on the fresh record. A metachunk with too few good chunks,
+or any other error, raises so that the event agent retries it later (a storage server may be
+restarting) and, in the end, keeps it as a dead letter an operator sees in ``grid health``.
+A scrub finding is closed once its chunk is repaired, unreferenced, or read back whole.
 
 SPDX-License-Identifier: LGPL-3.0-or-later
 """
@@ -22,6 +23,8 @@ from gridfs.admin.repair import Repairer, RepairResult
 from gridfs.client.grid import GridClient
 from gridfs.common.config import GridConfig
 from gridfs.common.errors import DataUnavailable, NoSuchContainer, NoSuchObject, PreconditionFailed
+from gridfs.rdir.client import RdirClient
+from gridfs.storage.client import parse_chunk_url
 
 log = logging.getLogger("gridfs.heal")
 
@@ -58,6 +61,7 @@ class AccountClients:
 class ObjectRepairHandler:
     def __init__(self, cfg: GridConfig) -> None:
         self._client = AccountClients(cfg)
+        self._rdir_client: RdirClient | None = None
         self.repaired = 0
 
     @classmethod
@@ -65,23 +69,56 @@ class ObjectRepairHandler:
         return cls(cfg)
 
     def __call__(self, event: dict[str, Any]) -> None:
-        account, bucket, key, version = object_of(event.get("data") or {})
-        try:
-            result = self.repair(account, bucket, key, version)
-        except (NoSuchObject, NoSuchContainer):
-            log.info("%s: %s/%s/%s is gone, nothing to repair", event.get("type"), account, bucket, key)
-            return
-        except PreconditionFailed:
-            log.info("%s: %s/%s/%s changed while it was being repaired", event.get("type"), account, bucket, key)
-            return
+        data = event.get("data") or {}
+        account, bucket, key, version = object_of(data)
+        for attempt in range(2):
+            try:
+                result = self.repair(account, bucket, key, version)
+                break
+            except (NoSuchObject, NoSuchContainer):
+                log.info("%s: %s/%s/%s is gone, nothing to repair", event.get("type"), account, bucket, key)
+                self._close_finding(data, account, bucket, key, version)
+                return
+            except PreconditionFailed:
+                # Its chunks moved under this repair (a drain, another finding): read it again once;
+                # after that the agent's retry, later, will.
+                log.info("%s: %s/%s/%s changed while it was being repaired", event.get("type"), account, bucket, key)
+                if attempt:
+                    raise
         if result.lost:
             # Raise: a server that is only restarting may hold the chunks a later attempt needs.
             raise DataUnavailable(f"{account}/{bucket}/{key} version {result.version}: metachunks "
                                   f"{result.lost} have too few good chunks to rebuild")
+        self._close_finding(data, account, bucket, key, version)
         if result.rebuilt:
             self.repaired += 1
             log.info("%s: %s/%s/%s version %s rebuilt %s", event.get("type"), account, bucket, key,
                      result.version, ", ".join(result.rebuilt))
+
+    def _close_finding(self, data: dict[str, Any], account: str, bucket: str, key: str, version: int | None) -> None:
+        """A scrub finding closes when its chunk leaves the volume's index. A repair's commit does that
+        for a chunk the object still referenced; a chunk no object version references any more (the
+        object was deleted or rewritten meanwhile, or it was an orphan) is dropped from the index here,
+        or its finding would stay open and keep ``grid health`` degraded for ever."""
+        volume, chunk_id = data.get("volume"), data.get("chunk_id")
+        if not (volume and chunk_id):
+            return  # a directory event (content.degraded): no finding to close
+        client = self._client(account)
+        try:
+            info = client.head(bucket, key, version=version, chunks=True)
+            if any(parse_chunk_url(c.url).chunk_id == chunk_id for mc in info.metachunks for c in mc.chunks):
+                # Still referenced, so the repair read it back whole and verified (a bad one it would
+                # have replaced): the finding was a passing fault. The index entry stays.
+                self._rdir().close_findings(str(volume), [str(chunk_id)])
+                return
+        except (NoSuchObject, NoSuchContainer):
+            pass
+        self._rdir().delete(str(volume), [str(chunk_id)])
+
+    def _rdir(self) -> RdirClient:
+        if self._rdir_client is None:
+            self._rdir_client = RdirClient.for_grid(self._client.cfg)
+        return self._rdir_client
 
     def repair(self, account: str, bucket: str, key: str, version: int | None) -> RepairResult:
         return Repairer(self._client(account), bucket).repair(key, version)

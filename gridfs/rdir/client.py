@@ -125,3 +125,8 @@ class RdirClient:
 
     def findings(self, volume: str) -> list[dict]:
         return list(self._call(volume, "GET", "/findings"))
+
+    def close_findings(self, volume: str, chunk_ids: list[str]) -> None:
+        """Close open findings of chunks that are whole after all (their index entries stay)."""
+        if chunk_ids:
+            self._call(volume, "POST", "/findings/close", body={"chunk_ids": chunk_ids})

@@ -98,6 +98,7 @@ class RdirService(RoleService):
             web.get(v + "/job", on_volume(s.job)), web.put(v + "/job", set_job),
             web.post(v + "/report", on_volume(s.report, "findings")),
             web.get(v + "/findings", on_volume(s.findings)),
+            web.post(v + "/findings/close", on_volume(s.close_findings, "chunk_ids")),
             web.delete(v, drop),
             web.get("/v1/rdir/volumes", volumes), web.post("/v1/rdir/apply", apply),
             *self.outbox_routes(),

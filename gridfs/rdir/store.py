@@ -203,8 +203,15 @@ class RdirStore:
         if ids and vol is not None:
             with vol.lock:
                 vol.delete(ids)
+        # A deleted index entry closes its finding: the repair that replaced the chunk is committed.
+        self.close_findings(volume, ids)
+        return len(ids)
+
+    def close_findings(self, volume: str, chunk_ids: Any) -> int:
+        """Close findings whose chunk turned out whole (a repair read it back verified)."""
+        check_service_id(volume)
+        ids = [check_chunk_id(c) for c in _check_list(chunk_ids, "chunk ids")]
         if ids:
-            # A deleted index entry closes its finding: the repair that replaced the chunk is committed.
             with self.service_lock, Txn(self.service):
                 self.service.executemany("DELETE FROM findings WHERE volume = ? AND chunk_id = ?",
                                          [(volume, c) for c in ids])
