@@ -7,6 +7,7 @@ every test compares the index with is the directory, read object version by vers
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import urllib.parse
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import rawx_of, volume, wait_for
+from conftest import rawx_of, run_grid_cli, volume, wait_for
 
 from gridfs.admin.repair import Repairer
 from gridfs.cli.local import LocalGrid
@@ -163,10 +164,15 @@ def test_reindex_from_the_volumes_gives_the_same_entries(
     wait_indexed(grid, client, rdir, ["reindex"])
     volumes = rawx_ids(grid)
     before = {vol: fetch_all(rdir, vol) for vol in volumes}
+    first, rest = volumes[0], volumes[1:]
     for vol in volumes:
         rdir.drop(vol)
         assert rdir.count(vol) == 0 and fetch_all(rdir, vol) == []
+    for vol in rest:
         assert reindex(grid.config(), vol) == len(before[vol])
+    # The operator's way: grid reindex SERVICE.
+    out = run_grid_cli(grid.config_path, "reindex", first, "--json", "--data", str(grid.data))
+    assert json.loads(out.stdout) == {first: len(before[first])}
     assert {vol: fetch_all(rdir, vol) for vol in volumes} == before
 
 

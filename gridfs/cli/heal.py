@@ -354,6 +354,24 @@ def cmd_node_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reindex(args: argparse.Namespace) -> int:
+    """Rebuild volumes' reverse-index entries from the volumes themselves (after an rdir loss, or for
+    chunks written while the index was not fed): the directory decides what each chunk belongs to."""
+    from gridfs.rdir.reindex import reindex
+
+    cfg = GridConfig.load(args.config)
+    counts = {}
+    for name in args.services:
+        volume, _ = resolve(args, cfg, name)
+        counts[volume] = reindex(cfg, volume)
+    if args.json:
+        print(json.dumps(counts, indent=2))
+    else:
+        for volume, n in counts.items():
+            console.print(f"{volume}: {n} chunks indexed")
+    return 0
+
+
 # -- parser ------------------------------------------------------------------------------------------------
 
 
@@ -378,6 +396,12 @@ def register(sub: Any, node_sub: Any) -> None:
     scrub.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the pass (default 3600)")
     scrub.add_argument("--json", action="store_true")
     scrub.set_defaults(fn=cmd_scrub)
+
+    rx = sub.add_parser("reindex", help="rebuild storage volumes' reverse index from the volumes themselves")
+    rx.add_argument("services", nargs="+", metavar="SERVICE", help="service id, address or local name")
+    rx.add_argument("--data", default=None)
+    rx.add_argument("--json", action="store_true")
+    rx.set_defaults(fn=cmd_reindex)
 
     health_p = sub.add_parser("health", help="one line: OK, or DEGRADED and what (exit 1)")
     health_p.add_argument("--json", action="store_true")
