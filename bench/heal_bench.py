@@ -1,0 +1,187 @@
+"""Healing benchmark: rebuild rate of a lost volume, and what the reverse index and the scrubber
+cost ingest.
+
+Two local grids (3 nodes x 3 volumes, the default EC policy) run side by side on the same disk:
+``plain`` with the reverse index and the background scrubber off (``[heal] index = false``,
+``scrub_rate = 0``), ``healing`` with both on and the scrubber never idle (a new pass every second
+at its default capped rate). Ingest rounds alternate between them, so noise on these shared
+machines falls on both alike; the cost figure is the median over rounds of each round's ratio
+(healing / plain, measured seconds apart), beside the medians of the rates themselves.
+
+Then one storage server of ``healing`` is SIGKILLed and ``grid rebuild SERVICE`` rebuilds what it
+held. Rebuild rate = chunk bytes rebuilt per second of the job (as its record counts them); it is
+set beside the write rate of the same policy measured in this run (user bytes per second written
+into ``plain``). Each rebuilt byte of an EC 6+3 stripe costs 6 bytes read and 1 written, each
+written user byte 1.5 bytes written: on one machine both are bounded by the same two cores. Targets (issue 11):
+rebuild at least 50 % of the write rate; ingest slowed by at most 5 %.
+
+    .venv/bin/python bench/heal_bench.py [--rounds 7] [--large-mib 384] [--small 300] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from gridfs.cli.local import LocalGrid
+from gridfs.client import GridClient
+from gridfs.common.config import GridConfig
+
+console = Console()
+MiB = 1 << 20
+LARGE = 8 * MiB
+SMALL = 16 << 10
+SMALL_THREADS = 16
+
+
+def start_grid(folder: Path, heal: dict[str, Any]) -> LocalGrid:
+    cfg = GridConfig()
+    cfg.extra["heal"] = heal
+    folder.mkdir(parents=True)
+    cfg.save(folder / "grid.toml")
+    grid = LocalGrid(folder)
+    grid.up(nodes=3, volumes=3, s3_port=None, webhdfs_port=None)
+    return grid
+
+
+def ingest_large(client: GridClient, tag: str, total: int, payload: bytes) -> float:
+    """User MB/s of ``total`` bytes written as 8 MiB objects, two in flight."""
+    keys = [f"large/{tag}/{i}" for i in range(max(1, total // LARGE))]
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda k: client.put("bench", k, payload), keys))
+    return len(keys) * LARGE / (time.perf_counter() - t0) / 1e6
+
+
+def ingest_small(client: GridClient, tag: str, count: int, payload: bytes) -> float:
+    """Small objects per second, SMALL_THREADS in flight (the events per byte are highest here)."""
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(SMALL_THREADS) as pool:
+        list(pool.map(lambda i: client.put("bench", f"small/{tag}/{i}", payload), range(count)))
+    return count / (time.perf_counter() - t0)
+
+
+def wait_index_settled(grid: LocalGrid, timeout: float = 300.0) -> None:
+    """Until the event agent has drained the outboxes (so a rebuild sees every chunk indexed)."""
+    from gridfs.common.http import JsonClient
+
+    cfg = grid.config()
+    agent = next(s for s in grid.services(cfg) if s.type == "events")
+    http = JsonClient(agent.url, cfg.secret)
+    deadline = time.monotonic() + timeout
+    last = -1
+    while time.monotonic() < deadline:
+        handled = http.call("GET", "/v1/status")["handled"]
+        if handled == last:
+            return
+        last = handled
+        time.sleep(2.0)
+
+
+def rebuild(grid: LocalGrid) -> dict[str, Any]:
+    """SIGKILL the storage server holding the most chunks, then time ``grid rebuild`` of it."""
+    from gridfs.rdir.client import RdirClient
+
+    cfg = grid.config()
+    rdir = RdirClient.for_grid(cfg)
+    counts = {row["volume"]: row["chunks"] for row in rdir.volumes()}
+    victim = max((s for s in grid.services(cfg) if s.type == "rawx"),
+                 key=lambda s: counts.get((Path(s.args[1]) / "service.id").read_text().strip(), 0))
+    volume_id = (Path(victim.args[1]) / "service.id").read_text().strip()
+    os.kill(victim.pid, signal.SIGKILL)
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "gridfs.cli.main", "--config", str(grid.config_path),
+                           "rebuild", volume_id, "--json"], capture_output=True, text=True)
+    command_seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"grid rebuild failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    job = rdir.job(volume_id) or {}
+    # The job's own seconds leave out the command's start-up (imports, locking the volume).
+    seconds = float(job.get("seconds") or command_seconds)
+    return {"volume": volume_id, "chunks_indexed_before": counts.get(volume_id, 0), "seconds": round(seconds, 2),
+            "command_seconds": round(command_seconds, 2),
+            "chunks": job.get("chunks_done", 0), "bytes": job.get("bytes_done", 0),
+            "objects_lost": len(job.get("objects_lost", [])), "report": proc.stdout[-4000:]}
+
+
+def paired_ratio(figures: dict[str, dict[str, list[float]]], what: str) -> float:
+    """Median over rounds of healing / plain: each pair was measured seconds apart."""
+    return statistics.median(h / p for h, p in zip(figures["healing"][what], figures["plain"][what], strict=True))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--large-mib", type=int, default=384, help="user MiB written per large round")
+    p.add_argument("--small", type=int, default=300, help="small objects per small round")
+    p.add_argument("--json", type=Path)
+    args = p.parse_args()
+    rng = np.random.default_rng(11)
+    large, small = rng.bytes(LARGE), rng.bytes(SMALL)
+    with tempfile.TemporaryDirectory(prefix="heal-bench-") as tmp:
+        grids = {
+            "plain": start_grid(Path(tmp) / "plain", {"index": False, "scrub_rate": 0}),
+            "healing": start_grid(Path(tmp) / "healing", {"index": True, "scrub_start": 0, "scrub_period": 1}),
+        }
+        try:
+            clients = {name: GridClient(g.config_path) for name, g in grids.items()}
+            for client in clients.values():
+                client.create_bucket("bench")
+                ingest_large(client, "warm", 2 * LARGE, large)
+            figures: dict[str, dict[str, list[float]]] = {n: {"large_mb_s": [], "small_per_s": []} for n in grids}
+            for r in range(args.rounds):
+                order = list(grids) if r % 2 == 0 else list(reversed(grids))
+                for name in order:
+                    figures[name]["large_mb_s"].append(ingest_large(clients[name], f"r{r}", args.large_mib * MiB,
+                                                                    large))
+                for name in order:
+                    figures[name]["small_per_s"].append(ingest_small(clients[name], f"r{r}", args.small, small))
+                console.print(f"round {r + 1}: " + ", ".join(
+                    f"{n} {f['large_mb_s'][-1]:.0f} MB/s {f['small_per_s'][-1]:.0f} obj/s" for n, f in figures.items()))
+            wait_index_settled(grids["healing"])
+            rebuilt = rebuild(grids["healing"])
+        finally:
+            for g in grids.values():
+                g.down()
+    med = {n: {k: statistics.median(v) for k, v in f.items()} for n, f in figures.items()}
+    write_rate = med["plain"]["large_mb_s"]
+    rebuild_rate = rebuilt["bytes"] / rebuilt["seconds"] / 1e6 if rebuilt["seconds"] else 0.0
+    result = {
+        "rounds": figures, "medians": med,
+        "ingest_ratio_large": paired_ratio(figures, "large_mb_s"),
+        "ingest_ratio_small": paired_ratio(figures, "small_per_s"),
+        "rebuild": rebuilt, "rebuild_mb_s": rebuild_rate, "write_mb_s": write_rate,
+        "rebuild_to_write": rebuild_rate / write_rate if write_rate else 0.0,
+        "load_at_end": os.getloadavg()[0],
+    }
+    table = Table("figure", "value", "target", title="healing benchmark (medians; ratios paired per round)")
+    table.add_row("ingest 8 MiB objects, index + scrub on / off",
+                  f"{result['ingest_ratio_large']:.1%} ({med['healing']['large_mb_s']:.0f} / "
+                  f"{med['plain']['large_mb_s']:.0f} MB/s)", ">= 95 %")
+    table.add_row("ingest 16 KiB objects, index + scrub on / off",
+                  f"{result['ingest_ratio_small']:.1%} ({med['healing']['small_per_s']:.0f} / "
+                  f"{med['plain']['small_per_s']:.0f} per s)", ">= 95 %")
+    table.add_row("rebuild of a lost volume", f"{rebuild_rate:.0f} MB/s ({rebuilt['chunks']} chunks, "
+                  f"{rebuilt['bytes'] / 1e6:.0f} MB in {rebuilt['seconds']:.1f} s)", "")
+    table.add_row("rebuild / write rate (same policy)", f"{result['rebuild_to_write']:.1%}", ">= 50 %")
+    console.print(table)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
