@@ -168,7 +168,7 @@ class Repairer:
         bad = sorted((set(range(width)) - set(good)) | leaving)
         if not bad:
             return mc
-        full = self._contents(mc, bad, shares, width, codec, result)
+        full = self._contents(mc, bad, shares, width, codec, result, held)
         if full is None:
             return mc
         chunks = {sub: c for sub, c in good.items() if sub not in leaving}
@@ -188,9 +188,8 @@ class Repairer:
         return Metachunk(pos=mc.pos, offset=mc.offset, size=mc.size,
                          chunks=[chunks[s] for s in sorted(chunks)], missing=[])
 
-    @staticmethod
-    def _contents(mc: Metachunk, bad: list[int], shares: dict[int, Any], width: int, codec: Any,
-                  result: RepairResult) -> dict[int, Any] | list[Any] | None:
+    def _contents(self, mc: Metachunk, bad: list[int], shares: dict[int, Any], width: int, codec: Any,
+                  result: RepairResult, held: list[np.ndarray]) -> dict[int, Any] | list[Any] | None:
         """The bytes of every position to write, by position; None (and the metachunk recorded lost)
         when too few good chunks are left. Positions read whole (a drained chunk) are copied as they
         are: decoding is only for what could not be read."""
@@ -200,6 +199,13 @@ class Repairer:
             if len(shares) < codec.k:
                 result.lost.append(mc.pos)
                 return None
+            wanted = [sub for sub in bad if sub not in shares]
+            if hasattr(codec, "reconstruct"):
+                # ISA-L: only the lost positions, in one pass, into pooled buffers.
+                size = memoryview(next(iter(shares.values()))).nbytes
+                out = [self.ctx.buffers.acquire(size) for _ in wanted]
+                held.extend(out)
+                return {**shares, **codec.reconstruct(shares, wanted, out)}
             data = list(codec.decode(shares))
             # Parity is computed only when a parity position is to be written.
             return data + list(codec.encode(data)) if bad[-1] >= codec.k else data

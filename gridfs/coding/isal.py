@@ -32,7 +32,12 @@ def load_isal() -> ctypes.CDLL:
     libs = sorted((Path(spec.origin).parent.parent / "pyeclib.libs").glob("libisal*.so*"))
     if not libs:
         raise BadRequest("the pyeclib wheel installed here does not ship libisal")
-    return ctypes.CDLL(str(libs[0]))
+    lib = ctypes.CDLL(str(libs[0]))
+    # An unsigned char comes back in the low byte of a register: without restype, ctypes would
+    # read a whole int and keep whatever the upper bits hold.
+    lib.gf_mul.restype = ctypes.c_ubyte
+    lib.gf_mul.argtypes = [ctypes.c_ubyte, ctypes.c_ubyte]
+    return lib
 
 
 def _ptrs(buffers: Sequence[Buffer]) -> tuple[ctypes.Array, list[np.ndarray]]:
@@ -71,26 +76,51 @@ class IsalCodec:
     def encode(self, data: Sequence[Buffer], out: Sequence[np.ndarray] | None = None) -> list[Buffer]:
         return list(self._run(self.encode_tables, self.m, data, out)) if self.m else []
 
-    def decode(self, shares: Mapping[int, Buffer]) -> list[Buffer]:
-        k = self.k
-        if len(shares) < k:
-            raise DataUnavailable(f"need {k} shares to decode, have {len(shares)}")
-        nums = sorted(shares)[:k]
-        missing = [i for i in range(k) if i not in shares]
-        if not missing:
-            return [shares[i] for i in range(k)]
-        # Invert the rows of the shares we hold; the rows of the inverse for the missing
-        # data chunks rebuild them from those shares.
-        full = bytes(self.matrix)
+    def _inverse(self, nums: Sequence[int]) -> bytes:
+        """The inverse of the matrix rows of shares ``nums`` (k of them): it maps them back to the data."""
+        k, full = self.k, bytes(self.matrix)
         chosen = (ctypes.c_ubyte * (k * k)).from_buffer_copy(b"".join(full[i * k : (i + 1) * k] for i in nums))
         inverse = (ctypes.c_ubyte * (k * k))()
         if self.lib.gf_invert_matrix(chosen, inverse, k) != 0:
             raise DataUnavailable("the shares held do not form an invertible matrix")
-        inv = bytes(inverse)
-        rebuilt = self._run(self._tables(b"".join(inv[i * k : (i + 1) * k] for i in missing), len(missing)),
-                            len(missing), [shares[i] for i in nums])
-        out: list[Buffer] = []
-        it = iter(rebuilt)
-        for i in range(k):
-            out.append(shares[i] if i in shares else next(it))
-        return out
+        return bytes(inverse)
+
+    def _row_from_shares(self, position: int, inv: bytes) -> bytes:
+        """Coefficients that compute chunk ``position`` straight from the k shares ``inv`` inverts:
+        its matrix row times the inverse, over GF(2^8) (a data position's row is the inverse's own)."""
+        k = self.k
+        if position < k:
+            return inv[position * k : (position + 1) * k]
+        row = bytes(self.matrix)[position * k : (position + 1) * k]
+        mul = self.lib.gf_mul
+        out = bytearray(k)
+        for c in range(k):
+            acc = 0
+            for j in range(k):
+                acc ^= mul(row[j], inv[j * k + c])
+            out[c] = acc
+        return bytes(out)
+
+    def reconstruct(self, shares: Mapping[int, Buffer], wanted: Sequence[int],
+                    out: Sequence[np.ndarray] | None = None) -> dict[int, Buffer]:
+        """Chunks at positions ``wanted`` (data or parity) from any k shares, in one pass over them,
+        computing nothing else: a rebuild of one lost chunk reads k shares and writes one output,
+        where decode-then-encode wrote k data and all m parity chunks."""
+        k = self.k
+        if len(shares) < k:
+            raise DataUnavailable(f"need {k} shares to rebuild, have {len(shares)}")
+        nums = sorted(shares)[:k]
+        inv = self._inverse(nums)
+        rows = b"".join(self._row_from_shares(w, inv) for w in wanted)
+        outputs = self._run(self._tables(rows, len(wanted)), len(wanted), [shares[i] for i in nums], out)
+        return dict(zip(wanted, outputs, strict=True))
+
+    def decode(self, shares: Mapping[int, Buffer]) -> list[Buffer]:
+        k = self.k
+        if len(shares) < k:
+            raise DataUnavailable(f"need {k} shares to decode, have {len(shares)}")
+        missing = [i for i in range(k) if i not in shares]
+        if not missing:
+            return [shares[i] for i in range(k)]
+        rebuilt = self.reconstruct(shares, missing)
+        return [shares[i] if i in shares else rebuilt[i] for i in range(k)]
