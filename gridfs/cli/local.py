@@ -5,6 +5,8 @@ Layout under the data folder::
     grid.toml               endpoints, secret, and the [local] process table (mode 0600)
     run/                    ready files and logs of each service
     meta0/ meta1/ meta2-N/  the directory services' databases (prefix table, container homes, containers)
+    rdir/                   the reverse index per volume (and rebuild/drain job records, scrub findings)
+    events/ heal/           the event agent's and the rebuilder's state
     nodeN/volV/             one storage server (rawx) each
 
 Each node gets its own host word in its services' locations
@@ -165,11 +167,10 @@ class LocalGrid:
             services += self._start_directory(cfg, meta2)
             cfg.directory_url = next(s.url for s in services if s.type == "meta0")
             self._record(cfg, services)
-            if _has_main("rdir"):
-                # Before the storage servers: their scrubbers report findings to it.
-                services.append(self._start(cfg, LocalService("rdir", "rdir", "gridfs.rdir", [
-                    "--data", str(self.data / "rdir"), "--location", "site1.rack1.dir.rdir"])))
-                self._record(cfg, services)
+            # The reverse index, before the storage servers: their scrubbers report findings to it.
+            services.append(self._start(cfg, LocalService("rdir", "rdir", "gridfs.rdir", [
+                "--data", str(self.data / "rdir"), "--location", "site1.rack1.dir.rdir"])))
+            self._record(cfg, services)
             for n in range(1, nodes + 1):
                 services.extend(self._start_node(cfg, n, volumes))
                 self._record(cfg, services)
@@ -182,10 +183,10 @@ class LocalGrid:
             services.append(self._start(cfg, LocalService("events", "events", "gridfs.events", [
                 "--state", str(self.data / "events")])))
             self._record(cfg, services)
-            if _has_main("heal"):
-                services.append(self._start(cfg, LocalService("heal", "heal", "gridfs.heal", [
-                    "--state", str(self.data / "heal")])))
-                self._record(cfg, services)
+            # The rebuilder: rebuilds a storage server silent past [heal] rebuild_grace.
+            services.append(self._start(cfg, LocalService("heal", "heal", "gridfs.heal", [
+                "--state", str(self.data / "heal")])))
+            self._record(cfg, services)
             if s3_port is not None:
                 s3 = self._start(cfg, LocalService("s3", "s3", "gridfs.gateways.s3", [
                     "--port", str(s3_port), "--any-port-if-busy", "--workers", str(s3_workers)]))
@@ -332,11 +333,6 @@ class LocalGrid:
                 rows.append({"type": svc.type, "name": svc.name, "addr": svc.addr, "pid": svc.pid,
                              "up": pid_alive(svc.pid)})
         return rows
-
-
-def _has_main(package: str) -> bool:
-    # TEMPORARY while issue 11 lands in parts: start a service only once its package has a __main__.
-    return (Path(__file__).parent.parent / package / "__main__.py").exists()
 
 
 def _port_of(url: str) -> str | None:
