@@ -1,7 +1,8 @@
 """The event agent: drains the directory's outboxes and dispatches each event to its handlers.
 
 Delivery is at least once, so handlers are idempotent. For each batch read from a source:
-every handler subscribed to an event's type runs; a handler that raises gets a row on the
+every handler subscribed to an event's type runs (on the batch's events of its types, in order;
+in one call for a handler with ``handle_batch``); a handler that raises gets a row on the
 retry list (:mod:`gridfs.events.store`); the rows and the positions are committed; only
 then is the batch acked, which deletes it from the outbox. A crash before the ack means
 the batch is delivered again. One failing handler holds up nothing: the event is acked
@@ -67,6 +68,25 @@ class EventAgent:
             return f"{type(exc).__name__}: {exc}"
         return None
 
+    def call_many(self, name: str, events: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str]]:
+        """Run one handler on a batch of events; the (event, error) of those that failed.
+
+        A handler with a ``handle_batch(events)`` method gets them in one call (the reverse index
+        writes a batch in one request); if that raises, every event of the batch is retried later,
+        one at a time through the handler itself. Others are called once per event."""
+        handler = self.handlers.get(name)
+        batch = getattr(handler, "handle_batch", None)
+        if batch is None or len(events) < 2:
+            return [(e, err) for e in events if (err := self.call(name, e)) is not None]
+        try:
+            batch(events)
+        except Exception as exc:  # retried event by event later
+            self.failures += 1
+            log.warning("%d events from %s/%s on: handler %s failed: %s", len(events), events[0]["db"],
+                        events[0]["id"], name, exc)
+            return [(e, f"{type(exc).__name__}: {exc}") for e in events]
+        return []
+
     def poll_source(self, source: Source) -> bool:
         """Handle and ack one batch of ``source``'s outbox; True when it has more waiting."""
         page = source.read(self.batch)
@@ -75,12 +95,13 @@ class EventAgent:
             return False
         failures: list[Failure] = []
         upto: dict[str, int] = {}
+        by_handler: dict[str, list[dict[str, Any]]] = defaultdict(list)  # each handler's events, in order
         for event in events:
             for name in self.handlers_for(event["type"]):
-                error = self.call(name, event)
-                if error is not None:
-                    failures.append(Failure(source.id, name, event, error))
+                by_handler[name].append(event)
             upto[event["db"]] = max(upto.get(event["db"], 0), event["id"])
+        for name, subset in by_handler.items():
+            failures += [Failure(source.id, name, event, error) for event, error in self.call_many(name, subset)]
         self.store.record(source.id, failures, upto, self.policy)
         self.handled += len(events)
         failpoint("events.after_handle")

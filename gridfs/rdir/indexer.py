@@ -1,15 +1,15 @@
 """The event handler that keeps the reverse index: chunks in, chunks out, per volume.
 
 ``content.new`` and ``content.chunks`` (a repair) upsert an entry for every chunk of the
-event under the volume its URL names; ``content.deleted`` deletes its chunks by id. An
-event costs one call to the rdir service whatever the number of volumes it touches.
+event under the volume its URL names; ``content.deleted`` deletes its chunks by id. A
+batch of events (the agent hands over what it read from one outbox) costs one call to the rdir
+service whatever the number of events and volumes it touches.
 A chunk URL of the old form names an address: it is mapped to the service id through
 the conscience's storage list, and skipped (logged) if no listed server has it.
 
-The agent runs handlers one event at a time: an rdir that is down must not hold every
-event for a full retry budget. Calls give up quickly, and for ``PAUSE`` seconds after a
-failure the indexer fails at once, so those events go to the agent's retry list and the
-other handlers go on.
+An rdir that is down must not hold the agent for a full retry budget per batch: calls give up
+quickly, and for ``PAUSE`` seconds after a failure the indexer fails at once, so those events
+go to the agent's retry list and the other handlers go on.
 
 SPDX-License-Identifier: AGPL-3.0-or-later
 """
@@ -69,9 +69,28 @@ class RdirIndexer:
         return volume, ref.chunk_id
 
     def __call__(self, event: dict[str, Any]) -> None:
-        data = event["data"]
+        self.handle_batch([event])
+
+    def handle_batch(self, events: list[dict[str, Any]]) -> None:
+        """Every event's changes in one call: pushes in event order (a later entry for a chunk id, a
+        rename's, replaces an earlier one), deletes after them (a chunk deleted in the batch was
+        pushed before it: ids are never reused)."""
         push: dict[str, list[dict]] = defaultdict(list)
         delete: dict[str, list[str]] = defaultdict(list)
+        for event in events:
+            self._collect(event, push, delete)
+        if not (push or delete):
+            return
+        if time.monotonic() < self._down_until:
+            raise ServiceUnavailable("the rdir service did not answer a moment ago: retried later")
+        try:
+            self.rdir.apply(dict(push), dict(delete))
+        except ServiceUnavailable:
+            self._down_until = time.monotonic() + PAUSE
+            raise
+
+    def _collect(self, event: dict[str, Any], push: dict[str, list[dict]], delete: dict[str, list[str]]) -> None:
+        data = event["data"]
         if event["type"] in UPSERTS:
             container = f"{data['account']}/{data['bucket']}"
             for chunk in data.get("chunks") or []:
@@ -86,12 +105,3 @@ class RdirIndexer:
                 placed = self._parse(url)
                 if placed is not None:
                     delete[placed[0]].append(placed[1])
-        if not (push or delete):
-            return
-        if time.monotonic() < self._down_until:
-            raise ServiceUnavailable("the rdir service did not answer a moment ago: retried later")
-        try:
-            self.rdir.apply(dict(push), dict(delete))
-        except ServiceUnavailable:
-            self._down_until = time.monotonic() + PAUSE
-            raise
