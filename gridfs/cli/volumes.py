@@ -83,4 +83,7 @@ VOLUME_COLUMNS = ("volume", "location", "chunks", "indexed", "last scrub", "open
 
 
 def _cell(value: Any) -> str:
+    # Heartbeat figures arrive as floats (the conscience keeps numbers): a count shows as one.
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     return "" if value is None else str(value)
