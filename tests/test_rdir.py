@@ -335,3 +335,16 @@ def test_a_repair_started_before_another_moved_a_chunk_is_refused(client: GridCl
     services = [parse_chunk_url(c.url).service for c in after.metachunks[0].chunks]
     assert first not in services and second in services and len(set(services)) == 3
     assert client.get("cas", "obj") == data
+
+
+def test_status_shows_every_volume_with_its_index_and_health_is_ok(grid: LocalGrid) -> None:
+    env = {**os.environ, "COLUMNS": "250"}
+    out = run_grid_cli(grid.config_path, "status", "--data", str(grid.data), env=env).stdout.decode()
+    assert "storage volumes" in out
+    for vol in rawx_ids(grid):
+        # The volume table's row starts with the volume (the services table's with the type).
+        line = next((ln for ln in out.splitlines() if ln.startswith(f"│ {vol} ")), None)
+        assert line is not None and " up " in line, (vol, out)
+        assert ".0 " not in line, f"a count shown as a float: {line}"
+    health = run_grid_cli(grid.config_path, "health", check=False)
+    assert health.returncode == 0 and health.stdout.decode().startswith("OK"), health
