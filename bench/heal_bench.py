@@ -40,7 +40,6 @@ from rich.table import Table
 
 from gridfs.cli.local import LocalGrid
 from gridfs.client import GridClient
-from gridfs.common.config import GridConfig
 
 console = Console()
 MiB = 1 << 20
@@ -51,12 +50,8 @@ SMALL_THREADS = 16
 
 
 def start_grid(folder: Path, heal: dict[str, Any]) -> LocalGrid:
-    cfg = GridConfig()
-    cfg.extra["heal"] = heal
-    folder.mkdir(parents=True)
-    cfg.save(folder / "grid.toml")
     grid = LocalGrid(folder)
-    grid.up(nodes=3, volumes=3, s3_port=None, webhdfs_port=None)
+    grid.up(nodes=3, volumes=3, s3_port=None, webhdfs_port=None, settings={"heal": heal})
     return grid
 
 

@@ -20,7 +20,6 @@ from conftest import rawx_of, run_grid_cli, volume, wait_for
 from gridfs.admin.repair import Repairer
 from gridfs.cli.local import LocalGrid
 from gridfs.client import GridClient
-from gridfs.common.config import GridConfig
 from gridfs.common.errors import GridError
 from gridfs.common.http import JsonClient
 from gridfs.conscience.client import ConscienceClient
@@ -33,14 +32,11 @@ Index = dict[str, dict[str, dict]]  # volume -> chunk id -> entry
 
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalGrid]:
-    root = tmp_path_factory.mktemp("rdir")
-    cfg = GridConfig()
+    g = LocalGrid(tmp_path_factory.mktemp("rdir") / "grid")
     # Quick retries: the degraded-write test waits for a repair that fails until a server is back.
-    cfg.extra["events"] = {"retry_base": 0.2, "retry_max": 1.0, "poll_interval": 0.05}
-    cfg.extra["heal"] = {"scrub_rate": 0, "index": True, "repair": True}
-    cfg.save(root / "grid" / "grid.toml")
-    g = LocalGrid(root / "grid")
-    g.up(nodes=3, volumes=3, s3_port=None, webhdfs_port=None)
+    g.up(nodes=3, volumes=3, s3_port=None, webhdfs_port=None, settings={
+        "events": {"retry_base": 0.2, "retry_max": 1.0, "poll_interval": 0.05},
+        "heal": {"scrub_rate": 0, "index": True, "repair": True}})
     try:
         yield g
     finally:

@@ -22,7 +22,6 @@ import pytest
 
 from gridfs.cli.local import LocalGrid, LocalService
 from gridfs.client import GridClient
-from gridfs.common.config import GridConfig
 from gridfs.common.failpoints import ENV as FAILPOINT_ENV
 from gridfs.common.failpoints import arm
 from gridfs.common.http import JsonClient
@@ -36,13 +35,9 @@ Layout = dict[str, dict[str, str]]  # key -> "metachunk.position" -> chunk URL
 
 
 def start_grid(data: Path, heal: dict) -> LocalGrid:
-    """A 4 x 3 grid whose grid.toml has ``[heal]`` set before the services start."""
-    data.mkdir(parents=True)
-    cfg = GridConfig()
-    cfg.extra["heal"] = heal
-    cfg.save(data / "grid.toml")
+    """A 4 x 3 grid whose ``[heal]`` settings are in place before the services start."""
     grid = LocalGrid(data)
-    grid.up(nodes=4, volumes=3, s3_port=None, webhdfs_port=None)
+    grid.up(nodes=4, volumes=3, s3_port=None, webhdfs_port=None, settings={"heal": heal})
     return grid
 
 

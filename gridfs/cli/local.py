@@ -141,9 +141,10 @@ class LocalGrid:
 
     def up(self, nodes: int = 3, volumes: int = 3, policy: str | None = None, wait: float = 30.0,
            s3_port: int | None = 0, s3_workers: int = 2, meta2: int = 1,
-           webhdfs_port: int | None = 0) -> GridConfig:
+           webhdfs_port: int | None = 0, settings: dict[str, dict[str, Any]] | None = None) -> GridConfig:
         """Start everything; ``s3_port`` (``webhdfs_port``) None starts no S3 (WebHDFS) gateway, 0 one on any
-        free port; ``meta2`` container services (meta1 spreads new containers over them by score)."""
+        free port; ``meta2`` container services (meta1 spreads new containers over them by score);
+        ``settings``: grid.toml sections (``{"heal": {...}}``) merged in before any service starts."""
         if nodes < 1 or volumes < 1:
             raise GridError("a grid needs at least one node with one volume")
         if self.is_running():
@@ -152,6 +153,8 @@ class LocalGrid:
         cfg = GridConfig.load(self.config_path) if self.config_path.exists() else GridConfig()
         self._previous = {svc.name: svc for svc in self.services(cfg)}
         cfg.secret = cfg.secret or secrets.token_hex(32)
+        for section, values in (settings or {}).items():
+            cfg.extra[section] = {**cfg.extra.get(section, {}), **values}
         cfg.default_policy = policy or default_policy_for(nodes * volumes)
         if not cfg.size_rules:
             small = "THREECOPIES" if nodes * volumes >= 3 else "SINGLE"
