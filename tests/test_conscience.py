@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,9 +18,10 @@ import pytest
 import requests
 
 from gridfs.common.config import GridConfig
-from gridfs.common.errors import BadRequest, NotFound, ServiceUnavailable
+from gridfs.common.errors import BadRequest, NotEnoughServices, NotFound, ServiceUnavailable
 from gridfs.common.service import SpawnedService, spawn_service
 from gridfs.conscience.client import CachedServices, ConscienceClient
+from gridfs.conscience.placement import select
 
 Starter = Callable[..., SpawnedService]
 
@@ -71,7 +73,7 @@ def test_register_list_and_filter_by_type(conscience: ConscienceClient) -> None:
     assert conscience.services("nosuchtype") == []
     s = by_addr(conscience)["127.0.0.1:1001"]
     assert set(s) == {"id", "type", "addr", "location", "tags", "stats", "score_put", "score_get", "locked",
-                      "first_seen", "last_seen", "up"}
+                      "first_seen", "last_seen", "up", "full"}
     assert s["id"] == "127.0.0.1:1001"  # a heartbeat without an id: known by its address
     assert (s["type"], s["location"], s["tags"], s["locked"], s["up"]) == (
         "rawx", "s1.r1.h1.v1", {"volume": "/v/127.0.0.1:1001"}, False, True)
@@ -180,6 +182,41 @@ def test_silent_service_drops_to_zero_and_comes_back(conscience: ConscienceClien
     assert "new rawx service 127.0.0.1:1001" in log
     assert "127.0.0.1:1001 at s.r.h.v went silent" in log
     assert "127.0.0.1:1001 at s.r.h.v is back" in log
+
+
+def test_a_frozen_conscience_does_not_count_its_own_stall_as_silence(conscience: ConscienceClient,
+                                                                      proc: SpawnedService) -> None:
+    """A conscience that did not run (a blocked fsync, a starved machine; here SIGSTOP) read no heartbeats
+    meanwhile: right after it thaws, the services that were up are still up and take writes (listing them
+    silent made every write of a loaded grid fail with NotEnoughServices). A service that stays quiet still
+    goes silent one timeout later, and one silent before the freeze stays silent."""
+    beat(conscience, "127.0.0.1:1009", loc="s.r.h.z")
+    time.sleep(1.3)  # 1009 is silent before the freeze
+    beat(conscience, "127.0.0.1:1001")
+    proc.process.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(2.5)  # 2.5 timeouts frozen
+    finally:
+        proc.process.send_signal(signal.SIGCONT)
+    s = by_addr(conscience)
+    assert s["127.0.0.1:1001"]["up"] and s["127.0.0.1:1001"]["score_put"] > 0, s["127.0.0.1:1001"]
+    assert not s["127.0.0.1:1009"]["up"] and s["127.0.0.1:1009"]["score_put"] == 0
+    assert "the conscience did not run for" in proc.log_path.read_text()
+    time.sleep(1.3)  # and now 1001 has really been quiet for a timeout of the conscience's running time
+    s = by_addr(conscience)["127.0.0.1:1001"]
+    assert (s["score_put"], s["up"]) == (0, False)
+
+
+def test_listing_says_why_a_service_takes_no_writes(conscience: ConscienceClient) -> None:
+    beat(conscience, "127.0.0.1:1001", loc="s.r.h.a")
+    beat(conscience, "127.0.0.1:1002", loc="s.r.h.b", free=0.05)
+    beat(conscience, "127.0.0.1:1003", loc="s.r.h.c")
+    conscience.lock("127.0.0.1:1003")
+    s = by_addr(conscience)
+    assert [(s[a]["full"], s[a]["locked"], s[a]["score_put"] > 0) for a in sorted(s)] == [
+        (False, False, True), (True, False, False), (False, True, False)]
+    with pytest.raises(NotEnoughServices, match=r"only 1 can take writes now \(3 known, 1 full, 1 locked\)"):
+        select(list(s.values()), 2)
 
 
 def test_new_service_ramps_up(conscience: ConscienceClient) -> None:

@@ -62,7 +62,13 @@ class _Placement:
     def __init__(self, services: CachedServices, width: int) -> None:
         self._services = services
         self._lock = threading.Lock()
-        self.chosen = select(services.get(), width)
+        try:
+            self.chosen = select(services.get(), width)
+        except NotEnoughServices:
+            # The list at hand may be a ttl old (a blip of the conscience, a server back): one fresh
+            # look before the write fails.
+            services.invalidate()
+            self.chosen = select(services.get(), width)
         self._used = {s["addr"] for s in self.chosen}
 
     def replacement(self) -> dict | None:

@@ -56,6 +56,20 @@ def _avoided(svc: dict, avoid: Collection[str]) -> bool:
     return svc["addr"] in avoid or svc.get("id", svc["addr"]) in avoid
 
 
+def _why_not(services: list[dict], usable: list[dict], avoid: set[str]) -> str:
+    """\"9 known: 1 silent, 7 full\": why the others take no writes, as the conscience lists them."""
+    reasons: dict[str, int] = {}
+    taken = {id(s) for s in usable}
+    for svc in services:
+        if id(svc) in taken:
+            continue
+        why = ("avoided" if _avoided(svc, avoid) else "silent" if svc.get("up") is False
+               else "locked" if svc.get("locked") else "full" if svc.get("full")
+               else "scored 0" if not (svc.get("score_put") or 0) > 0 else "on a volume already counted")
+        reasons[why] = reasons.get(why, 0) + 1
+    return ", ".join([f"{len(services)} known", *(f"{n} {why}" for why, n in reasons.items())])
+
+
 def select(
     services: list[dict],
     count: int,
@@ -85,10 +99,9 @@ def select(
         usable.append(svc)
     volumes = {_volume_key(s) for s in usable}
     if len(volumes) < count:
-        avoided = sum(1 for s in services if _avoided(s, avoid))
         raise NotEnoughServices(
             f"placement needs {count} services on distinct volumes but only {len(volumes)} can take writes "
-            f"now ({len(services)} known, {avoided} avoided, the rest locked, full, silent or duplicates)"
+            f"now ({_why_not(services, usable, avoid)})"
         )
 
     keys = [_volume_key(s) for s in usable]

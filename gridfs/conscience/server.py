@@ -42,7 +42,7 @@ from gridfs.common.errors import BadRequest, InvalidName, NotFound
 from gridfs.common.http import aiohttp_middlewares
 from gridfs.common.names import check_service_id
 from gridfs.common.service import base_arg_parser, bind, serve_app, setup_logging
-from gridfs.conscience.scoring import STAT_DEFAULTS, ScoringRules, is_silent, scores
+from gridfs.conscience.scoring import STAT_DEFAULTS, ScoringRules, is_full, is_silent, scores
 
 log = logging.getLogger("conscience")
 
@@ -127,6 +127,29 @@ class Registry:
     locked: set[str] = field(default_factory=set)
     heartbeats: int = 0
     dirty: bool = False  # heartbeat-only changes not yet saved
+    last_awake: float = field(default_factory=time.monotonic)  # when this process last ran (monotonic)
+
+    # -- our own stalls ---------------------------------------------------------------------------
+
+    def awake(self, now: float) -> None:
+        """Take out of everyone's silence the time this process itself did not run.
+
+        Housekeeping runs at least every ``timeout / 4``, so a longer gap means the conscience was
+        frozen (a blocked fsync, a starved or paused machine): heartbeats sent meanwhile were never
+        read, and counting that gap as their senders' silence would list a live grid as dead at
+        once (writes then fail with NotEnoughServices). Services that were up when the stall began
+        get the gap added to their last heartbeat; a service that is really gone still goes silent,
+        one timeout of our own running time after its last heartbeat."""
+        gap = now - self.last_awake
+        if gap > self.rules.timeout / 2:
+            forgiven = 0
+            for svc in self.services.values():
+                if not is_silent(self.last_awake, svc.last_seen, self.rules):
+                    svc.last_seen = min(now, svc.last_seen + gap)
+                    forgiven += 1
+            log.warning("the conscience did not run for %.1f s: that time is not counted as silence of "
+                        "the %d services that were up", gap, forgiven)
+        self.last_awake = max(self.last_awake, now)
 
     # -- clocks ---------------------------------------------------------------------------------
 
@@ -208,6 +231,7 @@ class Registry:
     def heartbeat(self, body: Any) -> None:
         sid, kind, addr, location, tags, stats = parse_heartbeat(body)
         now = time.monotonic()
+        self.awake(now)
         self.heartbeats += 1
         replaced = self._drop_others_at(addr, sid)
         svc = self.services.get(sid)
@@ -280,6 +304,7 @@ class Registry:
     def check_silence(self) -> None:
         """Log each service going silent once, when it happens (not only when listed)."""
         now = time.monotonic()
+        self.awake(now)
         for svc in self.services.values():
             if svc.up and is_silent(now, svc.last_seen, self.rules):
                 svc.up = False
@@ -296,6 +321,7 @@ class Registry:
             if kind and svc.type != kind:
                 continue
             locked = svc.id in self.locked
+            silent = is_silent(now_mono, svc.last_seen, self.rules)
             put, get = scores(svc.stats, now=now_mono, first_seen=svc.first_seen, last_seen=svc.last_seen,
                               locked=locked, rules=self.rules)
             out.append({
@@ -303,7 +329,9 @@ class Registry:
                 "stats": {**STAT_DEFAULTS, **svc.stats}, "score_put": put, "score_get": get, "locked": locked,
                 "first_seen": round(self._wall(svc.first_seen, now_mono, now_wall), 3),
                 "last_seen": round(self._wall(svc.last_seen, now_mono, now_wall), 3),
-                "up": not is_silent(now_mono, svc.last_seen, self.rules),
+                "up": not silent,
+                # Why a service takes no writes, for clients to say so: silent ("up" false), locked, or full.
+                "full": is_full(svc.stats, self.rules),
             })
         return sorted(out, key=lambda s: (s["type"], s["location"], s["addr"]))
 

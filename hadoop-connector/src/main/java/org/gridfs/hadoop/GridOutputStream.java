@@ -298,7 +298,16 @@ final class GridOutputStream extends OutputStream implements StreamCapabilities 
         private final Set<String> used = new HashSet<>();
 
         Placed(int width) throws IOException {
-            chosen = Placement.select(grid.services.get(), width, new HashSet<>());
+            List<Services.Service> picked;
+            try {
+                picked = Placement.select(grid.services.get(), width, new HashSet<>());
+            } catch (GridException ex) {
+                // The list at hand may be a ttl old (a blip of the conscience, a server back): one fresh
+                // look before the write fails.
+                grid.services.invalidate();
+                picked = Placement.select(grid.services.get(), width, new HashSet<>());
+            }
+            chosen = picked;
             for (Services.Service s : chosen) {
                 used.add(s.addr);
             }

@@ -5,7 +5,9 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collection;
 import java.util.HashSet;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Random;
 import java.util.Set;
 import java.util.concurrent.ThreadLocalRandom;
@@ -42,6 +44,26 @@ final class Placement {
         return select(services, count, avoid, ThreadLocalRandom.current());
     }
 
+    /** "9 known: 1 silent, 7 full": why the others take no writes, as the conscience lists them. */
+    private static String whyNot(List<Services.Service> services, List<Services.Service> usable,
+            Collection<String> avoid) {
+        Map<String, Integer> reasons = new LinkedHashMap<>();
+        Set<Services.Service> taken = java.util.Collections.newSetFromMap(new java.util.IdentityHashMap<>());
+        taken.addAll(usable);
+        for (Services.Service s : services) {
+            if (taken.contains(s)) {
+                continue;
+            }
+            String why = avoid.contains(s.addr) || avoid.contains(s.id) ? "avoided"
+                    : !s.noWrites.isEmpty() ? s.noWrites
+                    : !(s.scorePut > 0) ? "scored 0" : "on a volume already counted";
+            reasons.merge(why, 1, Integer::sum);
+        }
+        StringBuilder out = new StringBuilder(services.size() + " known");
+        reasons.forEach((why, n) -> out.append(", ").append(n).append(' ').append(why));
+        return out.toString();
+    }
+
     /** {@code count} services on distinct volumes, none whose id or address is in {@code avoid}. */
     static List<Services.Service> select(List<Services.Service> services, int count, Collection<String> avoid,
             Random rng) throws GridException {
@@ -61,7 +83,7 @@ final class Placement {
         if (volumes.size() < count) {
             throw new GridException(503, "NotEnoughServices", "placement needs " + count
                     + " services on distinct volumes but only " + volumes.size() + " can take writes now ("
-                    + services.size() + " known)");
+                    + whyNot(services, usable, avoid) + ")");
         }
         int n = usable.size();
         String[] keys = new String[n];

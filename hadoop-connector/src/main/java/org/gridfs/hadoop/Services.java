@@ -24,14 +24,22 @@ final class Services {
         final double scorePut;
         final double scoreGet;
         final boolean up;
+        /** Why it takes no writes as the conscience says ("silent", "locked", "full"), or "". */
+        final String noWrites;
 
         Service(String id, String addr, String location, double scorePut, double scoreGet, boolean up) {
+            this(id, addr, location, scorePut, scoreGet, up, up ? "" : "silent");
+        }
+
+        Service(String id, String addr, String location, double scorePut, double scoreGet, boolean up,
+                String noWrites) {
             this.id = id;
             this.addr = addr;
             this.location = location;
             this.scorePut = scorePut;
             this.scoreGet = scoreGet;
             this.up = up;
+            this.noWrites = noWrites;
         }
     }
 
@@ -80,8 +88,11 @@ final class Services {
             Map<String, Service> names = new HashMap<>();
             for (Object o : Json.list(http.get(url))) {
                 Map<String, Object> m = Json.object(o);
+                boolean up = !Boolean.FALSE.equals(m.get("up"));
+                String noWrites = !up ? "silent" : Boolean.TRUE.equals(m.get("locked")) ? "locked"
+                        : Boolean.TRUE.equals(m.get("full")) ? "full" : "";
                 Service s = new Service(Json.str(m, "id"), Json.str(m, "addr"), Json.str(m, "location"),
-                        Json.real(m, "score_put"), Json.real(m, "score_get"), !Boolean.FALSE.equals(m.get("up")));
+                        Json.real(m, "score_put"), Json.real(m, "score_get"), up, noWrites);
                 fresh.add(s);
                 names.put(s.addr, s);
                 if (!s.id.isEmpty()) {

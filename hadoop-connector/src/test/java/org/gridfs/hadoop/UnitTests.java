@@ -114,12 +114,17 @@ public final class UnitTests {
             Check.eq(new HashSet<>(Arrays.asList(2)), new HashSet<>(perHost.values()), "6 picks on 3 hosts: 2 each");
         }
         List<Services.Service> nine = servers(3, 3);
-        nine.set(0, new Services.Service("rawx-00", "127.0.0.1:7000", "site1.rack1.node0.vol0", 0, 50, true));
-        Check.raises(GridException.class, "a locked server leaves 8 volumes for 9 chunks",
-                () -> Placement.select(nine, 9, Collections.emptySet(), rng));
-        List<Services.Service> one = Placement.select(nine, 1, new HashSet<>(Arrays.asList("rawx-01",
-                "127.0.0.1:7002")), rng);
-        Check.that(!Arrays.asList("rawx-00", "rawx-01", "rawx-02").contains(one.get(0).id), "avoided by id or addr");
+        nine.set(0, new Services.Service("rawx-00", "127.0.0.1:7000", "site1.rack1.node0.vol0", 0, 50, true,
+                "locked"));
+        nine.set(1, new Services.Service("rawx-01", "127.0.0.1:7001", "site1.rack1.node0.vol1", 0, 0, false));
+        GridException e = Check.raises(GridException.class, "a locked and a silent server leave 7 volumes for 8",
+                () -> Placement.select(nine, 8, Collections.emptySet(), rng));
+        Check.that(e.getMessage().contains("only 7 can take writes now (9 known, 1 locked, 1 silent)"),
+                "the error says why: " + e.getMessage());
+        List<Services.Service> one = Placement.select(nine, 1, new HashSet<>(Arrays.asList("rawx-02",
+                "127.0.0.1:7010")), rng);
+        Check.that(!Arrays.asList("rawx-00", "rawx-01", "rawx-02", "rawx-10").contains(one.get(0).id),
+                "avoided by id or addr, never locked or silent");
     }
 
     // -- Reed-Solomon -----------------------------------------------------------------------------------
