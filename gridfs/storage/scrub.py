@@ -34,6 +34,7 @@ from typing import Any
 
 from gridfs.common.config import GridConfig
 from gridfs.common.errors import BadRequest, ChecksumMismatch, InvalidName, NoSuchChunk
+from gridfs.common.fileio import write_all
 from gridfs.common.names import CHUNK_ID_RE
 from gridfs.common.throttle import MB, RateLimiter
 from gridfs.storage.store import BLOCK, BufferPool, Volume
@@ -139,9 +140,7 @@ class Scrubber:
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
-                view = memoryview(text)
-                while view.nbytes:
-                    view = view[os.write(fd, view) :]
+                write_all(fd, text)
                 os.fsync(fd)
             finally:
                 os.close(fd)

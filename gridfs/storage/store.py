@@ -27,6 +27,7 @@ import crc32c
 import xxhash
 
 from gridfs.common.errors import AlreadyExists, ChecksumMismatch, InvalidRange, NoSuchChunk, VolumeFull
+from gridfs.common.fileio import write_all
 from gridfs.common.names import CHUNK_ID_RE, check_chunk_id
 
 log = logging.getLogger("rawx")
@@ -135,9 +136,7 @@ class Volume:
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
-                view = data
-                while view.nbytes:
-                    view = view[os.write(fd, view) :]
+                write_all(fd, data)  # in 1 MiB pieces: see gridfs.common.fileio
                 os.setxattr(fd, X + "hash", actual.encode())
                 os.setxattr(fd, X + "size", str(data.nbytes).encode())
                 os.setxattr(fd, X + "blocks", block_hashes(data))

@@ -210,11 +210,6 @@ MTIME_PROP = "distcp.mtime"
 COPY_BUFFER = 8 * 1024 * 1024
 
 
-def _write_all(fd: int, view: memoryview) -> None:
-    while view.nbytes:
-        view = view[os.write(fd, view):]
-
-
 def copy_buffer_size(size: int) -> int:
     """A small file gets a small buffer: zero-filling 8 MiB per file would cost more than copying it."""
     return max(1, min(COPY_BUFFER, size))
@@ -389,9 +384,11 @@ class LocalDestination:
         """Written to a temporary name, fsynced, renamed. A folder keeps no checksum of its own: None."""
         path = self._path(key)
         os.makedirs(os.path.dirname(path), exist_ok=True)
+        from gridfs.common.fileio import write_all
+
         fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".distcp-tmp-", dir=os.path.dirname(path))
         try:
-            _pump(reader, size, lambda view: _write_all(fd, view))
+            _pump(reader, size, lambda view: write_all(fd, view))
             os.fsync(fd)
             os.close(fd)
             if MTIME_PROP in props:
