@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,10 +58,8 @@ def _tree(root: psutil.Process, skip: set[int]) -> list[psutil.Process]:
     while todo:
         proc = todo.pop()
         out.append(proc)
-        try:
+        with suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             todo.extend(c for c in proc.children() if c.pid not in skip)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
     return out
 
 
