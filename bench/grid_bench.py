@@ -3,6 +3,8 @@
 Runs against a fresh local grid (3 nodes x 3 volumes) unless ``--config`` names a
 running one. Every figure is set beside a ceiling measured in the same run on the
 same disk, because these machines are shared and noisy: compare ratios, not times.
+Each measured phase also reports its CPU budget per kind of process (bench/cpubudget.py):
+CPU-s per GB of user data for large objects, CPU-ms per object for small ones.
 
     .venv/bin/python bench/grid_bench.py [--size-mib 256] [--small 2000] [--json out.json]
 """
@@ -16,12 +18,14 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cpubudget import BudgetTable, CpuBudget, Phase, summary
 from rich.console import Console
 from rich.table import Table
 
@@ -74,11 +78,25 @@ def _small_worker(args: tuple[str, int, int, Any]) -> tuple[float, float, float,
     return t0, t1, t2, t3
 
 
-def run_parallel(fn: Any, jobs: list[tuple]) -> list[tuple[float, float, float, float]]:
+def run_parallel(fn: Any, jobs: list[tuple], budget: CpuBudget) -> tuple[list[tuple[float, float, float, float]],
+                                                                         Phase, Phase]:
+    """Run the workers; the CPU budget of their PUT phase and of their GET phase. This process joins the
+    workers' barriers, so that its snapshots fall between the warm-up, the PUTs and the GETs."""
     ctx = mp.get_context("spawn")
-    barrier = ctx.Manager().Barrier(len(jobs))
+    barrier = ctx.Manager().Barrier(len(jobs) + 1)
     with ctx.Pool(len(jobs)) as pool:
-        return pool.map(fn, [(*job, barrier) for job in jobs])
+        pending = pool.map_async(fn, [(*job, barrier) for job in jobs])
+        try:
+            barrier.wait(timeout=1800)  # warmed up
+            budget.start()
+            barrier.wait(timeout=1800)  # every PUT done
+        except threading.BrokenBarrierError:
+            pending.get()  # a worker failed: its exception says why
+            raise
+        put = budget.stop()
+        budget.start()
+        times = pending.get()
+        return times, put, budget.stop()
 
 
 def spans(times: list[tuple[float, float, float, float]]) -> tuple[float, float]:
@@ -134,6 +152,8 @@ def main() -> None:
         grid.up(nodes=3, volumes=3)
         config = str(grid.config_path)
     folder = Path(config).parent
+    budget = CpuBudget(grid or LocalGrid(folder))
+    cpu = BudgetTable()
     results: dict[str, Any] = {"size_mib": args.size_mib, "large": [], "small": {}, "ceiling": {}}
     try:
         client = GridClient(config)
@@ -141,14 +161,16 @@ def main() -> None:
         client.create_bucket("small", exist_ok=True)
         size = args.size_mib * MiB
         table = Table(title=f"large objects ({args.size_mib} MiB each), MB/s of user data")
-        for col in ("policy", "procs", "PUT", "GET", "PUT / ceiling", "ceiling W (x overhead)", "ceiling R"):
+        for col in ("policy", "procs", "PUT", "GET", "PUT / ceiling", "ceiling W (x overhead)", "ceiling R",
+                    "CPU PUT s/GB", "CPU GET s/GB"):
             table.add_column(col, justify="right")
         for policy in args.policies.split(","):
             overhead = get_policy(policy).overhead
             for procs in (int(x) for x in args.procs.split(",")):
                 jobs = [(config, policy, f"{policy}-{procs}-{i}", size, i) for i in range(procs)]
                 os.sync()  # start each phase with no writeback left over from the one before
-                put_s, get_s = spans(run_parallel(_large_worker, jobs))
+                times, put_cpu, get_cpu = run_parallel(_large_worker, jobs, budget)
+                put_s, get_s = spans(times)
                 total = size * procs
                 # The ceiling writes what the grid had to write: user bytes x the policy's overhead.
                 os.sync()
@@ -158,14 +180,17 @@ def main() -> None:
                     "ceiling_write_mbs_user": cw / overhead, "ceiling_read_mbs": cr,
                 }
                 row["put_vs_ceiling"] = row["put_mbs"] / row["ceiling_write_mbs_user"]
+                row["cpu"] = {"put": cpu.add(f"{policy} x{procs} PUT", put_cpu, nbytes=total),
+                              "get": cpu.add(f"{policy} x{procs} GET", get_cpu, nbytes=total)}
                 results["large"].append(row)
                 table.add_row(policy, str(procs), f"{row['put_mbs']:.0f}", f"{row['get_mbs']:.0f}",
-                              f"{row['put_vs_ceiling']:.0%}", f"{row['ceiling_write_mbs_user']:.0f}", f"{cr:.0f}")
+                              f"{row['put_vs_ceiling']:.0%}", f"{row['ceiling_write_mbs_user']:.0f}", f"{cr:.0f}",
+                              f"{row['cpu']['put']['total']:.2f}", f"{row['cpu']['get']['total']:.2f}")
                 for i in range(procs):
                     client.delete("bench", f"{policy}-{procs}-{i}")
         console.print(table)
 
-        times = run_parallel(_small_worker, [(config, args.small, i) for i in range(2)])
+        times, put_cpu, get_cpu = run_parallel(_small_worker, [(config, args.small, i) for i in range(2)], budget)
         put_s, get_s = spans(times)
         n = args.small * 2
         t0 = time.perf_counter()
@@ -182,12 +207,15 @@ def main() -> None:
         results["small"] = {
             "objects": n, "put_per_s": n / put_s, "get_per_s": n / get_s,
             "list_pages_per_s": pages / list_s, "listed": listed,
+            "cpu": {"put": cpu.add("4 KiB PUT", put_cpu, objects=n), "get": cpu.add("4 KiB GET", get_cpu, objects=n)},
         }
         small = Table(title=f"small objects (4 KiB), 2 client processes x {SMALL_THREADS} threads")
-        for col in ("PUT/s", "GET/s", "LIST pages of 1,000/s"):
+        for col in ("PUT/s", "GET/s", "LIST pages of 1,000/s", "CPU PUT", "CPU GET"):
             small.add_column(col, justify="right")
-        small.add_row(f"{n / put_s:.0f}", f"{n / get_s:.0f}", f"{pages / list_s:.1f}")
+        small.add_row(f"{n / put_s:.0f}", f"{n / get_s:.0f}", f"{pages / list_s:.1f}",
+                      summary(results["small"]["cpu"]["put"]), summary(results["small"]["cpu"]["get"]))
         console.print(small)
+        console.print(cpu.table())
         lat = []
         for i in range(50):
             t = time.perf_counter()
