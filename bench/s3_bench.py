@@ -3,6 +3,9 @@
 Measures, on a fresh local grid (3 nodes x 3 volumes, the gateway with 2 workers):
 - 64 MiB objects: PUT and GET MB/s with 1 and 2 client processes, through boto3 and natively;
 - 4 KiB objects: PUT/s with 1 and 2 client processes (8 threads each), through boto3 and natively.
+Each run also reports its CPU budget per kind of process (bench/cpubudget.py): CPU-s per GB for
+64 MiB objects, CPU-ms per object for 4 KiB ones, client (boto3 or the library) and gateway apart. As the
+rates, the client's figure includes its worker processes' start-up (imports, the test data).
 Prints a table, writes bench/s3_results.json. The machine is shared: compare the ratios.
 
 Run: `.venv/bin/python bench/s3_bench.py [--objects 8] [--small 400]`.
@@ -20,6 +23,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
+from cpubudget import BudgetTable, CpuBudget, Phase
 from rich.console import Console
 from rich.table import Table
 
@@ -67,14 +71,18 @@ def worker(kind: str, op: str, target: dict, names: list[str], size: int, thread
     return time.perf_counter() - t0
 
 
-def run(kind: str, op: str, target: dict, count: int, size: int, procs: int, threads: int, tag: str) -> float:
-    """Aggregate rate: objects (or bytes) per second over all processes."""
+def run(kind: str, op: str, target: dict, count: int, size: int, procs: int, threads: int, tag: str,
+        budget: CpuBudget) -> tuple[float, int, Phase]:
+    """Aggregate rate: objects per second over all processes; the objects; the CPU budget of the run."""
     names = [[f"{tag}-{kind}-{p}-{i}" for i in range(count // procs)] for p in range(procs)]
-    t0 = time.perf_counter()
-    with ProcessPoolExecutor(procs) as pool:
-        list(pool.map(worker, [kind] * procs, [op] * procs, [target] * procs, names, [size] * procs,
-                      [threads] * procs))
-    return (count // procs) * procs / (time.perf_counter() - t0)
+    with budget.measure() as phase:
+        t0 = time.perf_counter()
+        with ProcessPoolExecutor(procs) as pool:
+            list(pool.map(worker, [kind] * procs, [op] * procs, [target] * procs, names, [size] * procs,
+                          [threads] * procs))
+        seconds = time.perf_counter() - t0
+    objects = (count // procs) * procs
+    return objects / seconds, objects, phase
 
 
 def main() -> None:
@@ -84,6 +92,7 @@ def main() -> None:
     p.add_argument("--out", default=str(HERE / "s3_results.json"))
     a = p.parse_args()
     results: dict = {"large": {}, "small": {}}
+    cpu = BudgetTable()
     with tempfile.TemporaryDirectory(prefix="s3-bench-") as tmp:
         grid = LocalGrid(Path(tmp) / "grid")
         cfg = grid.up(nodes=3, volumes=3, s3_port=0)
@@ -96,16 +105,24 @@ def main() -> None:
             target = {"endpoint": cfg.extra["s3"]["url"], "keys": {"access_key": user.access_key,
                                                                     "secret_key": user.secret_key},
                       "config": str(grid.config_path)}
+            budget = CpuBudget(grid)
             for procs in (1, 2):
                 for kind in ("native", "s3"):
-                    tag = f"L{procs}"
-                    put = run(kind, "put", target, a.objects, 64 * MiB, procs, 2, tag) * 64 * MiB / 1e6
-                    get = run(kind, "get", target, a.objects, 64 * MiB, procs, 2, tag) * 64 * MiB / 1e6
-                    small = run(kind, "put", target, a.small, 4096, procs, 8, f"S{procs}")
-                    results["large"][f"{kind}/{procs}"] = {"put_mb_s": round(put, 1), "get_mb_s": round(get, 1)}
-                    results["small"][f"{kind}/{procs}"] = {"put_per_s": round(small, 1)}
-                    print(f"{kind:6} procs={procs}: PUT {put:7.1f} MB/s  GET {get:7.1f} MB/s  4 KiB PUT {small:6.1f}/s",
-                          flush=True)
+                    tag, label = f"L{procs}", f"{kind} x{procs}"
+                    put, n, put_cpu = run(kind, "put", target, a.objects, 64 * MiB, procs, 2, tag, budget)
+                    get, _, get_cpu = run(kind, "get", target, a.objects, 64 * MiB, procs, 2, tag, budget)
+                    small, ns, small_cpu = run(kind, "put", target, a.small, 4096, procs, 8, f"S{procs}", budget)
+                    put, get = put * 64 * MiB / 1e6, get * 64 * MiB / 1e6
+                    results["large"][f"{kind}/{procs}"] = {
+                        "put_mb_s": round(put, 1), "get_mb_s": round(get, 1),
+                        "cpu": {"put": cpu.add(f"{label} PUT", put_cpu, nbytes=n * 64 * MiB),
+                                "get": cpu.add(f"{label} GET", get_cpu, nbytes=n * 64 * MiB)}}
+                    results["small"][f"{kind}/{procs}"] = {
+                        "put_per_s": round(small, 1), "cpu": {"put": cpu.add(f"{label} 4K PUT", small_cpu, objects=ns)}}
+                    c = results["large"][f"{kind}/{procs}"]["cpu"]
+                    print(f"{kind:6} procs={procs}: PUT {put:7.1f} MB/s  GET {get:7.1f} MB/s  4 KiB PUT {small:6.1f}/s"
+                          f"  CPU s/GB PUT {c['put']['total']:.2f} GET {c['get']['total']:.2f}, 4 KiB PUT "
+                          f"{results['small'][f'{kind}/{procs}']['cpu']['put']['total']:.2f} ms", flush=True)
         finally:
             grid.down()
     ratios = {}
@@ -120,6 +137,7 @@ def main() -> None:
     for k, v in ratios.items():
         table.add_row(k, str(v["put"]), str(v["get"]))
     Console().print(table)
+    Console().print(cpu.table())
     Path(a.out).write_text(json.dumps(results, indent=1))
     print(f"wrote {a.out}")
 
