@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
+from rich import box
+from rich.console import Console
 from rich.table import Table
 
 from gridfs.cli.local import LocalGrid, LocalService
@@ -181,9 +183,10 @@ class BudgetTable:
         return row
 
     def table(self) -> Table:
-        table = Table(title=self.title, caption="CPU-s per GB of user data or CPU-ms per object; gw: S3 and WebHDFS "
-                      "gateways, dir: conscience, meta0/1/2 and rdir, evt: event agent; cores: CPU-s per wall second")
-        table.add_column("phase")
+        caption = ("CPU-s per GB of user data or CPU-ms per object; gw: S3 and WebHDFS gateways, dir: conscience, "
+                   "meta0/1/2 and rdir, evt: event agent; cores: CPU-s per wall second")
+        table = Table(title=self.title, caption=caption, box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
+        table.add_column("phase", no_wrap=True)
         for col in ("unit", *self.HEADERS, "total", "cores"):
             table.add_column(col, justify="right")
         units = {"cpu_s_per_gb": "s/GB", "cpu_ms_per_object": "ms/obj", "cpu_s": "s"}
@@ -191,6 +194,10 @@ class BudgetTable:
             table.add_row(label, units[row["unit"]], *(f"{row[k]:.2f}" for k in (*KINDS, "total")),
                           f"{row['cores_busy']:.2f}")
         return table
+
+    def print(self) -> None:
+        """At least 100 columns wide: rich gives a pipe or a log file 80, too few for ten columns."""
+        Console(width=max(Console().width, 100)).print(self.table())
 
     def json(self) -> dict[str, dict[str, Any]]:
         return dict(self.rows)

@@ -2,7 +2,9 @@
 
 - pandas.read_parquet of a multi-file, multi-row-group dataset from grid:// vs the same files on local disk;
 - 1,000 random 64 KiB ranges via cat_ranges vs one open-seek-read each through grid://;
-- to_parquet of the dataset to grid:// vs to local disk.
+- to_parquet of the dataset to grid:// vs to local disk;
+- for each grid:// job, its CPU budget per kind of process (bench/cpubudget.py): CPU-s per GB of the
+  dataset for reads and writes, CPU-ms per range for ranged reads.
 
     .venv/bin/python bench/fsspec_bench.py [--mib 1024] [--files 8]
 """
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from cpubudget import BudgetTable, CpuBudget, Phase
 from rich.console import Console
 from rich.table import Table
 
@@ -41,6 +44,12 @@ def timed(fn) -> float:  # type: ignore[no-untyped-def]
     return time.perf_counter() - t
 
 
+def timed_cpu(budget: CpuBudget, fn) -> tuple[float, Phase]:  # type: ignore[no-untyped-def]
+    with budget.measure() as phase:
+        seconds = timed(fn)
+    return seconds, phase
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--mib", type=int, default=1024, help="dataset size on disk")
@@ -52,6 +61,7 @@ def main() -> None:
     grid = LocalGrid(tmp / "grid")
     grid.up(nodes=3, volumes=3)
     try:
+        budget, cpu = CpuBudget(grid), BudgetTable()
         fs = GridFileSystem(config=str(grid.config_path), skip_instance_cache=True)
         fs.makedirs("bench", exist_ok=True)
         opts = {"config": str(grid.config_path)}
@@ -69,16 +79,18 @@ def main() -> None:
                 df.to_parquet(f"grid://bench/ds/part-{i}.parquet", row_group_size=rows_per_file // 8,
                               storage_options=opts)
 
-        w_local, w_grid = timed(write_local), timed(write_grid)
+        w_local = timed(write_local)
+        w_grid, w_cpu = timed_cpu(budget, write_grid)
         nbytes = sum(f.stat().st_size for f in local.iterdir())
         r_local = timed(lambda: pd.read_parquet(local))
-        r_grid = timed(lambda: pd.read_parquet("grid://bench/ds/", storage_options=opts))
+        r_grid, r_cpu = timed_cpu(budget, lambda: pd.read_parquet("grid://bench/ds/", storage_options=opts))
 
         blob = "bench/ds/part-0.parquet"
         size = fs.size(blob)
         rng = random.Random(1)
         starts = [rng.randrange(0, size - 65536) for _ in range(1000)]
-        ranges_s = timed(lambda: fs.cat_ranges([blob] * 1000, starts, [s + 65536 for s in starts]))
+        ranges_s, ranges_cpu = timed_cpu(budget, lambda: fs.cat_ranges([blob] * 1000, starts,
+                                                                       [s + 65536 for s in starts]))
 
         def one_by_one() -> None:
             for s in starts:
@@ -86,12 +98,16 @@ def main() -> None:
                     f.seek(s)
                     f.read(65536)
 
-        single_s = timed(one_by_one)
+        single_s, single_cpu = timed_cpu(budget, one_by_one)
         res = {
             "dataset_bytes": nbytes, "files": args.files,
             "read_local_mbs": nbytes / r_local / 1e6, "read_grid_mbs": nbytes / r_grid / 1e6,
             "write_local_mbs": nbytes / w_local / 1e6, "write_grid_mbs": nbytes / w_grid / 1e6,
             "cat_ranges_per_s": 1000 / ranges_s, "open_seek_read_per_s": 1000 / single_s,
+            "cpu": {"to_parquet": cpu.add("to_parquet", w_cpu, nbytes=nbytes),
+                    "read_parquet": cpu.add("read_parquet", r_cpu, nbytes=nbytes),
+                    "cat_ranges": cpu.add("cat_ranges", ranges_cpu, objects=1000),
+                    "open_seek_read": cpu.add("open-seek-read", single_cpu, objects=1000)},
         }
         res["read_ratio"] = res["read_grid_mbs"] / res["read_local_mbs"]
         res["ranges_speedup"] = res["cat_ranges_per_s"] / res["open_seek_read_per_s"]
@@ -105,6 +121,7 @@ def main() -> None:
         table.add_row("64 KiB ranges/s", f"{res['cat_ranges_per_s']:.0f} (cat_ranges)",
                       f"{res['open_seek_read_per_s']:.0f} (open-seek-read)", f"{res['ranges_speedup']:.1f}x")
         console.print(table)
+        cpu.print()
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(res, indent=2))

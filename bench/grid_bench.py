@@ -215,7 +215,7 @@ def main() -> None:
         small.add_row(f"{n / put_s:.0f}", f"{n / get_s:.0f}", f"{pages / list_s:.1f}",
                       summary(results["small"]["cpu"]["put"]), summary(results["small"]["cpu"]["get"]))
         console.print(small)
-        console.print(cpu.table())
+        cpu.print()
         lat = []
         for i in range(50):
             t = time.perf_counter()

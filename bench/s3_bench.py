@@ -137,7 +137,7 @@ def main() -> None:
     for k, v in ratios.items():
         table.add_row(k, str(v["put"]), str(v["get"]))
     Console().print(table)
-    Console().print(cpu.table())
+    cpu.print()
     Path(a.out).write_text(json.dumps(results, indent=1))
     print(f"wrote {a.out}")
 
