@@ -52,6 +52,7 @@ from gridfs.common.service import (
 )
 from gridfs.common.stats import StatsCollector
 from gridfs.storage.client import SERVICE_ID_HEADER
+from gridfs.storage.iostats import IOCollector
 from gridfs.storage.scrub import Scrubber, parse_rate
 from gridfs.storage.store import BufferPool, Volume
 
@@ -93,6 +94,7 @@ class RawxApp:
         Gauge("grid_rawx_chunks", "chunks stored", registry=self.metrics).set_function(lambda: volume.chunks)
         Gauge("grid_rawx_corrupt_seen", "corrupt chunks refused", registry=self.metrics).set_function(
             lambda: volume.corrupt_seen)
+        self.metrics.register(IOCollector(volume.io))  # grid_rawx_io_*: the volume's I/O pattern
 
     async def run(self, fn, *args):  # type: ignore[no-untyped-def]
         return await asyncio.get_running_loop().run_in_executor(self.pool, functools.partial(fn, *args))
@@ -199,7 +201,8 @@ class RawxApp:
         free, total = self.volume.space()
         return web.json_response({"id": self.service_id, "location": self.location, "volume": str(self.volume.root),
                                   "free_bytes": free,
-                                  "total_bytes": total, "chunks": self.volume.chunks, "inflight": self.inflight})
+                                  "total_bytes": total, "chunks": self.volume.chunks, "inflight": self.inflight,
+                                  "io": self.volume.io.snapshot()})
 
     async def scrub_state(self, _: web.Request) -> web.Response:
         return web.json_response(self._scrubber().state())
@@ -246,7 +249,7 @@ def heartbeat_payload(rawx: RawxApp, addr: str) -> Callable[[], dict]:
         tags = {"volume": str(rawx.volume.root), **(rawx.scrubber.tags() if rawx.scrubber else {})}
         return {"type": "rawx", "id": rawx.service_id, "addr": addr, "location": rawx.location, "tags": tags,
                 "stats": {**stats.sample(), "free_bytes": free, "total_bytes": total, "inflight": rawx.inflight,
-                          "chunks": rawx.volume.chunks}}
+                          "chunks": rawx.volume.chunks, **rawx.volume.io.heartbeat()}}
 
     return payload
 
@@ -254,7 +257,7 @@ def heartbeat_payload(rawx: RawxApp, addr: str) -> Callable[[], dict]:
 async def serve(args: argparse.Namespace) -> None:
     setup_logging("rawx", args.log_level)
     cfg = GridConfig.load(args.config)
-    volume = Volume(args.volume, args.max_bytes)
+    volume = Volume(args.volume, args.max_bytes, args.throttle)
     service_id = load_or_create_service_id(volume.root, "rawx")
     rawx = RawxApp(volume, args.location, ThreadPoolExecutor(8, thread_name_prefix="rawx-io"), service_id)
     sock, url = bind(args.host, args.port)
@@ -275,4 +278,6 @@ def main() -> None:
     p.add_argument("--volume", required=True)
     p.add_argument("--location", required=True, help="site.rack.host.volume")
     p.add_argument("--max-bytes", type=int, default=None, help="volume capacity (default: the disk's)")
+    p.add_argument("--throttle", type=float, default=0.0, metavar="MB/s",
+                   help="test mode: pace the volume's writes and reads to this rate, like a busy disk (0: off)")
     asyncio.run(serve(p.parse_args()))

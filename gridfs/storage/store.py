@@ -27,8 +27,8 @@ import crc32c
 import xxhash
 
 from gridfs.common.errors import AlreadyExists, ChecksumMismatch, InvalidRange, NoSuchChunk, VolumeFull
-from gridfs.common.fileio import write_all
 from gridfs.common.names import CHUNK_ID_RE, check_chunk_id
+from gridfs.storage.iostats import IOStats
 
 log = logging.getLogger("rawx")
 BLOCK = 1 << 20
@@ -63,8 +63,9 @@ def block_hashes(data: memoryview) -> bytes:
 
 
 class Volume:
-    def __init__(self, root: str | os.PathLike, max_bytes: int | None = None) -> None:
+    def __init__(self, root: str | os.PathLike, max_bytes: int | None = None, throttle_mb: float = 0.0) -> None:
         self.root = Path(root)
+        self.io = IOStats(throttle_mb)  # counts every disk call below; --throttle paces them
         self.root.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
         self.corrupt_seen = 0
@@ -131,23 +132,28 @@ class Volume:
             if self.space()[0] < data.nbytes:
                 raise VolumeFull(f"volume {self.root} has no room for {data.nbytes} bytes")
             self.used += data.nbytes  # reserved now, released below if the write fails
+        blocks = block_hashes(data)  # before the timed disk calls: CPU, not disk
         final.parent.mkdir(exist_ok=True)
         tmp = final.with_name(f"{chunk_id}.tmp-{secrets.token_hex(4)}")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                write_all(fd, data)  # in 1 MiB pieces: see gridfs.common.fileio
-                os.setxattr(fd, X + "hash", actual.encode())
-                os.setxattr(fd, X + "size", str(data.nbytes).encode())
-                os.setxattr(fd, X + "blocks", block_hashes(data))
-                os.setxattr(fd, X + "ref." + chunk_id, json.dumps(ref).encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            if final.exists():
-                raise AlreadyExists(f"chunk {chunk_id} already exists")
-            os.rename(tmp, final)
-            self._fsync_dir(final.parent)
+            with self.io.transfer(data.nbytes):
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                self.io.count(files_created=1)
+                try:
+                    self.io.write(fd, data)  # in 1 MiB calls (gridfs.common.fileio), paced and counted
+                    os.setxattr(fd, X + "hash", actual.encode())
+                    os.setxattr(fd, X + "size", str(data.nbytes).encode())
+                    os.setxattr(fd, X + "blocks", blocks)
+                    os.setxattr(fd, X + "ref." + chunk_id, json.dumps(ref).encode())
+                    self.io.count(xattr_writes=4)
+                    self.io.fsync(fd)
+                finally:
+                    os.close(fd)
+                if final.exists():
+                    raise AlreadyExists(f"chunk {chunk_id} already exists")
+                os.rename(tmp, final)
+                self.io.count(renames=1)
+                self._fsync_dir(final.parent)
         except BaseException as exc:
             tmp.unlink(missing_ok=True)
             with self._lock:
@@ -159,11 +165,10 @@ class Volume:
             self.chunks += 1
         return actual
 
-    @staticmethod
-    def _fsync_dir(path: Path) -> None:
+    def _fsync_dir(self, path: Path) -> None:
         fd = os.open(path, os.O_RDONLY)
         try:
-            os.fsync(fd)
+            self.io.fsync(fd, directory=True)
         finally:
             os.close(fd)
 
@@ -205,7 +210,8 @@ class Volume:
             hi = min(size, (last + 1) * BLOCK) if end > offset else lo
             pooled = buffers.acquire(hi - lo) if buffers is not None else bytearray(hi - lo)
             view = memoryview(pooled)[: hi - lo]
-            got = os.preadv(fd, [view], lo) if view.nbytes else 0
+            with self.io.transfer(view.nbytes):
+                got = self.io.read(fd, view, lo) if view.nbytes else 0
             if got != view.nbytes or os.fstat(fd).st_size != size:
                 self._corrupt(chunk_id, "size differs from its record")
             for b in range(first, last + 1 if end > offset else first):
@@ -232,6 +238,7 @@ class Volume:
             with contextlib.suppress(OSError):
                 os.removexattr(path, X + "ref." + chunk_id)
             path.unlink()
+            self.io.count(unlinks=1)
         except FileNotFoundError:
             raise NoSuchChunk(f"no chunk {chunk_id}") from None
         with self._lock:
@@ -272,9 +279,10 @@ class Volume:
             ref = json.loads(os.getxattr(src, X + "ref." + chunk_id))
         ref.update({k: v for k, v in (ref_update or {}).items() if v})
         os.setxattr(dst, X + "ref." + new_id, json.dumps(ref).encode())
+        self.io.count(links=1, xattr_writes=1)
         fd = os.open(dst, os.O_RDONLY)
         try:
-            os.fsync(fd)
+            self.io.fsync(fd)
         finally:
             os.close(fd)
         self._fsync_dir(dst.parent)
