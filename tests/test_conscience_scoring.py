@@ -82,3 +82,17 @@ def test_invalid_rules_refused() -> None:
     for bad in ({"timeout": 0}, {"full": 0}, {"full": 1.5}, {"ramp_seconds": -1}):
         with pytest.raises(ValueError):
             ScoringRules(**bad)
+
+
+def test_slow_volume_put_score_drops_not_its_reads() -> None:
+    # io_ms_per_mib: what the volume's own chunk writes cost per MiB (the host disk's io_idle is shared by
+    # every volume on it, so a volume slow on its own shows only here).
+    healthy = score({**IDLE, "io_ms_per_mib": 10.0})
+    loaded = score({**IDLE, "io_ms_per_mib": 25.0})
+    slow = score({**IDLE, "io_ms_per_mib": 500.0})  # 2 MB/s
+    assert healthy[0] >= 95 and loaded[0] >= 75
+    assert slow[0] == 1  # floored: alive, but a hundredth of its peers' weight
+    assert slow[1] == healthy[1] == 100  # reads still go to it
+    assert score({**IDLE, "io_ms_per_mib": 50.0})[0] == 50  # SLOW_MS_PER_MIB halves the score
+    # Absent (nothing timed yet, or not a storage server): no penalty.
+    assert score(IDLE)[0] == 100

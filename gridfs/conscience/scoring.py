@@ -3,9 +3,19 @@
 
 A score is an integer 0-100, separately for writes (put) and reads (get):
 
-- put: 25 % CPU idle + 25 % IO idle + 50 % free fraction of the volume. Free space
-  weighs most because it is what placement must even out over time; CPU and IO idle
-  steer writes away from a momentarily busy server.
+- put: (25 % CPU idle + 25 % IO idle + 50 % free fraction of the volume) x slowness factor.
+  Free space weighs most because it is what placement must even out over time; CPU and IO
+  idle steer writes away from a momentarily busy server. IO idle is the host disk's, shared
+  by every volume on it, so a volume slow on its own does not show there: the storage server
+  reports ``io_ms_per_mib``, the milliseconds its chunk writes and reads have been taking per
+  MiB, disk calls and waits only (gridfs/storage/iostats.py), and the put score is multiplied by
+  ``1 / (1 + (io_ms_per_mib / SLOW_MS_PER_MIB) ** 2)``. At SLOW_MS_PER_MIB (50 ms per MiB, about
+  20 MB/s) that halves the score; healthy volumes here measure 5-25 ms per MiB under a full
+  ingest (page cache, fsync, a shared CPU) and keep 80-99 % of it, a 150 MB/s HDD about 90 %;
+  one at 2 MB/s (500 ms per MiB) keeps 1 %, floored at 1 against 30-100 for its peers, so
+  weighted-random placement seldom picks it while enough others are there. Squared so that the
+  ordinary spread between healthy volumes matters little while a slow one drops out. A service
+  that reports no figure (nothing timed yet, or not a storage server) is not penalised.
 - get: 50 % CPU idle + 50 % IO idle; space does not matter for reads.
 - put is 0 when the service is locked, its volume is past the fullness threshold, or it
   has been silent past the timeout; get is 0 only when silent (a full or locked volume
@@ -32,11 +42,13 @@ STAT_DEFAULTS: dict[str, float] = {
     "free_bytes": 0.0,
     "total_bytes": 0.0,
     "inflight": 0.0,
+    "io_ms_per_mib": 0.0,
 }
 
 RAMP_START = 0.2  # a brand-new service gets this fraction of its score
 PUT_WEIGHTS = (0.25, 0.25, 0.5)  # cpu idle, io idle, free fraction
 GET_WEIGHTS = (0.5, 0.5)  # cpu idle, io idle
+SLOW_MS_PER_MIB = 50.0  # a volume this slow per MiB keeps half its put score (see the module docstring)
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,12 @@ def ramp_factor(now: float, first_seen: float, rules: ScoringRules) -> float:
     return min(1.0, RAMP_START + (1.0 - RAMP_START) * age / rules.ramp_seconds)
 
 
+def slowness_factor(stats: Mapping[str, float]) -> float:
+    """What a volume's own cost per MiB leaves of its put score: 1 when fast or unmeasured, toward 0 when slow."""
+    ms = max(0.0, float(stats.get("io_ms_per_mib", STAT_DEFAULTS["io_ms_per_mib"])))
+    return 1.0 / (1.0 + (ms / SLOW_MS_PER_MIB) ** 2) if math.isfinite(ms) else 0.0
+
+
 def raw_scores(stats: Mapping[str, float]) -> tuple[float, float]:
     """(put, get) from the figures alone, 0-100, before locks, silence and ramp."""
     cpu = _pct(float(stats.get("cpu_idle", STAT_DEFAULTS["cpu_idle"])))
@@ -90,7 +108,7 @@ def raw_scores(stats: Mapping[str, float]) -> tuple[float, float]:
     free_pct = 50.0 if used is None else 100.0 * (1.0 - used)
     wc, wi, wf = PUT_WEIGHTS
     gc, gi = GET_WEIGHTS
-    return wc * cpu + wi * io + wf * free_pct, gc * cpu + gi * io
+    return (wc * cpu + wi * io + wf * free_pct) * slowness_factor(stats), gc * cpu + gi * io
 
 
 def _floor1(x: float) -> int:
