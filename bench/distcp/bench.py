@@ -6,6 +6,8 @@ In one run, on one machine (so "per node" is the whole figure), it measures:
 - the ceilings on the same disk: `cp -r` of each lake followed by `sync`, and the lake's bytes times the
   policy's overhead written with fsync (per file) by a plain Python loop;
 - a single-process baseline: the `grid put` command line in a loop (a sample of the files).
+Each grid-distcp run also reports its CPU budget per kind of process (bench/cpubudget.py; the client is
+mpirun and its ranks): CPU-s per GB for the large-file lake, CPU-ms per file for the small one.
 It writes JSON and a PNG plot of throughput against ranks.
 
 Run: `.venv/bin/python bench/distcp/bench.py [--small-files 10000] [--large-files 4] [--ranks 1,2,4]`.
@@ -31,6 +33,9 @@ from gridfs.cli.local import LocalGrid
 
 BIN = Path(sys.executable).parent
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # bench/cpubudget.py, shared by every benchmark
+from cpubudget import BudgetTable, CpuBudget  # noqa: E402
+
 MiB = 1 << 20
 
 
@@ -39,15 +44,18 @@ def lake_files(root: Path) -> list[Path]:
 
 
 def distcp(grid: LocalGrid, lake: Path, bucket: str, ranks: int, work: Path, *extra: str) -> dict:
+    """grid-distcp's report, with the CPU budget of its run (as a Phase) under "cpu"."""
     report = work / "report.json"
     env = {**os.environ, "GRID_CONFIG": str(grid.config_path), "GRID_DISTCP_REPORT": str(report),
            "XDG_CACHE_HOME": str(work / "cache")}
     cmd = [str(BIN / "mpirun"), "-n", str(ranks), str(BIN / "grid-distcp"), str(lake), f"grid://{bucket}/lake",
            "-quiet", *extra]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    with CpuBudget(grid).measure() as phase:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(f"grid-distcp failed ({proc.returncode}): {proc.stderr[-2000:]}")
     out = json.loads(report.read_text())
+    out["cpu"] = phase
     grid_cli(grid, "rb", "--force", bucket)  # frees the space for the next run
     return out
 
@@ -136,6 +144,7 @@ def main() -> None:
     a = p.parse_args()
     ranks = [int(r) for r in a.ranks.split(",")]
     results: dict = {"machine": {"cpus": os.cpu_count()}, "ranks": ranks}
+    cpu = BudgetTable()
     with tempfile.TemporaryDirectory(prefix="distcp-bench-", dir=os.environ.get("BENCH_DIR")) as tmp:
         work = Path(tmp)
         large, small = work / "large", work / "small"
@@ -151,10 +160,11 @@ def main() -> None:
             for policy in a.policies.split(","):
                 for n in ranks:
                     r = distcp(grid, large, "large", n, work, "-policy", policy)
+                    c = cpu.add(f"large {policy} x{n}", r["cpu"], nbytes=large_bytes)
                     runs.setdefault(policy, []).append({"ranks": n, "mb_per_s": r["mb_per_s"], "seconds": r["seconds"],
-                                                        "balance": r["balance"]})
-                    print(f"large {policy:10} ranks={n}: {r['mb_per_s']:7.1f} MB/s  balance {r['balance']}",
-                          flush=True)
+                                                        "balance": r["balance"], "cpu": c})
+                    print(f"large {policy:10} ranks={n}: {r['mb_per_s']:7.1f} MB/s  balance {r['balance']}"
+                          f"  CPU {c['total']:.2f} s/GB", flush=True)
             put_s = put_loop(grid, large_files[:1], large, "EC63")
             loop_s = loop_ceiling(large_files, 1.5, work)
             cp_s = cp_ceiling(large, work)
@@ -167,9 +177,10 @@ def main() -> None:
             small_runs = []
             for n in ranks:
                 r = distcp(grid, small, "small", n, work)
+                c = cpu.add(f"small x{n}", r["cpu"], objects=len(small_files))
                 small_runs.append({"ranks": n, "files_per_s": r["files_per_s"], "mb_per_s": r["mb_per_s"],
-                                   "seconds": r["seconds"], "balance": r["balance"]})
-                print(f"small ranks={n}: {r['files_per_s']:7.1f} files/s", flush=True)
+                                   "seconds": r["seconds"], "balance": r["balance"], "cpu": c})
+                print(f"small ranks={n}: {r['files_per_s']:7.1f} files/s  CPU {c['total']:.2f} ms/file", flush=True)
             sample = small_files[:: max(1, len(small_files) // 40)][:40]
             put_small = put_loop(grid, sample, small, None)
             loop_small = loop_ceiling(small_files, 3.0, work)
@@ -194,6 +205,7 @@ def main() -> None:
     }
     Path(a.out).write_text(json.dumps(results, indent=1))
     plot(results, Path(a.out).with_suffix(".png"))
+    cpu.print()
     print(json.dumps(results["summary"], indent=1))
     print(f"wrote {a.out} and {Path(a.out).with_suffix('.png')}")
 
