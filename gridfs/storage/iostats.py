@@ -27,6 +27,7 @@ SPDX-License-Identifier: AGPL-3.0-or-later
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import threading
 import time
@@ -62,7 +63,8 @@ class IOStats:
         self.busy_seconds = 0.0
         self._active = 0
         self._busy_since = 0.0
-        self._inflight: dict[int, tuple[float, int]] = {}  # op key -> (start, bytes)
+        self._inflight: dict[int, tuple[float, int]] = {}  # transfer number -> (start, bytes)
+        self._numbers = itertools.count()
         self.ms_per_mib: float | None = None
 
     # -- counting ----------------------------------------------------------------------------
@@ -106,8 +108,8 @@ class IOStats:
     def transfer(self, nbytes: int) -> Iterator[None]:
         """Times the disk calls of one chunk write or read of ``nbytes`` (see the module docstring)."""
         t0 = time.monotonic()
-        key = id(threading.current_thread()) ^ int(t0 * 1e9)
         with self._lock:
+            key = next(self._numbers)
             if not self._active:
                 self._busy_since = t0
             self._active += 1

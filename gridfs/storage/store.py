@@ -71,6 +71,11 @@ class Volume:
         self.corrupt_seen = 0
         self._lock = threading.Lock()
         self.used, self.chunks = self._scan()
+        # Prefix folders whose own entry in the volume root is known durable: those found at start (after
+        # one fsync of the root) and those created since, each fsynced into the root once (_folder).
+        self._durable = {sub.name for sub in self.root.iterdir() if sub.is_dir()}
+        self._folder_lock = threading.Lock()
+        self._fsync_dir(self.root)
 
     def _scan(self) -> tuple[int, int]:
         """Sizes of stored chunks (each inode once), after removing interrupted uploads."""
@@ -133,7 +138,7 @@ class Volume:
                 raise VolumeFull(f"volume {self.root} has no room for {data.nbytes} bytes")
             self.used += data.nbytes  # reserved now, released below if the write fails
         blocks = block_hashes(data)  # before the timed disk calls: CPU, not disk
-        final.parent.mkdir(exist_ok=True)
+        self._folder(final.parent)
         tmp = final.with_name(f"{chunk_id}.tmp-{secrets.token_hex(4)}")
         try:
             with self.io.transfer(data.nbytes):
@@ -164,6 +169,18 @@ class Volume:
         with self._lock:
             self.chunks += 1
         return actual
+
+    def _folder(self, folder: Path) -> None:
+        """Make the prefix folder a chunk goes in. A new one's name in the volume root is fsynced before any
+        chunk in it is acknowledged: the folder's own fsync after the rename makes the chunk's entry durable,
+        not the folder's entry in its parent. At most once per folder (4096 per volume)."""
+        if folder.name in self._durable:
+            return
+        with self._folder_lock:  # a second writer must not acknowledge a chunk in it before this fsync
+            if folder.name not in self._durable:
+                folder.mkdir(exist_ok=True)
+                self._fsync_dir(self.root)
+                self._durable.add(folder.name)
 
     def _fsync_dir(self, path: Path) -> None:
         fd = os.open(path, os.O_RDONLY)
@@ -269,7 +286,7 @@ class Volume:
         src, dst = self.path(chunk_id), self.path(new_id)
         if not src.exists():
             raise NoSuchChunk(f"no chunk {chunk_id}")
-        dst.parent.mkdir(exist_ok=True)
+        self._folder(dst.parent)
         try:
             os.link(src, dst)
         except FileExistsError:
