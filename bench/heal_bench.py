@@ -16,6 +16,10 @@ policy and objects. Each rebuilt byte of a 6+3 stripe costs 6 bytes read and 1 w
 user byte 1.5 bytes written; here every server shares the same two cores. Targets (issue 11):
 rebuild at least 50 % of the write rate; ingest slowed by at most 5 %.
 
+Every phase reports its CPU budget per kind of process (bench/cpubudget.py), the rounds of each grid
+added up: CPU-s per GB for large objects, the write rounds and each rebuild (per GB rebuilt; `grid
+rebuild` runs as the client), CPU-ms per object for small ones.
+
     .venv/bin/python bench/heal_bench.py [--rounds 7] [--large-mib 384] [--small 300] [--json out.json]
 """
 
@@ -35,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cpubudget import BudgetTable, CpuBudget, Phase
 from rich.console import Console
 from rich.table import Table
 
@@ -103,8 +108,9 @@ def rebuild(grid: LocalGrid, dead: set[str]) -> dict[str, Any]:
     volume_id = ids[victim.name]
     os.kill(victim.pid, signal.SIGKILL)
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "gridfs.cli.main", "--config", str(grid.config_path),
-                           "rebuild", volume_id, "--json"], capture_output=True, text=True)
+    with CpuBudget(grid).measure() as cpu:
+        proc = subprocess.run([sys.executable, "-m", "gridfs.cli.main", "--config", str(grid.config_path),
+                               "rebuild", volume_id, "--json"], capture_output=True, text=True)
     command_seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"grid rebuild failed ({proc.returncode}): {proc.stderr[-2000:]}")
@@ -114,7 +120,7 @@ def rebuild(grid: LocalGrid, dead: set[str]) -> dict[str, Any]:
     return {"volume": volume_id, "chunks_indexed_before": counts.get(volume_id, 0), "seconds": round(seconds, 2),
             "command_seconds": round(command_seconds, 2), "chunks": job.get("chunks_done", 0),
             "bytes": job.get("bytes_done", 0), "objects_lost": job.get("lost", len(job.get("objects_lost", []))),
-            "mb_s": job.get("bytes_done", 0) / seconds / 1e6 if seconds else 0.0}
+            "mb_s": job.get("bytes_done", 0) / seconds / 1e6 if seconds else 0.0, "cpu": cpu}
 
 
 def rebuild_phase(folder: Path, rounds: int, mib: int, victims: int) -> dict[str, Any]:
@@ -129,13 +135,15 @@ def rebuild_phase(folder: Path, rounds: int, mib: int, victims: int) -> dict[str
         client = GridClient(grid.config_path)
         client.create_bucket("rebuild")
         payload = np.random.default_rng(12).bytes(OBJECT)
-        writes = []
+        writes, budget, write_cpu = [], CpuBudget(grid), Phase()
         for r in range(rounds):
             keys = [f"r{r}/{i}" for i in range(max(1, mib * MiB // OBJECT))]
-            t0 = time.perf_counter()
-            with ThreadPoolExecutor(2) as pool:
-                list(pool.map(lambda k: client.put("rebuild", k, payload), keys))
-            writes.append(len(keys) * OBJECT / (time.perf_counter() - t0) / 1e6)
+            with budget.measure() as cpu:
+                t0 = time.perf_counter()
+                with ThreadPoolExecutor(2) as pool:
+                    list(pool.map(lambda k: client.put("rebuild", k, payload), keys))
+                writes.append(len(keys) * OBJECT / (time.perf_counter() - t0) / 1e6)
+            write_cpu += cpu
         wait_index_settled(grid)
         dead: set[str] = set()
         rebuilds = [rebuild(grid, dead) for _ in range(victims)]
@@ -145,6 +153,7 @@ def rebuild_phase(folder: Path, rounds: int, mib: int, victims: int) -> dict[str
     write = statistics.median(writes)
     rate = statistics.median(r["mb_s"] for r in rebuilds)
     return {"policy": policy, "write_mb_s_rounds": writes, "write_mb_s": write, "rebuilds": rebuilds,
+            "write_cpu": write_cpu, "write_bytes": rounds * max(1, mib * MiB // OBJECT) * OBJECT,
             "rebuild_mb_s": rate, "rebuild_to_write": rate / write if write else 0.0}
 
 
@@ -182,13 +191,19 @@ def main() -> None:
                 ingest_large(client, "warm", args.large_mib * MiB, large)
                 ingest_small(client, "warm", args.small, small)
             figures: dict[str, dict[str, list[float]]] = {n: {"large_mb_s": [], "small_per_s": []} for n in grids}
+            budgets = {name: CpuBudget(g) for name, g in grids.items()}
+            spent = {name: {"large": Phase(), "small": Phase()} for name in grids}
             for r in range(args.rounds):
                 order = list(grids) if r % 2 == 0 else list(reversed(grids))
                 for name in order:
-                    figures[name]["large_mb_s"].append(ingest_large(clients[name], f"r{r}", args.large_mib * MiB,
-                                                                    large))
+                    with budgets[name].measure() as cpu:
+                        figures[name]["large_mb_s"].append(ingest_large(clients[name], f"r{r}",
+                                                                        args.large_mib * MiB, large))
+                    spent[name]["large"] += cpu
                 for name in order:
-                    figures[name]["small_per_s"].append(ingest_small(clients[name], f"r{r}", args.small, small))
+                    with budgets[name].measure() as cpu:
+                        figures[name]["small_per_s"].append(ingest_small(clients[name], f"r{r}", args.small, small))
+                    spent[name]["small"] += cpu
                 console.print(f"round {r + 1}: " + ", ".join(
                     f"{n} {f['large_mb_s'][-1]:.0f} MB/s {f['small_per_s'][-1]:.0f} obj/s" for n, f in figures.items()))
         finally:
@@ -197,11 +212,20 @@ def main() -> None:
         rebuilt = None if args.skip_rebuild else rebuild_phase(Path(tmp) / "rebuild", args.rebuild_rounds,
                                                                args.large_mib, victims=2)
     med = {n: {k: statistics.median(v) for k, v in f.items()} for n, f in figures.items()}
+    budget = BudgetTable()
+    for name, phases in spent.items():
+        budget.add(f"{name} 8 MiB", phases["large"], nbytes=args.rounds * max(1, args.large_mib * MiB // LARGE) * LARGE)
+    for name, phases in spent.items():
+        budget.add(f"{name} 16 KiB", phases["small"], objects=args.rounds * args.small)
+    if rebuilt is not None:
+        budget.add(f"write {OBJECT // MiB} MiB", rebuilt.pop("write_cpu"), nbytes=rebuilt["write_bytes"])
+        for i, r in enumerate(rebuilt["rebuilds"], 1):
+            r["cpu"] = budget.add(f"rebuild {i}", r["cpu"], nbytes=r["bytes"] or None)
     result = {
         "rounds": figures, "medians": med,
         "ingest_ratio_large": paired_ratio(figures, "large_mb_s"),
         "ingest_ratio_small": paired_ratio(figures, "small_per_s"),
-        "rebuild": rebuilt, "load_at_end": os.getloadavg()[0],
+        "rebuild": rebuilt, "load_at_end": os.getloadavg()[0], "cpu": budget.json(),
     }
     table = Table("figure", "value", "target", title="healing benchmark (medians; ratios paired per round)")
     table.add_row("ingest 8 MiB objects, index + scrub on / off",
@@ -219,6 +243,7 @@ def main() -> None:
                       f"{rebuilt['write_mb_s']:.0f} MB/s", "")
         table.add_row("rebuild / write rate", f"{rebuilt['rebuild_to_write']:.1%}", ">= 50 %")
     console.print(table)
+    budget.print()
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
 
