@@ -8,6 +8,8 @@ On a fresh local grid (3 nodes x 3 volumes, the default policy):
   baseline, to file://, beside the `grid put` command line.
 Targets: grid:// at least 70 % of local disk for Spark reads, at least 50 % for writes.
 Medians of --repeat rounds, the order alternating. Prints a table, writes bench/hadoop_results.json.
+Each job also reports its CPU budget per kind of process over its rounds (bench/cpubudget.py): CPU-s per GB,
+the client being the Spark JVM or the command line.
 The machine is shared: compare the ratios, taken in the same run.
 
 Run: `.venv/bin/python bench/hadoop_bench.py [--mib 1024] [--repeat 3]` (after `make connector`).
@@ -30,6 +32,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from cpubudget import BudgetTable, CpuBudget, Phase
 from rich.console import Console
 from rich.table import Table
 
@@ -49,6 +52,24 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - t
 
 
+class Jobs:
+    """Times each round of a job, and adds up its CPU budget over the rounds."""
+
+    def __init__(self, grid: LocalGrid, names: list[str]) -> None:
+        self.budget = CpuBudget(grid)
+        self.times: dict[str, list[float]] = {name: [] for name in names}
+        self.cpu: dict[str, Phase] = {name: Phase() for name in names}
+
+    def run(self, name: str, fn: Callable[[], object]) -> None:
+        with self.budget.measure() as phase:
+            self.times[name].append(timed(fn))
+        self.cpu[name] += phase
+
+    def report(self, nbytes: int, table: BudgetTable) -> dict:
+        return {**mb_per_s(nbytes, self.times),
+                "cpu": {k: table.add(k, v, nbytes=nbytes * len(self.times[k])) for k, v in self.cpu.items()}}
+
+
 def mb_per_s(nbytes: int, times: dict[str, list[float]]) -> dict:
     """Each job's MB/s over the median of its rounds, and every round's seconds (the machine is shared)."""
     return {**{k: round(nbytes / statistics.median(v) / 1e6, 1) for k, v in times.items()},
@@ -66,7 +87,7 @@ def delete_prefix(client: GridClient, bucket: str, prefix: str) -> None:
         client.delete(bucket, obj.key)
 
 
-def bench_spark(grid: LocalGrid, client: GridClient, tmp: Path, mib: int, repeat: int) -> dict:
+def bench_spark(grid: LocalGrid, client: GridClient, tmp: Path, mib: int, repeat: int, cpu: BudgetTable) -> dict:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -79,7 +100,7 @@ def bench_spark(grid: LocalGrid, client: GridClient, tmp: Path, mib: int, repeat
         data.persist(StorageLevel.MEMORY_ONLY).count()
         targets = {"file": f"file://{tmp}/spark-ds", "grid": "grid://bench/spark-ds"}
         sums = {}
-        times: dict[str, list[float]] = {f"{op}_{where}": [] for op in ("write", "read") for where in targets}
+        jobs = Jobs(grid, [f"{op}_{where}" for op in ("write", "read") for where in targets])
 
         def clear(where: str) -> None:
             if where == "file":
@@ -104,19 +125,19 @@ def bench_spark(grid: LocalGrid, client: GridClient, tmp: Path, mib: int, repeat
             order = list(targets) if n % 2 == 0 else list(reversed(targets))
             for where in order:
                 clear(where)
-                times[f"write_{where}"].append(timed(lambda w=where: write(w)))
+                jobs.run(f"write_{where}", lambda w=where: write(w))
             for where in order:
-                times[f"read_{where}"].append(timed(lambda w=where: read(w)))
+                jobs.run(f"read_{where}", lambda w=where: read(w))
             # Float sums may add up in another order: equal to the last digits, not to the bit.
             if not all(math.isclose(a, b, rel_tol=1e-9) for a, b in zip(sums["file"], sums["grid"], strict=True)):
                 raise SystemExit(f"grid:// read other values than file://: {sums}")
         size = sum(p.stat().st_size for p in (tmp / "spark-ds").glob("*.parquet"))
-        return {"dataset_bytes": size, "files": 16, **mb_per_s(size, times)}
+        return {"dataset_bytes": size, "files": 16, **jobs.report(size, cpu)}
     finally:
         stop_spark(spark)
 
 
-def bench_put(grid: LocalGrid, client: GridClient, tmp: Path, mib: int, repeat: int) -> dict:
+def bench_put(grid: LocalGrid, client: GridClient, tmp: Path, mib: int, repeat: int, cpu: BudgetTable) -> dict:
     source = tmp / "put.bin"
     with open(source, "wb") as f:
         for _ in range(mib // 64):
@@ -131,14 +152,14 @@ def bench_put(grid: LocalGrid, client: GridClient, tmp: Path, mib: int, repeat: 
         "grid_put": ([*grid_cli, "put", str(source), "bench/grid.bin"],
                      lambda: client.delete("bench", "grid.bin")),
     }
-    times: dict[str, list[float]] = {name: [] for name in jobs}
+    timing = Jobs(grid, list(jobs))
     for n in range(repeat):
         for name in (list(jobs) if n % 2 == 0 else list(reversed(jobs))):
             cmd, clear = jobs[name]
             # The shell's file:// copy is synced like the grid's chunks are, inside the timing.
-            times[name].append(timed(lambda c=cmd, nm=name: (run(c), nm.endswith("_file") and os.sync())))
+            timing.run(name, lambda c=cmd, nm=name: (run(c), nm.endswith("_file") and os.sync()))
             clear()
-    return {"file_bytes": source.stat().st_size, **mb_per_s(source.stat().st_size, times)}
+    return {"file_bytes": source.stat().st_size, **timing.report(source.stat().st_size, cpu)}
 
 
 def main() -> None:
@@ -150,12 +171,13 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="hadoop-bench-"))
     grid = LocalGrid(tmp / "grid")
     cfg = grid.up(nodes=3, volumes=3)
+    cpu = BudgetTable()
     try:
         with GridClient(grid.config_path) as client:
             client.create_bucket("bench")
             res = {"policy": cfg.default_policy, "load_before": os.getloadavg()[0],
-                   "spark": bench_spark(grid, client, tmp, args.mib, args.repeat),
-                   "put": bench_put(grid, client, tmp, args.mib, args.repeat)}
+                   "spark": bench_spark(grid, client, tmp, args.mib, args.repeat, cpu),
+                   "put": bench_put(grid, client, tmp, args.mib, args.repeat, cpu)}
     finally:
         grid.down()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -177,6 +199,7 @@ def main() -> None:
     table.add_row("FsShell -put", f"{put['shell_put_grid']:.0f}", f"{put['shell_put_file']:.0f} (file://)",
                   f"{res['ratios']['shell_put_vs_shell_file']:.0%}", "")
     Console().print(table)
+    cpu.print()
     Path(args.json).write_text(json.dumps(res, indent=1) + "\n")
 
 
