@@ -1,0 +1,185 @@
+"""The storage server's HTTP API: its routes over one volume, served by ``gridfs.storage.http1``.
+
+``PUT /chunk/{id}`` (body = the chunk, ``X-Grid-Chunk-Hash`` xxh3_64 or ``X-Grid-Chunk-Crc32c``, back-reference
+headers), ``GET /chunk/{id}`` (``Range`` allowed), ``HEAD``, ``DELETE``, ``POST /chunk/{id}/link?to=ID``,
+``GET /chunks?older_than=S``, ``GET /info``, ``GET|POST /scrub``, ``GET /health``, ``GET /metrics``.
+A request naming another service id (``X-Grid-Service-Id``) is answered 421 before its body is read.
+
+SPDX-License-Identifier: AGPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import re
+import urllib.parse
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gridfs.common.errors import BadRequest, InvalidRange, LengthRequired, ServiceUnavailable, WrongService
+from gridfs.common.names import check_chunk_id
+from gridfs.storage.client import SERVICE_ID_HEADER
+from gridfs.storage.http1 import Request, Response, Route
+from gridfs.storage.scrub import Scrubber, parse_rate
+
+if TYPE_CHECKING:
+    from gridfs.storage.server import RawxApp
+
+MAX_CHUNK = 512 << 20
+RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+HASH_RE = re.compile(r"^[0-9a-fA-F]{16}$")
+CRC_RE = re.compile(r"^[0-9a-fA-F]{8}$")
+REF_HEADERS = {
+    "x-grid-content-path": "path", "x-grid-content-id": "content_id", "x-grid-content-version": "version",
+    "x-grid-chunk-pos": "pos", "x-grid-content-policy": "policy", "x-grid-content-container": "container",
+}
+
+
+def parse_range(header: str, size: int) -> tuple[int, int]:
+    m = RANGE_RE.match(header.strip())
+    if not m or m.group(1) == m.group(2) == "":
+        raise InvalidRange(f"unsupported Range {header!r}")
+    a, b = m.group(1), m.group(2)
+    if a == "":
+        start, end = max(0, size - int(b)), size
+    else:
+        start, end = int(a), min(size, int(b) + 1 if b else size)
+    if start >= size or start >= end:
+        raise InvalidRange(f"Range {header!r} outside a chunk of {size} bytes")
+    return start, end
+
+
+class ChunkApi:
+    """The routes of one storage server; state (volume, buffers, counters, scrubber) lives in RawxApp."""
+
+    def __init__(self, rawx: RawxApp, pool: ThreadPoolExecutor) -> None:
+        self.rawx, self.volume, self.pool = rawx, rawx.volume, pool
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, functools.partial(fn, *args))
+
+    def routes(self) -> list[Route]:
+        chunk = "/chunk/{id}"
+        return [
+            Route("PUT", chunk, self.counted(self.put), max_body=MAX_CHUNK, precheck=self.check_put),
+            Route("GET", chunk, self.counted(self.get), precheck=self.check_service),
+            Route("HEAD", chunk, self.counted(self.head), precheck=self.check_service),
+            Route("DELETE", chunk, self.counted(self.delete), precheck=self.check_service),
+            Route("POST", chunk + "/link", self.counted(self.link), precheck=self.check_service),
+            Route("GET", "/chunks", self.listing),
+            Route("GET", "/info", self.info),
+            Route("GET", "/scrub", self.scrub_state),
+            Route("POST", "/scrub", self.scrub_now),
+            Route("GET", "/health", self.health),
+            Route("GET", "/metrics", self.prometheus),
+        ]
+
+    def counted(self, handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
+        """Chunk requests count as in flight (the heartbeat reports it) while their handler runs."""
+
+        async def run(req: Request) -> Response:
+            self.rawx.inflight += 1
+            try:
+                return await handler(req)
+            finally:
+                self.rawx.inflight -= 1
+
+        return run
+
+    # -- checks on the head alone ---------------------------------------------------------------------
+
+    def check_service(self, req: Request) -> None:
+        named = req.header(SERVICE_ID_HEADER)
+        if named and named != self.rawx.service_id:
+            raise WrongService(f"this is {self.rawx.service_id}, not {named}: the address used for {named} "
+                               "is stale")
+        check_chunk_id(req.match["id"])
+
+    def check_put(self, req: Request) -> None:
+        self.check_service(req)
+        if "content-length" not in req.headers:
+            raise LengthRequired("PUT of a chunk needs Content-Length")
+        digest, crc = req.header("x-grid-chunk-hash"), req.header("x-grid-chunk-crc32c")
+        if not (HASH_RE.match(digest) or (not digest and CRC_RE.match(crc))):
+            raise BadRequest("X-Grid-Chunk-Hash (xxh3_64, 16 hex digits) or X-Grid-Chunk-Crc32c (8 hex digits) "
+                             "is required")
+
+    # -- chunks ---------------------------------------------------------------------------------------
+
+    async def put(self, req: Request) -> Response:
+        chunk_id = req.match["id"]
+        ref = {v: urllib.parse.unquote(req.headers[k]) for k, v in REF_HEADERS.items() if k in req.headers}
+        stored = await self.run(self.volume.put, chunk_id, req.body, req.header("x-grid-chunk-hash"), ref,
+                                req.header("x-grid-chunk-crc32c"))
+        self.rawx.bytes_in.inc(req.body.nbytes)
+        # "hash": the xxh3_64 kept with the chunk, for a client that declared only a CRC32C to record.
+        return Response.json({"chunk_id": chunk_id, "size": req.body.nbytes, "hash": stored}, status=201)
+
+    @staticmethod
+    def _meta_headers(meta: dict) -> dict[str, str]:
+        return {"X-Grid-Chunk-Hash": meta["hash"], "X-Grid-Chunk-Size": str(meta["size"]),
+                "X-Grid-Content-Path": urllib.parse.quote(str(meta.get("path", ""))),
+                "X-Grid-Chunk-Pos": str(meta.get("pos", ""))}
+
+    async def get(self, req: Request) -> Response:
+        chunk_id = req.match["id"]
+        meta = await self.run(self.volume.meta, chunk_id)
+        headers = self._meta_headers(meta)
+        start, end = 0, meta["size"]
+        rng = req.header("range")
+        if rng:
+            start, end = parse_range(rng, meta["size"])
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{meta['size']}"
+        data, _, buf = await self.run(self.volume.read, chunk_id, start, end - start, self.rawx.buffers)
+        self.rawx.bytes_out.inc(data.nbytes)
+        return Response(206 if rng else 200, headers, data, "application/octet-stream",
+                        release=lambda: self.rawx.buffers.release(buf))
+
+    async def head(self, req: Request) -> Response:
+        meta = await self.run(self.volume.meta, req.match["id"])
+        return Response(200, self._meta_headers(meta))
+
+    async def delete(self, req: Request) -> Response:
+        await self.run(self.volume.delete, req.match["id"])
+        return Response(204)
+
+    async def link(self, req: Request) -> Response:
+        new_id = check_chunk_id(req.query.get("to", ""))
+        ref = {"container": req.query.get("container", ""), "path": req.query.get("path", "")}
+        await self.run(self.volume.link, req.match["id"], new_id, ref)
+        return Response.json({"chunk_id": new_id, "service_id": self.rawx.service_id}, status=201)
+
+    # -- the volume -----------------------------------------------------------------------------------
+
+    async def listing(self, req: Request) -> Response:
+        try:
+            older_than = float(req.query.get("older_than", "86400"))
+        except ValueError as exc:
+            raise BadRequest("older_than must be a number of seconds") from exc
+        return Response.json(await self.run(self.volume.listing, older_than))
+
+    async def info(self, _: Request) -> Response:
+        return Response.json(self.rawx.info())
+
+    async def scrub_state(self, _: Request) -> Response:
+        return Response.json(self._scrubber().state())
+
+    async def scrub_now(self, req: Request) -> Response:
+        """Start a pass now: 202 with the new pass, or 200 with the one already running."""
+        started, state = self._scrubber().request(parse_rate(req.json()))
+        return Response.json(state, status=202 if started else 200)
+
+    def _scrubber(self) -> Scrubber:
+        if self.rawx.scrubber is None:
+            raise ServiceUnavailable("this storage server runs no scrubber")
+        return self.rawx.scrubber
+
+    async def health(self, _: Request) -> Response:
+        return Response.json({"ok": True})
+
+    async def prometheus(self, _: Request) -> Response:
+        return Response(body=generate_latest(self.rawx.metrics), content_type=CONTENT_TYPE_LATEST)
