@@ -48,12 +48,20 @@ def _ptrs(buffers: Sequence[Buffer]) -> tuple[ctypes.Array, list[np.ndarray]]:
 class IsalCodec:
     name = "isal"
 
-    def __init__(self, k: int, m: int) -> None:
+    def __init__(self, k: int, m: int, matrix: bytes | None = None) -> None:
+        """``matrix``: the (k+m) x k generator, row by row, its first k rows the identity; by default
+        ISA-L's Cauchy matrix (the ``isal`` policies). Any other systematic matrix over the same field
+        (x^8+x^4+x^3+x^2+1) works: zfec's is how EC policies coded with zfec run at ISA-L speed."""
         self.k, self.m = k, m
         self.lib = load_isal()
         n = k + m
-        self.matrix = (ctypes.c_ubyte * (n * k))()
-        self.lib.gf_gen_cauchy1_matrix(self.matrix, n, k)
+        if matrix is None:
+            self.matrix = (ctypes.c_ubyte * (n * k))()
+            self.lib.gf_gen_cauchy1_matrix(self.matrix, n, k)
+        else:
+            if len(matrix) != n * k:
+                raise ValueError(f"a {n} x {k} matrix has {n * k} coefficients, got {len(matrix)}")
+            self.matrix = (ctypes.c_ubyte * (n * k)).from_buffer_copy(matrix)
         self.encode_tables = self._tables(bytes(self.matrix)[k * k :], m)
 
     def _tables(self, rows: bytes, nrows: int) -> ctypes.Array:
