@@ -38,6 +38,7 @@ TESTS_JAR = REPO / "hadoop-connector" / "build" / "gridfs-hadoop-tests.jar"
 
 UNIT = {"chunkUrlsOfBothForms", "everyPatternOfMLostSharesDecodes", "isalParityMatchesIsaLAndHadoopsCoder",
         "jsonRoundTripsWhatTheServicesSend", "placementSpreadsOverHostsAndNeverRepeatsAVolume",
+        "placementPassesOverALaggardWhileOthersSuffice",
         "policiesFromChunkMethods", "tomlReadsGridToml", "wideCodesUseSeveralTableGroups",
         "zfecParityMatchesThePythonZfec"}
 CONTRACT = {"appendAndTruncateAreRefused", "compositeCrcChecksumIsHadoops", "concurrentReaders", "contentSummary",

@@ -128,6 +128,20 @@ def test_weighted_by_put_score() -> None:
     assert 3.3 < counts["a"] / counts["b"] < 4.8
 
 
+def test_a_laggard_is_passed_over_while_enough_others_remain() -> None:
+    """A volume scoring under a tenth of the best (a disk gone slow) takes no chunk while the others suffice,
+    and is still used when the stripe needs it; a new volume ramping up (a fifth of its score) is not a
+    laggard."""
+    rng = random.Random(5)
+    services = grid_of(1, 1, 4, 3, score=40)
+    services[4]["score_put"] = 3  # the slow one
+    services[7]["score_put"] = 8  # brand new: 20 % of 40
+    picks = Counter(p["addr"] for _ in range(500) for p in select(services, 9, rng=rng))
+    assert picks[services[4]["addr"]] == 0
+    assert picks[services[7]["addr"]] > 0
+    assert all(services[4]["addr"] in {p["addr"] for p in select(services, 12, rng=rng)} for _ in range(20))
+
+
 def test_a_hundred_services() -> None:
     # The size the client library meets: must stay cheap (it runs per metachunk).
     rng = random.Random(9)

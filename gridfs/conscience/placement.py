@@ -6,7 +6,8 @@ apart as the grid allows: greedily, each pick is restricted to the candidates fa
 (by :func:`distance`) from everything already picked (ties broken towards the least
 crowded host, rack, site), then drawn at random weighted by ``score_put``. Weighting
 by score, rather than taking the best, spreads the load and keeps every client from
-piling onto the same momentarily best server.
+piling onto the same momentarily best server. A candidate far below the best (a disk that
+has become slow) is passed over entirely while enough others remain.
 
 Runs in the client on a cached service list: pure, no I/O, O(count x services).
 
@@ -21,6 +22,7 @@ from collections.abc import Collection, Sequence
 from gridfs.common.errors import NotEnoughServices
 
 LOCATION_DEPTH = 4  # site, rack, host, volume
+LAGGARD_FRACTION = 0.1  # a candidate under this fraction of the best score is passed over if others suffice
 
 # Shared default generator; callers that need reproducible draws pass their own.
 _RNG = random.Random()
@@ -54,6 +56,17 @@ def _volume_key(svc: dict) -> str:
 
 def _avoided(svc: dict, avoid: Collection[str]) -> bool:
     return svc["addr"] in avoid or svc.get("id", svc["addr"]) in avoid
+
+
+def _without_laggards(usable: list[dict], count: int) -> list[dict]:
+    """The candidates without those scoring under LAGGARD_FRACTION of the best, when enough volumes remain.
+
+    Weighting alone still gives a volume at score 1 among peers at 30 about one stripe in 40, and each
+    such chunk holds its whole object at the slow disk's pace (seconds for 8 MiB at 2 MB/s): a write
+    waits for its slowest chunk. A new volume ramping up (20 % of its score) stays above the line."""
+    best = max((float(s["score_put"]) for s in usable), default=0.0)
+    strong = [s for s in usable if float(s["score_put"]) >= best * LAGGARD_FRACTION]
+    return strong if len({_volume_key(s) for s in strong}) >= count else usable
 
 
 def _why_not(services: list[dict], usable: list[dict], avoid: set[str]) -> str:
@@ -104,6 +117,7 @@ def select(
             f"now ({_why_not(services, usable, avoid)})"
         )
 
+    usable = _without_laggards(usable, count)
     keys = [_volume_key(s) for s in usable]
     parts = [_parts(k) for k in keys]
     # crowding[i][d - 1]: how many picks so far are at distance d (1 same host, 2 same rack,

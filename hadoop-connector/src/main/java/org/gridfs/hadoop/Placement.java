@@ -16,10 +16,13 @@ import java.util.concurrent.ThreadLocalRandom;
  * Placement, as gridfs/conscience/placement.py does it: the chunks of one metachunk never land twice on one
  * volume, and are spread as far apart as the grid allows. Greedily, each pick is restricted to the candidates
  * farthest from everything already picked (ties broken towards the least crowded host, rack, site), then drawn
- * at random weighted by the put score, so that clients do not all pile onto the momentarily best server.
+ * at random weighted by the put score, so that clients do not all pile onto the momentarily best server. A
+ * candidate far below the best (a disk gone slow) is passed over entirely while enough others remain.
  */
 final class Placement {
     static final int LOCATION_DEPTH = 4; // site.rack.host.volume
+    /** A candidate under this fraction of the best put score is passed over while others suffice. */
+    static final double LAGGARD_FRACTION = 0.1;
 
     private Placement() {
     }
@@ -42,6 +45,27 @@ final class Placement {
     static List<Services.Service> select(List<Services.Service> services, int count, Collection<String> avoid)
             throws GridException {
         return select(services, count, avoid, ThreadLocalRandom.current());
+    }
+
+    /**
+     * The candidates without those scoring under {@link #LAGGARD_FRACTION} of the best, when enough volumes
+     * remain: a write waits for its slowest chunk, and weighting alone still sends a slow disk (score 1
+     * among peers at 30) a chunk every 40 stripes. A new volume ramping up (20 % of its score) stays in.
+     */
+    static List<Services.Service> withoutLaggards(List<Services.Service> usable, int count) {
+        double best = 0;
+        for (Services.Service s : usable) {
+            best = Math.max(best, s.scorePut);
+        }
+        List<Services.Service> strong = new ArrayList<>();
+        Set<String> volumes = new HashSet<>();
+        for (Services.Service s : usable) {
+            if (s.scorePut >= best * LAGGARD_FRACTION) {
+                strong.add(s);
+                volumes.add(volumeKey(s));
+            }
+        }
+        return volumes.size() >= count ? strong : usable;
     }
 
     /** "9 known: 1 silent, 7 full": why the others take no writes, as the conscience lists them. */
@@ -85,6 +109,7 @@ final class Placement {
                     + " services on distinct volumes but only " + volumes.size() + " can take writes now ("
                     + whyNot(services, usable, avoid) + ")");
         }
+        usable = withoutLaggards(usable, count);
         int n = usable.size();
         String[] keys = new String[n];
         String[][] parts = new String[n][];

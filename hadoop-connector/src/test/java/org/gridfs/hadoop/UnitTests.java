@@ -127,6 +127,29 @@ public final class UnitTests {
                 "avoided by id or addr, never locked or silent");
     }
 
+    @Test
+    public void placementPassesOverALaggardWhileOthersSuffice() throws Exception {
+        Random rng = new Random(11);
+        List<Services.Service> twelve = servers(4, 3);
+        twelve.set(4, new Services.Service("rawx-11", "127.0.0.1:7011", "site1.rack1.node1.vol1", 3, 50, true));
+        twelve.set(7, new Services.Service("rawx-21", "127.0.0.1:7021", "site1.rack1.node2.vol1", 10, 50, true));
+        int slow = 0;
+        int ramping = 0;
+        for (int round = 0; round < 300; round++) {
+            for (Services.Service s : Placement.select(twelve, 9, Collections.emptySet(), rng)) {
+                slow += s.id.equals("rawx-11") ? 1 : 0;
+                ramping += s.id.equals("rawx-21") ? 1 : 0;
+            }
+        }
+        Check.eq(0, slow, "a volume at 3 among peers at 50 takes no chunk while 11 others suffice");
+        Check.that(ramping > 0, "a volume ramping up (a fifth of its score) still takes chunks");
+        boolean used = false;
+        for (Services.Service s : Placement.select(twelve, 12, Collections.emptySet(), rng)) {
+            used |= s.id.equals("rawx-11");
+        }
+        Check.that(used, "the laggard is used when the stripe needs every volume");
+    }
+
     // -- Reed-Solomon -----------------------------------------------------------------------------------
 
     private static byte[][] sample(int k, int len) {
