@@ -126,18 +126,24 @@ class ChunkApi:
                 "X-Grid-Chunk-Pos": str(meta.get("pos", ""))}
 
     async def get(self, req: Request) -> Response:
-        chunk_id = req.match["id"]
-        meta = await self.run(self.volume.meta, chunk_id)
-        headers = self._meta_headers(meta)
-        start, end = 0, meta["size"]
         rng = req.header("range")
-        if rng:
-            start, end = parse_range(rng, meta["size"])
-            headers["Content-Range"] = f"bytes {start}-{end - 1}/{meta['size']}"
-        data, _, buf = await self.run(self.volume.read, chunk_id, start, end - start, self.rawx.buffers)
+        headers, data, buf = await self.run(self._read, req.match["id"], rng)
         self.rawx.bytes_out.inc(data.nbytes)
         return Response(206 if rng else 200, headers, data, "application/octet-stream",
                         release=lambda: self.rawx.buffers.release(buf))
+
+    def _read(self, chunk_id: str, rng: str) -> tuple[dict[str, str], memoryview, bytearray]:
+        """Record, range and verified bytes in one trip to a worker thread (two hand-offs cost a small
+        GET about as much CPU as its read)."""
+        meta = self.volume.meta(chunk_id)
+        headers = self._meta_headers(meta)
+        start, end = 0, meta["size"]
+        if rng:
+            start, end = parse_range(rng, meta["size"])
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{meta['size']}"
+        data, _, buf = self.volume.read(chunk_id, start, end - start, self.rawx.buffers)
+        assert buf is not None  # read from the pool
+        return headers, data, buf
 
     async def head(self, req: Request) -> Response:
         meta = await self.run(self.volume.meta, req.match["id"])
