@@ -42,6 +42,10 @@ STAT_DEFAULTS: dict[str, float] = {
     "free_bytes": 0.0,
     "total_bytes": 0.0,
     "inflight": 0.0,
+}
+# Stats only some services send (a storage server once it has timed its volume): scored when present,
+# never shown filled in for services that do not report them.
+OPTIONAL_STATS: dict[str, float] = {
     "io_ms_per_mib": 0.0,
 }
 
@@ -95,7 +99,7 @@ def ramp_factor(now: float, first_seen: float, rules: ScoringRules) -> float:
 
 def slowness_factor(stats: Mapping[str, float]) -> float:
     """What a volume's own cost per MiB leaves of its put score: 1 when fast or unmeasured, toward 0 when slow."""
-    ms = max(0.0, float(stats.get("io_ms_per_mib", STAT_DEFAULTS["io_ms_per_mib"])))
+    ms = max(0.0, float(stats.get("io_ms_per_mib", OPTIONAL_STATS["io_ms_per_mib"])))
     return 1.0 / (1.0 + (ms / SLOW_MS_PER_MIB) ** 2) if math.isfinite(ms) else 0.0
 
 

@@ -42,7 +42,7 @@ from gridfs.common.errors import BadRequest, InvalidName, NotFound
 from gridfs.common.http import aiohttp_middlewares
 from gridfs.common.names import check_service_id
 from gridfs.common.service import base_arg_parser, bind, serve_app, setup_logging
-from gridfs.conscience.scoring import STAT_DEFAULTS, ScoringRules, is_full, is_silent, scores
+from gridfs.conscience.scoring import OPTIONAL_STATS, STAT_DEFAULTS, ScoringRules, is_full, is_silent, scores
 
 log = logging.getLogger("conscience")
 
@@ -91,7 +91,7 @@ def parse_heartbeat(body: Any) -> tuple[str, str, str, str, dict[str, Any], dict
     if not isinstance(raw_stats, dict):
         raise BadRequest("heartbeat 'stats' must be an object")
     # Unknown stat names are dropped: the registry keeps only what scoring understands.
-    stats = {k: _number(k, raw_stats[k]) for k in (*STAT_DEFAULTS, *REPORTED_STATS) if k in raw_stats}
+    stats = {k: _number(k, raw_stats[k]) for k in (*STAT_DEFAULTS, *OPTIONAL_STATS, *REPORTED_STATS) if k in raw_stats}
     service_id = body.get("id")
     if service_id is None:
         return addr, kind, addr, location, tags, stats
