@@ -101,12 +101,16 @@ class ZfecCodec:
 
     name = "zfec"
 
-    def __init__(self, k: int, m: int) -> None:
+    def __init__(self, k: int, m: int, accelerate: bool = True) -> None:
+        """``accelerate`` False: zfec itself does all the work (as on a machine without ISA-L)."""
         self.k, self.m = k, m
         self._encoder = zfec.Encoder(k, k + m)
         self._decoder = zfec.Decoder(k, k + m)
         self._parity_nums = list(range(k, k + m))
-        self.engine = self._isal_engine()
+        self.engine = self._isal_engine() if accelerate else None
+        if self.engine is not None:
+            # Only the lost positions, in one pass: a repair uses it when the codec has it (hasattr).
+            self.reconstruct = self.engine.reconstruct
 
     def _isal_engine(self) -> IsalCodec | None:
         try:
@@ -140,13 +144,6 @@ class ZfecCodec:
         if nums == list(range(self.k)):
             return [shares[i] for i in nums]
         return list(self._decoder.decode([shares[i] for i in nums], nums))
-
-    def __getattr__(self, name: str) -> object:
-        # ``reconstruct`` (only the lost positions, in one pass) exists when ISA-L does the work; a repair
-        # asks with hasattr and decodes then re-encodes otherwise.
-        if name == "reconstruct" and self.__dict__.get("engine") is not None:
-            return self.engine.reconstruct  # type: ignore[union-attr]
-        raise AttributeError(name)
 
 
 _CODECS: dict[tuple[str, int, int], Codec] = {}
