@@ -22,6 +22,7 @@ from gridfs.common.errors import BadRequest, NotEnoughServices, NotFound, Servic
 from gridfs.common.service import SpawnedService, spawn_service
 from gridfs.conscience.client import CachedServices, ConscienceClient
 from gridfs.conscience.placement import select
+from tests.conftest import wait_for
 
 Starter = Callable[..., SpawnedService]
 
@@ -202,8 +203,12 @@ def test_a_frozen_conscience_does_not_count_its_own_stall_as_silence(conscience:
     assert s["127.0.0.1:1001"]["up"] and s["127.0.0.1:1001"]["score_put"] > 0, s["127.0.0.1:1001"]
     assert not s["127.0.0.1:1009"]["up"] and s["127.0.0.1:1009"]["score_put"] == 0
     assert "the conscience did not run for" in proc.log_path.read_text()
-    time.sleep(1.3)  # and now 1001 has really been quiet for a timeout of the conscience's running time
-    s = by_addr(conscience)["127.0.0.1:1001"]
+    # And once 1001 has really been quiet for a timeout of the conscience's running time, it is silent.
+    def silent_1001() -> dict | None:
+        row = by_addr(conscience)["127.0.0.1:1001"]
+        return None if row["up"] else row
+
+    s = wait_for("127.0.0.1:1001 to go silent one timeout after the thaw", silent_1001, timeout=5)
     assert (s["score_put"], s["up"]) == (0, False)
 
 

@@ -27,43 +27,59 @@ def rawx(grid_config: GridConfig, tmp_path: Path) -> Iterator[tuple[SpawnedServi
     svc.stop()
 
 
-def connect(svc: SpawnedService) -> socket.socket:
-    host, port = svc.addr.rsplit(":", 1)
-    s = socket.create_connection((host, int(port)), timeout=10)
-    return s
+class Conn:
+    """A raw client connection that keeps the bytes it read past one response (pipelined answers)."""
 
+    def __init__(self, svc: SpawnedService) -> None:
+        host, port = svc.addr.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=10)
+        self.pending = b""
 
-_pending: dict[int, bytes] = {}  # bytes read past a response, per socket: pipelined answers
+    def __enter__(self) -> Conn:
+        return self
 
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
 
-def read_response(s: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    """One response: status, headers (lower-case names), body (by Content-Length)."""
-    data = _pending.pop(s.fileno(), b"")
-    while b"\r\n\r\n" not in data:
-        got = s.recv(65536)
-        if not got:
-            raise ConnectionError(f"closed after {data!r}")
-        data += got
-    head, _, rest = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
-    n = int(headers.get("content-length", "0"))
-    while len(rest) < n:
-        got = s.recv(65536)
-        if not got:
-            break
-        rest += got
-    _pending[s.fileno()] = rest[n:]
-    return status, headers, rest[:n]
+    def sendall(self, data: bytes) -> None:
+        self.sock.sendall(data)
 
+    def recv(self, n: int) -> bytes:
+        if self.pending:
+            got, self.pending = self.pending[:n], self.pending[n:]
+            return got
+        return self.sock.recv(n)
 
-def closed(s: socket.socket) -> bool:
-    s.settimeout(5)
-    try:
-        return s.recv(1) == b""
-    except ConnectionResetError:
-        return True
+    def read_response(self) -> tuple[int, dict[str, str], bytes]:
+        """One response: status, headers (lower-case names), body (by Content-Length)."""
+        data, self.pending = self.pending, b""
+        while b"\r\n\r\n" not in data:
+            got = self.sock.recv(65536)
+            if not got:
+                raise ConnectionError(f"closed after {data!r}")
+            data += got
+        head, _, rest = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+        n = int(headers.get("content-length", "0"))
+        while len(rest) < n:
+            got = self.sock.recv(65536)
+            if not got:
+                break
+            rest += got
+        self.pending = rest[n:]
+        return status, headers, rest[:n]
+
+    def closed(self) -> bool:
+        """The server closed the connection (after sending everything already read)."""
+        if self.pending:
+            return False
+        self.sock.settimeout(5)
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
 
 
 def put_head(secret: str, body: bytes, chunk_id: str = ID, extra: str = "") -> bytes:
@@ -76,24 +92,24 @@ def test_keep_alive_and_pipelined_requests_on_one_connection(rawx: tuple[Spawned
                                                              grid_config: GridConfig) -> None:
     svc, _ = rawx
     body = os.urandom(300_000)
-    with connect(svc) as s:
+    with Conn(svc) as s:
         # A PUT, then a GET and a HEAD sent at once behind it (pipelined): answered in order, same connection.
         s.sendall(put_head(grid_config.secret, body) + body)
-        status, _, answer = read_response(s)
+        status, _, answer = s.read_response()
         assert status == 201 and b'"size": 300000' in answer
         get = f"GET /chunk/{ID} HTTP/1.1\r\nX-Grid-Secret: {grid_config.secret}\r\n\r\n".encode()
         head = f"HEAD /chunk/{ID} HTTP/1.1\r\nX-Grid-Secret: {grid_config.secret}\r\n\r\n".encode()
         s.sendall(get + head)
-        status, headers, got = read_response(s)
+        status, headers, got = s.read_response()
         assert status == 200 and got == body and headers["x-grid-chunk-size"] == "300000"
-        status, headers, got = read_response(s)
+        status, headers, got = s.read_response()
         assert status == 200 and got == b"" and headers["x-grid-chunk-hash"] == xxhash.xxh3_64_hexdigest(body)
         # HTTP/1.0 without keep-alive: answered, then closed.
         s.sendall(f"GET /chunk/{ID} HTTP/1.0\r\nX-Grid-Secret: {grid_config.secret}\r\nRange: bytes=0-9\r\n\r\n"
                   .encode())
-        status, headers, got = read_response(s)
+        status, headers, got = s.read_response()
         assert status == 206 and got == body[:10] and headers["content-range"] == "bytes 0-9/300000"
-        assert closed(s)
+        assert s.closed()
 
 
 def test_refused_upload_is_answered_while_the_client_still_sends_its_body(
@@ -134,12 +150,12 @@ def test_refused_upload_is_answered_while_the_client_still_sends_its_body(
 def test_malformed_requests_get_a_clear_error_and_the_connection_closes(
         rawx: tuple[SpawnedService, Path], request_bytes: bytes, status: int) -> None:
     svc, vol = rawx
-    with connect(svc) as s:
+    with Conn(svc) as s:
         s.sendall(request_bytes)
-        got, _, body = read_response(s)
+        got, _, body = s.read_response()
         assert got == status, body
         assert b'"error"' in body
-        assert closed(s)
+        assert s.closed()
     assert not [p for p in vol.glob("*/*") if p.is_file()]
 
 
@@ -147,21 +163,21 @@ def test_expect_100_continue_and_refusals_before_the_body(rawx: tuple[SpawnedSer
                                                           grid_config: GridConfig) -> None:
     svc, vol = rawx
     body = os.urandom(1 << 20)
-    with connect(svc) as s:
+    with Conn(svc) as s:
         s.sendall(put_head(grid_config.secret, body, extra="Expect: 100-continue\r\n"))
         assert s.recv(100).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
         s.sendall(body)
-        status, _, _ = read_response(s)
+        status, _, _ = s.read_response()
         assert status == 201
-    with connect(svc) as s:  # refused before the body is sent: the client never has to send it
+    with Conn(svc) as s:  # refused before the body is sent: the client never has to send it
         s.sendall(put_head("wrong", body, chunk_id="C" * 64, extra="Expect: 100-continue\r\n"))
-        status, _, answer = read_response(s)
+        status, _, answer = s.read_response()
         assert status == 403 and b"Forbidden" in answer
-        assert closed(s)
-    with connect(svc) as s:  # too large to be a chunk: refused at once
+        assert s.closed()
+    with Conn(svc) as s:  # too large to be a chunk: refused at once
         s.sendall(f"PUT /chunk/{'D' * 64} HTTP/1.1\r\nX-Grid-Secret: {grid_config.secret}\r\n"
                   f"X-Grid-Chunk-Hash: {'0' * 16}\r\nContent-Length: {1 << 40}\r\n\r\n".encode())
-        status, _, answer = read_response(s)
+        status, _, answer = s.read_response()
         assert status == 413 and b"PayloadTooLarge" in answer
     assert [p.name for p in vol.glob("*/*") if p.is_file()] == [ID]
 

@@ -100,6 +100,11 @@ class Response:
     def json(cls, value: Any, status: int = 200) -> Response:
         return cls(status, body=json.dumps(value).encode())
 
+    @classmethod
+    def error(cls, exc: GridError) -> Response:
+        """The JSON error body every gridfs service answers (``gridfs.common.errors.error_body``)."""
+        return cls.json(error_body(exc), status=exc.status)
+
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -353,15 +358,14 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self._respond_now(req, exc)
 
     def _refuse(self, exc: GridError, close: bool) -> None:
-        self._write(Response(exc.status, body=json.dumps(error_body(exc)).encode()), close=close, method="")
+        self._write(Response.error(exc), close=close, method="")
         if close:
             self._close()
 
     def _respond_now(self, req: Request, exc: GridError) -> None:
         keep = _keep_alive(req)
         self.on_request(req, exc.status)
-        self._write(Response(exc.status, body=json.dumps(error_body(exc)).encode()), close=not keep,
-                    method=req.method)
+        self._write(Response.error(exc), close=not keep, method=req.method)
         if not keep:
             self._close()
         elif not self.discard:
@@ -382,10 +386,10 @@ class HttpProtocol(asyncio.BufferedProtocol):
             try:
                 resp = await self.route.handler(req)
             except GridError as exc:
-                resp = Response(exc.status, body=json.dumps(error_body(exc)).encode())
+                resp = Response.error(exc)
             except Exception as exc:  # a bug: answer 500 rather than hang the client
                 log.exception("%s %s failed", req.method, req.path)
-                resp = Response(500, body=json.dumps(error_body(GridError(f"{type(exc).__name__}: {exc}"))).encode())
+                resp = Response.error(GridError(f"{type(exc).__name__}: {exc}"))
         finally:
             self.buffers.release(body)
             self.body, self.body_view, self.req = None, memoryview(b""), None

@@ -155,6 +155,11 @@ class IOStats:
         out["ms_per_mib"] = None if slow is None else round(slow, 3)
         return out
 
+    def write_size_counts(self) -> dict[int, int]:
+        """Write calls per size bucket (power of two), a consistent copy."""
+        with self._lock:
+            return dict(self.write_sizes)
+
     def heartbeat(self) -> dict[str, float]:
         """The figure scoring uses (gridfs/conscience/scoring.py); none before the first timed transfer."""
         slow = self.slowness()
@@ -173,8 +178,7 @@ class IOCollector(Collector):
             yield CounterMetricFamily(f"grid_rawx_io_{name}", f"volume I/O: {name.replace('_', ' ')}",
                                       value=snap[name])
         buckets, total = [], 0
-        with self.io._lock:
-            sizes = dict(self.io.write_sizes)
+        sizes = self.io.write_size_counts()
         for b in range(HIST_MIN, HIST_MAX + 1):
             total += sizes[b]
             buckets.append((str(float(1 << b)), total))
