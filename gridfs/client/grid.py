@@ -20,11 +20,12 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from gridfs.client.batch import SmallObject, fits_batch, write_small
 from gridfs.client.buffers import BufferPool
 from gridfs.client.commits import commit_or_discard
 from gridfs.client.context import IOContext
@@ -45,8 +46,22 @@ Progress = Callable[[int], Any] | None
 
 # Chunk transfers in flight per client: enough for two EC 6+3 metachunks each way.
 CHUNK_THREADS = 24
+# put_many: objects (and bytes) per batch of chunk requests and directory commit.
+BATCH_OBJECTS = 256
+BATCH_BYTES = 16 << 20
 # How long a bucket's policy is trusted before asking the directory again.
 BUCKET_POLICY_TTL = 5.0
+
+
+def _small_bytes(data: PutData) -> memoryview:
+    """A small object's bytes: bytes-like as is, a path or file read whole."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        return memoryview(data).cast("B")
+    if isinstance(data, str | os.PathLike):
+        return memoryview(Path(data).read_bytes())
+    if hasattr(data, "read"):
+        return memoryview(data.read())
+    return memoryview(bytes(data))  # a numpy array
 
 
 def _checked(writer: ObjectWriter, before_commit: Callable[[], Any] | None) -> Any:
@@ -226,6 +241,62 @@ class GridClient:
             lambda: self.directory.commit_object(self.account, bucket, record, if_none_match=if_none_match),
             writer.discard,
         )
+        return committed
+
+    def put_many(
+        self,
+        bucket: str,
+        items: Iterable[tuple[str, PutData] | tuple[str, PutData, dict[str, str]]],
+        *,
+        policy: str | None = None,
+        mime_type: str = "application/octet-stream",
+    ) -> list[ObjectInfo]:
+        """Store many objects ``(key, data)`` or ``(key, data, properties)``; their records, in order.
+
+        Small objects (one metachunk of chunks up to 1 MiB) are written BATCH_OBJECTS at a time: the
+        chunks bound for one storage server go in one request, made durable with one fsync there, and
+        the batch's records in one directory commit, all or none. Larger objects go through ``put``.
+        Every object is acknowledged, as by ``put``, only once its chunks are fsynced and its record
+        committed; if this raises, objects of batches already returned may be stored.
+        """
+        check_bucket(bucket)
+        out: list[ObjectInfo] = []
+        batch: list[tuple[SmallObject, dict[str, str]]] = []
+        held = 0
+        for item in items:
+            key, data, props = item[0], item[1], (item[2] if len(item) > 2 else {})  # type: ignore[misc]
+            check_key(key)
+            size = known_size(data)
+            chosen = self.choose_policy(bucket, policy, size)
+            if size is None or not fits_batch(chosen, size, self.config.chunk_size):
+                out.append(self.put(bucket, key, data, policy=policy, properties=props, mime_type=mime_type))
+                continue
+            batch.append((SmallObject(key, _small_bytes(data), chosen), props))
+            held += size
+            if len(batch) >= BATCH_OBJECTS or held >= BATCH_BYTES:
+                out += self._put_batch(bucket, batch, mime_type)
+                batch, held = [], 0
+        if batch:
+            out += self._put_batch(bucket, batch, mime_type)
+        return out
+
+    def _put_batch(self, bucket: str, batch: list[tuple[SmallObject, dict[str, str]]],
+                   mime_type: str) -> list[ObjectInfo]:
+        written = write_small(self.io, f"{self.account}/{bucket}", [obj for obj, _ in batch])
+        records = [
+            ObjectInfo(account=self.account, bucket=bucket, key=obj.key, content_id=writer.headers["X-Grid-Content-Id"],
+                       size=result.size, policy=obj.policy.name, chunk_method=obj.policy.chunk_method,
+                       hash=result.hash, crc32c=result.crc32c, mime_type=mime_type, properties=dict(props),
+                       metachunks=result.metachunks)
+            for (obj, props), (writer, result) in zip(batch, written, strict=True)
+        ]
+
+        def discard() -> None:
+            for writer, _ in written:
+                writer.discard()
+
+        committed, _garbage = commit_or_discard(
+            lambda: self.directory.commit_objects(self.account, bucket, records), discard)
         return committed
 
     def put_file(self, bucket: str, key: str, path: str | os.PathLike, **kwargs: Any) -> ObjectInfo:

@@ -156,7 +156,7 @@ class ObjectWriter:
 
     # -- one metachunk --------------------------------------------------------
 
-    def _shares(self, view: np.ndarray) -> tuple[list[Any], list[Any]]:
+    def shares(self, view: np.ndarray) -> tuple[list[Any], list[Any]]:
         """The buffers to store for each position, and buffers to return to the pool."""
         if self.codec is None:
             return [view] * self.policy.copies, []
@@ -178,7 +178,7 @@ class ObjectWriter:
         return data + self.codec.encode(data, parity_out), borrowed
 
     def _write_metachunk(self, pos: int, offset: int, view: np.ndarray) -> Metachunk:
-        shares, borrowed = self._shares(view)
+        shares, borrowed = self.shares(view)
         try:
             if self.codec is None:
                 digest = xxhash.xxh3_64_hexdigest(view)
@@ -187,7 +187,7 @@ class ObjectWriter:
                 hashes = [xxhash.xxh3_64_hexdigest(s) for s in shares]
             placement = _Placement(self.ctx.services, self.policy.width)
             futures = [
-                self.ctx.chunk_pool.submit(self._put_share, placement, pos, sub, share, digest, svc)
+                self.ctx.chunk_pool.submit(self.put_share, placement, pos, sub, share, digest, svc)
                 for sub, (share, digest, svc) in enumerate(zip(shares, hashes, placement.chosen, strict=True))
             ]
             results = [f.result() for f in futures]
@@ -208,7 +208,7 @@ class ObjectWriter:
             self.progress(view.nbytes)
         return Metachunk(pos=pos, offset=offset, size=view.nbytes, chunks=chunks, missing=missing)
 
-    def _put_share(
+    def put_share(
         self, placement: _Placement, pos: int, sub: int, share: Any, digest: str, svc: dict | None
     ) -> ChunkInfo | GridError:
         """Store one chunk, moving to another server when one fails."""
@@ -226,7 +226,11 @@ class ObjectWriter:
                 last = exc
                 svc = placement.replacement()
                 continue
-            with self._written_lock:
-                self._written.append(url)
+            self.stored([url])
             return ChunkInfo(url=url, sub=sub, size=memoryview(share).nbytes, hash=digest)
         return last
+
+    def stored(self, urls: list[str]) -> None:
+        """Chunks now on their servers, deleted by ``discard`` if the object is not committed."""
+        with self._written_lock:
+            self._written.extend(urls)

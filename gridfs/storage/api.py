@@ -2,6 +2,7 @@
 
 ``PUT /chunk/{id}`` (body = the chunk, ``X-Grid-Chunk-Hash`` xxh3_64 or ``X-Grid-Chunk-Crc32c``, back-reference
 headers), ``GET /chunk/{id}`` (``Range`` allowed), ``HEAD``, ``DELETE``, ``POST /chunk/{id}/link?to=ID``,
+``POST /chunks`` (a batch of small chunks, stored in a pack all or none: see ``parse_batch``),
 ``GET /chunks?older_than=S``, ``GET /info``, ``GET|POST /scrub``, ``GET /health``, ``GET /metrics``.
 A request naming another service id (``X-Grid-Service-Id``) is answered 421 before its body is read.
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import re
 import urllib.parse
 from collections.abc import Callable
@@ -22,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gridfs.common.errors import BadRequest, InvalidRange, LengthRequired, ServiceUnavailable, WrongService
 from gridfs.common.names import check_chunk_id
-from gridfs.storage.client import SERVICE_ID_HEADER
+from gridfs.storage.client import BATCH_MANIFEST, SERVICE_ID_HEADER
 from gridfs.storage.http1 import Request, Response, Route
 from gridfs.storage.scrub import Scrubber, parse_rate
 
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from gridfs.storage.server import RawxApp
 
 MAX_CHUNK = 512 << 20
+MAX_BATCH = 64 << 20
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 HASH_RE = re.compile(r"^[0-9a-fA-F]{16}$")
 CRC_RE = re.compile(r"^[0-9a-fA-F]{8}$")
@@ -37,6 +40,37 @@ REF_HEADERS = {
     "x-grid-content-path": "path", "x-grid-content-id": "content_id", "x-grid-content-version": "version",
     "x-grid-chunk-pos": "pos", "x-grid-content-policy": "policy", "x-grid-content-container": "container",
 }
+
+
+def parse_batch(body: memoryview) -> list[tuple[str, memoryview, str, str, dict]]:
+    """A batch body: a u32 (big-endian) manifest length, the manifest (JSON: a list of ``{"id", "size",
+    "hash" (xxh3_64) or "crc32c", "ref": {back-reference}}``), then the chunk bodies back to back."""
+    if body.nbytes < BATCH_MANIFEST.size:
+        raise BadRequest("a batch starts with a 4-byte manifest length")
+    (mlen,) = BATCH_MANIFEST.unpack_from(body)
+    start = BATCH_MANIFEST.size + mlen
+    try:
+        manifest = json.loads(bytes(body[BATCH_MANIFEST.size:start])) if start <= body.nbytes else None
+    except ValueError:
+        manifest = None
+    if not isinstance(manifest, list) or not manifest:
+        raise BadRequest("a batch manifest is a non-empty JSON list of {id, size, hash, ref}")
+    out, pos = [], start
+    for entry in manifest:
+        if not isinstance(entry, dict) or not isinstance(entry.get("size"), int) or entry["size"] < 0:
+            raise BadRequest(f"bad batch entry {entry!r}")
+        digest, crc = str(entry.get("hash", "")), str(entry.get("crc32c", ""))
+        if not (HASH_RE.match(digest) or (not digest and CRC_RE.match(crc))):
+            raise BadRequest(f"batch entry {entry.get('id')!r}: hash (xxh3_64) or crc32c is required")
+        ref = entry.get("ref") or {}
+        if not isinstance(ref, dict):
+            raise BadRequest(f"batch entry {entry.get('id')!r}: ref must be an object")
+        out.append((check_chunk_id(str(entry.get("id", ""))), body[pos : pos + entry["size"]], digest, crc,
+                    {k: str(v) for k, v in ref.items() if k in REF_HEADERS.values()}))
+        pos += entry["size"]
+    if pos != body.nbytes:
+        raise BadRequest(f"batch manifest sizes add up to {pos - start} bytes, the body holds {body.nbytes - start}")
+    return out
 
 
 def parse_range(header: str, size: int) -> tuple[int, int]:
@@ -70,6 +104,7 @@ class ChunkApi:
             Route("HEAD", chunk, self.counted(self.head), precheck=self.check_service),
             Route("DELETE", chunk, self.counted(self.delete), precheck=self.check_service),
             Route("POST", chunk + "/link", self.counted(self.link), precheck=self.check_service),
+            Route("POST", "/chunks", self.counted(self.put_batch), max_body=MAX_BATCH, precheck=self.check_batch),
             Route("GET", "/chunks", self.listing),
             Route("GET", "/info", self.info),
             Route("GET", "/scrub", self.scrub_state),
@@ -97,7 +132,13 @@ class ChunkApi:
         if named and named != self.rawx.service_id:
             raise WrongService(f"this is {self.rawx.service_id}, not {named}: the address used for {named} "
                                "is stale")
-        check_chunk_id(req.match["id"])
+        if "id" in req.match:
+            check_chunk_id(req.match["id"])
+
+    def check_batch(self, req: Request) -> None:
+        self.check_service(req)
+        if "content-length" not in req.headers:
+            raise LengthRequired("a batch of chunks needs Content-Length")
 
     def check_put(self, req: Request) -> None:
         self.check_service(req)
@@ -118,6 +159,14 @@ class ChunkApi:
         self.rawx.bytes_in.inc(req.body.nbytes)
         # "hash": the xxh3_64 kept with the chunk, for a client that declared only a CRC32C to record.
         return Response.json({"chunk_id": chunk_id, "size": req.body.nbytes, "hash": stored}, status=201)
+
+    async def put_batch(self, req: Request) -> Response:
+        chunks = parse_batch(req.body)
+        hashes = await self.run(self.volume.put_batch, chunks)
+        self.rawx.bytes_in.inc(sum(c[1].nbytes for c in chunks))
+        return Response.json({"service_id": self.rawx.service_id,
+                              "chunks": [{"chunk_id": c[0], "size": c[1].nbytes, "hash": h}
+                                         for c, h in zip(chunks, hashes, strict=True)]}, status=201)
 
     @staticmethod
     def _meta_headers(meta: dict) -> dict[str, str]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import struct
 import threading
 import urllib.parse
 from dataclasses import dataclass
@@ -31,6 +32,9 @@ from gridfs.common.http import SECRET_HEADER
 from gridfs.common.names import SERVICE_ID_RE, check_chunk_id, check_service_id
 
 BufferLike = bytes | bytearray | memoryview | Any
+# The largest chunk a batch (``put_batch``) may carry: the storage server packs such chunks together.
+MAX_BATCHED_CHUNK = 1 << 20
+BATCH_MANIFEST = struct.Struct(">I")
 Answer = tuple[http.client.HTTPResponse, memoryview | None]
 SERVICE_ID_HEADER = "X-Grid-Service-Id"
 SCHEME = "rawx://"
@@ -234,6 +238,19 @@ class ChunkClient:
 
     def put(self, url: str, data: BufferLike, *, chunk_hash: str, headers: dict[str, str] | None = None) -> None:
         self._chunk("PUT", url, body=data, headers={**(headers or {}), "X-Grid-Chunk-Hash": chunk_hash})
+
+    def put_batch(self, chunks: list[tuple[str, BufferLike, str, dict]]) -> None:
+        """Store small chunks ``(url, body, xxh3_64 hex, back-reference)``, all on one server, in one
+        request: the server packs them and makes them durable together, all or none."""
+        refs = [parse_chunk_url(url) for url, *_ in chunks]
+        if len({r.service for r in refs}) != 1:
+            raise ValueError("a batch of chunks goes to one server")
+        manifest = json.dumps([{"id": r.chunk_id, "size": memoryview(body).nbytes, "hash": digest, "ref": ref}
+                               for r, (_url, body, digest, ref) in zip(refs, chunks, strict=True)]).encode()
+        payload = bytearray(BATCH_MANIFEST.pack(len(manifest)) + manifest)
+        for _url, body, _digest, _ref in chunks:
+            payload += memoryview(body).cast("B")
+        self._request("POST", ChunkRef(refs[0].service_id, refs[0].addr, ""), "/chunks", body=payload)
 
     def get(self, url: str, offset: int = 0, length: int | None = None, into: memoryview | None = None) -> memoryview:
         headers = {}

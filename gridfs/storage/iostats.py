@@ -102,6 +102,14 @@ class IOStats:
         os.fsync(fd)
         self.count(**{"dir_fsyncs" if directory else "fsyncs": 1})
 
+    def fsync_dir(self, path: str | os.PathLike) -> None:
+        """fsync a folder: the names created or renamed in it become durable."""
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            self.fsync(fd, directory=True)
+        finally:
+            os.close(fd)
+
     # -- timing -------------------------------------------------------------------------------
 
     @contextlib.contextmanager

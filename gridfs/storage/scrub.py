@@ -104,7 +104,7 @@ class Scrubber:
         self._lock = threading.Lock()
         self._wake, self._stop = threading.Event(), threading.Event()
         self._limiter = RateLimiter(0)
-        self._linked: dict[int, str | None] = {}  # inode -> corruption found (hard links share one file)
+        self._linked: dict[object, str | None] = {}  # bytes shared by links -> corruption found in them
         self._started_at = time.time()
         self._saved_at, self._dirty = 0.0, False
         self._next_send = 0.0
@@ -274,7 +274,7 @@ class Scrubber:
         """Read one chunk in full, verified, and count it; False when stopping midway."""
         try:
             meta = self.volume.meta(chunk_id)
-            st = os.stat(self.volume.path(chunk_id))
+            same, links = self.volume.identity(chunk_id)
         except FileNotFoundError:  # NoSuchChunk too: deleted since the listing
             return True
         except OSError as exc:  # xattrs gone or unreadable: the chunk can be neither verified nor served
@@ -282,7 +282,7 @@ class Scrubber:
         else:
             # "": not read yet; None: read and sound; a string: what is wrong. Hard links share one
             # file: it is read once per pass, and each of its chunk ids gets the verdict.
-            problem = self._linked.get(st.st_ino, "") if st.st_nlink > 1 else ""
+            problem = self._linked.get(same, "") if links > 1 else ""
             if problem == "":
                 try:
                     problem = self._read_all(chunk_id, meta["size"])
@@ -290,8 +290,8 @@ class Scrubber:
                     return True
                 except _Stopping:
                     return False
-                if st.st_nlink > 1:
-                    self._linked[st.st_ino] = problem
+                if links > 1:
+                    self._linked[same] = problem
         with self._lock:  # the cursor moves with the counts: a resumed pass counts no chunk twice
             run["chunks"] += 1
             run["bytes"] += meta["size"]
@@ -365,7 +365,7 @@ class Scrubber:
                 return
 
     def _on_disk(self, chunk_id: str) -> bool:
-        return self.volume.path(chunk_id).exists()
+        return self.volume.exists(chunk_id)
 
     def _rdir_client(self) -> Any:
         if self._rdir is None:

@@ -6,6 +6,9 @@ chunk's size, xxh3_64 of the whole chunk, xxh3_64 of every 1 MiB block (so a ran
 read verifies only the blocks it touches), and one ``ref.<ID>`` record per hard link
 (object path, content id, position) because links share the inode.
 
+Small chunks sent in a batch live in pack files instead (``gridfs.storage.packs``); every method
+below answers for both kinds, so readers, the scrubber and the crawler see one volume.
+
 SPDX-License-Identifier: AGPL-3.0-or-later
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import heapq
 import json
 import logging
 import os
@@ -26,9 +30,10 @@ from typing import NoReturn
 import crc32c
 import xxhash
 
-from gridfs.common.errors import AlreadyExists, ChecksumMismatch, InvalidRange, NoSuchChunk, VolumeFull
+from gridfs.common.errors import AlreadyExists, BadRequest, ChecksumMismatch, InvalidRange, NoSuchChunk, VolumeFull
 from gridfs.common.names import CHUNK_ID_RE, check_chunk_id
 from gridfs.storage.iostats import IOStats
+from gridfs.storage.packs import MAX_PACKED, NewChunk, Packed, PackStore
 
 log = logging.getLogger("rawx")
 BLOCK = 1 << 20
@@ -58,6 +63,18 @@ class BufferPool:
                 stack.append(buf)
 
 
+def _verified(chunk_id: str, data: memoryview, chunk_hash: str, crc: str) -> str:
+    """The body's xxh3_64 hex, after checking it against the declared xxh3_64 or, when that is "", CRC32C."""
+    actual = xxhash.xxh3_64_hexdigest(data)
+    if chunk_hash and actual != chunk_hash.lower():
+        raise ChecksumMismatch(f"chunk {chunk_id}: body hash {actual} != declared {chunk_hash}")
+    if not chunk_hash:
+        body_crc = f"{crc32c.crc32c(data):08x}"
+        if body_crc != crc.lower():
+            raise ChecksumMismatch(f"chunk {chunk_id}: body CRC32C {body_crc} != declared {crc}")
+    return actual
+
+
 def block_hashes(data: memoryview) -> bytes:
     return b"".join(xxhash.xxh3_64_digest(data[i : i + BLOCK]) for i in range(0, data.nbytes, BLOCK))
 
@@ -70,19 +87,20 @@ class Volume:
         self.max_bytes = max_bytes
         self.corrupt_seen = 0
         self._lock = threading.Lock()
+        self.packs = PackStore(self.root, self.io)
         self.used, self.chunks = self._scan()
+        packed_bytes, packed_count = self.packs.usage()
+        self.used, self.chunks = self.used + packed_bytes, self.chunks + packed_count
         # Prefix folders whose own entry in the volume root is known durable: those found at start (after
         # one fsync of the root) and those created since, each fsynced into the root once (_folder).
         self._durable = {sub.name for sub in self.root.iterdir() if sub.is_dir()}
         self._folder_lock = threading.Lock()
-        self._fsync_dir(self.root)
+        self.io.fsync_dir(self.root)
 
     def _scan(self) -> tuple[int, int]:
         """Sizes of stored chunks (each inode once), after removing interrupted uploads."""
         used, count, inodes = 0, 0, set()
-        for sub in self.root.iterdir():
-            if not sub.is_dir():
-                continue
+        for sub in self._folders():
             for f in sub.iterdir():
                 if ".tmp-" in f.name:
                     log.info("removing interrupted upload %s", f)
@@ -98,7 +116,14 @@ class Volume:
     def chunk_ids(self, after: str = "") -> Iterator[str]:
         """Every stored chunk id greater than ``after``, in order, one folder at a time: the scrubber
         walks a volume with it, and ordered ids let a pass resume where it stopped."""
-        folders = sorted(sub.name for sub in self.root.iterdir() if sub.is_dir() and sub.name >= after[:3])
+        return heapq.merge(self._file_ids(after), self.packs.ids(after))
+
+    def _folders(self) -> Iterator[Path]:
+        """The prefix folders of chunk files (not ``packs``)."""
+        return (sub for sub in self.root.iterdir() if sub.is_dir() and len(sub.name) == 3)
+
+    def _file_ids(self, after: str) -> Iterator[str]:
+        folders = sorted(sub.name for sub in self._folders() if sub.name >= after[:3])
         for folder in folders:
             try:
                 names = sorted(f.name for f in (self.root / folder).iterdir())
@@ -126,17 +151,10 @@ class Volume:
         (CRC32C hex: what a client without xxh3, the Java connector, can declare). Returns the xxh3_64
         kept with the chunk, which every later read verifies."""
         final = self.path(chunk_id)
-        actual = xxhash.xxh3_64_hexdigest(data)
-        if chunk_hash and actual != chunk_hash.lower():
-            raise ChecksumMismatch(f"chunk {chunk_id}: body hash {actual} != declared {chunk_hash}")
-        if not chunk_hash:
-            body_crc = f"{crc32c.crc32c(data):08x}"
-            if body_crc != crc.lower():
-                raise ChecksumMismatch(f"chunk {chunk_id}: body CRC32C {body_crc} != declared {crc}")
-        with self._lock:
-            if self.space()[0] < data.nbytes:
-                raise VolumeFull(f"volume {self.root} has no room for {data.nbytes} bytes")
-            self.used += data.nbytes  # reserved now, released below if the write fails
+        actual = _verified(chunk_id, data, chunk_hash, crc)
+        if chunk_id in self.packs:
+            raise AlreadyExists(f"chunk {chunk_id} already exists")
+        self._reserve(data.nbytes)
         blocks = block_hashes(data)  # before the timed disk calls: CPU, not disk
         self._folder(final.parent)
         tmp = final.with_name(f"{chunk_id}.tmp-{secrets.token_hex(4)}")
@@ -158,7 +176,7 @@ class Volume:
                     raise AlreadyExists(f"chunk {chunk_id} already exists")
                 os.rename(tmp, final)
                 self.io.count(renames=1)
-                self._fsync_dir(final.parent)
+                self.io.fsync_dir(final.parent)
         except BaseException as exc:
             tmp.unlink(missing_ok=True)
             with self._lock:
@@ -170,6 +188,57 @@ class Volume:
             self.chunks += 1
         return actual
 
+    def _reserve(self, nbytes: int) -> None:
+        """Count ``nbytes`` as used before writing them (the caller gives them back if the write fails)."""
+        with self._lock:
+            if self.space()[0] < nbytes:
+                raise VolumeFull(f"volume {self.root} has no room for {nbytes} bytes")
+            self.used += nbytes
+
+    def put_batch(self, chunks: list[tuple[str, memoryview, str, str, dict]]) -> list[str]:
+        """Store small chunks ``(id, body, xxh3_64 hex or "", crc32c hex or "", ref)`` in a pack, all or
+        none, durable on return; their xxh3_64s, as ``put`` answers."""
+        hashes = []
+        for chunk_id, body, chunk_hash, crc, _ref in chunks:
+            check_chunk_id(chunk_id)
+            if body.nbytes > MAX_PACKED:
+                raise BadRequest(f"chunk {chunk_id}: {body.nbytes} bytes; a batch carries chunks of at most "
+                                 f"{MAX_PACKED} bytes")
+            if self.path(chunk_id).exists():
+                raise AlreadyExists(f"chunk {chunk_id} already exists")
+            hashes.append(_verified(chunk_id, body, chunk_hash, crc))
+        total = sum(c[1].nbytes for c in chunks)
+        self._reserve(total)
+        try:
+            self.packs.append([NewChunk(c[0], c[1], h, c[4]) for c, h in zip(chunks, hashes, strict=True)])
+        except BaseException as exc:
+            with self._lock:
+                self.used -= total
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise VolumeFull(f"volume {self.root} is full: {exc}") from exc
+            raise
+        with self._lock:
+            self.chunks += len(chunks)
+        return hashes
+
+    def _packed(self, chunk_id: str) -> Packed:
+        rec = self.packs.get(chunk_id)
+        if rec is None:
+            raise NoSuchChunk(f"no chunk {chunk_id}")
+        return rec
+
+    def exists(self, chunk_id: str) -> bool:
+        return self.path(chunk_id).exists() or chunk_id in self.packs
+
+    def identity(self, chunk_id: str) -> tuple[object, int]:
+        """What identifies the chunk's bytes (shared by its hard links) and how many ids name them."""
+        try:
+            st = os.stat(self.path(chunk_id))
+            return ("inode", st.st_ino), st.st_nlink
+        except FileNotFoundError:
+            rec = self._packed(chunk_id)
+            return ("pack", rec.pack, rec.offset), self.packs.sharing(rec)
+
     def _folder(self, folder: Path) -> None:
         """Make the prefix folder a chunk goes in. A new one's name in the volume root is fsynced before any
         chunk in it is acknowledged: the folder's own fsync after the rename makes the chunk's entry durable,
@@ -179,15 +248,8 @@ class Volume:
         with self._folder_lock:  # a second writer must not acknowledge a chunk in it before this fsync
             if folder.name not in self._durable:
                 folder.mkdir(exist_ok=True)
-                self._fsync_dir(self.root)
+                self.io.fsync_dir(self.root)
                 self._durable.add(folder.name)
-
-    def _fsync_dir(self, path: Path) -> None:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            self.io.fsync(fd, directory=True)
-        finally:
-            os.close(fd)
 
     def meta(self, chunk_id: str) -> dict:
         path = self.path(chunk_id)
@@ -198,7 +260,8 @@ class Volume:
                 meta.update(json.loads(os.getxattr(path, X + "ref." + chunk_id)))
             return meta
         except FileNotFoundError:
-            raise NoSuchChunk(f"no chunk {chunk_id}") from None
+            rec = self._packed(chunk_id)
+            return {"chunk_id": chunk_id, "size": rec.size, "hash": rec.hash, **rec.ref}
 
     def read(
         self, chunk_id: str, offset: int = 0, length: int | None = None, buffers: BufferPool | None = None
@@ -209,7 +272,7 @@ class Volume:
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
-            raise NoSuchChunk(f"no chunk {chunk_id}") from None
+            return self._read_packed(self._packed(chunk_id), offset, length, buffers)
         pooled = None
         try:
             try:
@@ -243,6 +306,28 @@ class Volume:
         finally:
             os.close(fd)
 
+    def _read_packed(
+        self, rec: Packed, offset: int, length: int | None, buffers: BufferPool | None
+    ) -> tuple[memoryview, int, bytearray | None]:
+        """A packed chunk is one checksum block: read whole and verified, whatever the range."""
+        end = rec.size if length is None else offset + length
+        if offset < 0 or end > rec.size or offset > end:
+            raise InvalidRange(f"range {offset}-{end} outside chunk {rec.chunk_id} of {rec.size} bytes")
+        pooled = buffers.acquire(rec.size) if buffers is not None else bytearray(rec.size)
+        try:
+            view = memoryview(pooled)[: rec.size]
+            with self.io.transfer(rec.size):
+                got = self.packs.read(rec, view)
+            if got != rec.size:
+                self._corrupt(rec.chunk_id, "its pack is shorter than its record")
+            if xxhash.xxh3_64_hexdigest(view) != rec.hash:
+                self._corrupt(rec.chunk_id, "checksum mismatch")
+            return view[offset:end], rec.size, pooled if buffers is not None else None
+        except BaseException:
+            if buffers is not None:
+                buffers.release(pooled)
+            raise
+
     def _corrupt(self, chunk_id: str, why: str) -> NoReturn:
         self.corrupt_seen += 1
         log.warning("corrupt chunk %s in %s: %s; not serving it", chunk_id, self.root, why)
@@ -257,7 +342,12 @@ class Volume:
             path.unlink()
             self.io.count(unlinks=1)
         except FileNotFoundError:
-            raise NoSuchChunk(f"no chunk {chunk_id}") from None
+            rec = self._packed(chunk_id)
+            last = self.packs.delete(rec)
+            with self._lock:
+                self.chunks -= 1
+                self.used -= rec.size if last else 0
+            return
         with self._lock:
             self.chunks -= 1
             if st.st_nlink == 1:
@@ -266,10 +356,8 @@ class Volume:
     def listing(self, older_than: float) -> list[dict]:
         """Every chunk id last written more than ``older_than`` seconds ago, with its back-reference."""
         limit = time.time() - older_than
-        out = []
-        for sub in self.root.iterdir():
-            if not sub.is_dir():
-                continue
+        out = [{"chunk_id": cid, "ref": ref} for cid, ref in self.packs.older_than(limit)]
+        for sub in self._folders():
             for f in sub.iterdir():
                 if ".tmp-" in f.name:
                     continue
@@ -285,7 +373,15 @@ class Volume:
     def link(self, chunk_id: str, new_id: str, ref_update: dict | None = None) -> None:
         src, dst = self.path(chunk_id), self.path(new_id)
         if not src.exists():
-            raise NoSuchChunk(f"no chunk {chunk_id}")
+            rec = self._packed(chunk_id)
+            if dst.exists():
+                raise AlreadyExists(f"chunk {new_id} already exists")
+            self.packs.link(rec, new_id, {**rec.ref, **{k: v for k, v in (ref_update or {}).items() if v}})
+            with self._lock:
+                self.chunks += 1
+            return
+        if new_id in self.packs:
+            raise AlreadyExists(f"chunk {new_id} already exists")
         self._folder(dst.parent)
         try:
             os.link(src, dst)
@@ -302,6 +398,6 @@ class Volume:
             self.io.fsync(fd)
         finally:
             os.close(fd)
-        self._fsync_dir(dst.parent)
+        self.io.fsync_dir(dst.parent)
         with self._lock:
             self.chunks += 1
