@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
+import requests
 
 from gridfs.common.config import GridConfig
 
@@ -66,13 +67,23 @@ def fresh_grid(tmp_path: Path) -> Iterator[LocalGrid]:
 
 
 def chunk_files(data: Path) -> dict[Path, tuple[int, int]]:
-    """Every chunk file under a grid's volumes -> (inode, mtime_ns)."""
+    """Every chunk file under a grid's volumes -> (inode, mtime_ns); packed chunks are not files (see
+    ``stored_chunks``)."""
     out = {}
     for path in data.glob("node*/vol*/*/*"):
-        if path.is_file() and ".tmp-" not in path.name:
+        if path.is_file() and ".tmp-" not in path.name and path.parent.name != "packs":
             st = path.stat()
             out[path] = (st.st_ino, st.st_mtime_ns)
     return out
+
+
+def stored_chunks(cfg: GridConfig, svc: LocalService) -> int:
+    """How many chunks a storage server holds, in files and in packs (its own count)."""
+    from gridfs.common.http import SECRET_HEADER
+
+    r = requests.get(f"http://{svc.addr}/info", headers={SECRET_HEADER: cfg.secret}, timeout=10)
+    r.raise_for_status()
+    return int(r.json()["chunks"])
 
 
 def volume(svc: LocalService) -> Path:

@@ -2,8 +2,9 @@
 loops over the objects (none of its reads may fail), the volume ends empty once the garbage is
 reaped, and only then does ``grid service remove`` take it out of the grid.
 
-Real processes: a 3 x 3 grid, a few hundred small objects (three copies, by the size rule)
-and some EC42 ones (6 of the 9 volumes: a drained chunk still finds a volume of its own).
+Real processes: a 3 x 3 grid, a few hundred small objects (three copies, by the size rule; half of
+them written by ``put_many``, so packed) and some EC42 ones (6 of the 9 volumes: a drained chunk
+still finds a volume of its own).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from gridfs.common.errors import GridError
 from gridfs.conscience.client import ConscienceClient
 from gridfs.rdir.client import RdirClient
 from gridfs.storage.client import parse_chunk_url
-from tests.conftest import chunk_files, run_grid_cli, volume, wait_for
+from tests.conftest import chunk_files, run_grid_cli, stored_chunks, volume, wait_for
 
 BUCKET = "drain"
 EC = "drain-ec"
@@ -41,10 +42,15 @@ def test_drain_moves_everything_off_a_volume_while_reads_go_on(fresh_grid: Local
     with GridClient(cfg) as client:
         client.create_bucket(BUCKET)
         client.create_bucket(EC, policy="EC42")
+        batched = []
         for i in range(250):
             data = rng.randbytes(rng.randint(1 << 10, 12 << 10))
-            client.put(BUCKET, f"small/{i:03d}", data)
+            if i % 2:  # half of them packed on the volumes, through the batch API
+                batched.append((f"small/{i:03d}", data))
+            else:
+                client.put(BUCKET, f"small/{i:03d}", data)
             objects[(BUCKET, f"small/{i:03d}")] = digest(data)
+        client.put_many(BUCKET, batched)
         for i in range(20):
             data = rng.randbytes(rng.randint(200 << 10, 400 << 10))
             client.put(EC, f"ec/{i:02d}", data)
@@ -92,14 +98,15 @@ def test_drain_moves_everything_off_a_volume_while_reads_go_on(fresh_grid: Local
             assert record["kind"] == "drain" and record["state"] == "done", record
             assert record["chunks_done"] == held and record["lost"] == 0, record
             # The garbage event of each move deletes the chunk left on the volume.
-            wait_for(f"{sid} to be empty", lambda: not [p for p in chunk_files(fresh_grid.data)
-                                                        if volume(svc) in p.parents], timeout=30, every=0.2)
+            wait_for(f"{sid} to be empty", lambda: not stored_chunks(cfg, svc) and not [
+                p for p in chunk_files(fresh_grid.data) if volume(svc) in p.parents], timeout=30, every=0.2)
         finally:
             done.set()
             thread.join(60)
         assert during >= 1, "the reader did not loop over the objects once during the drain"
         assert not errors, f"{len(errors)} failed reads during the drain: {errors[:5]}"
         assert on_volume() == 0
+        assert not [p for p in (volume(svc) / "packs").glob("*.pack") if p.stat().st_size], "a pack left behind"
         assert rdir.count(sid) == 0
         for (bucket, key), want in objects.items():
             assert digest(client.get(bucket, key)) == want, f"{bucket}/{key}"

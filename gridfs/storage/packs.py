@@ -12,8 +12,9 @@ Each record in a pack is ``MAGIC, u32 header length, JSON header (id, size, hash
 index can be rebuilt from the packs alone (``rebuild_index``; a deleted chunk comes back as an orphan
 for the crawler, which asks the directory before deleting it).
 
-Deleting a chunk removes its row; a pack is unlinked when no row names it any more. Space held by
-dead records of a pack still in use is reclaimed only then (no compaction yet).
+Deleting a chunk removes its row; a pack is unlinked when no row names it any more (the one being
+appended to as well: appends move on to a new one). Space held by dead records of a pack that still
+holds a live chunk is reclaimed only then (no compaction yet).
 
 SPDX-License-Identifier: AGPL-3.0-or-later
 """
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gridfs.common.errors import AlreadyExists
+from gridfs.common.failpoints import failpoint
 from gridfs.storage.client import MAX_BATCHED_CHUNK
 from gridfs.storage.iostats import IOStats
 
@@ -197,6 +199,7 @@ class PackStore:
                     # A short or failed write leaves a torn record: cut it off, so the next batch starts clean.
                     os.ftruncate(self._fd, start)
                     raise
+        failpoint("rawx.batch_after_pack_fsync")  # a crash here: bytes no row names, never served
         with self._db_lock:
             assert self._db is not None
             self._db.execute("BEGIN IMMEDIATE")
@@ -206,6 +209,7 @@ class PackStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+        failpoint("rawx.batch_after_index_commit")  # a crash here loses the answer, not the chunks
 
     def link(self, rec: Packed, new_id: str, ref: dict) -> None:
         with self._db_lock:
@@ -224,9 +228,16 @@ class PackStore:
             last = not self._db.execute("SELECT 1 FROM chunks WHERE pack = ? AND offset = ? LIMIT 1",
                                         (rec.pack, rec.offset)).fetchone()
             unused = not self._db.execute("SELECT 1 FROM chunks WHERE pack = ? LIMIT 1", (rec.pack,)).fetchone()
-        if unused and rec.pack != self._current:
-            self._pack_path(rec.pack).unlink(missing_ok=True)
-            self.io.count(unlinks=1)
+        if unused:
+            with self._append_lock:
+                if rec.pack == self._current:  # a later batch must not land in the file being unlinked
+                    if self._query("SELECT 1 FROM chunks WHERE pack = ? LIMIT 1", (rec.pack,)):
+                        return last
+                    os.close(self._fd)
+                    self._current += 1
+                    self._fd = self._open(self._current)
+                self._pack_path(rec.pack).unlink(missing_ok=True)
+                self.io.count(unlinks=1)
         return last
 
     def rebuild_index(self) -> int:
