@@ -94,7 +94,7 @@ def wait_index_settled(grid: LocalGrid, timeout: float = 300.0) -> None:
         time.sleep(2.0)
 
 
-def rebuild(grid: LocalGrid, dead: set[str]) -> dict[str, Any]:
+def rebuild(grid: LocalGrid, dead: set[str], workers: int | None = None) -> dict[str, Any]:
     """SIGKILL the live storage server holding the most chunks, then time ``grid rebuild`` of it."""
     from gridfs.rdir.client import RdirClient
 
@@ -110,7 +110,8 @@ def rebuild(grid: LocalGrid, dead: set[str]) -> dict[str, Any]:
     t0 = time.perf_counter()
     with CpuBudget(grid).measure() as cpu:
         proc = subprocess.run([sys.executable, "-m", "gridfs.cli.main", "--config", str(grid.config_path),
-                               "rebuild", volume_id, "--json"], capture_output=True, text=True)
+                               "rebuild", volume_id, "--json",
+                               *(["--workers", str(workers)] if workers else [])], capture_output=True, text=True)
     command_seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"grid rebuild failed ({proc.returncode}): {proc.stderr[-2000:]}")

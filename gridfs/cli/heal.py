@@ -35,7 +35,7 @@ from gridfs.common.errors import GridError, NotFound
 from gridfs.common.http import JsonClient
 from gridfs.common.names import check_service_id
 from gridfs.conscience.client import ConscienceClient
-from gridfs.heal.jobs import BATCH, JobBusy, VolumeJob, owner_alive
+from gridfs.heal.jobs import BATCH, WORKERS, JobBusy, VolumeJob, owner_alive
 
 POLL = 0.5  # s between looks at a job or a scrub run by another process
 
@@ -134,7 +134,8 @@ def _run_job(args: argparse.Namespace, cfg: GridConfig, rdir: Any, volume: str) 
                        moved=f"{record.get('chunks_done', 0)} moved, {_human(record.get('bytes_done', 0))}")
 
         while True:
-            job = VolumeJob(cfg, volume, args.command, rate=args.rate, batch=args.batch, rdir=rdir, progress=show)
+            job = VolumeJob(cfg, volume, args.command, rate=args.rate, batch=args.batch, workers=args.workers,
+                            rdir=rdir, progress=show)
             try:
                 return job.run()
             except KeyboardInterrupt:
@@ -386,6 +387,8 @@ def register(sub: Any, node_sub: Any) -> None:
         job.add_argument("--rate", type=float, default=0.0, help="MB/s written at most (default 0: no cap)")
         job.add_argument("--batch", type=int, default=BATCH,
                          help=f"index entries per recorded step (a resume starts from the last one; default {BATCH})")
+        job.add_argument("--workers", type=int, default=WORKERS,
+                         help=f"objects handled at once (default {WORKERS})")
         job.add_argument("--json", action="store_true")
         job.set_defaults(fn=cmd_job)
 
