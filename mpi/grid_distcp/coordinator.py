@@ -2,7 +2,9 @@
 
 Work is handed out on demand, largest first (the parts of split files, then whole
 files by size), so a slow rank or a huge file does not hold the job: whoever is free
-takes the next piece. Small files go out in batches to save round trips. When every
+takes the next piece. Small files go out in batches to save round trips, up to 256 a reply
+(a grid destination stores them with ``put_many``: the more per request, the fewer fsyncs
+and directory commits per file), fewer as the queue runs down. When every
 part of a split file is stored, the assembly of that file is queued at the front.
 The coordinator keeps the job's tallies (bytes, files, per-rank balance) and stops
 everyone when the grid itself becomes unreachable.
@@ -21,7 +23,8 @@ from dataclasses import dataclass, field
 from grid_distcp.tasks import COMPLETE, COPIED, FAILED, PART, SKIPPED, Result, Task
 
 SMALL_FILE = 4 * 1024 * 1024
-MAX_BATCH = 64
+MAX_BATCH = 256  # files per reply
+MAX_BATCH_BYTES = 256 * 1024 * 1024  # and bytes: 64 files of SMALL_FILE, as many as a reply held before
 
 
 @dataclass
@@ -101,8 +104,10 @@ class Coordinator:
         batch = [first]
         if first.kind != PART and first.weight < SMALL_FILE:
             size = max(1, min(MAX_BATCH, len(self.queue) // (self.nranks * 2)))
+            held = first.weight
             while len(batch) < size and self.queue and self.queue[0].kind != PART \
-                    and self.queue[0].weight < SMALL_FILE:
+                    and self.queue[0].weight < SMALL_FILE and held + self.queue[0].weight <= MAX_BATCH_BYTES:
+                held += self.queue[0].weight
                 batch.append(self.queue.popleft())
         return batch
 

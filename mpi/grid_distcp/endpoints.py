@@ -289,6 +289,17 @@ class GridDestination:
         info = self.client.put(self.bucket, key, reader, policy=chosen, properties=props)
         return info.hash
 
+    def batchable(self, size: int, policy: str | None) -> bool:
+        """Whether a file of ``size`` bytes can go in a ``put_many`` batch (one metachunk of small chunks)."""
+        from gridfs.client.batch import fits_batch
+
+        return fits_batch(self.client.choose_policy(self.bucket, policy, size), size, self.client.config.chunk_size)
+
+    def put_many(self, items: list[tuple[str, Any, dict[str, str]]], policy: str | None) -> list[str]:
+        """Small files ``(key, bytes, properties)`` stored together: one chunk request per storage server and
+        one directory commit, all or none. Returns the checksums the grid recorded, in order."""
+        return [info.hash for info in self.client.put_many(self.bucket, items, policy=policy)]
+
     def part_size(self, policy: str | None, target: int) -> int:
         """A part size in whole metachunks, so that every stripe of the object stays full."""
         from gridfs.coding.policies import get_policy

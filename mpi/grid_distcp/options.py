@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(p, "manifest", "write the source listing (path, size, mtime, checksum) as JSON lines to this file")
     _flag(p, "split-size", "split files at least this many MiB into parts (default 256)", type=int, default=256)
     _flag(p, "part-size", "target part size in MiB, rounded to whole stripes (default 128)", type=int, default=128)
-    _flag(p, "threads", "concurrent small-file copies per rank (default 8)", type=int, default=8)
+    _flag(p, "threads", "concurrent small-file copies per rank (default 8; into the grid, small files go in "
+          "batches instead)", type=int, default=8)
     _flag(p, "checkpoint", "checkpoint folder (default ~/.cache/grid-distcp/JOB)")
     _flag(p, "config", "grid.toml of the grid (default GRID_CONFIG or the default location)")
     return p

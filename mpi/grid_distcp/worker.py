@@ -3,26 +3,35 @@
 Bytes are read once, into the grid client's own stripe buffers (``readinto``), and
 hashed on the way (xxh3-128, the checksum the grid stores per object and per part),
 so verification costs no second read. Small files run several at a time on threads:
-their cost is latency (fsyncs on the storage servers), not CPU.
+their cost is latency (fsyncs on the storage servers), not CPU. Into the grid, the small
+files of one reply are read whole and stored together instead (``put_many``: one chunk
+request per storage server and one directory commit per batch, not one of each per file),
+each still with its own checksum check, result and journal line; a batch the grid refuses
+is stored again file by file, so one bad file fails alone.
 
 SPDX-License-Identifier: LGPL-3.0-or-later
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO
 
 import xxhash
 
-from grid_distcp.endpoints import MTIME_PROP, copy_buffer_size, fmt_mtime, open_source
+from grid_distcp.endpoints import MTIME_PROP, LocalSource, copy_buffer_size, fmt_mtime, open_source
 from grid_distcp.journal import Journal, JsonLog
 from grid_distcp.options import Options
 from grid_distcp.tasks import CHECK, COMPLETE, COPIED, COPY, FAILED, PART, SKIPPED, FileEntry, Result, Task
+from gridfs.client.grid import BATCH_BYTES, BATCH_OBJECTS
 
 PROGRESS_EVERY = 0.5
+
+log = logging.getLogger("grid_distcp")
 
 
 class Throttle:
@@ -98,8 +107,30 @@ class SourceReader:
         while self.readinto(buf):
             pass
 
+    def read_all(self) -> bytearray:
+        """What is left, whole (a small file bound for a batch)."""
+        buf = bytearray(self.left)
+        view, got = memoryview(buf), 0
+        while got < len(buf):
+            got += self.readinto(view[got:])
+        return buf
+
     def hexdigest(self) -> str:
         return self.hasher.hexdigest()
+
+
+def batches(tasks: list[Task]) -> Iterator[list[Task]]:
+    """Cut as ``put_many`` cuts its directory commits, so that each batch is one commit, all or none."""
+    batch: list[Task] = []
+    held = 0
+    for task in tasks:
+        batch.append(task)
+        held += task.entry.size
+        if len(batch) >= BATCH_OBJECTS or held >= BATCH_BYTES:
+            yield batch
+            batch, held = [], 0
+    if batch:
+        yield batch
 
 
 def object_properties(entry: FileEntry, preserve: bool) -> dict[str, str]:
@@ -137,12 +168,28 @@ class Worker:
                 if reply.wait:
                     time.sleep(0.05)
                     continue
-                if len(reply.tasks) == 1:
-                    results = [self.execute(reply.tasks[0])]
-                else:
-                    results = list(self.pool.map(self.execute, reply.tasks))
+                results = self.execute_all(reply.tasks)
         finally:
             self.pool.shutdown(wait=True)
+
+    def execute_all(self, tasks: list[Task]) -> list[Result]:
+        """One reply's tasks: small files into the grid in batches, the others several at a time on threads."""
+        small = [t for t in tasks if self._batchable(t)]
+        batched = {id(t) for t in small}
+        alone = [t for t in tasks if id(t) not in batched]
+        if len(alone) == 1 and not small:
+            return [self.execute(alone[0])]
+        running = [self.pool.submit(self.execute, t) for t in alone]
+        results = [r for batch in batches(small) for r in self.copy_batch(batch)]
+        return results + [f.result() for f in running]
+
+    def _batchable(self, task: Task) -> bool:
+        if task.kind != COPY or not hasattr(self.dest, "put_many"):
+            return False
+        try:
+            return bool(self.dest.batchable(task.entry.size, self.opts.policy))
+        except Exception:  # the file's own copy will say what is wrong
+            return False
 
     def _source(self, index: int) -> Any:
         if index not in self.sources:
@@ -164,16 +211,27 @@ class Worker:
     def execute(self, task: Task) -> Result:
         started = time.monotonic()
         try:
-            if self.grid_down:
-                raise ConnectionError(f"not tried, the grid is unreachable: {self.grid_down}")
+            self._check_grid()
             result = {COPY: self._copy, PART: self._part, COMPLETE: self._complete, CHECK: self._check}[task.kind](task)
         except Exception as exc:
-            result = Result(task, FAILED, error=f"{type(exc).__name__}: {exc}",
-                            fatal=isinstance(exc, ConnectionError))
-            if result.fatal and not self.grid_down:
-                self.grid_down = result.error
+            result = self._failed(task, exc)
+        return self._finish(result, time.monotonic() - started)
+
+    def _check_grid(self) -> None:
+        if self.grid_down:
+            raise ConnectionError(f"not tried, the grid is unreachable: {self.grid_down}")
+
+    def _failed(self, task: Task, exc: Exception) -> Result:
+        result = Result(task, FAILED, error=f"{type(exc).__name__}: {exc}", fatal=isinstance(exc, ConnectionError))
+        if result.fatal and not self.grid_down:
+            self.grid_down = result.error
+        return result
+
+    def _finish(self, result: Result, seconds: float) -> Result:
+        """Every task's end: its journal line once stored, its log line."""
+        task = result.task
         result.rank = self.rank
-        result.seconds = time.monotonic() - started
+        result.seconds = seconds
         if result.status == COPIED and task.kind in (COPY, COMPLETE, CHECK):
             self.journal.done(task.key, task.entry.size, task.entry.mtime, result.checksum)
         self.log.result(result)
@@ -187,12 +245,75 @@ class Worker:
                                    object_properties(e, self.opts.preserve))
         finally:
             reader.f.close()
-        source = reader.hexdigest()
+        return self._copied(task, reader.hexdigest(), stored)
+
+    @staticmethod
+    def _copied(task: Task, source: str, stored: str | None) -> Result:
+        """A whole file stored: compare the checksum the destination recorded with the source's."""
+        e = task.entry
         if stored is not None and stored != source:  # None: the destination keeps no checksum of its own
             return Result(task, FAILED, error=f"checksum mismatch: source {source}, stored {stored}")
         # A source that has its own checksum (a grid:// source) is compared too.
         verified = not e.checksum or e.checksum == source
         return Result(task, COPIED, nbytes=e.size, checksum=source, verified=verified)
+
+    def _local(self, sources: set[int]) -> bool:
+        try:
+            return all(isinstance(self._source(s), LocalSource) for s in sources)
+        except Exception:  # each read will say what is wrong
+            return False
+
+    def _read_whole(self, task: Task) -> tuple[bytearray, str]:
+        e = task.entry
+        reader = self._reader(e, 0, e.size)
+        try:
+            data = reader.read_all()
+        finally:
+            reader.f.close()
+        return data, reader.hexdigest()
+
+    def copy_batch(self, tasks: list[Task]) -> list[Result]:
+        """COPY tasks of small files (one ``put_many`` commit's worth): each read whole and hashed, then
+        all stored by one ``put_many``; if the grid refuses the batch, each is stored again on its own."""
+        started = time.monotonic()
+        outcome: dict[int, Result] = {}
+        loaded: dict[int, tuple[bytearray, str]] = {}
+
+        def read(i: int) -> None:
+            try:
+                self._check_grid()
+                loaded[i] = self._read_whole(tasks[i])
+            except Exception as exc:
+                outcome[i] = self._failed(tasks[i], exc)
+
+        if self._local({t.entry.source for t in tasks}):
+            for i in range(len(tasks)):
+                read(i)
+        else:  # remote sources: their latency, not our CPU, is the cost
+            list(self.pool.map(read, range(len(tasks))))
+        order = sorted(loaded)
+        items = [(tasks[i].key, loaded[i][0], object_properties(tasks[i].entry, self.opts.preserve)) for i in order]
+        stored: list[str] | None = None
+        try:
+            self._check_grid()
+            stored = self.dest.put_many(items, self.opts.policy) if items else []
+        except Exception as exc:
+            if not self.grid_down:
+                log.warning("rank %d: a batch of %d files failed (%s: %s); storing them one by one", self.rank,
+                            len(items), type(exc).__name__, exc)
+        if stored is not None:
+            for i, digest in zip(order, stored, strict=True):
+                outcome[i] = self._copied(tasks[i], loaded[i][1], digest)
+        else:
+            for (key, data, props), i in zip(items, order, strict=True):
+                try:
+                    self._check_grid()
+                    outcome[i] = self._copied(tasks[i], loaded[i][1],
+                                              self.dest.put(key, data, len(data), self.opts.policy, props))
+                except Exception as exc:
+                    outcome[i] = self._failed(tasks[i], exc)
+        share = (time.monotonic() - started) / len(tasks)
+        return [self._finish(outcome[i], share) for i in range(len(tasks))]
 
     def _part(self, task: Task) -> Result:
         # Stored by an earlier run: check it against the source, keep it if equal.
