@@ -5,6 +5,12 @@ the way s3fs treats them (they need no object of their own). Blocking client cal
 run in threads (the client releases the GIL in its I/O). Instances pickle by their
 arguments (fsspec's ``__reduce__``), so Dask workers rebuild their own client.
 
+Small whole files written together (``put`` of many files or a folder, ``pipe`` of a dict: fsspec
+runs up to ``batch_size`` ``_put_file``/``_pipe_file`` coroutines at once) are gathered per bucket
+and policy into ``GridClient.put_many`` calls: one chunk request per storage server and one
+directory commit per batch instead of one of each per file. Large files and ``mode="create"``
+writes go alone, through ``put``.
+
 SPDX-License-Identifier: LGPL-3.0-or-later
 """
 
@@ -13,7 +19,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import logging
 import os
+import weakref
+from collections import Counter, deque
+from dataclasses import dataclass
 from typing import Any
 
 from fsspec.asyn import AsyncFileSystem
@@ -22,16 +32,128 @@ from fsspec.spec import AbstractBufferedFile
 from fsspec.utils import tokenize
 
 from gridfs.client import GridClient
+from gridfs.client.batch import fits_batch
+from gridfs.client.grid import BATCH_BYTES, BATCH_OBJECTS
 from gridfs.common.errors import NoSuchObject
 from gridfs.directory.model import ObjectInfo
 
 MIN_PART = 5 << 20  # smallest multipart part, as S3 (and s3fs) use
 DEFAULT_BLOCK = 32 << 20
+FLUSHES = 4  # put_many calls in flight per bucket and policy
+ALONE = 8  # objects of a refused batch written again at once, one by one
+
+log = logging.getLogger("gridfs.fs")
 
 
 def split(path: str) -> tuple[str, str]:
     bucket, _, key = path.partition("/")
     return bucket, key
+
+
+@dataclass
+class _Write:
+    key: str
+    data: Any  # bytes, or a local file's path
+    size: int
+    done: asyncio.Future[ObjectInfo]
+
+
+class _SmallWrites:
+    """Whole small objects written at the same time, stored with ``GridClient.put_many``.
+
+    A write joins the queue of its bucket and policy once its policy says it fits a batch. A flush
+    first waits until every write started alongside has queued or gone its own way (``settled``),
+    then takes one directory commit's worth (BATCH_OBJECTS objects or BATCH_BYTES, as put_many cuts
+    them) and stores it; up to FLUSHES run at once per queue. A batch put_many refuses is written
+    again object by object, so that each write gets its own outcome: one bad key fails alone.
+    """
+
+    def __init__(self, client: GridClient) -> None:
+        self.client = client
+        self.queues: dict[tuple[str, str | None], deque[_Write]] = {}
+        self.flushes: Counter[tuple[str, str | None]] = Counter()
+        self.deciding = 0
+        self.settled = asyncio.Event()
+        self.settled.set()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def write(self, bucket: str, key: str, data: Any, size: int, policy: str | None) -> ObjectInfo | None:
+        """Stored in a batch; None when the object is too large for one (the caller puts it)."""
+        self.deciding += 1
+        self.settled.clear()
+        try:
+            chosen = await asyncio.to_thread(self.client.choose_policy, bucket, policy, size)
+        finally:
+            self.deciding -= 1
+            if not self.deciding:
+                self.settled.set()
+        if not fits_batch(chosen, size, self.client.config.chunk_size):
+            return None
+        where = (bucket, policy)
+        done: asyncio.Future[ObjectInfo] = asyncio.get_running_loop().create_future()
+        self.queues.setdefault(where, deque()).append(_Write(key, data, size, done))
+        if self.flushes[where] < FLUSHES:
+            self.flushes[where] += 1
+            task = asyncio.create_task(self._flush(where))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        return await done
+
+    async def _flush(self, where: tuple[str, str | None]) -> None:
+        try:
+            while True:
+                await self.settled.wait()
+                batch = self._take(where)
+                if not batch:
+                    return
+                await self._store(where, batch)
+        finally:
+            self.flushes[where] -= 1
+
+    def _take(self, where: tuple[str, str | None]) -> list[_Write]:
+        queue = self.queues.get(where)
+        batch: list[_Write] = []
+        held = 0
+        while queue and len(batch) < BATCH_OBJECTS and held < BATCH_BYTES:
+            w = queue.popleft()
+            if not w.done.cancelled():  # its caller gave up (fsspec cancels the rest on a first error)
+                batch.append(w)
+                held += w.size
+        if not queue:
+            self.queues.pop(where, None)
+        return batch
+
+    async def _store(self, where: tuple[str, str | None], batch: list[_Write]) -> None:
+        bucket, policy = where
+        outcomes: list[Any]
+        if len(batch) == 1:
+            outcomes = [await self._alone(bucket, policy, batch[0], asyncio.Semaphore(1))]
+        else:
+            try:
+                outcomes = await asyncio.to_thread(self.client.put_many, bucket, [(w.key, w.data) for w in batch],
+                                                   policy=policy)
+            except Exception as exc:
+                log.warning("a batch of %d objects to %s failed (%s): writing them one by one", len(batch),
+                            bucket, exc)
+                gate = asyncio.Semaphore(ALONE)
+                outcomes = await asyncio.gather(*(self._alone(bucket, policy, w, gate) for w in batch))
+        for w, outcome in zip(batch, outcomes, strict=True):
+            if w.done.done():
+                continue
+            if isinstance(outcome, BaseException):
+                w.done.set_exception(outcome)
+            else:
+                w.done.set_result(outcome)
+
+    async def _alone(self, bucket: str, policy: str | None, w: _Write,
+                     gate: asyncio.Semaphore) -> ObjectInfo | BaseException:
+        async with gate:
+            if w.done.cancelled():
+                return asyncio.CancelledError()
+            try:
+                return await asyncio.to_thread(self.client.put, bucket, w.key, w.data, policy=policy)
+            except Exception as exc:
+                return exc
 
 
 class GridFileSystem(AsyncFileSystem):
@@ -41,6 +163,8 @@ class GridFileSystem(AsyncFileSystem):
     def __init__(self, config: Any = None, account: str = "default", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.client = GridClient(config, account)
+        self._batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _SmallWrites] = \
+            weakref.WeakKeyDictionary()
 
     @classmethod
     def _strip_protocol(cls, path: str | list[str]) -> Any:
@@ -67,6 +191,13 @@ class GridFileSystem(AsyncFileSystem):
 
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(fn, *args, **kwargs)
+
+    def _small_writes(self) -> _SmallWrites:
+        """The batcher of this event loop (fsspec's own, or the caller's with ``asynchronous=True``)."""
+        loop = asyncio.get_running_loop()
+        if loop not in self._batches:
+            self._batches[loop] = _SmallWrites(self.client)
+        return self._batches[loop]
 
     # -- metadata -------------------------------------------------------------------
 
@@ -218,8 +349,12 @@ class GridFileSystem(AsyncFileSystem):
 
     async def _pipe_file(self, path: str, value: bytes, mode: str = "overwrite", **kwargs: Any) -> None:
         bucket, key = split(self._strip_protocol(path))
-        await self._call(self.client.put, bucket, key, value, policy=kwargs.get("policy"),
-                         if_none_match=mode == "create")
+        policy = kwargs.get("policy")
+        batched = None
+        if mode != "create" and isinstance(value, bytes | bytearray | memoryview):
+            batched = await self._small_writes().write(bucket, key, value, memoryview(value).nbytes, policy)
+        if batched is None:
+            await self._call(self.client.put, bucket, key, value, policy=policy, if_none_match=mode == "create")
         self._invalidate(path)
 
     async def _put_file(self, lpath: str, rpath: str, callback: Any = DEFAULT_CALLBACK, mode: str = "overwrite",
@@ -227,9 +362,14 @@ class GridFileSystem(AsyncFileSystem):
         if os.path.isdir(lpath):
             return  # directories are key prefixes: nothing to store
         bucket, key = split(self._strip_protocol(rpath))
-        callback.set_size(os.path.getsize(lpath))
-        await self._call(self.client.put_file, bucket, key, lpath, policy=kwargs.get("policy"),
-                         progress=callback.relative_update)
+        policy = kwargs.get("policy")
+        size = os.path.getsize(lpath)
+        callback.set_size(size)
+        if mode != "create" and await self._small_writes().write(bucket, key, lpath, size, policy) is not None:
+            callback.relative_update(size)
+        else:
+            await self._call(self.client.put_file, bucket, key, lpath, policy=policy, if_none_match=mode == "create",
+                             progress=callback.relative_update)
         self._invalidate(rpath)
 
     async def _get_file(self, rpath: str, lpath: str, callback: Any = DEFAULT_CALLBACK, **kwargs: Any) -> None:
