@@ -12,6 +12,9 @@ It writes JSON and a PNG plot of throughput against ranks.
 
 Run: `.venv/bin/python bench/distcp/bench.py [--small-files 10000] [--large-files 4] [--ranks 1,2,4]`.
 The machine is shared and noisy: read ratios taken within one run, not absolute figures.
+`--baseline DIR` also runs, alternated with this tree's, the grid-distcp of another source tree (e.g. `git archive
+REV | tar -x -C DIR`: its ``mpi`` and root go first on PYTHONPATH) against the same grid, `--rounds N` times each,
+so a change is measured before and after in one run; `--cases small` and `--no-ceilings` keep to the distcp runs.
 
 SPDX-License-Identifier: LGPL-3.0-or-later
 """
@@ -19,6 +22,7 @@ SPDX-License-Identifier: LGPL-3.0-or-later
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -43,11 +47,16 @@ def lake_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file())
 
 
-def distcp(grid: LocalGrid, lake: Path, bucket: str, ranks: int, work: Path, *extra: str) -> dict:
-    """grid-distcp's report, with the CPU budget of its run (as a Phase) under "cpu"."""
+def distcp(grid: LocalGrid, lake: Path, bucket: str, ranks: int, work: Path, *extra: str,
+           tree: Path | None = None) -> dict:
+    """grid-distcp's report, with the CPU budget of its run (as a Phase) under "cpu"; ``tree``: the source tree
+    whose grid-distcp runs (default: the installed one)."""
     report = work / "report.json"
     env = {**os.environ, "GRID_CONFIG": str(grid.config_path), "GRID_DISTCP_REPORT": str(report),
            "XDG_CACHE_HOME": str(work / "cache")}
+    if tree is not None:
+        first = [str(tree / "mpi"), str(tree)]
+        env["PYTHONPATH"] = os.pathsep.join(first + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     cmd = [str(BIN / "mpirun"), "-n", str(ranks), str(BIN / "grid-distcp"), str(lake), f"grid://{bucket}/lake",
            "-quiet", *extra]
     with CpuBudget(grid).measure() as phase:
@@ -110,6 +119,14 @@ def put_loop(grid: LocalGrid, files: list[Path], lake: Path, policy: str | None)
     return seconds
 
 
+def best_per_rank(runs: list[dict], key: str) -> tuple[list[int], list[float]]:
+    """The best of the rounds at each rank count."""
+    best: dict[int, float] = {}
+    for r in runs:
+        best[r["ranks"]] = max(best.get(r["ranks"], 0.0), r[key])
+    return sorted(best), [best[n] for n in sorted(best)]
+
+
 def plot(results: dict, path: Path) -> None:
     import matplotlib
 
@@ -117,17 +134,24 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    for name, runs in results["large"]["runs"].items():
-        ax1.plot([r["ranks"] for r in runs], [r["mb_per_s"] for r in runs], marker="o", label=f"grid-distcp {name}")
-    ax1.axhline(results["large"]["loop_ceiling_mb_s"], ls="--", color="grey", label="plain fsync loop x EC overhead")
-    ax1.axhline(results["large"]["put_loop_mb_s"], ls=":", color="red", label="`grid put` loop")
-    ax1.set(title="large files (user MB/s)", xlabel="MPI ranks", ylabel="MB/s")
-    ax1.legend(fontsize=7)
-    runs = results["small"]["runs"]
-    ax2.plot([r["ranks"] for r in runs], [r["files_per_s"] for r in runs], marker="o", label="grid-distcp")
-    ax2.axhline(results["small"]["put_loop_files_s"], ls=":", color="red", label="`grid put` loop")
-    ax2.set(title=f"{results['small']['files']} small files", xlabel="MPI ranks", ylabel="files/s")
-    ax2.legend(fontsize=7)
+    if "large" in results:
+        for name, runs in results["large"]["runs"].items():
+            ax1.plot(*best_per_rank(runs, "mb_per_s"), marker="o", label=f"grid-distcp {name}")
+        if "loop_ceiling_mb_s" in results["large"]:
+            ax1.axhline(results["large"]["loop_ceiling_mb_s"], ls="--", color="grey",
+                        label="plain fsync loop x EC overhead")
+            ax1.axhline(results["large"]["put_loop_mb_s"], ls=":", color="red", label="`grid put` loop")
+        ax1.set(title="large files (user MB/s)", xlabel="MPI ranks", ylabel="MB/s")
+        ax1.legend(fontsize=7)
+    if "small" in results:
+        ax2.plot(*best_per_rank(results["small"]["runs"], "files_per_s"), marker="o", label="grid-distcp")
+        if results["small"].get("baseline_runs"):
+            ax2.plot(*best_per_rank(results["small"]["baseline_runs"], "files_per_s"), marker="x", ls="--",
+                     label="grid-distcp, baseline tree")
+        if "put_loop_files_s" in results["small"]:
+            ax2.axhline(results["small"]["put_loop_files_s"], ls=":", color="red", label="`grid put` loop")
+        ax2.set(title=f"{results['small']['files']} small files", xlabel="MPI ranks", ylabel="files/s")
+        ax2.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
 
@@ -140,69 +164,93 @@ def main() -> None:
     p.add_argument("--large-size", type=int, default=256, help="MiB")
     p.add_argument("--ranks", default="1,2,4")
     p.add_argument("--policies", default="EC63,EC63-ISAL")
+    p.add_argument("--cases", default="large,small", help="which lakes: large, small or both")
+    p.add_argument("--rounds", type=int, default=1, help="runs of each kind, alternated")
+    p.add_argument("--baseline", type=Path, help="a source tree whose grid-distcp is run too, alternated")
+    p.add_argument("--no-ceilings", action="store_true", help="only the grid-distcp runs")
     p.add_argument("--out", default=str(HERE / "results.json"))
     a = p.parse_args()
     ranks = [int(r) for r in a.ranks.split(",")]
-    results: dict = {"machine": {"cpus": os.cpu_count()}, "ranks": ranks}
+    cases = set(a.cases.split(","))
+    trees: list[tuple[str, Path | None]] = [("this", None)] + ([("baseline", a.baseline)] if a.baseline else [])
+    results: dict = {"machine": {"cpus": os.cpu_count()}, "ranks": ranks, "rounds": a.rounds,
+                     "baseline": str(a.baseline) if a.baseline else None}
     cpu = BudgetTable()
     with tempfile.TemporaryDirectory(prefix="distcp-bench-", dir=os.environ.get("BENCH_DIR")) as tmp:
         work = Path(tmp)
         large, small = work / "large", work / "small"
-        generate(str(large), small=0, medium=0, big=a.large_files, big_size=a.large_size * MiB)
-        generate(str(small), small=a.small_files, small_size=a.small_size << 10, medium=0, big=0)
-        large_files, small_files = lake_files(large), lake_files(small)
-        large_bytes = sum(f.stat().st_size for f in large_files)
-        small_bytes = sum(f.stat().st_size for f in small_files)
         grid = LocalGrid(work / "grid")
         grid.up(nodes=3, volumes=3)
         try:
-            runs: dict[str, list] = {}
-            for policy in a.policies.split(","):
-                for n in ranks:
-                    r = distcp(grid, large, "large", n, work, "-policy", policy)
-                    c = cpu.add(f"large {policy} x{n}", r["cpu"], nbytes=large_bytes)
-                    runs.setdefault(policy, []).append({"ranks": n, "mb_per_s": r["mb_per_s"], "seconds": r["seconds"],
-                                                        "balance": r["balance"], "cpu": c})
-                    print(f"large {policy:10} ranks={n}: {r['mb_per_s']:7.1f} MB/s  balance {r['balance']}"
+            if "large" in cases:
+                generate(str(large), small=0, medium=0, big=a.large_files, big_size=a.large_size * MiB)
+                large_files = lake_files(large)
+                large_bytes = sum(f.stat().st_size for f in large_files)
+                runs: dict[str, list] = {}
+                for _round, policy, n, (label, tree) in itertools.product(
+                        range(a.rounds), a.policies.split(","), ranks, trees):
+                    r = distcp(grid, large, "large", n, work, "-policy", policy, tree=tree)
+                    name = policy if tree is None else f"{policy} ({label})"
+                    c = cpu.add(f"large {name} x{n}", r["cpu"], nbytes=large_bytes)
+                    runs.setdefault(name, []).append({"ranks": n, "mb_per_s": r["mb_per_s"], "seconds": r["seconds"],
+                                                      "balance": r["balance"], "cpu": c})
+                    print(f"large {name:10} ranks={n}: {r['mb_per_s']:7.1f} MB/s  balance {r['balance']}"
                           f"  CPU {c['total']:.2f} s/GB", flush=True)
-            put_s = put_loop(grid, large_files[:1], large, "EC63")
-            loop_s = loop_ceiling(large_files, 1.5, work)
-            cp_s = cp_ceiling(large, work)
-            results["large"] = {
-                "files": len(large_files), "bytes": large_bytes, "runs": runs,
-                "put_loop_mb_s": round(large_files[0].stat().st_size / put_s / 1e6, 1),
-                "loop_ceiling_mb_s": round(large_bytes / loop_s / 1e6, 1),
-                "cp_sync_mb_s": round(large_bytes / cp_s / 1e6, 1),
-            }
-            small_runs = []
-            for n in ranks:
-                r = distcp(grid, small, "small", n, work)
-                c = cpu.add(f"small x{n}", r["cpu"], objects=len(small_files))
-                small_runs.append({"ranks": n, "files_per_s": r["files_per_s"], "mb_per_s": r["mb_per_s"],
-                                   "seconds": r["seconds"], "balance": r["balance"], "cpu": c})
-                print(f"small ranks={n}: {r['files_per_s']:7.1f} files/s  CPU {c['total']:.2f} ms/file", flush=True)
-            sample = small_files[:: max(1, len(small_files) // 40)][:40]
-            put_small = put_loop(grid, sample, small, None)
-            loop_small = loop_ceiling(small_files, 3.0, work)
-            cp_small = cp_ceiling(small, work)
-            results["small"] = {
-                "files": len(small_files), "bytes": small_bytes, "runs": small_runs,
-                "put_loop_files_s": round(1 / put_small, 1),
-                "loop_ceiling_files_s": round(len(small_files) / loop_small, 1),
-                "cp_sync_files_s": round(len(small_files) / cp_small, 1),
-            }
+                results["large"] = {"files": len(large_files), "bytes": large_bytes, "runs": runs}
+                if not a.no_ceilings:
+                    put_s = put_loop(grid, large_files[:1], large, "EC63")
+                    loop_s = loop_ceiling(large_files, 1.5, work)
+                    cp_s = cp_ceiling(large, work)
+                    results["large"] |= {
+                        "put_loop_mb_s": round(large_files[0].stat().st_size / put_s / 1e6, 1),
+                        "loop_ceiling_mb_s": round(large_bytes / loop_s / 1e6, 1),
+                        "cp_sync_mb_s": round(large_bytes / cp_s / 1e6, 1),
+                    }
+                shutil.rmtree(large)
+            if "small" in cases:
+                generate(str(small), small=a.small_files, small_size=a.small_size << 10, medium=0, big=0)
+                small_files = lake_files(small)
+                small_bytes = sum(f.stat().st_size for f in small_files)
+                small_runs: dict[str, list] = {"this": [], "baseline": []}
+                for _round, n, (label, tree) in itertools.product(range(a.rounds), ranks, trees):
+                    r = distcp(grid, small, "small", n, work, tree=tree)
+                    c = cpu.add(f"small {label} x{n}", r["cpu"], objects=len(small_files))
+                    small_runs[label].append({"ranks": n, "files_per_s": r["files_per_s"], "mb_per_s": r["mb_per_s"],
+                                              "seconds": r["seconds"], "balance": r["balance"], "cpu": c})
+                    print(f"small {label:8} ranks={n}: {r['files_per_s']:7.1f} files/s  CPU {c['total']:.2f} ms/file",
+                          flush=True)
+                results["small"] = {"files": len(small_files), "bytes": small_bytes, "runs": small_runs["this"]}
+                if a.baseline:
+                    results["small"]["baseline_runs"] = small_runs["baseline"]
+                if not a.no_ceilings:
+                    sample = small_files[:: max(1, len(small_files) // 40)][:40]
+                    put_small = put_loop(grid, sample, small, None)
+                    loop_small = loop_ceiling(small_files, 3.0, work)
+                    cp_small = cp_ceiling(small, work)
+                    results["small"] |= {
+                        "put_loop_files_s": round(1 / put_small, 1),
+                        "loop_ceiling_files_s": round(len(small_files) / loop_small, 1),
+                        "cp_sync_files_s": round(len(small_files) / cp_small, 1),
+                    }
         finally:
             grid.down()
-    best_large = {k: max(r["mb_per_s"] for r in v) for k, v in results["large"]["runs"].items()}
-    best_small = max(r["files_per_s"] for r in results["small"]["runs"])
-    results["summary"] = {
-        "large_best_mb_s": best_large,
-        "large_vs_loop_ceiling": {
-            k: round(v / results["large"]["loop_ceiling_mb_s"], 3) for k, v in best_large.items()
-        },
-        "small_best_files_s": best_small,
-        "small_vs_put_loop": round(best_small / results["small"]["put_loop_files_s"], 1),
-    }
+    summary: dict = {}
+    if "large" in results:
+        best_large = {k: max(r["mb_per_s"] for r in v) for k, v in results["large"]["runs"].items()}
+        summary["large_best_mb_s"] = best_large
+        if "loop_ceiling_mb_s" in results["large"]:
+            summary["large_vs_loop_ceiling"] = {
+                k: round(v / results["large"]["loop_ceiling_mb_s"], 3) for k, v in best_large.items()}
+    if "small" in results:
+        best_small = max(r["files_per_s"] for r in results["small"]["runs"])
+        summary["small_best_files_s"] = best_small
+        if results["small"].get("baseline_runs"):
+            best_base = max(r["files_per_s"] for r in results["small"]["baseline_runs"])
+            summary["small_baseline_best_files_s"] = best_base
+            summary["small_vs_baseline"] = round(best_small / best_base, 2)
+        if "put_loop_files_s" in results["small"]:
+            summary["small_vs_put_loop"] = round(best_small / results["small"]["put_loop_files_s"], 1)
+    results["summary"] = summary
     Path(a.out).write_text(json.dumps(results, indent=1))
     plot(results, Path(a.out).with_suffix(".png"))
     cpu.print()
