@@ -60,22 +60,36 @@ def _large_worker(args: tuple[str, str, str, int, int, Any]) -> tuple[float, flo
 SMALL_THREADS = 16  # puts in flight per process, as any bulk ingest of small files has
 
 
-def _small_worker(args: tuple[str, int, int, Any]) -> tuple[float, float, float, float]:
+def _small_phases(args: tuple[str, int, int, Any], batched: bool) -> tuple[float, float, float, float]:
+    """4 KiB PUTs (``put`` from SMALL_THREADS threads, or one ``put_many``: 256 objects per request per
+    server and per directory commit), then the same threaded GETs; the four times around them."""
     config, count, seed, barrier = args
     client = GridClient(config)
     payload = os.urandom(4096)
-    client.put("small", f"warm-{seed}", payload)
-    keys = [f"p{seed}/{i:06d}" for i in range(count)]
+    tag = "b" if batched else "p"
+    client.put("small", f"warm-{tag}{seed}", payload)
+    keys = [f"{tag}{seed}/{i:06d}" for i in range(count)]
     with ThreadPoolExecutor(SMALL_THREADS) as pool:
         barrier.wait()
         t0 = time.perf_counter()
-        list(pool.map(lambda k: client.put("small", k, payload), keys))
+        if batched:
+            client.put_many("small", [(k, payload) for k in keys])
+        else:
+            list(pool.map(lambda k: client.put("small", k, payload), keys))
         t1 = time.perf_counter()
         barrier.wait()
         t2 = time.perf_counter()
         list(pool.map(lambda k: client.get("small", k), keys))
         t3 = time.perf_counter()
     return t0, t1, t2, t3
+
+
+def _small_worker(args: tuple[str, int, int, Any]) -> tuple[float, float, float, float]:
+    return _small_phases(args, batched=False)
+
+
+def _batch_worker(args: tuple[str, int, int, Any]) -> tuple[float, float, float, float]:
+    return _small_phases(args, batched=True)
 
 
 def run_parallel(fn: Any, jobs: list[tuple], budget: CpuBudget) -> tuple[list[tuple[float, float, float, float]],
@@ -215,6 +229,17 @@ def main() -> None:
         small.add_row(f"{n / put_s:.0f}", f"{n / get_s:.0f}", f"{pages / list_s:.1f}",
                       summary(results["small"]["cpu"]["put"]), summary(results["small"]["cpu"]["get"]))
         console.print(small)
+        if hasattr(GridClient, "put_many"):  # the batch API (absent from older trees this harness may measure)
+            times, put_cpu, get_cpu = run_parallel(_batch_worker, [(config, args.small, i) for i in range(2)],
+                                                   budget)
+            put_s, get_s = spans(times)
+            results["small_batch"] = {
+                "objects": n, "put_per_s": n / put_s, "get_per_s": n / get_s,
+                "cpu": {"put": cpu.add("4 KiB put_many", put_cpu, objects=n),
+                        "get": cpu.add("4 KiB GET (batched)", get_cpu, objects=n)},
+            }
+            console.print(f"put_many, 2 client processes: {n / put_s:.0f} objects/s, "
+                          f"{summary(results['small_batch']['cpu']['put'])}; GET {n / get_s:.0f}/s")
         cpu.print()
         lat = []
         for i in range(50):

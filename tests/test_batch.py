@@ -120,7 +120,7 @@ def test_hostile_batches_store_nothing(rawx: tuple[SpawnedService, Path], grid_c
     bad_hash = [*good[:2], (good[2][0], good[2][1], "0" * 16, good[2][3])]
     with pytest.raises(ChecksumMismatch):
         c.put_batch(bad_hash)
-    with pytest.raises(GridError, match="id given twice"):
+    with pytest.raises(GridError, match="given twice"):
         c.put_batch([good[0], good[0]])
     big = os.urandom((1 << 20) + 1)
     with pytest.raises(GridError, match="at most"):

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_grid_cli
+from conftest import held_chunks, run_grid_cli
 
 from gridfs.cli.local import LocalGrid
 from gridfs.client import GridClient
@@ -188,7 +188,7 @@ def test_deleted_objects_chunks_are_reaped_by_the_event_agent(client: GridClient
     ids = {u.rsplit("/", 1)[1] for u in urls}
 
     def present() -> set[str]:
-        return {p.name for p in local_grid.data.glob("node*/vol*/*/*") if p.name in ids}
+        return set(held_chunks(local_grid.data)) & ids
 
     assert present() == ids and info.size
     client.delete("lib", "reap/me")

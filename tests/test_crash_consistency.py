@@ -11,59 +11,18 @@ event for a change that did not happen (or a client that deleted what it had com
 from __future__ import annotations
 
 import random
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
-from gridfs.cli.local import LocalGrid, pid_alive
+from gridfs.cli.local import LocalGrid
 from gridfs.client.grid import GridClient
 from gridfs.common.errors import CommitOutcomeUnknown, NoSuchObject
-from gridfs.common.failpoints import ENV, arm
-from tests.conftest import chunk_files
+from gridfs.common.failpoints import arm
+from tests.conftest import Restarter, drained, held_chunks
 
 KEYS = [f"k{i}" for i in range(6)]
-
-
-@pytest.fixture
-def crashing_grid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[LocalGrid, Path]]:
-    """A grid whose services (and those restarted during the test) honour failpoints armed in ``points``."""
-    points = tmp_path / "failpoints"
-    points.mkdir()
-    monkeypatch.setenv(ENV, str(points))
-    grid = LocalGrid(tmp_path / "grid")
-    grid.up(nodes=3, volumes=2, s3_port=None)
-    try:
-        yield grid, points
-    finally:
-        grid.down()
-
-
-class Restarter(threading.Thread):
-    """Starts the meta2 service again whenever it dies, and counts the deaths."""
-
-    def __init__(self, grid: LocalGrid) -> None:
-        super().__init__(daemon=True)
-        self.grid, self.deaths, self.stop = grid, 0, threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.wait(0.05):
-            for svc in self.grid.services():
-                if svc.type == "meta2" and not pid_alive(svc.pid):
-                    self.deaths += 1
-                    self.grid.restart(svc.name)
-
-
-def drained(grid: LocalGrid, secret: str) -> bool:
-    for svc in grid.services():
-        if svc.type in ("meta1", "meta2"):
-            page = requests.get(f"{svc.url}/v1/outbox", headers={"X-Grid-Secret": secret}, timeout=5).json()
-            if page["events"]:
-                return False
-    return True
 
 
 def test_meta2_killed_around_commits_loses_and_leaks_nothing(crashing_grid: tuple[LocalGrid, Path]) -> None:
@@ -107,8 +66,8 @@ def test_meta2_killed_around_commits_loses_and_leaks_nothing(crashing_grid: tupl
     live = {c.url.rsplit("/", 1)[-1] for key in model
             for mc in client.head("crash", key, chunks=True).metachunks for c in mc.chunks}
     deadline = time.monotonic() + 60
-    while not drained(grid, cfg.secret) or {p.name for p in chunk_files(grid.data)} != live:
-        on_disk = {p.name for p in chunk_files(grid.data)}
+    while not drained(grid, cfg.secret) or set(held_chunks(grid.data)) != live:
+        on_disk = set(held_chunks(grid.data))
         assert live <= on_disk, f"chunks of live objects were deleted: {sorted(live - on_disk)[:4]}"
         assert time.monotonic() < deadline, f"chunks of dead versions left behind: {sorted(on_disk - live)[:4]}"
         time.sleep(0.2)

@@ -24,7 +24,7 @@ from gridfs.common.config import GridConfig
 from gridfs.common.failpoints import arm
 from gridfs.common.http import JsonClient
 from gridfs.conscience.client import ConscienceClient
-from tests.conftest import wait_for
+from tests.conftest import held_chunks, volume_holds, wait_for
 
 T = TypeVar("T")
 LOG_ENV, FLAG_ENV = "GRID_TEST_EVENTS_LOG", "GRID_TEST_EVENTS_FLAG"
@@ -87,12 +87,8 @@ def chunk_ids(client: GridClient, bucket: str, key: str) -> set[str]:
     return {c.url.rsplit("/", 1)[-1] for mc in client.head(bucket, key, chunks=True).metachunks for c in mc.chunks}
 
 
-def chunk_file(volume: Path, chunk_id: str) -> Path:
-    return volume / chunk_id[:3] / chunk_id
-
-
 def on_disk(grid: LocalGrid, ids: set[str]) -> set[str]:
-    return {p.name for p in grid.data.glob("node*/vol*/*/*") if p.name in ids}
+    return set(held_chunks(grid.data)) & ids
 
 
 @pytest.fixture
@@ -135,7 +131,7 @@ def test_deletions_on_a_dead_server_wait_on_the_retry_list_while_other_events_fl
     for i in range(12):
         client.put("bkt", f"k{i}", os.urandom(4096), policy="THREECOPIES")
         chunks[f"k{i}"] = chunk_ids(client, "bkt", f"k{i}")
-    stranded = {k for k, ids in chunks.items() if any(chunk_file(volume, c).exists() for c in ids)}
+    stranded = {k for k, ids in chunks.items() if any(volume_holds(volume, c) for c in ids)}
     elsewhere = set(chunks) - stranded
     assert stranded and elsewhere, f"12 objects of 3 copies on 6 servers: {len(stranded)} touch {victim.name}"
 
@@ -154,7 +150,7 @@ def test_deletions_on_a_dead_server_wait_on_the_retry_list_while_other_events_fl
     # and the chunks on live servers are gone, those on the dead one still there.
     wait_for("every delete event and the later put", lambda: deleted_keys() >= set(chunks) and any(
         e["type"] == "content.new" and e["data"]["key"] == "after" for e in seen(log)))
-    on_victim = {c for k in stranded for c in chunks[k] if chunk_file(volume, c).exists()}
+    on_victim = {c for k in stranded for c in chunks[k] if volume_holds(volume, c)}
     everything = set().union(*chunks.values())
     wait_for("the chunks on live servers to be deleted", lambda: on_disk(grid, everything) == on_victim)
     status = wait_for("the failed deletions on the retry list",

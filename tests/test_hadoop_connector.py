@@ -30,7 +30,7 @@ from gridfs.client import GridClient
 from gridfs.common.config import GridConfig
 from gridfs.common.failpoints import ENV, arm
 from gridfs.fs import GridFileSystem as PyGridFS
-from tests.conftest import rawx_of, volume, wait_for
+from tests.conftest import corrupt_chunk, lose_chunk, rawx_of, volume, volume_holds, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 CHUNK = 64 << 10
@@ -192,9 +192,9 @@ def test_directories_look_the_same_from_python(grid: LocalGrid, tmp_path: Path) 
 
 # -- missing, corrupt and unreachable chunks ----------------------------------------------------------
 
-def chunk_file(grid: LocalGrid, url: str) -> Path:
-    chunk_id = url.rsplit("/", 1)[-1]
-    return volume(rawx_of(grid, url)) / chunk_id[:3] / chunk_id
+def on_volume(grid: LocalGrid, url: str) -> tuple[Path, str]:
+    """The volume holding a chunk, and the chunk's id."""
+    return volume(rawx_of(grid, url)), url.rsplit("/", 1)[-1]
 
 
 def test_java_reads_around_lost_corrupt_and_unreachable_chunks(damaged_grid: LocalGrid, tmp_path: Path) -> None:
@@ -206,16 +206,13 @@ def test_java_reads_around_lost_corrupt_and_unreachable_chunks(damaged_grid: Loc
             info = client.head("damaged", e["key"], chunks=True)
             m0, m1 = info.metachunks[0], info.metachunks[1]
             if e["policy"] == "THREECOPIES":
-                chunk_file(grid, m0.chunks[0].url).unlink()
+                lose_chunk(*on_volume(grid, m0.chunks[0].url))
             else:
                 # Two data chunks of the first metachunk gone, one data chunk of the second corrupt (the
                 # storage server then answers 422 and never serves it).
                 for c in sorted(m0.chunks, key=lambda c: c.sub)[1:3]:
-                    chunk_file(grid, c.url).unlink()
-                path = chunk_file(grid, sorted(m1.chunks, key=lambda c: c.sub)[0].url)
-                raw = bytearray(path.read_bytes())
-                raw[len(raw) // 2] ^= 0xFF
-                path.write_bytes(raw)
+                    lose_chunk(*on_volume(grid, c.url))
+                corrupt_chunk(*on_volume(grid, sorted(m1.chunks, key=lambda c: c.sub)[0].url))
                 e["expect_rebuild"] = True
         (tmp_path / "manifest.json").write_text(json.dumps(entries))
     # And one storage server killed outright: still listed by the conscience for a while, then down.
@@ -257,7 +254,7 @@ def test_java_commit_answered_after_the_directory_restarts(tmp_path: Path, monke
             versions = client.list_versions("crash", prefix="crash/k")["versions"]
             assert len([v for v in versions if v.is_latest]) == 1
             info = client.head("crash", "crash/k", chunks=True)
-            assert all(chunk_file(grid, c.url).is_file() for mc in info.metachunks for c in mc.chunks)
+            assert all(volume_holds(*on_volume(grid, c.url)) for mc in info.metachunks for c in mc.chunks)
     finally:
         grid.down()
 

@@ -12,10 +12,9 @@ import os
 import signal
 import urllib.parse
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from conftest import rawx_of, run_grid_cli, volume, wait_for
+from conftest import corrupt_chunk, lose_chunk, rawx_of, run_grid_cli, volume, volume_holds, wait_for
 
 from gridfs.admin.repair import Repairer
 from gridfs.cli.local import LocalGrid
@@ -101,11 +100,6 @@ def wait_indexed(grid: LocalGrid, client: GridClient, rdir: RdirClient, buckets:
     return want
 
 
-def chunk_path(grid: LocalGrid, url: str) -> Path:
-    chunk_id = parse_chunk_url(url).chunk_id
-    return volume(rawx_of(grid, url)) / chunk_id[:3] / chunk_id
-
-
 def test_index_follows_writes_overwrites_deletes_renames_multipart_and_repairs(
         grid: LocalGrid, client: GridClient, rdir: RdirClient) -> None:
     client.create_bucket("follow")
@@ -131,7 +125,7 @@ def test_index_follows_writes_overwrites_deletes_renames_multipart_and_repairs(
     # A repair: one chunk file of the renamed object disappears; the repair's events move its entry.
     info = client.head("follow", "dir/moved é", chunks=True)
     lost = info.metachunks[0].chunks[4]
-    chunk_path(grid, lost.url).unlink()
+    lose_chunk(volume(rawx_of(grid, lost.url)), parse_chunk_url(lost.url).chunk_id)
     assert Repairer(client, "follow").repair("dir/moved é").rebuilt == ["0.4"]
     want = wait_indexed(grid, client, rdir, buckets)
     lost_ref = parse_chunk_url(lost.url)
@@ -233,10 +227,8 @@ def test_a_finding_becomes_an_event_that_gets_the_chunk_repaired_and_closes(
     wait_indexed(grid, client, rdir, ["findings"])
     info = client.head("findings", "obj", chunks=True)
     bad = info.metachunks[0].chunks[7]  # a parity chunk
-    with open(chunk_path(grid, bad.url), "r+b") as f:
-        f.seek(100)
-        f.write(b"\x00" * 64)
     ref = parse_chunk_url(bad.url)
+    corrupt_chunk(volume(rawx_of(grid, bad.url)), ref.chunk_id, offset=100, length=64)
     # What the scrubber sends; the ref is the chunk's back-reference (the index entry is preferred).
     rdir.report(ref.service, [{"chunk_id": ref.chunk_id, "kind": "corrupt", "detail": "block 0 hash mismatch",
                                "ref": {"container": "default/findings", "path": "obj"}}])
@@ -303,9 +295,11 @@ def test_an_rdir_outage_holds_up_no_other_handler_and_the_index_catches_up(
     try:
         client.put("outage", "obj", b"second" * 1000)  # the first one's chunks become garbage
         client.put("outage", "other", os.urandom(200_000), policy="EC63")
-        old = [chunk_path(grid, c.url) for mc in first.metachunks for c in mc.chunks]
+        old = [(volume(rawx_of(grid, c.url)), parse_chunk_url(c.url).chunk_id)
+               for mc in first.metachunks for c in mc.chunks]
+        assert all(volume_holds(v, cid) for v, cid in old)
         # The reaper handles the same content.deleted event the indexer fails on: it must not wait.
-        wait_for("the reaper to delete the overwritten chunks", lambda: not any(p.exists() for p in old), 10)
+        wait_for("the reaper to delete the overwritten chunks", lambda: not any(volume_holds(*o) for o in old), 10)
     finally:
         grid.restart(rdir_svc.name)
     wait_indexed(grid, client, rdir, ["outage"])

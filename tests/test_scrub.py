@@ -37,8 +37,10 @@ def cid(first: str, n: int) -> str:
 
 
 def start_rawx(cfg: GridConfig, vol: Path, run: Path) -> SpawnedService:
+    """A storage server keeping every chunk in a file of its own, as these tests damage files (packed
+    chunks: tests/test_batch.py)."""
     return spawn_service("gridfs.storage", ["--config", str(cfg.path), "--volume", str(vol),
-                                            "--location", "s.r.h.v"], run, "rawx")
+                                            "--location", "s.r.h.v", "--pack-below", "0"], run, "rawx")
 
 
 @pytest.fixture

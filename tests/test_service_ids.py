@@ -26,7 +26,7 @@ from gridfs.common.service import spawn_service
 from gridfs.conscience.client import CachedServices
 from gridfs.directory.model import ObjectInfo
 from gridfs.storage.client import ChunkClient, chunk_url, legacy_chunk_url, parse_chunk_url
-from tests.conftest import wait_for
+from tests.conftest import held_chunks, wait_for
 
 
 def service_id(svc: LocalService) -> str:
@@ -44,7 +44,7 @@ def urls_of(info: ObjectInfo) -> list[str]:
 
 
 def on_disk(grid: LocalGrid, chunk_ids: set[str]) -> set[str]:
-    return {p.name for p in grid.data.glob("node*/vol*/*/*") if p.name in chunk_ids}
+    return set(held_chunks(grid.data)) & chunk_ids
 
 
 def test_server_restarted_on_another_port_serves_everything_and_crawl_keeps_it(fresh_grid: LocalGrid) -> None:

@@ -33,9 +33,12 @@ def stored(vol: Path) -> list[Path]:
 
 @pytest.fixture
 def rawx(grid_config: GridConfig, tmp_path: Path) -> Iterator[tuple[SpawnedService, Path]]:
+    """A storage server keeping every chunk in a file of its own (these tests look at the files; packed
+    chunks: tests/test_batch.py)."""
     vol = tmp_path / "vol"
     svc = spawn_service("gridfs.storage", ["--config", str(grid_config.path), "--volume", str(vol),
-                                           "--location", "s.r.h.v", "--max-bytes", str(64 << 20)],
+                                           "--location", "s.r.h.v", "--max-bytes", str(64 << 20),
+                                           "--pack-below", "0"],
                         tmp_path / "run", "rawx")
     yield svc, vol
     svc.stop()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from gridfs.cli.local import LocalGrid
 from gridfs.client.grid import GridClient
-from tests.conftest import chunk_files
+from tests.conftest import held_chunks
 
 
 def _to_old_layout(data: Path) -> None:
@@ -71,7 +71,7 @@ def test_one_process_directory_upgrades_with_its_pending_events(tmp_path: Path) 
         client.put("kept", "b", b"new")  # the upgraded container takes writes
         assert client.get("kept", "b") == b"new"
         deadline = time.monotonic() + 30
-        while doomed_chunks & {p.name for p in chunk_files(grid.data)}:
+        while doomed_chunks & set(held_chunks(grid.data)):
             assert time.monotonic() < deadline, "the event left in the old log was never delivered"
             time.sleep(0.2)
         grid.down()

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import Counter
 
 from gridfs.common.errors import AlreadyExists, BadRequest, NoSuchContainer
 from gridfs.common.names import check_account, check_bucket, check_container_id, container_id
@@ -166,6 +167,10 @@ class Meta2Service(RoleService):
         self._service_lock = threading.Lock()
         # Containers whose outbox may hold events: every one at start (a crash may have left some).
         self._pending = {p.stem for p in (data / "meta2").glob("*/*.db")}
+        # Group commit at work: changes applied, and the transactions (fsyncs) they took.
+        self._changes = Counter("grid_meta2_changes", "container changes applied", registry=self.metrics)
+        self._transactions = Counter("grid_meta2_transactions", "transactions committed for them",
+                                     registry=self.metrics)
 
     # -- databases ------------------------------------------------------------------------------
 
@@ -180,6 +185,7 @@ class Meta2Service(RoleService):
                 if not self._path(cid).exists():
                     raise NoSuchContainer(f"no container {cid} on {self.service_id}")
                 m2 = self._dbs[cid] = Meta2(self._path(cid), self.service_id)
+                m2.on_group = self._count_group
             return m2
 
     def _on(self, cid: str, fn: Callable[[Meta2], Any]) -> Any:
@@ -189,6 +195,10 @@ class Meta2Service(RoleService):
                 raise NoSuchContainer(f"no container {cid} on {self.service_id}")
             return fn(m2)
 
+    def _count_group(self, changes: int) -> None:
+        self._changes.inc(changes)
+        self._transactions.inc()
+
     def create(self, cid: str, body: dict) -> dict:
         """Create a container database (meta1 asks); the same account and name again is a no-op."""
         account, name = check_account(body.get("account", "")), check_bucket(body.get("name", ""))
@@ -197,6 +207,7 @@ class Meta2Service(RoleService):
         versioning = "enabled" if body.get("versioning") else "disabled"
         with self._open_lock:
             m2 = self._dbs.get(cid) or Meta2(self._path(cid), self.service_id)
+            m2.on_group = self._count_group
             self._dbs[cid] = m2
         with m2.lock, Txn(m2.db):
             props = m2.props()
@@ -270,7 +281,8 @@ class Meta2Service(RoleService):
                 body["upload_id"] = r.match_info["uid"]
             op_id = check_op_id(body["op_id"]) if body.get("op_id") is not None else None
             cid = r.match_info["cid"]
-            result = await self.run(self._on, cid, lambda m: m.mutate(op_id, lambda mm: change(mm, body)))
+            # Group commit: concurrent changes of one container share a transaction (Meta2.mutate_grouped).
+            result = await self.run(lambda: self._get(cid).mutate_grouped(op_id, lambda mm: change(mm, body)))
             self._pending.add(cid)
             return web.json_response(result)
 

@@ -24,11 +24,13 @@ from gridfs.common.errors import (
     BadRequest,
     ContainerNotEmpty,
     InvalidPart,
+    NoSuchContainer,
     NoSuchObject,
     NoSuchUpload,
     PreconditionFailed,
 )
 from gridfs.common.failpoints import failpoint
+from gridfs.common.groupcommit import GroupCommit, Pending
 from gridfs.common.names import check_key, check_prefix
 from gridfs.directory import ops, outbox
 from gridfs.directory.model import ContainerInfo, ListResult, Metachunk, ObjectInfo, PartInfo, UploadInfo
@@ -105,6 +107,8 @@ class Meta2:
         self.db = open_db(path, SCHEMA)
         _add_crc32c_columns(self.db)
         self.lock = threading.Lock()
+        self._group: GroupCommit[tuple[str | None, Callable[[Meta2], dict]]] = GroupCommit(self._apply_group)
+        self.on_group: Callable[[int], None] | None = None  # told the size of each group committed
 
     def close(self) -> None:
         self.db.close()
@@ -125,6 +129,40 @@ class Meta2:
                 ops.record(self.db, op_id, result)
         failpoint("meta2.after_commit")  # a crash here loses the answer, not the change
         return result
+
+    def mutate_grouped(self, op_id: str | None, change: Callable[[Meta2], dict]) -> dict:
+        """``mutate``, with group commit (gridfs.common.groupcommit): the changes that arrive while a
+        transaction is being committed are applied together in the next one (one fsync), each in a
+        savepoint of its own, so a refused change rolls back alone. Every caller returns only once the
+        transaction holding its change is durable. The caller must not hold ``lock``."""
+        return self._group.submit((op_id, change))
+
+    def _apply_group(self, group: list[Pending[tuple[str | None, Callable[[Meta2], dict]]]]) -> None:
+        outcomes: list[tuple[dict, Exception | None]] = []
+        with self.lock:
+            if self.db is None:  # dropped while the group waited
+                raise NoSuchContainer(f"no container {self.cid}")
+            with Txn(self.db):
+                for p in group:
+                    op_id, change = p.item
+                    self.db.execute("SAVEPOINT change")
+                    try:
+                        before = ops.replay(self.db, op_id) if op_id is not None else None
+                        result = before if before is not None else change(self)
+                        if before is None and op_id is not None:
+                            ops.record(self.db, op_id, result)
+                        self.db.execute("RELEASE change")
+                        outcomes.append((result, None))
+                    except Exception as exc:  # this change is refused; the others go on
+                        self.db.execute("ROLLBACK TO change")
+                        self.db.execute("RELEASE change")
+                        outcomes.append(({}, exc))
+                failpoint("meta2.before_commit")  # a crash here rolls the whole group back
+        failpoint("meta2.after_commit")  # a crash here loses the answers, not the changes
+        if self.on_group is not None:
+            self.on_group(len(group))
+        for p, (result, error) in zip(group, outcomes, strict=True):
+            p.settle(result, error)
 
     def fence(self, op_id: str) -> dict:
         with Txn(self.db):

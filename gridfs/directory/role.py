@@ -48,6 +48,7 @@ class RoleService:
         self.conscience = ConscienceClient(conscience_url, secret)
         self.pool = ThreadPoolExecutor(8, thread_name_prefix=self.kind)
         self.inflight = 0
+        self.metrics = CollectorRegistry()  # served at /metrics
         self._stats: StatsCollector | None = None
         self._peers: dict[str, CachedServices] = {}
 
@@ -98,7 +99,7 @@ class RoleService:
         return [web.get("/v1/outbox", read), web.post("/v1/outbox/ack", ack)]
 
     def build_app(self) -> web.Application:
-        metrics = CollectorRegistry()
+        metrics = self.metrics
         requests = Counter("grid_directory_requests", "requests", ["role", "route"], registry=metrics)
 
         @web.middleware

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from gridfs.common.errors import AlreadyExists
 from gridfs.common.failpoints import failpoint
+from gridfs.common.groupcommit import GroupCommit, Pending
 from gridfs.storage.client import MAX_BATCHED_CHUNK
 from gridfs.storage.iostats import IOStats
 
@@ -81,6 +82,7 @@ class PackStore:
         self._current = 0
         self._db_lock = threading.RLock()  # _open_store may rebuild the index under it
         self._append_lock = threading.Lock()
+        self._group: GroupCommit[list[NewChunk]] = GroupCommit(self._commit_group)
         if self.folder.is_dir():
             self._open_store()
 
@@ -172,14 +174,33 @@ class PackStore:
     # -- changes ------------------------------------------------------------------------------
 
     def append(self, chunks: list[NewChunk]) -> None:
-        """Store ``chunks`` durably (pack fsync, then index commit); AlreadyExists if an id is taken."""
-        taken = [c.chunk_id for c in chunks if c.chunk_id in self]
-        if taken or len({c.chunk_id for c in chunks}) != len(chunks):
-            raise AlreadyExists(f"chunk {taken[0] if taken else 'id given twice'} already exists")
-        with self._append_lock:
+        """Store ``chunks`` durably (pack fsync, then index commit), all or none; AlreadyExists if an id
+        is taken. Callers that overlap share the fsync and the index transaction (gridfs.common.groupcommit);
+        each returns once its own chunks are durable."""
+        if len({c.chunk_id for c in chunks}) != len(chunks):
+            raise AlreadyExists("a chunk id is given twice")
+        self._group.submit(chunks)
+
+    def _commit_group(self, group: list[Pending[list[NewChunk]]]) -> None:
+        """Write the chunks of every caller of ``group`` whose ids are free, and settle each caller."""
+        with self._db_lock:
             if self._db is None:
-                with self._db_lock:
-                    self._open_store()
+                self._open_store()
+        seen: set[str] = set()
+        for p in group:
+            ids = [c.chunk_id for c in p.item]
+            taken = next((i for i in ids if i in seen or i in self), None)
+            if taken is not None:
+                p.settle(error=AlreadyExists(f"chunk {taken} already exists"))
+            seen.update(ids)
+        todo = [p for p in group if not p.done]
+        if todo:
+            self._write([c for p in todo for c in p.item])
+        for p in todo:
+            p.settle()
+
+    def _write(self, chunks: list[NewChunk]) -> None:
+        with self._append_lock:
             if os.fstat(self._fd).st_size >= ROLL_BYTES:
                 os.close(self._fd)
                 self._current += 1
@@ -196,7 +217,7 @@ class PackStore:
                     self.io.write(self._fd, memoryview(blob))
                     self.io.fsync(self._fd)
                 except BaseException:
-                    # A short or failed write leaves a torn record: cut it off, so the next batch starts clean.
+                    # A short or failed write leaves a torn record: cut it off, so the next group starts clean.
                     os.ftruncate(self._fd, start)
                     raise
         failpoint("rawx.batch_after_pack_fsync")  # a crash here: bytes no row names, never served

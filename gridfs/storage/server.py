@@ -38,6 +38,7 @@ from gridfs.storage.scrub import Scrubber
 from gridfs.storage.store import BufferPool, Volume
 
 log = logging.getLogger("rawx")
+PACK_BELOW = 128 << 10
 
 
 class RawxApp:
@@ -85,7 +86,7 @@ def heartbeat_payload(rawx: RawxApp, addr: str) -> Callable[[], dict]:
 async def serve(args: argparse.Namespace) -> None:
     setup_logging("rawx", args.log_level)
     cfg = GridConfig.load(args.config)
-    volume = Volume(args.volume, args.max_bytes, args.throttle)
+    volume = Volume(args.volume, args.max_bytes, args.throttle, args.pack_below)
     service_id = load_or_create_service_id(volume.root, "rawx")
     rawx = RawxApp(volume, args.location, service_id)
     api = ChunkApi(rawx, ThreadPoolExecutor(8, thread_name_prefix="rawx-io"))
@@ -109,4 +110,7 @@ def main() -> None:
     p.add_argument("--max-bytes", type=int, default=None, help="volume capacity (default: the disk's)")
     p.add_argument("--throttle", type=float, default=0.0, metavar="MB/s",
                    help="test mode: pace the volume's writes and reads to this rate, like a busy disk (0: off)")
+    p.add_argument("--pack-below", type=int, default=PACK_BELOW, metavar="BYTES",
+                   help=f"a chunk of at most this size is appended to a pack file with other small chunks "
+                        f"(one fsync for many) instead of a file of its own (default {PACK_BELOW}; 0: never)")
     asyncio.run(serve(p.parse_args()))

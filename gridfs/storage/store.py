@@ -80,8 +80,11 @@ def block_hashes(data: memoryview) -> bytes:
 
 
 class Volume:
-    def __init__(self, root: str | os.PathLike, max_bytes: int | None = None, throttle_mb: float = 0.0) -> None:
+    def __init__(self, root: str | os.PathLike, max_bytes: int | None = None, throttle_mb: float = 0.0,
+                 pack_below: int = 0) -> None:
         self.root = Path(root)
+        # A chunk PUT alone of at most this many bytes is packed (group commit) rather than given a file.
+        self.pack_below = min(pack_below, MAX_PACKED)
         self.io = IOStats(throttle_mb)  # counts every disk call below; --throttle paces them
         self.root.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
@@ -150,6 +153,9 @@ class Volume:
         """Store a chunk whose body matches ``chunk_hash`` (xxh3_64 hex) or, when that is "", ``crc``
         (CRC32C hex: what a client without xxh3, the Java connector, can declare). Returns the xxh3_64
         kept with the chunk, which every later read verifies."""
+        if data.nbytes <= self.pack_below:
+            (packed,) = self.put_batch([(chunk_id, data, chunk_hash, crc, ref)])
+            return packed
         final = self.path(chunk_id)
         actual = _verified(chunk_id, data, chunk_hash, crc)
         if chunk_id in self.packs:
