@@ -4,7 +4,8 @@ A lake of 300 small files (0 B to 900 KiB, and a few of 2 MiB that EC stores in 
 (one split into parts) is backed up: every object reads back identical, each file has its own verified result and
 log line, the small ones went in batches (the storage servers count the requests: one ``POST /chunks`` per server and
 batch instead of a ``PUT`` per chunk) and the large ones as before. A job killed in the middle is resumed: what it
-stored is skipped (journal), whole batches or nothing were committed, and the rerun copies only the rest."""
+stored is skipped (journal), whole batches or nothing were committed, and the rerun copies only the rest. And the
+coordinator's side of a rank storing two replies at once: asking ahead, it gets small files or waits, never a stop."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ import numpy as np
 import pytest
 import xxhash
 
+from grid_distcp.coordinator import Coordinator
+from grid_distcp.tasks import COMPLETE, COPIED, COPY, FAILED, PART, FileEntry, Result, Task
 from gridfs.cli.local import LocalGrid
 from gridfs.client import GridClient
 from tests.conftest import file_digest, object_digest
@@ -125,3 +128,34 @@ def test_a_killed_job_is_resumed_and_skips_what_its_batches_stored(
     assert resumed["files_copied"] == resumed["files_verified"] == len(copied_after)
     assert_backup_matches(client, "resumed", "lake", src)
     assert len(tree(src)) == 300
+
+
+def test_a_rank_asking_ahead_gets_small_files_or_waits_and_is_stopped_only_once_it_has_reported() -> None:
+    """The coordinator alone: a rank still storing a reply (``busy``) may take more small files, but never parts
+    and never a stop, since the results of the reply it holds are still to come."""
+    def entry(name: str, size: int) -> FileEntry:
+        return FileEntry(0, f"/src/{name}", name, size, 0.0)
+
+    small = [Task(COPY, entry(f"s{i}", 1000), f"s{i}") for i in range(40)]
+    part = Task(PART, entry("big", 600 * MiB), "big", part=1, length=300 * MiB, parts=1)
+    coord = Coordinator([*small, part], nranks=1)
+    assert coord.next(0, [], busy=True).wait, "a part at the head is not handed out ahead"
+    first = coord.next(0, [])
+    assert [t.kind for t in first.tasks] == [PART]
+    ahead = coord.next(0, [], busy=True)
+    assert ahead.tasks and all(t.kind == COPY for t in ahead.tasks)
+    handed = list(ahead.tasks)
+    while (reply := coord.next(0, [], busy=True)).tasks:
+        handed += reply.tasks
+    assert reply.wait and not reply.stop and len(handed) == 40
+    done = [Result(t, COPIED, nbytes=t.entry.size) for t in handed]
+    assert coord.next(0, done, busy=True).wait  # results taken while busy; still no stop
+    complete = coord.next(0, [Result(first.tasks[0], COPIED)])  # the last part stored: its assembly comes next
+    assert [t.kind for t in complete.tasks] == [COMPLETE]
+    assert coord.next(0, [Result(complete.tasks[0], COPIED)]).stop
+    assert coord.counts()[COPIED] == 41
+
+    aborted = Coordinator([Task(COPY, entry(f"a{i}", 1000), f"a{i}") for i in range(10)], nranks=1)
+    handed = aborted.next(0, []).tasks
+    fatal = Result(handed[0], FAILED, error="unreachable", fatal=True)
+    assert aborted.next(0, [fatal], busy=True).wait and aborted.next(0, []).stop

@@ -85,10 +85,16 @@ class Coordinator:
     def progress(self, rank: int, nbytes: int) -> None:
         self.on_bytes(nbytes)
 
-    def next(self, rank: int, results: list[Result]) -> Reply:
+    def next(self, rank: int, results: list[Result], busy: bool = False) -> Reply:
+        """Record a rank's results and hand it its next tasks. ``busy``: the rank is still copying a reply of
+        small files and asks ahead; it gets small files or nothing (wait), never stop, since the results of
+        the reply it holds are still to come."""
         with self.lock:
             for r in results:
                 self._record(rank, r)
+            if busy:
+                small = self.queue and self.queue[0].kind != PART and self.queue[0].weight < SMALL_FILE
+                return Reply(self._take()) if small and not self.abort_reason else Reply()
             if self.abort_reason:
                 return Reply(stop=True)
             if self.queue:

@@ -46,8 +46,8 @@ class LocalQueue:
     def __init__(self, coordinator: Coordinator) -> None:
         self.coordinator = coordinator
 
-    def next(self, rank: int, results: list) -> Reply:
-        return self.coordinator.next(rank, results)
+    def next(self, rank: int, results: list, busy: bool = False) -> Reply:
+        return self.coordinator.next(rank, results, busy)
 
     def progress(self, rank: int, nbytes: int) -> None:
         self.coordinator.progress(rank, nbytes)
@@ -60,9 +60,9 @@ class RemoteQueue:
         self.comm = comm
         self._lock = threading.Lock()
 
-    def next(self, rank: int, results: list) -> Reply:
+    def next(self, rank: int, results: list, busy: bool = False) -> Reply:
         with self._lock:
-            self.comm.send(results, dest=0, tag=TAG_ASK)
+            self.comm.send((results, busy), dest=0, tag=TAG_ASK)
             while not self.comm.iprobe(source=0, tag=TAG_REPLY):
                 time.sleep(POLL)
             return self.comm.recv(source=0, tag=TAG_REPLY)
@@ -96,7 +96,7 @@ class QueueServer(threading.Thread):
                 if tag == TAG_PROGRESS:
                     self.coordinator.progress(source, message)
                 elif tag == TAG_ASK:
-                    reply = self.coordinator.next(source, message)
+                    reply = self.coordinator.next(source, *message)
                     self.comm.send(reply, dest=source, tag=TAG_REPLY)
                     if reply.stop:
                         active.discard(source)

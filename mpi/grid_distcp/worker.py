@@ -7,7 +7,10 @@ their cost is latency (fsyncs on the storage servers), not CPU. Into the grid, t
 files of one reply are read whole and stored together instead (``put_many``: one chunk
 request per storage server and one directory commit per batch, not one of each per file),
 each still with its own checksum check, result and journal line; a batch the grid refuses
-is stored again file by file, so one bad file fails alone.
+is stored again file by file, so one bad file fails alone. While one such reply is being
+stored, the rank already asks for the next and stores it alongside (AHEAD replies at once),
+so that the client work of one overlaps the other's waits on the storage servers and the
+directory.
 
 SPDX-License-Identifier: LGPL-3.0-or-later
 """
@@ -18,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, BinaryIO
 
 import xxhash
@@ -30,6 +33,7 @@ from grid_distcp.tasks import CHECK, COMPLETE, COPIED, COPY, FAILED, PART, SKIPP
 from gridfs.client.grid import BATCH_BYTES, BATCH_OBJECTS
 
 PROGRESS_EVERY = 0.5
+AHEAD = 2  # replies of small files a rank stores at once
 
 log = logging.getLogger("grid_distcp")
 
@@ -152,25 +156,41 @@ class Worker:
         self.throttle = Throttle(opts.bandwidth)
         self.feed = ProgressFeed(lambda n: queue.progress(rank, n))
         self.pool = ThreadPoolExecutor(opts.threads, thread_name_prefix="distcp-file")
+        self.background = ThreadPoolExecutor(AHEAD, thread_name_prefix="distcp-ahead")
         # Set once the grid is unreachable: the rest of the batch fails at once instead of each
         # task waiting out the client's retry budget (the job stops and is resumed anyway).
         self.grid_down = ""
 
     def run(self) -> None:
         results: list[Result] = []
+        running: list[Future[list[Result]]] = []  # replies of small files being stored in the background
         try:
             while True:
                 self.feed.flush()
-                reply = self.queue.next(self.rank, results)
+                reply = self.queue.next(self.rank, results, bool(running))
                 results = []
                 if reply.stop:
                     return
                 if reply.wait:
-                    time.sleep(0.05)
+                    if running:  # nothing more to overlap with: the oldest's results go with the next ask
+                        results = running.pop(0).result()
+                    else:
+                        time.sleep(0.05)
                     continue
-                results = self.execute_all(reply.tasks)
+                if not self._overlaps(reply.tasks):  # while busy, only small ones that are not copies (-verify)
+                    results = self.execute_all(reply.tasks)
+                    continue
+                running.append(self.background.submit(self.execute_all, reply.tasks))
+                if len(running) >= AHEAD:
+                    results = running.pop(0).result()
         finally:
+            wait(running)
+            self.background.shutdown(wait=True)
             self.pool.shutdown(wait=True)
+
+    def _overlaps(self, tasks: list[Task]) -> bool:
+        """Whether to store this reply in the background while the next one is fetched: small files only."""
+        return self.opts.threads > 1 and all(self._batchable(t) for t in tasks)
 
     def execute_all(self, tasks: list[Task]) -> list[Result]:
         """One reply's tasks: small files into the grid in batches, the others several at a time on threads."""
