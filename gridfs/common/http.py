@@ -37,11 +37,20 @@ SECRET_HEADER = "X-Grid-Secret"
 PUBLIC_PATHS = frozenset({"/health", "/metrics"})
 
 
+def _header_bytes(value: str) -> bytes:
+    """A header value as bytes, for any string: aiohttp decodes invalid UTF-8 into lone surrogates
+    (surrogateescape), which a plain ``encode()`` refuses; surrogatepass encodes every string, and two
+    strings give the same bytes only when they are equal."""
+    return value.encode("utf-8", "surrogatepass")
+
+
 def check_secret(expected: str, given: str | None) -> None:
-    """Raise Unauthorized when the secret is missing, Forbidden when it is wrong."""
+    """Raise Unauthorized when the secret is missing, Forbidden when it is wrong (whatever bytes it holds).
+
+    Compared as bytes in constant time."""
     if not given:
         raise Unauthorized(f"missing {SECRET_HEADER} header")
-    if not hmac.compare_digest(expected.encode(), given.encode()):
+    if not hmac.compare_digest(_header_bytes(expected), _header_bytes(given)):
         raise Forbidden("wrong namespace secret")
 
 

