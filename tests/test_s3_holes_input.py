@@ -18,8 +18,10 @@ import pytest
 import requests
 
 from gridfs.cli.local import LocalGrid
+from gridfs.client import GridClient
+from gridfs.common.errors import NoSuchUpload
 from gridfs.gateways.s3.users import UserStore
-from tests.test_s3 import make_client
+from tests.test_s3 import make_client, s3_error
 
 MiB = 1 << 20
 S3 = "{http://s3.amazonaws.com/doc/2006-03-01/}"
@@ -91,3 +93,41 @@ def test_non_ascii_grid_secret_is_forbidden_on_every_service(value: bytes, local
     rawx = next(s for s in services if s.type == "rawx")
     ok = requests.get(f"{rawx.url}/info", headers={"X-Grid-Secret": local_grid.config().secret}, timeout=10)
     assert ok.status_code == 200
+
+
+# -- hole 4: upload ids that are paths ---------------------------------------------------------------------------
+
+
+BAD_UPLOAD_IDS = ["../../x", "..", ".", "a/b", "x%2Fy", "x?y=1", "x#y", "x y", "\u00e9", "0" * 200]
+
+
+def test_upload_ids_that_are_paths_never_reach_internal_urls(endpoint: str, user: dict, s3: object, bucket: str,
+                                                             local_grid: LocalGrid) -> None:
+    """Hole 4: an ``uploadId`` of ``../../x`` answered 500, and went unescaped into the directory's URLs
+    (``ID/abort?`` as the id of a ListParts or UploadPart aimed at another route). Ids are checked by the
+    gateway (404 NoSuchUpload, as for any unknown id) and quoted by the directory client; the real
+    upload they point at is untouched."""
+    up = s3.create_multipart_upload(Bucket=bucket, Key="ids/obj")["UploadId"]
+    etag = s3.upload_part(Bucket=bucket, Key="ids/obj", UploadId=up, PartNumber=1, Body=b"p" * 1000)["ETag"]
+    parts = {"Parts": [{"PartNumber": 1, "ETag": etag}]}
+    for bad in [*BAD_UPLOAD_IDS, f"{up}/abort?", f"{up}/../{up}", f"{up}/parts#"]:
+        calls = {
+            "ListParts": lambda bad=bad: s3.list_parts(Bucket=bucket, Key="ids/obj", UploadId=bad),
+            "UploadPart": lambda bad=bad: s3.upload_part(Bucket=bucket, Key="ids/obj", UploadId=bad, PartNumber=2,
+                                                         Body=b"q"),
+            "Complete": lambda bad=bad: s3.complete_multipart_upload(Bucket=bucket, Key="ids/obj", UploadId=bad,
+                                                                     MultipartUpload=parts),
+            "Abort": lambda bad=bad: s3.abort_multipart_upload(Bucket=bucket, Key="ids/obj", UploadId=bad),
+        }
+        for op, call in calls.items():
+            assert s3_error(call) == ("NoSuchUpload", 404), (op, bad)
+    assert [p["ETag"] for p in s3.list_parts(Bucket=bucket, Key="ids/obj", UploadId=up)["Parts"]] == [etag]
+    # The directory client itself quotes the id: no path, dot segment or query reaches another route.
+    client = GridClient(local_grid.config_path)
+    for bad in [*BAD_UPLOAD_IDS, f"{up}/abort?", f"{up}/../{up}", f"../{up}"]:
+        with pytest.raises(NoSuchUpload):
+            client.list_parts(bucket, bad)
+        with pytest.raises(NoSuchUpload):
+            client.abort_multipart(bucket, "ids/obj", bad)
+    s3.complete_multipart_upload(Bucket=bucket, Key="ids/obj", UploadId=up, MultipartUpload=parts)
+    assert s3.get_object(Bucket=bucket, Key="ids/obj")["Body"].read() == b"p" * 1000

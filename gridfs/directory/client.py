@@ -20,8 +20,16 @@ import secrets
 import threading
 from dataclasses import asdict
 from typing import Any
+from urllib.parse import quote
 
-from gridfs.common.errors import CommitOutcomeUnknown, GridError, NoSuchContainer, OperationFenced, ServiceUnavailable
+from gridfs.common.errors import (
+    CommitOutcomeUnknown,
+    GridError,
+    NoSuchContainer,
+    NoSuchUpload,
+    OperationFenced,
+    ServiceUnavailable,
+)
 from gridfs.common.http import RETRY_FOR, JsonClient
 from gridfs.common.names import check_account, check_bucket, check_key, container_id, container_prefix
 from gridfs.directory.model import ContainerInfo, ListResult, Metachunk, ObjectInfo, PartInfo, UploadInfo
@@ -30,6 +38,17 @@ from gridfs.storage.client import parse_chunk_url
 
 def new_op_id() -> str:
     return secrets.token_hex(16)
+
+
+def upload_path(upload_id: str, action: str) -> str:
+    """``/uploads/<id>/<action>`` with the id as one percent-encoded path segment.
+
+    An id comes from clients (S3's ``uploadId``): unquoted, ``../../x`` or ``ID/abort?`` would climb to or
+    name another route. "." and ".." stay dot segments even quoted (URLs drop them): no upload has such
+    an id, nor an empty one."""
+    if upload_id in ("", ".", ".."):
+        raise NoSuchUpload(f"no multipart upload {upload_id!r}")
+    return f"/uploads/{quote(upload_id, safe='')}/{action}"
 
 
 def lost_answer(exc: GridError) -> bool:
@@ -258,12 +277,12 @@ class DirectoryClient:
     def commit_part(self, account: str, bucket: str, upload_id: str, part: PartInfo,
                     chunk_method: str = "", *, op_id: str | None = None) -> list[str]:
         """Record a stored part; ``op_id``: the content id its chunks were written with."""
-        out = self._change(account, bucket, f"/uploads/{upload_id}/parts",
+        out = self._change(account, bucket, upload_path(upload_id, "parts"),
                            {"part": part.to_dict(), "chunk_method": chunk_method}, op_id)
         return out["garbage"]
 
     def list_parts(self, account: str, bucket: str, upload_id: str) -> list[PartInfo]:
-        return [PartInfo.from_dict(p) for p in self._call(account, bucket, "GET", f"/uploads/{upload_id}/parts")]
+        return [PartInfo.from_dict(p) for p in self._call(account, bucket, "GET", upload_path(upload_id, "parts"))]
 
     def list_uploads(self, account: str, bucket: str, *, prefix: str = "") -> list[UploadInfo]:
         return [UploadInfo.from_dict(u) for u in self._call(account, bucket, "GET", "/uploads",
@@ -271,12 +290,12 @@ class DirectoryClient:
 
     def complete_upload(self, account: str, bucket: str, upload_id: str, parts: list[tuple[int, str]], *,
                         hash: str = "", properties: dict[str, str] | None = None) -> tuple[ObjectInfo, list[str]]:
-        out = self._change(account, bucket, f"/uploads/{upload_id}/complete",
+        out = self._change(account, bucket, upload_path(upload_id, "complete"),
                            {"parts": [list(p) for p in parts], "hash": hash, "properties": properties})
         return ObjectInfo.from_dict(out["object"]), out["garbage"]
 
     def abort_upload(self, account: str, bucket: str, upload_id: str) -> list[str]:
-        return self._change(account, bucket, f"/uploads/{upload_id}/abort", {})["garbage"]
+        return self._change(account, bucket, upload_path(upload_id, "abort"), {})["garbage"]
 
     # -- the rest -------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ SPDX-License-Identifier: AGPL-3.0-or-later
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 from aiohttp import web
@@ -31,6 +32,9 @@ from gridfs.gateways.s3.objects import (
 
 MIN_PART = 5 * 1024 * 1024
 MAX_PARTS = 10000
+# The directory makes upload ids of hex digits (token_hex); any URL-safe token is let through to it, and
+# nothing else: an id is a path segment of internal URLs, so "..", "/", "?", "%" never get that far.
+UPLOAD_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 def _part_number(ctx: Ctx) -> int:
@@ -50,6 +54,9 @@ async def dispatch(ctx: Ctx) -> web.StreamResponse:
     upload_id = q.get("uploadId", "")
     if not upload_id:
         raise S3Error("InvalidRequest", "an uploadId is required")
+    if not UPLOAD_ID_RE.fullmatch(upload_id):
+        raise S3Error("NoSuchUpload", "The specified upload does not exist. The upload ID may be invalid, or the "
+                      "upload may have been aborted or completed.")
     if method == "PUT":
         return await (upload_part_copy(ctx) if "x-amz-copy-source" in ctx.headers else upload_part(ctx))
     if method == "GET":
