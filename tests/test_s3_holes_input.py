@@ -21,7 +21,7 @@ from gridfs.cli.local import LocalGrid
 from gridfs.client import GridClient
 from gridfs.common.errors import NoSuchUpload
 from gridfs.gateways.s3.users import UserStore
-from tests.test_s3 import make_client, s3_error
+from tests.test_s3 import make_client, s3_error, signed_request
 
 MiB = 1 << 20
 S3 = "{http://s3.amazonaws.com/doc/2006-03-01/}"
@@ -131,3 +131,34 @@ def test_upload_ids_that_are_paths_never_reach_internal_urls(endpoint: str, user
             client.abort_multipart(bucket, "ids/obj", bad)
     s3.complete_multipart_upload(Bucket=bucket, Key="ids/obj", UploadId=up, MultipartUpload=parts)
     assert s3.get_object(Bucket=bucket, Key="ids/obj")["Body"].read() == b"p" * 1000
+
+
+# -- hole 4: max-uploads of 0 or below ---------------------------------------------------------------------------
+
+
+def test_max_uploads_zero_or_negative_with_an_upload_open(endpoint: str, user: dict, s3: object,
+                                                          bucket: str) -> None:
+    """Hole 4: ``max-uploads=0`` (or below) with an upload open answered 500. 0 is an empty page, as AWS
+    answers max-keys=0; a negative or non-numeric value is 400 InvalidArgument. The same for ListParts."""
+    up = s3.create_multipart_upload(Bucket=bucket, Key="mu/open")["UploadId"]
+    try:
+        r = signed_request(endpoint, user, "GET", f"/{bucket}?uploads&max-uploads=0")
+        assert r.status_code == 200, r.content
+        root = ET.fromstring(r.content)
+        assert root.findall(f"{S3}Upload") == [] and root.findtext(f"{S3}IsTruncated") == "false"
+        assert root.findtext(f"{S3}MaxUploads") == "0"
+        for bad in ("-1", "-1000", "x", "1e3"):
+            r = signed_request(endpoint, user, "GET", f"/{bucket}?uploads&max-uploads={bad}")
+            status, code, message = error_of(r)
+            assert (status, code) == (400, "InvalidArgument") and "max-uploads" in message, bad
+        one = s3.list_multipart_uploads(Bucket=bucket, MaxUploads=1)
+        assert [u["UploadId"] for u in one["Uploads"]] == [up]
+        s3.upload_part(Bucket=bucket, Key="mu/open", UploadId=up, PartNumber=1, Body=b"x")
+        r = signed_request(endpoint, user, "GET", f"/{bucket}/mu/open?uploadId={up}&max-parts=0")
+        root = ET.fromstring(r.content)
+        assert root.findall(f"{S3}Part") == [] and root.findtext(f"{S3}IsTruncated") == "false"
+        for arg in ("max-parts", "part-number-marker"):
+            r = signed_request(endpoint, user, "GET", f"/{bucket}/mu/open?uploadId={up}&{arg}=-1")
+            assert error_of(r)[:2] == (400, "InvalidArgument"), arg
+    finally:
+        s3.abort_multipart_upload(Bucket=bucket, Key="mu/open", UploadId=up)

@@ -37,6 +37,17 @@ MAX_PARTS = 10000
 UPLOAD_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
+def _count(ctx: Ctx, name: str, default: int, cap: int = 1000) -> int:
+    """A non-negative integer query argument (max-uploads, max-parts, part-number-marker), at most ``cap``."""
+    raw = ctx.query.get(name, "")
+    if not raw:
+        return default
+    if not (raw.isascii() and raw.isdigit()):
+        raise S3Error("InvalidArgument", f"Argument {name} must be an integer between 0 and 2147483647",
+                      ArgumentName=name)
+    return min(int(raw), cap)
+
+
 def _part_number(ctx: Ctx) -> int:
     raw = ctx.query.get("partNumber", "")
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_PARTS:
@@ -125,12 +136,9 @@ async def upload_part_copy(ctx: Ctx) -> web.Response:
 
 async def list_parts(ctx: Ctx) -> web.Response:
     upload_id = ctx.query["uploadId"]
-    marker_raw, max_raw = ctx.query.get("part-number-marker", "0"), ctx.query.get("max-parts", "1000")
-    if not marker_raw.isdigit() or not max_raw.isdigit():
-        raise S3Error("InvalidArgument", "part-number-marker and max-parts must be integers")
-    marker, max_parts = int(marker_raw), min(int(max_raw), 1000)
+    marker, max_parts = _count(ctx, "part-number-marker", 0, MAX_PARTS), _count(ctx, "max-parts", 1000)
     parts = [p for p in await ctx.run(ctx.gw.client.list_parts, ctx.bucket, upload_id) if p.part_number > marker]
-    page, truncated = parts[:max_parts], len(parts) > max_parts
+    page, truncated = parts[:max_parts], 0 < max_parts < len(parts)  # 0 asks for nothing: no next page
     who = {"ID": ctx.user.name, "DisplayName": ctx.user.name} if ctx.user else {}
     return xmlio.response("ListPartsResult", {
         "Bucket": ctx.bucket, "Key": ctx.key, "UploadId": upload_id, "Initiator": who, "Owner": who,
@@ -146,10 +154,10 @@ async def list_uploads(ctx: Ctx) -> web.Response:
     q = ctx.query
     prefix = q.get("prefix", "")
     key_marker, id_marker = q.get("key-marker", ""), q.get("upload-id-marker", "")
-    max_uploads = min(int(q.get("max-uploads", "1000") or 1000), 1000)
+    max_uploads = _count(ctx, "max-uploads", 1000)
     uploads = await ctx.run(lambda: ctx.gw.client.list_multipart(ctx.bucket, prefix=prefix))
     uploads = [u for u in uploads if (u.key, u.upload_id) > (key_marker, id_marker if key_marker else "")]
-    page, truncated = uploads[:max_uploads], len(uploads) > max_uploads
+    page, truncated = uploads[:max_uploads], 0 < max_uploads < len(uploads)  # 0 asks for nothing: no next page
     return xmlio.response("ListMultipartUploadsResult", {
         "Bucket": ctx.bucket, "KeyMarker": key_marker, "UploadIdMarker": id_marker, "Prefix": prefix,
         "NextKeyMarker": page[-1].key if truncated else None,
