@@ -162,3 +162,53 @@ def test_max_uploads_zero_or_negative_with_an_upload_open(endpoint: str, user: d
             assert error_of(r)[:2] == (400, "InvalidArgument"), arg
     finally:
         s3.abort_multipart_upload(Bucket=bucket, Key="mu/open", UploadId=up)
+
+
+# -- hole 3: DTDs and entities, in any encoding ------------------------------------------------------------------
+
+
+def _doc(encoding: str, dtd: str, inner: str) -> bytes:
+    return (f'<?xml version="1.0" encoding="{encoding}"?>\n{dtd}<Delete><Object><Key>{inner}</Key></Object>'
+            "</Delete>").encode(encoding)
+
+
+HOSTILE = {
+    "utf-16 internal entity": _doc("UTF-16", '<!DOCTYPE Delete [<!ENTITY a "' + "A" * 1000 + '">]>', "&a;" * 100),
+    "utf-16 nested entities": _doc("UTF-16", '<!DOCTYPE Delete [<!ENTITY a "AAAAAAAAAA"><!ENTITY b "&a;&a;&a;&a;'
+                                   '&a;&a;&a;&a;&a;&a;">]>', "&b;" * 50),
+    "utf-16 external entity": _doc("UTF-16", '<!DOCTYPE Delete [<!ENTITY e SYSTEM "file:///etc/passwd">]>', "&e;"),
+    "utf-16 DTD alone": _doc("UTF-16", "<!DOCTYPE Delete>", "keep/me"),
+    "utf-8 entity": _doc("UTF-8", '<!DOCTYPE Delete [<!ENTITY a "keep/me">]>', "&a;"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_xml_with_a_dtd_is_refused_in_any_encoding(name: str, endpoint: str, user: dict, s3: object,
+                                                   bucket: str) -> None:
+    """Hole 3: the DTD filter looked for ASCII ``<!DOCTYPE`` only, so a UTF-16 DeleteObjects body had its
+    entities expanded (100 kB in, 10 MB out). Every XML body is parsed refusing DTDs, whatever its
+    encoding: 400 MalformedXML, a short answer, and the key the entity names is still there."""
+    s3.put_object(Bucket=bucket, Key="keep/me", Body=b"kept")
+    body = HOSTILE[name]
+    r = signed_request(endpoint, user, "POST", f"/{bucket}?delete", body, headers=md5_header(body))
+    assert len(r.content) < 2000, f"{len(r.content)} bytes answered"
+    status, code, message = error_of(r)
+    assert (status, code) == (400, "MalformedXML") and message
+    assert s3.get_object(Bucket=bucket, Key="keep/me")["Body"].read() == b"kept"
+    cors = ('<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE CORSConfiguration [<!ENTITY o "https://a.example">]>'
+            "<CORSConfiguration><CORSRule><AllowedOrigin>&o;</AllowedOrigin><AllowedMethod>GET</AllowedMethod>"
+            "</CORSRule></CORSConfiguration>").encode("utf-16")
+    r = signed_request(endpoint, user, "PUT", f"/{bucket}?cors", cors, headers=md5_header(cors))
+    assert error_of(r)[:2] == (400, "MalformedXML")
+    assert s3_error(lambda: s3.get_bucket_cors(Bucket=bucket)) == ("NoSuchCORSConfiguration", 404)
+
+
+def test_xml_in_utf16_without_a_dtd_is_read(endpoint: str, user: dict, s3: object, bucket: str) -> None:
+    """Hole 3, the other side: refusing DTDs must not refuse encodings. A UTF-16 DeleteObjects body
+    (no DTD) deletes the key it names."""
+    s3.put_object(Bucket=bucket, Key="utf16/gone", Body=b"x")
+    body = _doc("UTF-16", "", "utf16/gone")
+    r = signed_request(endpoint, user, "POST", f"/{bucket}?delete", body, headers=md5_header(body))
+    assert r.status_code == 200, r.content
+    assert [e.findtext(f"{S3}Key") for e in ET.fromstring(r.content).iter(f"{S3}Deleted")] == ["utf16/gone"]
+    assert s3_error(lambda: s3.head_object(Bucket=bucket, Key="utf16/gone"))[1] == 404
