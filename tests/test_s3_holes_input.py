@@ -16,6 +16,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 import requests
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 from gridfs.cli.local import LocalGrid
 from gridfs.client import GridClient
@@ -212,3 +215,53 @@ def test_xml_in_utf16_without_a_dtd_is_read(endpoint: str, user: dict, s3: objec
     assert r.status_code == 200, r.content
     assert [e.findtext(f"{S3}Key") for e in ET.fromstring(r.content).iter(f"{S3}Deleted")] == ["utf16/gone"]
     assert s3_error(lambda: s3.head_object(Bucket=bucket, Key="utf16/gone"))[1] == 404
+
+
+# -- hole 4: XML bodies over the limit ---------------------------------------------------------------------------
+
+
+def chunked_request(endpoint: str, user: dict, method: str, path: str, body: bytes,
+                    headers: dict[str, str]) -> requests.Response:
+    """A request signed by botocore for ``body``, sent with Transfer-Encoding: chunked (no Content-Length)."""
+    req = AWSRequest(method=method, url=endpoint + path, data=body, headers=headers)
+    S3SigV4Auth(Credentials(user["access_key"], user["secret_key"]), "s3", "us-east-1").add_auth(req)
+    prepared = req.prepare()
+    sent = {k: v for k, v in prepared.headers.items() if k.lower() != "content-length"}
+    return requests.request(method, prepared.url, data=(body[i:i + MiB] for i in range(0, len(body), MiB)),
+                            headers=sent)
+
+
+def _big_delete(size: int) -> bytes:
+    head, tail = b"<Delete><Object><Key>", b"</Key></Object></Delete>"
+    return head + b"k" * (size - len(head) - len(tail)) + tail
+
+
+@pytest.mark.parametrize("size", [3 * MiB, 9 * MiB])
+def test_xml_bodies_over_the_limit(size: int, endpoint: str, user: dict, s3: object, bucket: str) -> None:
+    """Hole 4: an XML body over 8 MiB (the server's request limit) answered 500. Any XML body over the
+    XML limit (2 MiB) is 400 MaxMessageLengthExceeded, with a Content-Length or sent chunked, for every
+    operation that reads one; nothing is changed."""
+    s3.put_object(Bucket=bucket, Key="big/keep", Body=b"kept")
+    body = _big_delete(size)
+    r = signed_request(endpoint, user, "POST", f"/{bucket}?delete", body, headers=md5_header(body))
+    status, code, message = error_of(r)
+    assert (status, code) == (400, "MaxMessageLengthExceeded") and message
+
+    r = chunked_request(endpoint, user, "POST", f"/{bucket}?delete", body, headers=md5_header(body))
+    assert error_of(r)[:2] == (400, "MaxMessageLengthExceeded")
+    up = s3.create_multipart_upload(Bucket=bucket, Key="big/mp")["UploadId"]
+    try:
+        complete = b"<CompleteMultipartUpload>" + b" " * size + b"</CompleteMultipartUpload>"
+        r = signed_request(endpoint, user, "POST", f"/{bucket}/big/mp?uploadId={up}", complete)
+        assert error_of(r)[:2] == (400, "MaxMessageLengthExceeded")
+        for sub, root in (("cors", "CORSConfiguration"), ("versioning", "VersioningConfiguration")):
+            doc = f"<{root}>".encode() + b" " * size + f"</{root}>".encode()
+            r = signed_request(endpoint, user, "PUT", f"/{bucket}?{sub}", doc, headers=md5_header(doc))
+            assert error_of(r)[:2] == (400, "MaxMessageLengthExceeded"), sub
+        r = signed_request(endpoint, user, "PUT", "/holes-big-create", b"<CreateBucketConfiguration>"
+                           + b" " * size + b"</CreateBucketConfiguration>")
+        assert error_of(r)[:2] == (400, "MaxMessageLengthExceeded")
+        assert s3_error(lambda: s3.head_bucket(Bucket="holes-big-create"))[1] == 404
+    finally:
+        s3.abort_multipart_upload(Bucket=bucket, Key="big/mp", UploadId=up)
+    assert s3.get_object(Bucket=bucket, Key="big/keep")["Body"].read() == b"kept"

@@ -86,7 +86,7 @@ async def create_bucket(ctx: Ctx) -> web.Response:
         check_bucket(ctx.bucket)
     except grid_errors.InvalidName as exc:
         raise S3Error("InvalidBucketName", "The specified bucket is not valid.", BucketName=ctx.bucket) from exc
-    body = await ctx.request.read()
+    body = await xmlio.read(ctx.request)
     location = ""
     if body.strip():
         location = xmlio.text(xmlio.parse(body, "CreateBucketConfiguration"), "LocationConstraint")
@@ -149,7 +149,7 @@ async def get_versioning(ctx: Ctx) -> web.Response:
 
 
 async def put_versioning(ctx: Ctx) -> web.Response:
-    doc = xmlio.parse(await ctx.request.read(), "VersioningConfiguration")
+    doc = xmlio.parse(await xmlio.read(ctx.request), "VersioningConfiguration")
     status = xmlio.text(doc, "Status")
     if xmlio.text(doc, "MfaDelete") == "Enabled":
         raise S3Error("NotImplemented", "MFA delete is not implemented")
@@ -256,7 +256,7 @@ async def list_versions(ctx: Ctx) -> web.Response:
 
 
 async def delete_objects(ctx: Ctx) -> web.Response:
-    doc = xmlio.parse(await ctx.request.read(), "Delete")
+    doc = xmlio.parse(await xmlio.read(ctx.request), "Delete")
     items = doc.findall("Object")
     if len(items) > MAX_DELETE:
         raise S3Error("MalformedXML", f"DeleteObjects takes at most {MAX_DELETE} keys per request")
@@ -300,7 +300,7 @@ async def get_acl(ctx: Ctx) -> web.Response:
 
 async def put_acl(ctx: Ctx) -> web.Response:
     acl = ctx.headers.get("x-amz-acl")
-    if not acl or (await ctx.request.read()).strip():
+    if not acl or (await xmlio.read(ctx.request)).strip():
         raise S3Error("NotImplemented", "only canned ACLs (x-amz-acl: private or public-read) are implemented")
     if acl not in CANNED_ACLS:
         raise S3Error("NotImplemented", f"canned ACL {acl!r} is not implemented")
@@ -316,7 +316,7 @@ async def get_cors(ctx: Ctx) -> web.Response:
 
 
 async def put_cors(ctx: Ctx) -> web.Response:
-    doc = xmlio.parse(await ctx.request.read(), "CORSConfiguration")
+    doc = xmlio.parse(await xmlio.read(ctx.request), "CORSConfiguration")
     rules = []
     for rule in doc.findall("CORSRule"):
         parsed: dict[str, Any] = {}

@@ -170,7 +170,7 @@ async def list_uploads(ctx: Ctx) -> web.Response:
 
 async def complete(ctx: Ctx) -> web.Response:
     upload_id = ctx.query["uploadId"]
-    doc = xmlio.parse(await ctx.request.read(), "CompleteMultipartUpload")
+    doc = xmlio.parse(await xmlio.read(ctx.request), "CompleteMultipartUpload")
     asked: list[tuple[int, str]] = []
     for el in doc.findall("Part"):
         number = xmlio.text(el, "PartNumber")

@@ -22,10 +22,32 @@ NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 MAX_XML = 2 * 1024 * 1024
 
 
+def _too_large() -> S3Error:
+    return S3Error("MaxMessageLengthExceeded", f"Your request was too big: an XML body is at most {MAX_XML} bytes.")
+
+
+async def read(request: Any) -> bytes:
+    """The body of a request that carries XML (an aiohttp request), refused past ``MAX_XML`` bytes.
+
+    A declared length over the limit is refused before a byte is read; a chunked body is read up to the
+    server's request limit at most (aiohttp's ``client_max_size``, whose own error would be a 500)."""
+    from aiohttp import web
+
+    if request.content_length is not None and request.content_length > MAX_XML:
+        raise _too_large()
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise _too_large() from exc
+    if len(body) > MAX_XML:
+        raise _too_large()
+    return body
+
+
 def parse(body: bytes, root: str) -> ET.Element:
     """The root element of a request body, with namespaces stripped; MalformedXML otherwise."""
     if len(body) > MAX_XML:
-        raise S3Error("MalformedXML", "the XML body is too large")
+        raise _too_large()
     try:
         tree = defusedxml.ElementTree.fromstring(body, forbid_dtd=True)
     except defusedxml.DefusedXmlException as exc:
