@@ -23,8 +23,11 @@ from botocore.credentials import Credentials
 from gridfs.cli.local import LocalGrid
 from gridfs.client import GridClient
 from gridfs.common.errors import NoSuchUpload
+from gridfs.gateways.s3 import sigv4
 from gridfs.gateways.s3.users import UserStore
+from tests.conftest import held_chunks
 from tests.test_s3 import make_client, s3_error, signed_request
+from tests.test_s3_sigv4 import _sign
 
 MiB = 1 << 20
 S3 = "{http://s3.amazonaws.com/doc/2006-03-01/}"
@@ -265,3 +268,30 @@ def test_xml_bodies_over_the_limit(size: int, endpoint: str, user: dict, s3: obj
     finally:
         s3.abort_multipart_upload(Bucket=bucket, Key="big/mp", UploadId=up)
     assert s3.get_object(Bucket=bucket, Key="big/keep")["Body"].read() == b"kept"
+
+
+# -- hole 4: aws-chunked bodies shorter than their chunk header --------------------------------------------------
+
+
+@pytest.mark.parametrize(("body", "code"), [(b"10000\r\n" + b"a" * 100, "IncompleteBody"),
+                                            (b"400;chunk-signature=", "IncompleteBody"),
+                                            (b"ff", "IncompleteBody"), (b"-5\r\nabc", "IncompleteBody"),
+                                            (b"fffffffffff\r\n" + b"a" * 100, "InvalidRequest")],
+                         ids=["data short", "header cut", "no line end", "negative", "huge size"])
+def test_aws_chunked_body_shorter_than_its_chunk_header(body: bytes, code: str, endpoint: str, user: dict,
+                                                        s3: object, bucket: str, local_grid: LocalGrid) -> None:
+    """Hole 4: an aws-chunked body that ends before the chunk its header announced answered 500. It is 400
+    IncompleteBody (InvalidRequest for a chunk larger than the decoded length, refused before it is read),
+    and neither an object nor a chunk is left behind."""
+    chunks_before = set(held_chunks(local_grid.data))
+    headers = _sign(user, "PUT", f"{endpoint}/{bucket}/chunked-short", {
+        "x-amz-content-sha256": sigv4.STREAMING_UNSIGNED_TRAILER, "content-encoding": "aws-chunked",
+        "x-amz-decoded-content-length": "65536", "x-amz-trailer": "x-amz-checksum-crc32",
+        "content-length": str(len(body))})
+    head = f"PUT /{bucket}/chunked-short HTTP/1.1\r\nHost: {endpoint.removeprefix('http://')}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "Connection: close\r\n\r\n"
+    status, answer = _raw(endpoint, head.encode(), body)
+    root = ET.fromstring(answer)
+    assert (status, root.findtext("Code")) == (400, code), answer
+    assert s3_error(lambda: s3.head_object(Bucket=bucket, Key="chunked-short"))[1] == 404
+    assert not set(held_chunks(local_grid.data)) - chunks_before

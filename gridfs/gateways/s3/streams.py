@@ -49,7 +49,7 @@ class RequestBody:
             if decoded is None or not decoded.isdigit():
                 raise S3Error("MissingContentLength", "x-amz-decoded-content-length is required with aws-chunked")
             self.length = int(decoded)
-            self.chunked = ChunkedBody(request.content.readline, request.content.readexactly, mode, signed, key)
+            self.chunked = ChunkedBody(self._read_line, self._read_exactly, mode, signed, key)
         else:
             if request.content_length is None:
                 if request.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -57,6 +57,26 @@ class RequestBody:
                 self.length = 0
             else:
                 self.length = request.content_length
+
+    async def _read_line(self) -> bytes:
+        try:
+            return await self.request.content.readline()
+        except ValueError as exc:  # aiohttp's limit on a line: no chunk header is that long
+            raise S3Error("IncompleteBody", "malformed aws-chunked chunk header") from exc
+
+    async def _read_exactly(self, n: int) -> bytes:
+        """``n`` bytes of an aws-chunked body: IncompleteBody when it ends first (a chunk shorter than its
+        header said), and never more than the decoded length (or a chunk's CRLF) at once."""
+        if n < 0:
+            raise S3Error("IncompleteBody", "malformed aws-chunked chunk header")
+        if n > max(self.length, 2):
+            raise S3Error("InvalidRequest", f"an aws-chunked chunk of {n} bytes is larger than the "
+                          f"x-amz-decoded-content-length of {self.length}")
+        try:
+            return await self.request.content.readexactly(n)
+        except asyncio.IncompleteReadError as exc:
+            raise S3Error("IncompleteBody", f"the aws-chunked body ended {n - len(exc.partial)} bytes short of "
+                          "what its chunk header announced") from exc
 
     def pieces(self) -> AsyncIterator[bytes]:
         if self.chunked is not None:
