@@ -25,7 +25,7 @@ from gridfs.client import GridClient
 from gridfs.common.errors import NoSuchUpload
 from gridfs.gateways.s3 import sigv4
 from gridfs.gateways.s3.users import UserStore
-from tests.conftest import held_chunks
+from tests.conftest import held_chunks, wait_for
 from tests.test_s3 import make_client, s3_error, signed_request
 from tests.test_s3_sigv4 import _sign
 
@@ -295,3 +295,46 @@ def test_aws_chunked_body_shorter_than_its_chunk_header(body: bytes, code: str, 
     assert (status, root.findtext("Code")) == (400, code), answer
     assert s3_error(lambda: s3.head_object(Bucket=bucket, Key="chunked-short"))[1] == 404
     assert not set(held_chunks(local_grid.data)) - chunks_before
+
+
+# -- hole 7: DeleteBucket with incomplete multipart uploads ------------------------------------------------------
+
+
+def test_delete_bucket_with_only_incomplete_uploads_aborts_them(s3: object, local_grid: LocalGrid) -> None:
+    """Hole 7: DeleteBucket refused a bucket that held only incomplete multipart uploads; AWS deletes it.
+    The uploads are aborted, so their parts' chunks are freed as an abort frees them. A bucket that also
+    holds an object is still BucketNotEmpty, and its uploads are left alone."""
+    s3.create_bucket(Bucket="holes-uploads")
+    before = set(held_chunks(local_grid.data))
+    ups = [s3.create_multipart_upload(Bucket="holes-uploads", Key=f"u/{i}")["UploadId"] for i in range(3)]
+    for up in ups[:2]:
+        s3.upload_part(Bucket="holes-uploads", Key=f"u/{ups.index(up)}", UploadId=up, PartNumber=1,
+                       Body=b"z" * MiB)
+    parts = set(held_chunks(local_grid.data)) - before
+    assert parts
+    s3.delete_bucket(Bucket="holes-uploads")
+    assert s3_error(lambda: s3.head_bucket(Bucket="holes-uploads"))[1] == 404
+    wait_for("the aborted parts' chunks to be freed", lambda: not parts & set(held_chunks(local_grid.data)))
+
+    s3.create_bucket(Bucket="holes-full")
+    s3.put_object(Bucket="holes-full", Key="obj", Body=b"x")
+    up = s3.create_multipart_upload(Bucket="holes-full", Key="u")["UploadId"]
+    assert s3_error(lambda: s3.delete_bucket(Bucket="holes-full")) == ("BucketNotEmpty", 409)
+    assert [u["UploadId"] for u in s3.list_multipart_uploads(Bucket="holes-full")["Uploads"]] == [up]
+    s3.delete_object(Bucket="holes-full", Key="obj")
+    s3.delete_bucket(Bucket="holes-full")
+    assert s3_error(lambda: s3.head_bucket(Bucket="holes-full"))[1] == 404
+
+
+def test_delete_bucket_with_delete_markers_and_uploads_is_not_empty(s3: object) -> None:
+    """Hole 7, the boundary: a versioned bucket whose only entries are delete markers still holds versions
+    (AWS: BucketNotEmpty); its uploads are not aborted."""
+    s3.create_bucket(Bucket="holes-markers")
+    s3.put_bucket_versioning(Bucket="holes-markers", VersioningConfiguration={"Status": "Enabled"})
+    s3.delete_object(Bucket="holes-markers", Key="gone")  # a delete marker alone
+    up = s3.create_multipart_upload(Bucket="holes-markers", Key="u")["UploadId"]
+    assert s3_error(lambda: s3.delete_bucket(Bucket="holes-markers")) == ("BucketNotEmpty", 409)
+    assert [u["UploadId"] for u in s3.list_multipart_uploads(Bucket="holes-markers")["Uploads"]] == [up]
+    for v in s3.list_object_versions(Bucket="holes-markers").get("DeleteMarkers", []):
+        s3.delete_object(Bucket="holes-markers", Key=v["Key"], VersionId=v["VersionId"])
+    s3.delete_bucket(Bucket="holes-markers")

@@ -7,6 +7,7 @@ SPDX-License-Identifier: AGPL-3.0-or-later
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 from urllib.parse import quote
@@ -72,8 +73,7 @@ async def dispatch(ctx: Ctx) -> web.StreamResponse:
             return await _set_props(ctx, {CORS_PROP: None}, status=204)
         if q:
             raise S3Error("NotImplemented", "this bucket operation is not implemented by this gateway")
-        await ctx.run(ctx.gw.client.delete_bucket, ctx.bucket)
-        return web.Response(status=204)
+        return await delete_bucket(ctx)
     if method == "POST" and "delete" in q:
         return await delete_objects(ctx)
     raise S3Error("MethodNotAllowed", "The specified method is not allowed against this resource.")
@@ -112,6 +112,35 @@ async def create_bucket(ctx: Ctx) -> web.Response:
     except (KeyError, grid_errors.BadRequest) as exc:
         raise S3Error("InvalidArgument", f"unknown storage policy {policy!r}") from exc
     return web.Response(headers={"Location": f"/{ctx.bucket}"})
+
+
+async def delete_bucket(ctx: Ctx) -> web.Response:
+    """DeleteBucket. A bucket that holds no object, version or delete marker but has incomplete multipart
+    uploads is deleted as AWS deletes it: the uploads are aborted first, their parts' chunks freed as any
+    abort frees them (garbage events for the event agent). One that holds anything else is BucketNotEmpty,
+    its uploads left alone."""
+    try:
+        await ctx.run(ctx.gw.client.delete_bucket, ctx.bucket)
+    except grid_errors.ContainerNotEmpty:
+        if not await _abort_uploads_of_empty_bucket(ctx):
+            raise
+        await ctx.run(ctx.gw.client.delete_bucket, ctx.bucket)  # an object written meanwhile: BucketNotEmpty
+    return web.Response(status=204)
+
+
+async def _abort_uploads_of_empty_bucket(ctx: Ctx) -> bool:
+    """Abort every upload of a bucket without versions; False (nothing done) when it has versions or no upload."""
+    page = await ctx.run(lambda: ctx.gw.client.list_versions(ctx.bucket, max_keys=1))
+    if page["versions"]:
+        return False
+    uploads = await ctx.run(ctx.gw.client.list_multipart, ctx.bucket)
+
+    async def abort(upload_id: str, key: str) -> None:
+        with contextlib.suppress(grid_errors.NoSuchUpload):  # completed or aborted meanwhile
+            await ctx.run(ctx.gw.client.abort_multipart, ctx.bucket, key, upload_id)
+
+    await asyncio.gather(*(abort(u.upload_id, u.key) for u in uploads))
+    return bool(uploads)
 
 
 def _location(ctx: Ctx) -> str:
