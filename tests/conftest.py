@@ -120,6 +120,17 @@ def _packed_place(volume: Path, chunk_id: str) -> tuple[Path, int, int] | None:
     return None if row is None else (volume / "packs" / f"{row[0]:08d}.pack", row[1], row[2])
 
 
+def chunk_size(volume: Path, chunk_id: str) -> int:
+    """The size of a chunk a volume holds, in a file or packed."""
+    path = volume / chunk_id[:3] / chunk_id
+    if path.is_file():
+        return path.stat().st_size
+    place = _packed_place(volume, chunk_id)
+    if place is None:
+        raise FileNotFoundError(f"{chunk_id} is not on {volume}")
+    return place[2]
+
+
 def volume_holds(volume: Path, chunk_id: str) -> bool:
     """Whether a volume holds a chunk, in a file or packed."""
     return (volume / chunk_id[:3] / chunk_id).is_file() or _packed_place(volume, chunk_id) is not None

@@ -1,5 +1,5 @@
 """Chaos: an `mpirun` grid-distcp ingest and a boto3 write load run while storage servers, every directory
-service, the conscience and the event agent are SIGKILLed and restarted and chunk files are corrupted.
+service, the conscience and the event agent are SIGKILLed and restarted and chunks (files and packed) are corrupted.
 
 The ingest is rerun until it exits 0 (round after round while the chaos lasts); then every source file,
 and every S3 write the gateway acknowledged, must read back byte for byte, through boto3 and through
@@ -39,7 +39,7 @@ from gridfs.client import GridClient
 from gridfs.common.errors import NoSuchObject
 from gridfs.common.http import JsonClient
 from gridfs.gateways.s3.users import UserStore
-from tests.conftest import file_digest, object_digest, wait_for
+from tests.conftest import chunk_size, corrupt_chunk, file_digest, held_chunks, object_digest, wait_for
 
 BIN = Path(sys.executable).parent
 MiB = 1 << 20
@@ -93,7 +93,7 @@ class Chaos(threading.Thread):
         self.stop = threading.Event()
         self.down: dict[str, float] = {}  # service name -> when to restart it (monotonic)
         self.actions: collections.Counter[str] = collections.Counter()
-        self.corrupted: dict[str, Path] = {}  # content id -> the one chunk file of it made corrupt
+        self.corrupted: dict[str, str] = {}  # content id -> the one chunk of it made corrupt
         self.errors: list[str] = []
         self.restart_failures: list[str] = []
         self._deck: list[str] = []
@@ -168,40 +168,39 @@ class Chaos(threading.Thread):
         return True
 
     def _corrupt_one(self) -> bool:
-        """Flip 64 bytes in the middle of one chunk file (a data chunk of an EC object more often than not:
-        a read meets those, parity only when degraded), of an object that has no corrupt chunk yet (its
-        back-references name the content ids sharing the file)."""
-        files = [p for p in self.grid.data.glob("node*/vol*/*/*") if ".tmp-" not in p.name and p.name != "service.id"]
-        self.rng.shuffle(files)
+        """Flip 64 bytes in the middle of one chunk, in its file or in its pack (a data chunk of an EC object
+        more often than not: a read meets those, parity only when degraded), of an object that has no corrupt
+        chunk yet (a chunk file's back-references name every content id sharing it)."""
+        held = list(held_chunks(self.grid.data).items())
+        self.rng.shuffle(held)
         want_ec = self.rng.random() < 0.6
-        for path in sorted(files[:300], key=lambda p: self._kind(p) != ("ec data" if want_ec else "copy")):
+        for chunk_id, h in sorted(held[:300], key=lambda e: self._kind(e[1].ref) != ("ec data" if want_ec else "copy")):
             try:
-                refs = [json.loads(os.getxattr(path, a)) for a in os.listxattr(path) if a.startswith("user.grid.ref.")]
+                refs = [h.ref]
+                if h.path is not None:  # hard links share the file: every back-reference on it
+                    refs = [json.loads(os.getxattr(h.path, a)) for a in os.listxattr(h.path)
+                            if a.startswith("user.grid.ref.")]
                 contents = {r.get("content_id", "") for r in refs}
-                size = path.stat().st_size
+                size = h.path.stat().st_size if h.path is not None else chunk_size(h.volume, chunk_id)
                 if not refs or size < 128 or contents & set(self.corrupted):
                     continue
-                fd = os.open(path, os.O_RDWR)
-                try:
-                    middle = size // 2 - 32
-                    os.pwrite(fd, bytes(b ^ 0xFF for b in os.pread(fd, 64, middle)), middle)
-                finally:
-                    os.close(fd)
-            except (FileNotFoundError, json.JSONDecodeError, OSError):
+                corrupt_chunk(h.volume, chunk_id, offset=size // 2 - 32, length=64)
+            except (FileNotFoundError, json.JSONDecodeError, OSError, AssertionError):
                 continue  # deleted meanwhile, or being written: another one
             for c in contents:
-                self.corrupted[c] = path
+                self.corrupted[c] = chunk_id
             self.actions["corrupt chunk"] += 1
-            self.note(f"chaos: corrupted {path.relative_to(self.grid.data)} ({size} bytes, {refs[0].get('policy')} "
-                      f"chunk {refs[0].get('pos')} of {refs[0].get('container')}/{refs[0].get('path')})")
+            where = "file" if h.path is not None else "packed"
+            self.note(f"chaos: corrupted {where} chunk {chunk_id[:12]} on {h.volume.relative_to(self.grid.data)} "
+                      f"({size} bytes, {refs[0].get('policy')} chunk {refs[0].get('pos')} of "
+                      f"{refs[0].get('container')}/{refs[0].get('path')})")
             return True
         return False
 
     @staticmethod
-    def _kind(path: Path) -> str:
+    def _kind(ref: dict) -> str:
         """"ec data", "ec parity" or "copy", from the chunk's back-reference (policy, position)."""
-        with contextlib.suppress(OSError, ValueError, KeyError, IndexError):
-            ref = json.loads(os.getxattr(path, "user.grid.ref." + path.name))
+        with contextlib.suppress(ValueError, KeyError, IndexError):
             policy = ref.get("policy", "")
             if not policy.startswith("EC"):
                 return "copy"
@@ -212,7 +211,7 @@ class Chaos(threading.Thread):
     def corruptions_read(self) -> int:
         """How many corrupted chunks a storage server refused to serve (its log says so), to quote."""
         logs = "".join(p.read_text(errors="replace") for p in self.grid.run_dir.glob("rawx-*.log"))
-        return sum(f"corrupt chunk {path.name}" in logs for path in set(self.corrupted.values()))
+        return sum(f"corrupt chunk {chunk_id}" in logs for chunk_id in set(self.corrupted.values()))
 
     def heal(self, timeout: float) -> None:
         """Restart what the chaos left down, and anything else found dead."""
