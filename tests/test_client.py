@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
 import pytest
+import requests
 from conftest import held_chunks, run_grid_cli
 
 from gridfs.cli.local import LocalGrid
@@ -138,6 +140,25 @@ def test_multipart_abort_and_bad_parts(client: GridClient) -> None:
     with pytest.raises(NoSuchUpload):
         client.list_parts("lib", upload.upload_id)
     assert not client.exists("lib", "mp/aborted")
+
+
+def test_part_of_an_unknown_upload_is_refused_before_any_chunk_is_written(client: GridClient,
+                                                                          local_grid: LocalGrid) -> None:
+    from gridfs.common.errors import NoSuchUpload
+
+    def bytes_received() -> float:
+        cfg = local_grid.config()
+        total = 0.0
+        for svc in local_grid.services(cfg):
+            if svc.type == "rawx":
+                text = requests.get(f"{svc.url}/metrics", headers={"X-Grid-Secret": cfg.secret}, timeout=5).text
+                total += sum(float(v) for v in re.findall(r"^grid_rawx_bytes_in_total (\S+)$", text, re.M))
+        return total
+
+    before = bytes_received()
+    with pytest.raises(NoSuchUpload):
+        client.upload_part("lib", "mp/nowhere", "A" * 32, 1, os.urandom(300_000))
+    assert bytes_received() == before, "chunks were sent for an upload that does not exist"
 
 
 def test_copy_links_chunks_and_survives_source_delete(client: GridClient, local_grid: LocalGrid) -> None:

@@ -34,7 +34,7 @@ from gridfs.client.sources import PutData, known_size, peek
 from gridfs.client.writer import ObjectWriter, WriteResult
 from gridfs.coding.policies import StoragePolicy, all_policies, get_policy
 from gridfs.common.config import DEFAULT_ACCOUNT, GridConfig
-from gridfs.common.errors import GridError, NoSuchObject
+from gridfs.common.errors import GridError, NoSuchObject, NoSuchUpload
 from gridfs.common.names import check_bucket, check_key, new_chunk_id
 from gridfs.conscience.client import CachedServices, ConscienceClient
 from gridfs.directory.client import DirectoryClient
@@ -501,7 +501,9 @@ class GridClient:
         if not 1 <= part_number <= 10000:
             raise GridError(f"part number {part_number} outside 1-10000")
         upload = next((u for u in self.directory.list_uploads(self.account, bucket) if u.upload_id == upload_id), None)
-        policy = get_policy(upload.policy if upload else self.config.default_policy, self.config.policies)
+        if upload is None:  # refused before any chunk is written (the directory would refuse the part anyway)
+            raise NoSuchUpload(f"no upload {upload_id!r} in bucket {bucket!r}")
+        policy = get_policy(upload.policy or self.config.default_policy, self.config.policies)
         writer, result = self._write(bucket, key, data, policy, progress)
         etag = _checked(writer, before_commit) or etag
         part = PartInfo(
