@@ -4,6 +4,12 @@ Object keys never become paths (chunks are stored under random ids), so a key su
 ``a/../b`` is stored as a literal key; NUL bytes, invalid UTF-8 and over-long keys are
 refused everywhere.
 
+Every pattern is anchored at both ends of the string (A and Z escapes) and applied with
+``fullmatch``: ``$`` also matches before a final newline, which let an id followed by a
+newline pass for the id (a storage server once created a chunk file whose name ended in a
+newline). The patterns are exported, so callers that use them with ``match`` are held to the
+whole string too.
+
 SPDX-License-Identifier: LGPL-3.0-or-later
 """
 
@@ -15,18 +21,19 @@ import secrets
 
 from gridfs.common.errors import InvalidName
 
-ACCOUNT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+ACCOUNT_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 # S3 bucket naming rules: 3-63 chars, lowercase, digits, dots and hyphens, no "..".
-BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-CHUNK_ID_RE = re.compile(r"^[0-9A-F]{64}$")
-CONTAINER_ID_RE = re.compile(r"^[0-9A-F]{64}$")
-SERVICE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{2,63}$")
+BUCKET_RE = re.compile(r"\A[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
+CHUNK_ID_RE = re.compile(r"\A[0-9A-F]{64}\Z")
+CONTAINER_ID_RE = re.compile(r"\A[0-9A-F]{64}\Z")
+SERVICE_ID_RE = re.compile(r"\A[a-z0-9][a-z0-9-]{2,63}\Z")
+IPV4_RE = re.compile(r"\A\d+\.\d+\.\d+\.\d+\Z")
 MAX_KEY_BYTES = 1024
 MAX_PROPERTY_BYTES = 2048
 
 
 def check_account(account: str) -> str:
-    if not isinstance(account, str) or not ACCOUNT_RE.match(account):
+    if not isinstance(account, str) or not ACCOUNT_RE.fullmatch(account):
         raise InvalidName(f"invalid account name {account!r}: 1-64 of A-Z a-z 0-9 _ . -")
     return account
 
@@ -34,9 +41,9 @@ def check_account(account: str) -> str:
 def check_bucket(bucket: str) -> str:
     if (
         not isinstance(bucket, str)
-        or not BUCKET_RE.match(bucket)
+        or not BUCKET_RE.fullmatch(bucket)
         or ".." in bucket
-        or re.match(r"^\d+\.\d+\.\d+\.\d+$", bucket)
+        or IPV4_RE.fullmatch(bucket)
     ):
         raise InvalidName(
             f"invalid bucket name {bucket!r}: 3-63 characters of a-z 0-9 . -, "
@@ -66,20 +73,20 @@ def check_prefix(prefix: str) -> str:
 
 
 def check_chunk_id(chunk_id: str) -> str:
-    if not isinstance(chunk_id, str) or not CHUNK_ID_RE.match(chunk_id):
+    if not isinstance(chunk_id, str) or not CHUNK_ID_RE.fullmatch(chunk_id):
         raise InvalidName(f"invalid chunk id {chunk_id!r}: 64 upper-case hex digits")
     return chunk_id
 
 
 def check_container_id(cid: str) -> str:
-    if not isinstance(cid, str) or not CONTAINER_ID_RE.match(cid):
+    if not isinstance(cid, str) or not CONTAINER_ID_RE.fullmatch(cid):
         raise InvalidName(f"invalid container id {cid!r}: 64 upper-case hex digits")
     return cid
 
 
 def check_service_id(service_id: str) -> str:
     """A service id (``rawx-1f2e...``): stable for the life of a volume or database folder."""
-    if not isinstance(service_id, str) or not SERVICE_ID_RE.match(service_id):
+    if not isinstance(service_id, str) or not SERVICE_ID_RE.fullmatch(service_id):
         raise InvalidName(f"invalid service id {service_id!r}: 3-64 of a-z 0-9 -, starting with a letter or digit")
     return service_id
 
