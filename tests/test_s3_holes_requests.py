@@ -1,19 +1,161 @@
-"""Holes of issue 13 in how the grid and its S3 gateway take a request, each shown on live processes on 127.0.0.1
-to be answered by a clear 4xx error with nothing lost or changed:
+"""Holes of issue 13 in how the S3 gateway takes a request, each shown on live processes on 127.0.0.1 (a grid,
+its gateway, boto3 and botocore-signed raw requests) to be answered by a clear 4xx S3 XML error with nothing
+lost or changed:
 
+- hole 2: a body is bound to the signature on every request, not only PutObject and UploadPart (a captured
+  DeleteObjects or PutBucketCors replayed with another body), and carries the digest AWS requires;
 - hole 5: names that end in a newline.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import xml.etree.ElementTree as ET
+import zlib
+
+import botocore
 import pytest
 import requests
 import xxhash
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 from gridfs.cli.local import LocalGrid
 from gridfs.common import names
 from gridfs.common.errors import InvalidName
 from gridfs.common.http import SECRET_HEADER
+from tests import test_s3
+from tests.test_s3 import signed_request
+
+# The gateway, users, boto3 client and bucket of test_s3, on this module's own grid; the user here is alice.
+endpoint, users, s3, bucket = test_s3.endpoint, test_s3.users, test_s3.s3, test_s3.bucket
+
+
+@pytest.fixture(scope="module")
+def user(users: dict) -> dict[str, str]:
+    return users["alice"]
+
+
+def xml_error(r: requests.Response) -> tuple[int, str]:
+    """The status and S3 error Code of an answer that must be an S3 XML error with a Message."""
+    assert r.headers.get("Content-Type", "").startswith("application/xml"), (r.status_code, r.content[:300])
+    root = ET.fromstring(r.content)
+    assert root.tag == "Error" and root.findtext("Message"), r.content[:300]
+    return r.status_code, root.findtext("Code") or ""
+
+
+def md5_of(body: bytes) -> str:
+    return base64.b64encode(hashlib.md5(body).digest()).decode()
+
+
+def delete_doc(*keys: str) -> bytes:
+    return ("<Delete>" + "".join(f"<Object><Key>{k}</Key></Object>" for k in keys) + "</Delete>").encode()
+
+
+def exists(s3: object, bucket: str, key: str) -> bool:
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+        return True
+    except botocore.exceptions.ClientError as exc:
+        assert exc.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+        return False
+
+
+def sign(user: dict, endpoint: str, method: str, path: str, payload_hash: str, headers: dict[str, str] | None = None,
+         unsigned: dict[str, str] | None = None) -> dict[str, str]:
+    """Headers of a request signed by botocore's SigV4 with ``payload_hash`` as ``x-amz-content-sha256``
+    whatever the body, plus ``unsigned`` headers added after signing (so outside SignedHeaders)."""
+    req = AWSRequest(method=method, url=endpoint + path,
+                     headers={**(headers or {}), "X-Amz-Content-SHA256": payload_hash})
+    SigV4Auth(Credentials(user["access_key"], user["secret_key"]), "s3", "us-east-1").add_auth(req)
+    return {**dict(req.prepare().headers), **(unsigned or {})}
+
+
+# -- hole 2: every body bound to its signature ---------------------------------------------------------------------
+
+
+def test_delete_objects_replayed_with_another_body_deletes_nothing(endpoint: str, user: dict, s3: object,
+                                                                   bucket: str) -> None:
+    """Hole 2: a DeleteObjects signed to delete one key, replayed within the skew window with a body naming
+    another (same length, same signed headers), deleted the other key: the payload hash was checked on
+    PutObject and UploadPart only. Now the replay is XAmzContentSHA256Mismatch and both keys stay."""
+    for key in ("replay/a", "replay/b"):
+        s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
+    genuine, forged = delete_doc("replay/a"), delete_doc("replay/b")
+    replay = signed_request(endpoint, user, "POST", f"/{bucket}?delete", genuine,
+                            headers={"Content-MD5": md5_of(genuine)}, send=forged)
+    assert xml_error(replay) == (400, "XAmzContentSHA256Mismatch")
+    assert exists(s3, bucket, "replay/a") and exists(s3, bucket, "replay/b")
+    ok = signed_request(endpoint, user, "POST", f"/{bucket}?delete", genuine, headers={"Content-MD5": md5_of(genuine)})
+    assert ok.status_code == 200 and b"<Key>replay/a</Key>" in ok.content
+    assert not exists(s3, bucket, "replay/a") and exists(s3, bucket, "replay/b")
+
+
+def test_put_bucket_cors_replayed_with_another_body_changes_nothing(endpoint: str, user: dict, s3: object,
+                                                                    bucket: str) -> None:
+    """Hole 2: PutBucketCors replayed with another body (any origin instead of one) was applied. Now it is
+    refused and the rules stay as set; boto3's own calls (which send a checksum) go on working."""
+    s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [
+        {"AllowedOrigins": ["https://one.example"], "AllowedMethods": ["GET"]}]})
+    rule = "<CORSConfiguration><CORSRule><AllowedOrigin>{}</AllowedOrigin><AllowedMethod>{}</AllowedMethod>" \
+           "</CORSRule></CORSConfiguration>"
+    genuine = rule.format("https://two.example", "GET").encode()
+    forged = rule.format("*", "PUT").ljust(len(genuine)).encode()
+    replay = signed_request(endpoint, user, "PUT", f"/{bucket}?cors", genuine,
+                            headers={"Content-MD5": md5_of(genuine)}, send=forged)
+    assert xml_error(replay) == (400, "XAmzContentSHA256Mismatch")
+    assert s3.get_bucket_cors(Bucket=bucket)["CORSRules"][0]["AllowedOrigins"] == ["https://one.example"]
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Suspended"})
+    s3.put_object(Bucket=bucket, Key="tagged", Body=b"t")
+    s3.put_object_tagging(Bucket=bucket, Key="tagged", Tagging={"TagSet": [{"Key": "k", "Value": "v"}]})
+    assert s3.get_object_tagging(Bucket=bucket, Key="tagged")["TagSet"] == [{"Key": "k", "Value": "v"}]
+    s3.delete_bucket_cors(Bucket=bucket)
+
+
+def test_bodies_not_tied_to_the_signature_or_without_the_digest_aws_requires_are_refused(
+        endpoint: str, user: dict, s3: object, bucket: str) -> None:
+    """Hole 2: a body is checked before anything is applied, whatever the operation: against a signed payload
+    hash (an unknown ``x-amz-content-sha256`` value, or upper-case hex, left it unchecked), against
+    ``Content-MD5`` and ``x-amz-checksum-*``, which DeleteObjects must carry as in AWS; and a body sent as
+    UNSIGNED-PAYLOAD must be tied to the signature by a signed digest header."""
+    s3.put_object(Bucket=bucket, Key="bound/x", Body=b"x")
+    body = delete_doc("bound/x")
+    url = f"{endpoint}/{bucket}?delete"
+    sha = hashlib.sha256(body).hexdigest()
+    refused = {
+        "no digest header": sign(user, endpoint, "POST", f"/{bucket}?delete", sha),
+        "malformed Content-MD5": sign(user, endpoint, "POST", f"/{bucket}?delete", sha, {"Content-MD5": "abc"}),
+        "wrong Content-MD5": sign(user, endpoint, "POST", f"/{bucket}?delete", sha, {"Content-MD5": md5_of(b"x")}),
+        "wrong CRC32": sign(user, endpoint, "POST", f"/{bucket}?delete", sha, {"x-amz-checksum-crc32": "AAAAAA=="}),
+        "unknown payload hash": sign(user, endpoint, "POST", f"/{bucket}?delete", "not-a-hash",
+                                     {"Content-MD5": md5_of(body)}),
+        "upper-case hash of another body": sign(user, endpoint, "POST", f"/{bucket}?delete",
+                                                hashlib.sha256(b"other").hexdigest().upper(),
+                                                {"Content-MD5": md5_of(body)}),
+        "unsigned payload, no digest": sign(user, endpoint, "POST", f"/{bucket}?delete", "UNSIGNED-PAYLOAD"),
+        "unsigned payload, digest outside the signature": sign(user, endpoint, "POST", f"/{bucket}?delete",
+                                                               "UNSIGNED-PAYLOAD",
+                                                               unsigned={"Content-MD5": md5_of(body)}),
+    }
+    expected = {"no digest header": "InvalidRequest", "malformed Content-MD5": "InvalidDigest",
+                "wrong Content-MD5": "BadDigest", "wrong CRC32": "BadDigest",
+                "unknown payload hash": "InvalidArgument", "upper-case hash of another body":
+                "XAmzContentSHA256Mismatch", "unsigned payload, no digest": "InvalidRequest",
+                "unsigned payload, digest outside the signature": "InvalidRequest"}
+    for case, headers in refused.items():
+        assert xml_error(requests.post(url, data=body, headers=headers)) == (400, expected[case]), case
+        assert exists(s3, bucket, "bound/x"), case
+    crc = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+    with_crc = requests.post(url, data=body, headers=sign(user, endpoint, "POST", f"/{bucket}?delete", sha,
+                                                          {"x-amz-checksum-crc32": crc}))
+    assert with_crc.status_code == 200 and not exists(s3, bucket, "bound/x")
+    s3.put_object(Bucket=bucket, Key="bound/x", Body=b"x")
+    unsigned_ok = requests.post(url, data=body, headers=sign(user, endpoint, "POST", f"/{bucket}?delete",
+                                                             "UNSIGNED-PAYLOAD", {"Content-MD5": md5_of(body)}))
+    assert unsigned_ok.status_code == 200 and not exists(s3, bucket, "bound/x")
+
 
 # -- hole 5: names, and keys S3 allows -----------------------------------------------------------------------------
 

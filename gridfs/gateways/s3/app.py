@@ -6,6 +6,10 @@ anonymous), its bucket's owner and canned ACL are checked, then it is dispatched
 method, bucket, key and sub-resource. Sub-resources S3 has and this gateway does not
 implement answer 501 NotImplemented; none is accepted and ignored.
 
+Before anything is dispatched, every body but the objects PutObject and UploadPart
+stream is read whole and checked against the signed payload hash, ``Content-MD5`` and
+``x-amz-checksum-*`` (which DeleteObjects and the bucket settings must carry, as in AWS).
+
 SPDX-License-Identifier: AGPL-3.0-or-later
 """
 
@@ -27,7 +31,8 @@ from gridfs.client import GridClient
 from gridfs.common import errors as grid_errors
 from gridfs.common.config import GridConfig
 from gridfs.directory.model import ContainerInfo
-from gridfs.gateways.s3 import sigv4
+from gridfs.gateways.s3 import sigv4, xmlio
+from gridfs.gateways.s3.checksums import check_body, has_digest_header
 from gridfs.gateways.s3.errors import S3Error
 from gridfs.gateways.s3.users import User, UserStore
 
@@ -43,6 +48,16 @@ NOT_IMPLEMENTED = {
 OWNER_PROP, ACL_PROP, LOCATION_PROP = "s3.owner", "s3.acl", "s3.location"
 READ_METHODS = {"GET", "HEAD"}
 METRICS_PATH = "/_grid/metrics"  # Prometheus, unauthenticated like every service's /metrics
+MAX_BODY = 8 * 1024 * 1024  # aiohttp's limit on a body read whole (XML documents); objects and parts stream
+# Sub-resources whose PUT must carry Content-MD5 or an x-amz-checksum-* header (requestChecksumRequired
+# in AWS's S3 API model), as must POST ?delete (DeleteObjects).
+CHECKSUM_REQUIRED = {
+    "acl", "cors", "encryption", "legal-hold", "lifecycle", "logging", "notification", "object-lock",
+    "ownershipControls", "policy", "publicAccessBlock", "replication", "requestPayment", "retention", "tagging",
+    "versioning", "website",
+}
+# Digests that tie a body to a signature sent with UNSIGNED-PAYLOAD, when they are signed headers.
+BINDING_DIGESTS = ("content-md5", "x-amz-checksum-sha256", "x-amz-checksum-sha1")
 
 
 @dataclass
@@ -165,6 +180,39 @@ async def authenticate(request: web.Request, gw: Gateway) -> tuple[User | None, 
     return user, signed, key
 
 
+def streams_body(ctx: Ctx) -> bool:
+    """PutObject and UploadPart: the body is the data, streamed and checked by ``objects.receive``."""
+    return (ctx.request.method == "PUT" and bool(ctx.key) and "x-amz-copy-source" not in ctx.headers
+            and not set(ctx.query) & {"tagging", "acl"})
+
+
+async def read_body(ctx: Ctx) -> None:
+    """Read a whole request body and check it before anything is done with it.
+
+    The body is kept by aiohttp (``request.read()`` answers it again to the operation). It
+    must match the signed payload hash, ``Content-MD5`` and ``x-amz-checksum-*`` when sent;
+    the operations AWS requires a digest of must carry one; and a header-signed body sent as
+    UNSIGNED-PAYLOAD must be tied to the signature by a signed digest header. Otherwise a
+    captured DeleteObjects or PutBucketCors could be replayed with another body.
+    """
+    request = ctx.request
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    payload_hash = ctx.signed.payload_hash if ctx.signed else ""
+    if payload_hash in sigv4.STREAMING and request.body_exists:
+        raise S3Error("InvalidRequest", "aws-chunked bodies are taken by PutObject and UploadPart only")
+    body = await xmlio.read(request)  # every such body is an XML document, or nothing
+    check_body(body, headers, payload_hash)
+    subs = set(ctx.query)
+    if ((request.method == "POST" and "delete" in subs) or (request.method == "PUT" and subs & CHECKSUM_REQUIRED)) \
+            and not has_digest_header(headers):
+        raise S3Error("InvalidRequest", "Missing required header for this request: Content-MD5")
+    signed = ctx.signed
+    if body and signed is not None and not signed.presigned and payload_hash == sigv4.UNSIGNED \
+            and not any(h in headers and h in signed.signed_headers for h in BINDING_DIGESTS):
+        raise S3Error("InvalidRequest", "A body sent with UNSIGNED-PAYLOAD needs a signed Content-MD5 or "
+                      "x-amz-checksum-sha256 header.")
+
+
 def can_access(ctx: Ctx, container: ContainerInfo) -> bool:
     owner = container.properties.get(OWNER_PROP, "")
     if ctx.user is not None and (not owner or owner == ctx.user.name):
@@ -211,6 +259,8 @@ def build_app(gw: Gateway) -> web.Application:
             unsupported = set(ctx.query) & NOT_IMPLEMENTED
             if unsupported:
                 raise S3Error("NotImplemented", f"{sorted(unsupported)[0]} is not implemented by this gateway")
+            if not streams_body(ctx):
+                await read_body(ctx)
             if not bucket:
                 if request.method != "GET":
                     raise S3Error("MethodNotAllowed", "The specified method is not allowed against this resource.")
@@ -235,6 +285,6 @@ def build_app(gw: Gateway) -> web.Application:
         except Exception as exc:  # never a stack trace to the client
             return error_response(translate(exc), f"/{bucket}", request_id, request.method)
 
-    app = web.Application(client_max_size=8 * 1024 * 1024)
+    app = web.Application(client_max_size=MAX_BODY)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app

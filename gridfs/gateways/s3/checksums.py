@@ -1,6 +1,11 @@
 """Checksums of a request body, computed as it streams: the MD5 ETag, the SigV4 payload
 hash, and the ``x-amz-checksum-*`` algorithm the client chose.
 
+Every body is checked, not only objects': ``check_body`` holds the small bodies of the
+other operations (DeleteObjects, CORS, versioning, tagging, Complete...) to the signed
+payload hash, ``Content-MD5`` and ``x-amz-checksum-*`` before the gateway acts on them, so a
+captured request cannot be replayed with another body.
+
 SPDX-License-Identifier: AGPL-3.0-or-later
 """
 
@@ -62,9 +67,11 @@ class BodyDigests:
     """Feeds every piece of a body to the digests it needs; ``check`` compares them at the end."""
 
     def __init__(self, payload_hash: str, algorithm: str, content_md5: str = "") -> None:
+        if content_md5 and not _is_md5(content_md5):
+            raise S3Error("InvalidDigest", "The Content-MD5 you specified is not valid.")
         self.md5 = hashlib.md5()
-        self.sha256 = hashlib.sha256() if _is_hex_sha256(payload_hash) else None
-        self.payload_hash = payload_hash
+        self.payload_hash = payload_hash.lower()
+        self.sha256 = hashlib.sha256() if _is_hex_sha256(self.payload_hash) else None
         self.algorithm = algorithm
         self.checksum = new_checksum(algorithm) if algorithm else None
         self.content_md5 = content_md5
@@ -92,7 +99,7 @@ class BodyDigests:
         if self.sha256 is not None and self.sha256.hexdigest() != self.payload_hash:
             raise S3Error("XAmzContentSHA256Mismatch",
                           "The provided 'x-amz-content-sha256' header does not match what was computed.")
-        if self.content_md5 and base64.b64encode(self.md5.digest()).decode() != self.content_md5:
+        if self.content_md5 and base64.b64decode(self.content_md5) != self.md5.digest():
             raise S3Error("BadDigest", "The Content-MD5 you specified did not match what we received.")
         value = base64.b64encode(self.checksum.digest()).decode() if self.checksum is not None else ""
         if expected_checksum and value != expected_checksum:
@@ -101,5 +108,29 @@ class BodyDigests:
         return value
 
 
+def check_body(body: bytes, headers: dict[str, str], payload_hash: str) -> None:
+    """A whole body against the signed payload hash, ``Content-MD5`` and any ``x-amz-checksum-*`` header.
+
+    ``headers`` have lower-case names. Raises XAmzContentSHA256Mismatch, BadDigest or
+    InvalidDigest; nothing is applied before this passes.
+    """
+    algorithm = requested_algorithm(headers)
+    digests = BodyDigests(payload_hash, algorithm, headers.get("content-md5", ""))
+    digests.update(body)
+    digests.check(headers.get(f"x-amz-checksum-{algorithm}", "") if algorithm else "")
+
+
+def has_digest_header(headers: dict[str, str]) -> bool:
+    """Whether a request carries Content-MD5 or an ``x-amz-checksum-*`` value (lower-case names)."""
+    return "content-md5" in headers or any(f"x-amz-checksum-{alg}" in headers for alg in ALGORITHMS)
+
+
 def _is_hex_sha256(value: str) -> bool:
     return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def _is_md5(value: str) -> bool:
+    try:
+        return len(base64.b64decode(value, validate=True)) == 16
+    except ValueError:
+        return False

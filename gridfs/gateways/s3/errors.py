@@ -29,6 +29,7 @@ STATUS = {
     "InvalidStorageClass": 400,
     "KeyTooLongError": 400,
     "MalformedXML": 400,
+    "MaxMessageLengthExceeded": 400,
     "MethodNotAllowed": 405,
     "MissingContentLength": 411,
     "NoSuchBucket": 404,
@@ -61,3 +62,4 @@ class S3Error(Exception):
             f"<Error><Code>{self.code}</Code><Message>{escape(self.message)}</Message>{fields}"
             f"<Resource>{escape(resource)}</Resource><RequestId>{request_id}</RequestId></Error>"
         ).encode()
+

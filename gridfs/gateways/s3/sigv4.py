@@ -27,6 +27,7 @@ STREAMING_SIGNED_TRAILER = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
 STREAMING_UNSIGNED_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
 STREAMING = {STREAMING_SIGNED, STREAMING_SIGNED_TRAILER, STREAMING_UNSIGNED_TRAILER}
 MAX_SKEW = 15 * 60
+HEX_SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
 MAX_PRESIGN = 7 * 24 * 3600
 _AUTH_RE = re.compile(
     r"AWS4-HMAC-SHA256\s+Credential=(?P<cred>[^,\s]+),\s*SignedHeaders=(?P<headers>[^,\s]+),\s*Signature=(?P<sig>[0-9a-f]{64})"
@@ -141,6 +142,10 @@ def parse_request(headers: dict[str, str], query: dict[str, str]) -> SignedReque
         payload = headers.get("x-amz-content-sha256") or ""
         if not payload:
             raise S3Error("InvalidRequest", "x-amz-content-sha256 is required with Signature Version 4")
+        if payload not in STREAMING and payload != UNSIGNED and not HEX_SHA256_RE.fullmatch(payload):
+            # Anything else would leave the body unchecked while the request looks signed.
+            raise S3Error("InvalidArgument", "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, "
+                          f"{', '.join(sorted(STREAMING))} or a valid sha256 value.")
         return SignedRequest(Credential.parse(m["cred"]), amz_date, m["headers"].split(";"), m["sig"], payload)
     if "X-Amz-Signature" in query:
         if query.get("X-Amz-Algorithm") != ALGORITHM:
