@@ -4,7 +4,8 @@ lost or changed:
 
 - hole 2: a body is bound to the signature on every request, not only PutObject and UploadPart (a captured
   DeleteObjects or PutBucketCors replayed with another body), and carries the digest AWS requires;
-- hole 5: names that end in a newline.
+- hole 4 (its part here): version ids and the other query parameters that reach the directory;
+- hole 5: names that end in a newline, keys that hold one, keys that are not UTF-8.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import base64
 import hashlib
 import xml.etree.ElementTree as ET
 import zlib
+from urllib.parse import quote
 
 import botocore
 import pytest
@@ -157,6 +159,70 @@ def test_bodies_not_tied_to_the_signature_or_without_the_digest_aws_requires_are
     assert unsigned_ok.status_code == 200 and not exists(s3, bucket, "bound/x")
 
 
+# -- hole 4: version ids and query parameters ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("vid", ["99999999999999999999999", "9223372036854775808", "\u0663", "-1", "1e5", " 7"])
+def test_version_ids_the_directory_cannot_hold_are_invalid_argument(vid: str, endpoint: str, user: dict,
+                                                                    s3: object, bucket: str) -> None:
+    """Hole 4: a ``versionId`` too large for SQLite answered 500 (``str.isdigit`` passed it, and Arabic-Indic
+    digits). Now every place a version id comes in answers 400 InvalidArgument, as AWS does, and the object
+    is untouched."""
+    s3.put_object(Bucket=bucket, Key="versions/obj", Body=b"v")
+    q = quote(vid, safe="")
+    for method, path in (("GET", f"/{bucket}/versions/obj?versionId={q}"),
+                         ("DELETE", f"/{bucket}/versions/obj?versionId={q}"),
+                         ("GET", f"/{bucket}/versions/obj?tagging&versionId={q}"),
+                         ("GET", f"/{bucket}?versions&key-marker=versions%2Fobj&version-id-marker={q}")):
+        assert xml_error(signed_request(endpoint, user, method, path)) == (400, "InvalidArgument"), (method, path)
+    head = signed_request(endpoint, user, "HEAD", f"/{bucket}/versions/obj?versionId={q}")
+    assert head.status_code == 400
+    copy = signed_request(endpoint, user, "PUT", f"/{bucket}/versions/copy",
+                          headers={"x-amz-copy-source": f"/{bucket}/versions/obj?versionId={q}"})
+    assert xml_error(copy) == (400, "InvalidArgument")
+    assert s3.get_object(Bucket=bucket, Key="versions/obj")["Body"].read() == b"v"
+    largest = signed_request(endpoint, user, "GET", f"/{bucket}/versions/obj?versionId=9223372036854775807")
+    assert xml_error(largest)[0] == 404
+
+
+def test_query_parameters_with_nul_bad_numbers_or_bad_utf8_are_refused(endpoint: str, user: dict,
+                                                                       bucket: str) -> None:
+    """Hole 4: every query parameter that reaches the directory is checked first: no NUL (it went into
+    listings as markers and came back as XML no parser takes), numbers of ASCII digits in range (``max-keys``
+    of Arabic-Indic digits was taken, ``max-uploads=-1`` was not refused), and valid UTF-8 (``%FF`` was
+    replaced, then failed the signature as 403)."""
+    cases = {
+        "marker=%00": "InvalidArgument", "list-type=2&start-after=a%00": "InvalidArgument",
+        "list-type=2&continuation-token=%00": "InvalidArgument", "delimiter=%00": "InvalidArgument",
+        "versions&key-marker=%00": "InvalidArgument", "uploads&key-marker=%00": "InvalidArgument",
+        "max-keys=%D9%A3": "InvalidArgument", "max-keys=99999999999999999999": "InvalidArgument",
+        "uploads&max-uploads=-1": "InvalidArgument", "prefix=%FF": "InvalidURI",
+        "list-type=2&continuation-token=%C3%28": "InvalidURI",
+    }
+    for query, code in cases.items():
+        assert xml_error(signed_request(endpoint, user, "GET", f"/{bucket}?{query}")) == (400, code), query
+    assert signed_request(endpoint, user, "GET", f"/{bucket}?max-keys=2147483647").status_code == 200
+
+
+@pytest.mark.xfail(strict=True, reason="needs buckets.delete_objects to take VersionId through objects.version_from "
+                                       "(buckets.py is not this change's): it calls int() on it")
+def test_delete_objects_version_ids_are_checked_like_every_other(s3: object, bucket: str) -> None:
+    """Hole 4: DeleteObjects read each VersionId with ``int()``: one too large for SQLite came back as an
+    InternalError entry, and Arabic-Indic digits deleted the version they spell (``\u0663`` is 3)."""
+    s3.create_bucket(Bucket="reqholes-versioned")
+    s3.put_bucket_versioning(Bucket="reqholes-versioned", VersioningConfiguration={"Status": "Enabled"})
+    versions = [s3.put_object(Bucket="reqholes-versioned", Key="v", Body=b"%d" % i)["VersionId"] for i in range(4)]
+    for vid in ("99999999999999999999999", "\u0663", "-1"):
+        try:  # a per-key error, or the whole request refused: InvalidArgument either way
+            out = s3.delete_objects(Bucket="reqholes-versioned", Delete={"Objects": [{"Key": "v", "VersionId": vid}]})
+            codes = [e["Code"] for e in out.get("Errors", [])]
+        except botocore.exceptions.ClientError as exc:
+            codes = [exc.response["Error"]["Code"]]
+        assert codes == ["InvalidArgument"], vid
+    left = s3.list_object_versions(Bucket="reqholes-versioned")["Versions"]
+    assert sorted(v["VersionId"] for v in left) == sorted(versions)
+
+
 # -- hole 5: names, and keys S3 allows -----------------------------------------------------------------------------
 
 
@@ -177,3 +243,49 @@ def test_names_with_a_trailing_newline_are_refused_and_no_chunk_is_stored(local_
         assert check(good) == good
         with pytest.raises(InvalidName):
             check(good + "\n")
+
+
+def test_keys_with_newlines_and_other_whitespace_are_served(s3: object, bucket: str) -> None:
+    """Hole 5: a key holding a newline was unreachable through S3 (aiohttp's route pattern ``.*`` stops at
+    one: 404 in plain text). What S3 allows in keys, the gateway serves."""
+    for key in ("line\nbreak", "tab\there", "cr\rlf\r\nend", "new\nline/inner/\n/x"):
+        s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
+        assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == key.encode()
+        assert s3.head_object(Bucket=bucket, Key=key)["ContentLength"] == len(key.encode())
+        s3.copy_object(Bucket=bucket, Key=key + ".copy", CopySource={"Bucket": bucket, "Key": key})
+        listed = s3.list_objects_v2(Bucket=bucket, Prefix=key.split("\n")[0])  # boto3 asks for URL-encoded keys
+        assert key in [c["Key"] for c in listed["Contents"]]
+        s3.delete_object(Bucket=bucket, Key=key)
+        s3.delete_object(Bucket=bucket, Key=key + ".copy")
+        assert not exists(s3, bucket, key)
+
+
+@pytest.mark.xfail(strict=True, reason="needs xmlio.text to keep a Key's whitespace (xmlio.py is not this "
+                                       "change's): DeleteObjects strips it, so 'k ' deletes 'k'")
+def test_keys_with_leading_or_trailing_whitespace_are_deleted_by_delete_objects(s3: object, bucket: str) -> None:
+    """Hole 5: keys with trailing spaces could not be deleted with DeleteObjects: the XML text was stripped,
+    so the answer said ``k`` was deleted while ``k `` stayed."""
+    keys = ["spaced  ", "  lead", "nl\n"]
+    for key in keys:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"s")
+    out = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys]})
+    assert sorted(d["Key"] for d in out["Deleted"]) == sorted(keys)
+    assert not [k for k in keys if exists(s3, bucket, k)]
+
+
+def test_keys_that_are_not_utf8_are_refused_not_merged(endpoint: str, user: dict, s3: object, bucket: str) -> None:
+    """Hole 5: invalid UTF-8 in a key was replaced by U+FFFD, so ``%FF`` and ``%FE`` named one object (and
+    a signed request failed its signature, 403). They are refused with 400 InvalidURI, as AWS does, and a copy
+    source that is not UTF-8 is InvalidArgument rather than the U+FFFD object."""
+    s3.put_object(Bucket=bucket, Key="bad\ufffd", Body=b"replacement character")
+    for raw in ("bad%FF", "bad%FE", "bad%C3%28", "%80"):
+        put = signed_request(endpoint, user, "PUT", f"/{bucket}/{raw}", b"x")
+        assert xml_error(put) == (400, "InvalidURI"), raw
+        assert xml_error(requests.get(f"{endpoint}/{bucket}/{raw}")) == (400, "InvalidURI"), raw
+    copy = signed_request(endpoint, user, "PUT", f"/{bucket}/copied",
+                          headers={"x-amz-copy-source": f"/{bucket}/bad%FF"})
+    assert xml_error(copy) == (400, "InvalidArgument")
+    assert not exists(s3, bucket, "copied")
+    assert s3.get_object(Bucket=bucket, Key="bad\ufffd")["Body"].read() == b"replacement character"
+
+

@@ -6,9 +6,11 @@ anonymous), its bucket's owner and canned ACL are checked, then it is dispatched
 method, bucket, key and sub-resource. Sub-resources S3 has and this gateway does not
 implement answer 501 NotImplemented; none is accepted and ignored.
 
-Before anything is dispatched, every body but the objects PutObject and UploadPart
-stream is read whole and checked against the signed payload hash, ``Content-MD5`` and
-``x-amz-checksum-*`` (which DeleteObjects and the bucket settings must carry, as in AWS).
+Before anything is dispatched: the path and query must be valid UTF-8 (a replaced byte
+would make two keys one), query values carry no NUL and numbers are numbers, and every
+body but the objects PutObject and UploadPart stream is read whole and checked against
+the signed payload hash, ``Content-MD5`` and ``x-amz-checksum-*`` (which DeleteObjects and
+the bucket settings must carry, as in AWS).
 
 SPDX-License-Identifier: AGPL-3.0-or-later
 """
@@ -23,7 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 from aiohttp import web
 
@@ -58,6 +60,8 @@ CHECKSUM_REQUIRED = {
 }
 # Digests that tie a body to a signature sent with UNSIGNED-PAYLOAD, when they are signed headers.
 BINDING_DIGESTS = ("content-md5", "x-amz-checksum-sha256", "x-amz-checksum-sha1")
+INT_PARAMS = ("max-keys", "max-uploads", "max-parts", "part-number-marker", "partNumber")
+MAX_INT_PARAM = 2**31 - 1
 
 
 @dataclass
@@ -153,8 +157,17 @@ def translate(exc: BaseException) -> S3Error:
 
 
 def split_path(raw_path: str, host: str = "", domain: str = "") -> tuple[str, str]:
-    """Bucket and key: from ``bucket.DOMAIN`` in the Host header when it names one, else path-style."""
-    path = unquote(raw_path.split("?", 1)[0])
+    """Bucket and key: from ``bucket.DOMAIN`` in the Host header when it names one, else path-style.
+
+    Invalid UTF-8 is refused (InvalidURI, as AWS does), never replaced: ``%FF`` and ``%FE``
+    would both have named the key U+FFFD.
+    """
+    raw_path, _, raw_query = raw_path.partition("?")
+    try:
+        path = unquote(raw_path, errors="strict")
+        parse_qsl(raw_query, keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError as exc:
+        raise S3Error("InvalidURI", "Couldn't parse the specified URI.") from exc
     hostname = host.rsplit(":", 1)[0].lower() if host else ""
     if domain and hostname.endswith("." + domain):
         return hostname[: -len(domain) - 1], path[1:] if path.startswith("/") else path
@@ -178,6 +191,19 @@ async def authenticate(request: web.Request, gw: Gateway) -> tuple[User | None, 
         return user, signed, None
     key = sigv4.verify(signed, user.secret_key, request.method, raw_path, raw_query, headers)
     return user, signed, key
+
+
+def check_query(query: dict[str, str]) -> None:
+    """Query parameters as the directory may take them: no NUL anywhere, numbers that are numbers."""
+    for name, value in query.items():
+        if "\x00" in name or "\x00" in value:
+            raise S3Error("InvalidArgument", f"the query parameter {name!r} contains a NUL character",
+                          ArgumentName=name)
+    for name in INT_PARAMS:
+        value = query.get(name)
+        if value is not None and not (value.isascii() and value.isdigit() and int(value) <= MAX_INT_PARAM):
+            raise S3Error("InvalidArgument", f"Provided {name} not an integer or within integer range",
+                          ArgumentName=name, ArgumentValue=value)
 
 
 def streams_body(ctx: Ctx) -> bool:
@@ -248,10 +274,11 @@ def build_app(gw: Gateway) -> web.Application:
         return response
 
     async def answer(request: web.Request) -> web.StreamResponse:
-        bucket, key = split_path(request.raw_path, request.headers.get("Host", ""), gw.domain)
+        bucket = key = ""
         ctx: Ctx | None = None
         request_id = secrets.token_hex(8).upper()
         try:
+            bucket, key = split_path(request.raw_path, request.headers.get("Host", ""), gw.domain)
             if request.method == "OPTIONS":
                 return await cors.preflight(gw, request, bucket)
             user, signed, signing_key = await authenticate(request, gw)
@@ -259,6 +286,7 @@ def build_app(gw: Gateway) -> web.Application:
             unsupported = set(ctx.query) & NOT_IMPLEMENTED
             if unsupported:
                 raise S3Error("NotImplemented", f"{sorted(unsupported)[0]} is not implemented by this gateway")
+            check_query(ctx.query)
             if not streams_body(ctx):
                 await read_body(ctx)
             if not bucket:
@@ -286,5 +314,6 @@ def build_app(gw: Gateway) -> web.Application:
             return error_response(translate(exc), f"/{bucket}", request_id, request.method)
 
     app = web.Application(client_max_size=MAX_BODY)
-    app.router.add_route("*", "/{tail:.*}", handle)
+    # Every path, newlines included ("." stops at one): S3 keys may hold any character but NUL.
+    app.router.add_route("*", r"/{tail:[\s\S]*}", handle)
     return app

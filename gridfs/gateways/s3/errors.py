@@ -27,6 +27,7 @@ STATUS = {
     "InvalidRange": 416,
     "InvalidRequest": 400,
     "InvalidStorageClass": 400,
+    "InvalidURI": 400,
     "KeyTooLongError": 400,
     "MalformedXML": 400,
     "MaxMessageLengthExceeded": 400,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -32,6 +33,8 @@ CONTENT_HEADERS = ("Cache-Control", "Content-Disposition", "Content-Encoding", "
 # x-amz-storage-class -> storage policy ("" = the bucket's, or the namespace's choice by size).
 STORAGE_CLASSES = {"STANDARD": "", "REDUCED_REDUNDANCY": "TWOCOPIES", "STANDARD_IA": "EC63", "ONEZONE_IA": "EC42"}
 MAX_TAGS = 10
+VERSION_RE = re.compile(r"[0-9]{1,19}")
+MAX_VERSION = 2**63 - 1  # versions are SQLite integers
 
 
 # -- metadata -------------------------------------------------------------------------
@@ -52,12 +55,16 @@ def version_id(ctx: Ctx, version: int | None, force: bool = False) -> str | None
     return str(version) if versioned else "null"
 
 
-def version_from(vid: str | None) -> int | None:
-    """An S3 version id as the grid's version number; "null" or nothing means the latest."""
+def version_from(vid: str | None, name: str = "versionId") -> int | None:
+    """An S3 version id as the grid's version number; "null" or nothing means the latest.
+
+    Only ASCII digits up to SQLite's largest integer: ``str.isdigit`` took other digits
+    (``"\u0663"``) and numbers that overflowed the directory's database (a 500).
+    """
     if not vid or vid == "null":
         return None
-    if not vid.isdigit():
-        raise S3Error("InvalidArgument", "Invalid version id specified")
+    if not VERSION_RE.fullmatch(vid) or int(vid) > MAX_VERSION:
+        raise S3Error("InvalidArgument", "Invalid version id specified", ArgumentName=name, ArgumentValue=vid)
     return int(vid)
 
 
@@ -298,10 +305,14 @@ async def delete_object(ctx: Ctx) -> web.Response:
 def parse_copy_source(ctx: Ctx) -> tuple[str, str, int | None]:
     raw = ctx.headers["x-amz-copy-source"]
     path, _, query = raw.partition("?")
-    bucket, _, key = unquote(path).lstrip("/").partition("/")
+    try:  # strict: a replaced byte would name another key
+        bucket, _, key = unquote(path, errors="strict").lstrip("/").partition("/")
+        params = dict(parse_qsl(query, errors="strict"))
+    except UnicodeDecodeError as exc:
+        raise S3Error("InvalidArgument", "Invalid copy source encoding.") from exc
     if not bucket or not key:
         raise S3Error("InvalidArgument", "Copy Source must mention the source bucket and key: sourcebucket/sourcekey")
-    return bucket, key, version_from(dict(parse_qsl(query)).get("versionId"))
+    return bucket, key, version_from(params.get("versionId"), "x-amz-copy-source")
 
 
 async def load_copy_source(ctx: Ctx) -> tuple[str, ObjectInfo]:
