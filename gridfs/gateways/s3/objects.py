@@ -35,6 +35,8 @@ STORAGE_CLASSES = {"STANDARD": "", "REDUCED_REDUNDANCY": "TWOCOPIES", "STANDARD_
 MAX_TAGS = 10
 VERSION_RE = re.compile(r"[0-9]{1,19}")
 MAX_VERSION = 2**63 - 1  # versions are SQLite integers
+RESPONSE_OVERRIDES = ("Content-Type", "Content-Language", "Expires", "Cache-Control", "Content-Disposition",
+                      "Content-Encoding")
 
 
 # -- metadata -------------------------------------------------------------------------
@@ -369,13 +371,15 @@ async def copy_object(ctx: Ctx) -> web.Response:
 
 
 async def get_object(ctx: Ctx) -> web.StreamResponse:
+    if ctx.user is None and any("response-" + name.lower() in ctx.query for name in RESPONSE_OVERRIDES):
+        # As AWS: a public object's answer is the owner's, not whatever headers an anonymous link asks for.
+        raise S3Error("InvalidRequest", "Request specific response headers cannot be used for anonymous GET requests.")
     version = parse_version(ctx)
     reader = await ctx.run(lambda: ctx.gw.client.reader(ctx.bucket, ctx.key, version=version))
     info = reader.info
     check_conditions(ctx.headers, info)
     headers = object_headers(ctx, info)
-    for name in ("Content-Type", "Content-Language", "Expires", "Cache-Control", "Content-Disposition",
-                 "Content-Encoding"):
+    for name in RESPONSE_OVERRIDES:
         override = ctx.query.get("response-" + name.lower())
         if override is not None:
             headers[name] = override
