@@ -1,34 +1,40 @@
 """Holes of issue 13 in how the S3 gateway takes a request, each shown on live processes on 127.0.0.1 (a grid,
-its gateway, boto3 and botocore-signed raw requests) to be answered by a clear 4xx S3 XML error with nothing
-lost or changed:
+its gateway, boto3, botocore-signed raw requests and raw sockets) to be answered by a clear 4xx S3 XML error
+with nothing lost or changed:
 
 - hole 2: a body is bound to the signature on every request, not only PutObject and UploadPart (a captured
   DeleteObjects or PutBucketCors replayed with another body), and carries the digest AWS requires;
 - hole 4 (its part here): version ids and the other query parameters that reach the directory;
 - hole 5: names that end in a newline, keys that hold one, keys that are not UTF-8;
-- hole 6 (part): ``response-*`` overrides on anonymous requests.
+- hole 6: ``response-*`` overrides on anonymous requests, clients that stop mid-headers or mid-body, and
+  requests the HTTP parser refuses (answered in plain text before).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import socket
+import time
 import xml.etree.ElementTree as ET
 import zlib
+from collections.abc import Iterator
 from urllib.parse import quote
 
 import botocore
 import pytest
 import requests
 import xxhash
-from botocore.auth import SigV4Auth
+from botocore.auth import S3SigV4Auth, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from gridfs.cli.local import LocalGrid
 from gridfs.common import names
+from gridfs.common.config import GridConfig
 from gridfs.common.errors import InvalidName
 from gridfs.common.http import SECRET_HEADER
+from gridfs.common.service import spawn_service
 from tests import test_s3
 from tests.test_s3 import signed_request
 
@@ -74,6 +80,40 @@ def sign(user: dict, endpoint: str, method: str, path: str, payload_hash: str, h
                      headers={**(headers or {}), "X-Amz-Content-SHA256": payload_hash})
     SigV4Auth(Credentials(user["access_key"], user["secret_key"]), "s3", "us-east-1").add_auth(req)
     return {**dict(req.prepare().headers), **(unsigned or {})}
+
+
+def raw_exchange(endpoint: str, data: bytes, wait: float = 0.0, timeout: float = 15.0) -> tuple[bytes, float]:
+    """Send bytes on a socket of its own, optionally wait, then read until the server closes; the bytes read
+    and the seconds from the first send to the close."""
+    host, port = endpoint.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        start = time.monotonic()
+        sock.sendall(data)
+        time.sleep(wait)
+        answer = b""
+        try:
+            while piece := sock.recv(65536):
+                answer += piece
+        except ConnectionResetError:
+            pass
+        return answer, time.monotonic() - start
+
+
+def parse_answer(answer: bytes) -> tuple[int, dict[str, str], bytes]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+def botocore_head(endpoint: str, user: dict, method: str, path: str, body: bytes) -> bytes:
+    """The request line and headers of a botocore-signed request for ``body``, to send by hand."""
+    req = AWSRequest(method=method, url=endpoint + path, data=body,
+                     headers={"Content-MD5": md5_of(body)} if "?delete" in path else {})
+    S3SigV4Auth(Credentials(user["access_key"], user["secret_key"]), "s3", "us-east-1").add_auth(req)
+    head = f"{method} {path} HTTP/1.1\r\nHost: {endpoint.removeprefix('http://')}\r\nContent-Length: {len(body)}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in req.prepare().headers.items() if k.lower() != "content-length")
+    return head.encode() + b"\r\n"
 
 
 # -- hole 2: every body bound to its signature ---------------------------------------------------------------------
@@ -311,3 +351,75 @@ def test_anonymous_requests_cannot_override_response_headers(endpoint: str, user
     url = s3.generate_presigned_url("get_object", Params={"Bucket": "reqholes-public", "Key": "page",
                                                           "ResponseContentType": "text/html"}, ExpiresIn=60)
     assert requests.get(url).headers["Content-Type"] == "text/html"
+
+
+@pytest.fixture(scope="module")
+def impatient(local_grid: LocalGrid, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A gateway of its own on the same grid, with 1-second timeouts: the header timeout from its grid.toml
+    (``[s3] header_timeout``), the body timeout from its command line (``--body-timeout``)."""
+    folder = tmp_path_factory.mktemp("impatient")
+    cfg = GridConfig.load(local_grid.config_path)
+    cfg.extra["s3"] = {**cfg.extra.get("s3", {}), "header_timeout": 1}
+    cfg.save(folder / "grid.toml")
+    svc = spawn_service("gridfs.gateways.s3", ["--config", str(folder / "grid.toml"), "--workers", "1",
+                                               "--body-timeout", "1"], folder, "s3-impatient")
+    try:
+        yield svc.url
+    finally:
+        svc.stop()
+
+
+def test_clients_that_stop_sending_headers_are_dropped(impatient: str) -> None:
+    """Hole 6: a client that stopped mid-headers (or never sent any) held its connection forever. With
+    ``--header-timeout 1`` the connection is closed after about a second."""
+    for start in (b"", b"PUT /reqholes/slow HTTP/1.1\r\nHost: x\r\nContent-Le"):
+        answer, took = raw_exchange(impatient, start)
+        assert answer == b"" and 0.8 < took < 6, (start, took)
+    answer, _ = raw_exchange(impatient, b"GET /_grid/metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert parse_answer(answer)[0] == 200  # a whole head in time is answered
+
+
+def test_bodies_that_stop_arriving_time_out_and_store_nothing(impatient: str, user: dict, s3: object,
+                                                              bucket: str) -> None:
+    """Hole 6: a body shorter than its Content-Length held the worker's connection forever. With
+    ``--body-timeout 1`` it fails with 400 RequestTimeout (XML), the connection is closed and nothing is
+    stored or applied; a body that keeps coming, however slowly, is not cut off."""
+    body = b"0123456789" * 10
+    answer, took = raw_exchange(impatient, botocore_head(impatient, user, "PUT", f"/{bucket}/stalled", body)
+                                + body[:10])
+    status, headers, content = parse_answer(answer)
+    assert (status, headers["content-type"]) == (400, "application/xml") and 0.8 < took < 8
+    assert b"<Code>RequestTimeout</Code>" in content and not exists(s3, bucket, "stalled")
+
+    s3.put_object(Bucket=bucket, Key="survivor", Body=b"s")
+    doc = delete_doc("survivor")
+    answer, _ = raw_exchange(impatient, botocore_head(impatient, user, "POST", f"/{bucket}?delete", doc) + doc[:20])
+    assert parse_answer(answer)[0] == 400 and b"<Code>RequestTimeout</Code>" in answer
+    assert exists(s3, bucket, "survivor")
+
+    host, port = impatient.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=15) as sock:
+        sock.sendall(botocore_head(impatient, user, "PUT", f"/{bucket}/trickled", body))
+        for i in range(0, len(body), 20):  # 5 pieces, 0.5 s apart: 2.5 s in all, never 1 s without a byte
+            sock.sendall(body[i:i + 20])
+            time.sleep(0.5)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+    assert s3.get_object(Bucket=bucket, Key="trickled")["Body"].read() == body
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"NOT A REQUEST\r\n\r\n",
+    b"GET /reqholes HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 20000 + b"\r\n\r\n",
+    b"GET /reqholes HTTP/1.1\r\nHost: x\r\nBad Header: x\r\n\r\n",
+    b"PUT /reqholes/k HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+    b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"POST /reqholes?delete HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n",
+], ids=["garbage", "long header", "bad header name", "bad content-length", "long url", "bad chunk"])
+def test_requests_the_http_parser_refuses_get_s3_xml_errors(request_bytes: bytes, endpoint: str) -> None:
+    """Hole 6: what aiohttp's parser refused came back as ``400 Bad Request`` in plain text (and a malformed
+    chunked body as a 500); every one is now an S3 XML error with a Code and a Message."""
+    answer, _ = raw_exchange(endpoint, request_bytes)
+    status, headers, content = parse_answer(answer)
+    assert status == 400 and headers["content-type"] == "application/xml", answer[:400]
+    root = ET.fromstring(content)
+    assert root.tag == "Error" and root.findtext("Code") and root.findtext("Message"), content

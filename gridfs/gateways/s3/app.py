@@ -10,7 +10,8 @@ Before anything is dispatched: the path and query must be valid UTF-8 (a replace
 would make two keys one), query values carry no NUL and numbers are numbers, and every
 body but the objects PutObject and UploadPart stream is read whole and checked against
 the signed payload hash, ``Content-MD5`` and ``x-amz-checksum-*`` (which DeleteObjects and
-the bucket settings must carry, as in AWS).
+the bucket settings must carry, as in AWS). A body that stops arriving for
+``body_timeout`` seconds fails the request with RequestTimeout.
 
 SPDX-License-Identifier: AGPL-3.0-or-later
 """
@@ -28,6 +29,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from gridfs.client import GridClient
 from gridfs.common import errors as grid_errors
@@ -35,7 +37,7 @@ from gridfs.common.config import GridConfig
 from gridfs.directory.model import ContainerInfo
 from gridfs.gateways.s3 import sigv4, xmlio
 from gridfs.gateways.s3.checksums import check_body, has_digest_header
-from gridfs.gateways.s3.errors import S3Error
+from gridfs.gateways.s3.errors import RequestTimeout, S3Error
 from gridfs.gateways.s3.users import User, UserStore
 
 log = logging.getLogger("gridfs.s3")
@@ -62,6 +64,7 @@ CHECKSUM_REQUIRED = {
 BINDING_DIGESTS = ("content-md5", "x-amz-checksum-sha256", "x-amz-checksum-sha1")
 INT_PARAMS = ("max-keys", "max-uploads", "max-parts", "part-number-marker", "partNumber")
 MAX_INT_PARAM = 2**31 - 1
+DEFAULT_TIMEOUT = 60.0
 
 
 @dataclass
@@ -109,10 +112,16 @@ class Metrics:
 
 
 class Gateway:
-    def __init__(self, config: GridConfig | str | None = None, domain: str = "") -> None:
+    def __init__(self, config: GridConfig | str | None = None, domain: str = "", header_timeout: float | None = None,
+                 body_timeout: float | None = None) -> None:
         self.config = config if isinstance(config, GridConfig) else GridConfig.load(config)
+        settings = self.config.extra.get("s3", {})
         # Virtual-hosted addressing: ``bucket.DOMAIN`` in the Host header names the bucket.
-        self.domain = (domain or self.config.extra.get("s3", {}).get("domain", "")).lower().strip(".")
+        self.domain = (domain or settings.get("domain", "")).lower().strip(".")
+        # Seconds a connection may take to send a request's headers (idle keep-alive time included), and
+        # may leave a body it announced without a byte: then the worker drops it (``[s3]`` in grid.toml).
+        self.header_timeout = float(header_timeout or settings.get("header_timeout", DEFAULT_TIMEOUT))
+        self.body_timeout = float(body_timeout or settings.get("body_timeout", DEFAULT_TIMEOUT))
         self.client = GridClient(self.config)
         self.users = UserStore(self.config)
         self.pool = ThreadPoolExecutor(32, thread_name_prefix="s3")
@@ -239,6 +248,29 @@ async def read_body(ctx: Ctx) -> None:
                       "x-amz-checksum-sha256 header.")
 
 
+async def watch_body(request: web.Request, timeout: float) -> None:
+    """Fail the body with RequestTimeout once the client has sent nothing for ``timeout`` seconds.
+
+    Time counts only while the gateway is reading the socket: when it has paused (its
+    buffer is full because the grid is slower than the client), the wait is not the
+    client's. Whoever reads the body next gets the error, so nothing is stored.
+    """
+    loop = asyncio.get_running_loop()
+    content = request.content
+    seen, since = content.total_bytes, loop.time()
+    while not content.is_eof():
+        await asyncio.sleep(min(timeout / 4, 1.0))
+        transport = request.transport
+        if transport is None:
+            return
+        now = loop.time()
+        if content.total_bytes != seen or not transport.is_reading():
+            seen, since = content.total_bytes, now
+        elif now - since >= timeout:
+            content.set_exception(RequestTimeout())
+            return
+
+
 def can_access(ctx: Ctx, container: ContainerInfo) -> bool:
     owner = container.properties.get(OWNER_PROP, "")
     if ctx.user is not None and (not owner or owner == ctx.user.name):
@@ -265,7 +297,12 @@ def build_app(gw: Gateway) -> web.Application:
     async def handle(request: web.Request) -> web.StreamResponse:
         if request.path == METRICS_PATH:  # "_grid" is no bucket name: no clash with S3 paths
             return Metrics.scrape()
-        response = await answer(request)
+        watchdog = asyncio.create_task(watch_body(request, gw.body_timeout)) if request.body_exists else None
+        try:
+            response = await answer(request)
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
         gw.metrics.requests.labels(request.method, response.status).inc()
         if request.content_length:
             gw.metrics.bytes_in.inc(request.content_length)
@@ -304,6 +341,9 @@ def build_app(gw: Gateway) -> web.Application:
             response.headers["x-amz-request-id"] = request_id
             cors.add_headers(ctx, response)
             return response
+        except RequestPayloadError as exc:  # a malformed chunked body, or one cut short
+            s3 = S3Error("IncompleteBody", f"The request body could not be read: {exc}")
+            return error_response(s3, f"/{bucket}/{key}" if key else f"/{bucket}", request_id, request.method)
         except (S3Error, grid_errors.GridError, ConnectionError, ValueError) as exc:
             s3 = translate(exc)
             resource = f"/{bucket}/{key}" if key else f"/{bucket}"

@@ -41,6 +41,8 @@ STATUS = {
     "NotImplemented": 501,
     "NotModified": 304,
     "PreconditionFailed": 412,
+    "RequestHeaderSectionTooLarge": 400,
+    "RequestTimeout": 400,
     "RequestTimeTooSkewed": 403,
     "ServiceUnavailable": 503,
     "SignatureDoesNotMatch": 403,
@@ -64,3 +66,15 @@ class S3Error(Exception):
             f"<Resource>{escape(resource)}</Resource><RequestId>{request_id}</RequestId></Error>"
         ).encode()
 
+
+class RequestTimeout(S3Error, TimeoutError):
+    """The client stopped sending a body it announced.
+
+    Also a ``TimeoutError``: once the answer is sent, aiohttp reads what is left of an
+    unread body for a while, and takes a ``TimeoutError`` from it as the sign to close the
+    connection quietly.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("RequestTimeout", "Your socket connection to the server was not read from or written to "
+                         "within the timeout period. Idle connections will be closed.")
