@@ -19,6 +19,7 @@ import time
 import xml.etree.ElementTree as ET
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import quote
 
 import botocore
@@ -423,3 +424,24 @@ def test_requests_the_http_parser_refuses_get_s3_xml_errors(request_bytes: bytes
     assert status == 400 and headers["content-type"] == "application/xml", answer[:400]
     root = ET.fromstring(content)
     assert root.tag == "Error" and root.findtext("Code") and root.findtext("Message"), content
+
+
+def test_a_stalled_client_does_not_keep_a_stopping_gateway_alive(local_grid: LocalGrid, tmp_path: Path) -> None:
+    """Hole 6: a client stalled mid-body kept a stopping gateway's worker waiting on it (aiohttp gives requests
+    in flight 60 s, and reads nothing more once it stops), so ``grid down`` killed the gateway after its 10 s
+    and the gateway's metrics folder stayed in the temporary directory. A worker now gives them 3 s, then
+    exits cleanly and the folder goes."""
+    svc = spawn_service("gridfs.gateways.s3", ["--config", str(local_grid.config_path), "--workers", "1"],
+                        tmp_path, "s3-stopping", env={"TMPDIR": str(tmp_path)})
+    try:
+        assert len(list(tmp_path.glob("grid-s3-metrics-*"))) == 1
+        host, port = svc.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=15) as sock:
+            sock.sendall(b"PUT /no-such-bucket/stalled HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 404")  # answered: aiohttp now waits for the rest
+            start = time.monotonic()
+            svc.process.terminate()
+            assert svc.process.wait(timeout=9) == 0 and time.monotonic() - start < 8
+        assert not list(tmp_path.glob("grid-s3-metrics-*"))
+    finally:
+        svc.stop()

@@ -8,7 +8,8 @@ Each connection is aiohttp's HTTP/1.1 handler with two changes: what aiohttp ans
 itself (a request it cannot parse) is an S3 XML error, not plain text; and a connection
 that has not sent a whole request head within ``--header-timeout`` seconds (idle
 keep-alive time included) is closed, so a client that stops mid-headers no longer holds
-it forever. A body that stalls is the app's to time out (``--body-timeout``).
+it forever. A body that stalls is the app's to time out (``--body-timeout``). A stopping
+worker gives requests in flight ``SHUTDOWN_GRACE`` seconds, not aiohttp's 60.
 
 Run: ``python -m gridfs.gateways.s3 --config grid.toml [--host 127.0.0.1] [--port 9000] [--workers 2]
 [--header-timeout 60] [--body-timeout 60]`` (the timeouts default to ``header_timeout`` and
@@ -44,6 +45,10 @@ from gridfs.common.service import (
 from gridfs.gateways.s3.errors import S3Error
 
 log = logging.getLogger("gridfs.s3")
+# Seconds a stopping worker gives requests in flight, twice over (aiohttp waits for the handler, then for the
+# connection): well inside the 10 s that grid down allows before SIGKILL, so that a client stalled mid-body
+# cannot keep a worker alive until it is killed (and the metrics folder left behind).
+SHUTDOWN_GRACE = 3.0
 
 
 def parser_error(status: int, exc: BaseException | None) -> S3Error:
@@ -83,7 +88,7 @@ async def _serve_worker(config: str | None, sock: socket.socket, url: str, domai
     from gridfs.gateways.s3.app import Gateway, build_app
 
     gateway = Gateway(config, domain, *timeouts)
-    runner = web.AppRunner(build_app(gateway), access_log=None)
+    runner = web.AppRunner(build_app(gateway), access_log=None, shutdown_timeout=SHUTDOWN_GRACE)
     await runner.setup()
     loop = asyncio.get_running_loop()
     manager = runner.server
