@@ -122,6 +122,9 @@ class Gateway:
         # may leave a body it announced without a byte: then the worker drops it (``[s3]`` in grid.toml).
         self.header_timeout = float(header_timeout or settings.get("header_timeout", DEFAULT_TIMEOUT))
         self.body_timeout = float(body_timeout or settings.get("body_timeout", DEFAULT_TIMEOUT))
+        # The S3 user who owns buckets made outside S3 (grid mb, the client library, distcp): "" for nobody,
+        # so that no S3 user may touch them unless the operator says so.
+        self.unowned_owner = str(settings.get("unowned_owner", ""))
         self.client = GridClient(self.config)
         self.users = UserStore(self.config)
         self.pool = ThreadPoolExecutor(32, thread_name_prefix="s3")
@@ -271,9 +274,15 @@ async def watch_body(request: web.Request, timeout: float) -> None:
             return
 
 
+def owner_of(gw: Gateway, container: ContainerInfo) -> str:
+    """The S3 user a bucket belongs to: its creator through S3, else the one the operator names for buckets
+    made outside S3 ("": nobody)."""
+    return container.properties.get(OWNER_PROP, "") or gw.unowned_owner
+
+
 def can_access(ctx: Ctx, container: ContainerInfo) -> bool:
-    owner = container.properties.get(OWNER_PROP, "")
-    if ctx.user is not None and (not owner or owner == ctx.user.name):
+    owner = owner_of(ctx.gw, container)
+    if ctx.user is not None and owner and owner == ctx.user.name:
         return True
     public = container.properties.get(ACL_PROP) in ("public-read", "public-read-write")
     return public and ctx.request.method in READ_METHODS and not set(ctx.query) & {"acl", "cors", "versioning",

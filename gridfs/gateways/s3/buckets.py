@@ -18,7 +18,7 @@ from gridfs.common import errors as grid_errors
 from gridfs.common.names import check_bucket
 from gridfs.directory.model import ObjectInfo
 from gridfs.gateways.s3 import xmlio
-from gridfs.gateways.s3.app import ACL_PROP, LOCATION_PROP, OWNER_PROP, Ctx, load_bucket, translate
+from gridfs.gateways.s3.app import ACL_PROP, LOCATION_PROP, OWNER_PROP, Ctx, load_bucket, owner_of, translate
 from gridfs.gateways.s3.cors import CORS_PROP
 from gridfs.gateways.s3.errors import S3Error
 from gridfs.gateways.s3.objects import etag_of, storage_class_of, version_from, version_id
@@ -36,7 +36,7 @@ def owner_xml(ctx: Ctx, name: str = "") -> dict[str, str]:
 async def list_buckets(ctx: Ctx) -> web.Response:
     assert ctx.user is not None
     containers = await ctx.run(ctx.gw.client.list_buckets)
-    mine = [c for c in containers if c.properties.get(OWNER_PROP, ctx.user.name) == ctx.user.name]
+    mine = [c for c in containers if owner_of(ctx.gw, c) == ctx.user.name]
     return xmlio.response("ListAllMyBucketsResult", {
         "Owner": owner_xml(ctx),
         "Buckets": {"Bucket": [{"Name": c.bucket, "CreationDate": xmlio.iso(c.ctime)} for c in mine]},
@@ -104,7 +104,7 @@ async def create_bucket(ctx: Ctx) -> web.Response:
         await ctx.run(lambda: ctx.gw.client.create_bucket(ctx.bucket, policy=policy, properties=props))
     except grid_errors.AlreadyExists as exc:
         existing = await ctx.run(lambda: ctx.gw.client.bucket_info(ctx.bucket, stats=False))
-        if existing.properties.get(OWNER_PROP, ctx.user.name) == ctx.user.name:
+        if owner_of(ctx.gw, existing) == ctx.user.name:
             raise S3Error("BucketAlreadyOwnedByYou", "Your previous request to create the named bucket "
                           "succeeded and you already own it.", BucketName=ctx.bucket) from exc
         raise S3Error("BucketAlreadyExists", "The requested bucket name is not available.",
@@ -156,7 +156,7 @@ async def get_location(ctx: Ctx) -> web.Response:
 
 async def _set_props(ctx: Ctx, changes: dict[str, str | None], status: int = 200) -> web.Response:
     assert ctx.container is not None
-    if ctx.user is None or ctx.container.properties.get(OWNER_PROP, ctx.user.name) != ctx.user.name:
+    if ctx.user is None or owner_of(ctx.gw, ctx.container) != ctx.user.name:
         raise S3Error("AccessDenied", "Access Denied")
     props = dict(ctx.container.properties)
     for k, v in changes.items():
@@ -209,7 +209,7 @@ def _entry(ctx: Ctx, o: ObjectInfo, enc: Any, owner: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"Key": enc(o.key), "LastModified": xmlio.iso(o.mtime), "ETag": f'"{etag_of(o)}"',
                            "Size": o.size, "StorageClass": storage_class_of(o)}
     if owner:
-        out["Owner"] = owner_xml(ctx, ctx.container.properties.get(OWNER_PROP, "") if ctx.container else "")
+        out["Owner"] = owner_xml(ctx, owner_of(ctx.gw, ctx.container) if ctx.container else "")
     return out
 
 
@@ -320,7 +320,7 @@ async def delete_objects(ctx: Ctx) -> web.Response:
 
 async def get_acl(ctx: Ctx) -> web.Response:
     assert ctx.container is not None
-    owner = owner_xml(ctx, ctx.container.properties.get(OWNER_PROP, ""))
+    owner = owner_xml(ctx, owner_of(ctx.gw, ctx.container))
     grants = [{"Grantee": owner, "Permission": "FULL_CONTROL"}]
     if ctx.container.properties.get(ACL_PROP) == "public-read":
         grants.append({"Grantee": {"URI": "http://acs.amazonaws.com/groups/global/AllUsers"}, "Permission": "READ"})

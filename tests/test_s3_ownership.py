@@ -1,0 +1,107 @@
+"""Issue 13, hole 1 (high): buckets created outside S3 (``grid mb``, the client library, fsspec, grid-distcp)
+have no S3 owner. They used to be open to every S3 user: read, overwrite, delete, made public-read for
+anonymous readers, listed in every user's ListBuckets. Now they belong to the S3 user the operator names
+(``unowned_owner`` under ``[s3]`` in grid.toml); with none named, no S3 user may touch them.
+
+Real processes: a local grid with its gateway; boto3 as two users and as an anonymous client.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import botocore.exceptions
+import pytest
+from botocore import UNSIGNED
+from botocore.config import Config
+
+from gridfs.cli.local import LocalGrid
+from gridfs.client import GridClient
+from gridfs.common.config import GridConfig
+from gridfs.common.service import SpawnedService, spawn_service
+from gridfs.gateways.s3.users import UserStore
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalGrid]:
+    g = LocalGrid(tmp_path_factory.mktemp("owners"))
+    g.up(nodes=1, volumes=3, s3_port=None, webhdfs_port=None)
+    try:
+        yield g
+    finally:
+        g.down()
+
+
+def gateway(grid: LocalGrid, run: Path, **settings: str) -> SpawnedService:
+    """An S3 gateway of ``grid`` with ``settings`` under ``[s3]`` (its own copy of grid.toml)."""
+    cfg = GridConfig.load(grid.config_path)
+    cfg.extra["s3"] = {**cfg.extra.get("s3", {}), **settings}
+    run.mkdir(parents=True, exist_ok=True)
+    cfg.save(run / "grid.toml")
+    return spawn_service("gridfs.gateways.s3", ["--config", str(run / "grid.toml"), "--workers", "1"], run, "s3")
+
+
+def client_of(svc: SpawnedService, grid: LocalGrid, name: str | None) -> object:
+    if name is None:
+        return boto3.client("s3", endpoint_url=svc.url, region_name="us-east-1", config=Config(signature_version=UNSIGNED))
+    store = UserStore(grid.config_path)
+    user = next((u for u in store.list() if u.name == name), None) or store.create(name)
+    return boto3.client("s3", endpoint_url=svc.url, region_name="us-east-1", aws_access_key_id=user.access_key,
+                        aws_secret_access_key=user.secret_key)
+
+
+def refused(call: object) -> str:
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        call()  # type: ignore[operator]
+    return e.value.response["Error"]["Code"]
+
+
+def made_outside(grid: LocalGrid, bucket: str) -> None:
+    """A bucket and an object made by the client library and by the ``grid`` command, as operators do."""
+    subprocess.run([sys.executable, "-m", "gridfs.cli.main", "--config", str(grid.config_path), "mb", bucket],
+                   check=True, capture_output=True)
+    with GridClient(grid.config_path) as c:
+        c.put(bucket, "secret.txt", b"operator data")
+
+
+def test_buckets_made_outside_s3_are_closed_to_every_s3_user(grid: LocalGrid, tmp_path: Path) -> None:
+    made_outside(grid, "ops-data")
+    svc = gateway(grid, tmp_path / "gw")
+    try:
+        alice, anon = client_of(svc, grid, "alice"), client_of(svc, grid, None)
+        assert "ops-data" not in [b["Name"] for b in alice.list_buckets()["Buckets"]]
+        assert refused(lambda: alice.get_object(Bucket="ops-data", Key="secret.txt")) == "AccessDenied"
+        assert refused(lambda: alice.put_object(Bucket="ops-data", Key="secret.txt", Body=b"x")) == "AccessDenied"
+        assert refused(lambda: alice.delete_object(Bucket="ops-data", Key="secret.txt")) == "AccessDenied"
+        assert refused(lambda: alice.list_objects_v2(Bucket="ops-data")) == "AccessDenied"
+        assert refused(lambda: alice.put_bucket_acl(Bucket="ops-data", ACL="public-read")) == "AccessDenied"
+        assert refused(lambda: alice.delete_bucket(Bucket="ops-data")) == "AccessDenied"
+        assert refused(lambda: anon.get_object(Bucket="ops-data", Key="secret.txt")) == "AccessDenied"
+        with GridClient(grid.config_path) as c:
+            assert c.get("ops-data", "secret.txt") == b"operator data"  # untouched
+            assert not c.bucket_info("ops-data").properties.get("s3.acl")
+        # A bucket made through S3 is its creator's, as before.
+        alice.create_bucket(Bucket="alices")
+        alice.put_object(Bucket="alices", Key="k", Body=b"v")
+        assert alice.get_object(Bucket="alices", Key="k")["Body"].read() == b"v"
+    finally:
+        svc.stop()
+
+
+def test_the_operator_names_the_s3_owner_of_buckets_made_outside(grid: LocalGrid, tmp_path: Path) -> None:
+    made_outside(grid, "lake-backup")
+    svc = gateway(grid, tmp_path / "gw", unowned_owner="ops")
+    try:
+        ops, bob = client_of(svc, grid, "ops"), client_of(svc, grid, "bob")
+        assert "lake-backup" in [b["Name"] for b in ops.list_buckets()["Buckets"]]
+        assert ops.get_object(Bucket="lake-backup", Key="secret.txt")["Body"].read() == b"operator data"
+        assert ops.get_bucket_acl(Bucket="lake-backup")["Owner"]["ID"] == "ops"
+        ops.put_object(Bucket="lake-backup", Key="new.txt", Body=b"by ops")
+        assert "lake-backup" not in [b["Name"] for b in bob.list_buckets()["Buckets"]]
+        assert refused(lambda: bob.get_object(Bucket="lake-backup", Key="secret.txt")) == "AccessDenied"
+    finally:
+        svc.stop()
