@@ -246,8 +246,6 @@ def test_query_parameters_with_nul_bad_numbers_or_bad_utf8_are_refused(endpoint:
     assert signed_request(endpoint, user, "GET", f"/{bucket}?max-keys=2147483647").status_code == 200
 
 
-@pytest.mark.xfail(strict=True, reason="needs buckets.delete_objects to take VersionId through objects.version_from "
-                                       "(buckets.py is not this change's): it calls int() on it")
 def test_delete_objects_version_ids_are_checked_like_every_other(s3: object, bucket: str) -> None:
     """Hole 4: DeleteObjects read each VersionId with ``int()``: one too large for SQLite came back as an
     InternalError entry, and Arabic-Indic digits deleted the version they spell (``\u0663`` is 3)."""
@@ -302,8 +300,6 @@ def test_keys_with_newlines_and_other_whitespace_are_served(s3: object, bucket: 
         assert not exists(s3, bucket, key)
 
 
-@pytest.mark.xfail(strict=True, reason="needs buckets.delete_objects to read each Key unstripped (buckets.py is not "
-                                       "this change's): xmlio.text strips it, so 'k ' deletes 'k'")
 def test_keys_with_leading_or_trailing_whitespace_are_deleted_by_delete_objects(s3: object, bucket: str) -> None:
     """Hole 5: keys with trailing spaces could not be deleted with DeleteObjects: the XML text was stripped,
     so the answer said ``k`` was deleted while ``k `` stayed."""

@@ -47,7 +47,8 @@ def gateway(grid: LocalGrid, run: Path, **settings: str) -> SpawnedService:
 
 def client_of(svc: SpawnedService, grid: LocalGrid, name: str | None) -> object:
     if name is None:
-        return boto3.client("s3", endpoint_url=svc.url, region_name="us-east-1", config=Config(signature_version=UNSIGNED))
+        return boto3.client("s3", endpoint_url=svc.url, region_name="us-east-1",
+                            config=Config(signature_version=UNSIGNED))
     store = UserStore(grid.config_path)
     user = next((u for u in store.list() if u.name == name), None) or store.create(name)
     return boto3.client("s3", endpoint_url=svc.url, region_name="us-east-1", aws_access_key_id=user.access_key,

@@ -292,9 +292,10 @@ async def delete_objects(ctx: Ctx) -> web.Response:
     quiet = xmlio.text(doc, "Quiet").lower() == "true"
 
     def one(el: Any) -> dict[str, Any]:
-        key, vid = xmlio.text(el, "Key"), xmlio.text(el, "VersionId")
+        # The key as sent (S3 keys may end in spaces: xmlio.text strips); the version id checked as a GET's is.
+        key, vid = el.findtext("Key") or "", xmlio.text(el, "VersionId")
         try:
-            version = None if not vid or vid == "null" else int(vid)
+            version = version_from(vid)
             try:
                 result = ctx.gw.client.delete(ctx.bucket, key, version=version)
             except grid_errors.NoSuchObject:
@@ -305,8 +306,8 @@ async def delete_objects(ctx: Ctx) -> web.Response:
             if result.get("delete_marker"):
                 out.update(DeleteMarker=True, DeleteMarkerVersionId=str(result["version"]))
             return {"Deleted": out}
-        except (grid_errors.GridError, ValueError) as exc:
-            err = translate(exc)
+        except (grid_errors.GridError, ValueError, S3Error) as exc:
+            err = exc if isinstance(exc, S3Error) else translate(exc)
             return {"Error": {"Key": key, "Code": err.code, "Message": err.message}}
 
     results = await asyncio.gather(*(ctx.run(one, item) for item in items))
