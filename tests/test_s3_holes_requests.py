@@ -441,3 +441,24 @@ def test_a_stalled_client_does_not_keep_a_stopping_gateway_alive(local_grid: Loc
         assert not list(tmp_path.glob("grid-s3-metrics-*"))
     finally:
         svc.stop()
+
+
+def test_other_identifiers_followed_by_a_newline_are_refused(local_grid: LocalGrid) -> None:
+    """Hole 5, beyond gridfs.common.names: the other patterns that vet identifiers ended in ``$`` too, which
+    matches before a final newline: a user name, an op id, a chunk hash, a service type went through with one."""
+    from gridfs.common.errors import BadRequest, GridError
+    from gridfs.conscience.client import ConscienceClient
+    from gridfs.directory.ops import check_op_id
+    from gridfs.gateways.s3.users import UserStore
+
+    with pytest.raises(BadRequest):
+        check_op_id("A" * 16 + "\n")
+    with pytest.raises((GridError, ValueError)):
+        UserStore(local_grid.config_path).create("mallory\n")
+    cfg = local_grid.config()
+    beat = {"type": "rawx\n", "id": "rawx-0123456789abcdef", "addr": "127.0.0.1:1", "location": "a.b.c.d",
+            "tags": {}, "stats": {}}
+    r = requests.post(f"{cfg.conscience_url}/v1/heartbeat", json=beat, headers={"X-Grid-Secret": cfg.secret},
+                      timeout=10)
+    assert r.status_code == 400, r.text
+    assert "rawx\n" not in {s["type"] for s in ConscienceClient(cfg.conscience_url, cfg.secret).services()}

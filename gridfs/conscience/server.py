@@ -46,10 +46,10 @@ from gridfs.conscience.scoring import OPTIONAL_STATS, STAT_DEFAULTS, ScoringRule
 
 log = logging.getLogger("conscience")
 
-TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}\Z")
 # host:port, the host a name, an IPv4 address or a bracketed IPv6 address.
-ADDR_RE = re.compile(r"^(?:[A-Za-z0-9._-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]):(\d{1,5})$")
-LOCATION_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}(?:\.[A-Za-z0-9_-]{1,64}){3}$")
+ADDR_RE = re.compile(r"^(?:[A-Za-z0-9._-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]):(\d{1,5})\Z")
+LOCATION_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}(?:\.[A-Za-z0-9_-]{1,64}){3}\Z")
 MAX_TAGS = 64
 # Figures a service may report for operators that play no part in scoring (no default: a service
 # type that does not report one shows none).

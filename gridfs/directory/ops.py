@@ -22,7 +22,7 @@ from typing import Any
 from gridfs.common.errors import BadRequest, OperationFenced
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS ops (op_id TEXT PRIMARY KEY, ts REAL NOT NULL, result TEXT) WITHOUT ROWID"
-OP_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")
+OP_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{8,128}\Z")
 DEFAULT_TTL = 24 * 3600.0
 PRUNE_EVERY = 1000  # records between two prunes of expired ids
 

@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS findings (volume TEXT NOT NULL, chunk_id TEXT NOT NUL
 {outbox.SCHEMA};
 """
 FIELDS = ("chunk_id", "container", "key", "version", "content_id", "pos", "size")
-POS_RE = re.compile(r"^\d{1,9}\.\d{1,4}$")
+POS_RE = re.compile(r"^\d{1,9}\.\d{1,4}\Z")
 MAX_BATCH = 100_000  # entries or ids in one call: a bound on one transaction, not a design limit
 MAX_FETCH = 10_000
 KINDS = ("corrupt", "missing")

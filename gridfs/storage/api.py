@@ -33,9 +33,9 @@ if TYPE_CHECKING:
 
 MAX_CHUNK = 512 << 20
 MAX_BATCH = 64 << 20
-RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
-HASH_RE = re.compile(r"^[0-9a-fA-F]{16}$")
-CRC_RE = re.compile(r"^[0-9a-fA-F]{8}$")
+RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)\Z")
+HASH_RE = re.compile(r"^[0-9a-fA-F]{16}\Z")
+CRC_RE = re.compile(r"^[0-9a-fA-F]{8}\Z")
 REF_HEADERS = {
     "x-grid-content-path": "path", "x-grid-content-id": "content_id", "x-grid-content-version": "version",
     "x-grid-chunk-pos": "pos", "x-grid-content-policy": "policy", "x-grid-content-container": "container",

@@ -50,8 +50,8 @@ MAX_HEAD = 32 << 10  # request line + headers
 SMALL_BODY = 1 << 20  # what a route that is not a chunk upload accepts
 IDLE_TIMEOUT = 75.0  # a kept-alive connection with no request this long is closed (as aiohttp does)
 STALL_TIMEOUT = 60.0  # a request whose bytes stop coming this long is dropped
-TOKEN_RE = re.compile(rb"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-REQUEST_LINE_RE = re.compile(rb"^([A-Z]{1,16}) (\S{1,8190}) HTTP/1\.([01])$")
+TOKEN_RE = re.compile(rb"^[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+REQUEST_LINE_RE = re.compile(rb"^([A-Z]{1,16}) (\S{1,8190}) HTTP/1\.([01])\Z")
 
 
 class HeadTooLarge(GridError):

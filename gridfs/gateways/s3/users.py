@@ -22,7 +22,7 @@ from gridfs.common.errors import AlreadyExists, NoSuchContainer, NoSuchObject
 
 ACCOUNT = "s3system"
 BUCKET = "s3-users"
-NAME_RE = re.compile(r"^[A-Za-z0-9_.@+=-]{1,64}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9_.@+=-]{1,64}\Z")
 CACHE_TTL = 5.0
 
 

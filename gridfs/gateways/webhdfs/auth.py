@@ -31,7 +31,7 @@ from gridfs.common.names import check_account
 from gridfs.gateways.webhdfs.errors import WebHdfsError, bad_argument
 
 TOKEN_PREFIX = "gwt1."
-USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@$-]{0,127}$")  # Hadoop user names, Kerberos-style ones too
+USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@$-]{0,127}\Z")  # Hadoop user names, Kerberos-style ones too
 DEFAULT_TOKEN_TTL = 24 * 3600
 
 

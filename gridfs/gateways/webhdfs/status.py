@@ -29,8 +29,8 @@ MTIME, ATIME, PERMISSION = "hadoop.mtime", "hadoop.atime", "hadoop.permission"
 OWNER, GROUP, BLOCKSIZE = "hadoop.owner", "hadoop.group", "hadoop.blocksize"
 DEFAULT_BLOCK_SIZE = 128 << 20  # dfs.blocksize's default
 FILE_PERMISSION, DIR_PERMISSION = "644", "755"
-PERMISSION_RE = re.compile(r"^[0-1]?[0-7]{3}$")
-NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@$-]{0,63}$")  # owner and group names
+PERMISSION_RE = re.compile(r"^[0-1]?[0-7]{3}\Z")
+NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@$-]{0,63}\Z")  # owner and group names
 
 
 @dataclass
