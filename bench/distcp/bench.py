@@ -66,7 +66,22 @@ def distcp(grid: LocalGrid, lake: Path, bucket: str, ranks: int, work: Path, *ex
     out = json.loads(report.read_text())
     out["cpu"] = phase
     grid_cli(grid, "rb", "--force", bucket)  # frees the space for the next run
+    wait_drained(grid)  # ... and its chunk deletes are done before the next run starts, not during it
     return out
+
+
+def wait_drained(grid: LocalGrid, timeout: float = 300.0) -> None:
+    """Until the event agent has handled every event of the directory's outboxes (the chunk deletes)."""
+    import requests
+
+    secret = grid.config().secret
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(requests.get(f"{svc.url}/v1/outbox", headers={"X-Grid-Secret": secret}, timeout=10).json()["events"]
+                   for svc in grid.services() if svc.type in ("meta1", "meta2")):
+            return
+        time.sleep(0.5)
+    print(f"warning: events still pending after {timeout:.0f} s", file=sys.stderr)
 
 
 def grid_cli(grid: LocalGrid, *args: str) -> None:
