@@ -8,8 +8,28 @@ SPDX-License-Identifier: LGPL-3.0-or-later
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def plain(record: Any) -> dict[str, Any]:
+    """A record as a JSON-ready dict: ``dataclasses.asdict`` without its deep copies (which cost a small
+    object's commit 0.18 ms of client CPU). Lists are new lists (records in them converted), dicts new dicts."""
+    cls = type(record)
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in fields(cls))
+    out: dict[str, Any] = {}
+    for name in names:
+        value = getattr(record, name)
+        if isinstance(value, list):
+            value = [plain(v) if is_dataclass(v) else v for v in value]
+        elif isinstance(value, dict):
+            value = dict(value)
+        out[name] = value
+    return out
 
 
 def _from(cls: type, data: dict[str, Any]) -> Any:
@@ -69,7 +89,7 @@ class ObjectInfo:
     metachunks: list[Metachunk] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return plain(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ObjectInfo:
@@ -93,7 +113,7 @@ class ContainerInfo:
     properties: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return plain(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ContainerInfo:
@@ -136,7 +156,7 @@ class PartInfo:
     metachunks: list[Metachunk] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return plain(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PartInfo:
@@ -155,7 +175,7 @@ class UploadInfo:
     initiated: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return plain(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UploadInfo:
