@@ -301,3 +301,28 @@ def count_packed(grid: LocalGrid) -> int:
             total += conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
     return total
 
+
+
+def test_a_delete_emptying_the_pack_does_not_unlink_it_under_a_batch_being_indexed(grid_config: GridConfig,
+                                                                                   tmp_path: Path) -> None:
+    """The last chunk of the pack in use is deleted while a batch, already fsynced into that pack, waits for its
+    index commit: the pack must stay (unlinking it lost the batch's acknowledged chunks)."""
+    import threading
+
+    vol, points = tmp_path / "vol", tmp_path / "points"
+    points.mkdir()
+    svc = start(grid_config, vol, tmp_path / "run", points)
+    try:
+        c = ChunkClient(grid_config.secret)
+        (lone,) = chunks(svc, 1)
+        c.put_batch([lone])
+        batch = chunks(svc, 10)
+        arm(points, "rawx.batch_after_pack_fsync", "sleep 2")
+        writer = threading.Thread(target=c.put_batch, args=(batch,))
+        writer.start()
+        wait_for("the batch to be fsynced into the pack", lambda: not (points / "rawx.batch_after_pack_fsync").exists())
+        ChunkClient(grid_config.secret).delete(lone[0])  # the pack's only indexed chunk
+        writer.join(30)
+        assert all(readable(c, batch)), "chunks of an acknowledged batch are gone with their pack"
+    finally:
+        svc.stop()

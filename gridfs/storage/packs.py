@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from gridfs.common.errors import AlreadyExists
+from gridfs.common.errors import AlreadyExists, NoSuchChunk
 from gridfs.common.failpoints import failpoint
 from gridfs.common.groupcommit import GroupCommit, Pending
 from gridfs.storage.client import MAX_BATCHED_CHUNK
@@ -220,21 +220,27 @@ class PackStore:
                     # A short or failed write leaves a torn record: cut it off, so the next group starts clean.
                     os.ftruncate(self._fd, start)
                     raise
-        failpoint("rawx.batch_after_pack_fsync")  # a crash here: bytes no row names, never served
-        with self._db_lock:
-            assert self._db is not None
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            failpoint("rawx.batch_after_pack_fsync")  # a crash here: bytes no row names, never served
+            # Still under the append lock: a delete that empties this pack must see these rows before it
+            # decides to unlink the pack.
+            with self._db_lock:
+                assert self._db is not None
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
         failpoint("rawx.batch_after_index_commit")  # a crash here loses the answer, not the chunks
 
     def link(self, rec: Packed, new_id: str, ref: dict) -> None:
         with self._db_lock:
             assert self._db is not None
+            # The source deleted since ``rec`` was read: its pack may be unlinked already (as os.link of a
+            # removed file, the link fails).
+            if not self._db.execute("SELECT 1 FROM chunks WHERE chunk_id = ?", (rec.chunk_id,)).fetchone():
+                raise NoSuchChunk(f"no chunk {rec.chunk_id}")
             try:
                 self._db.execute("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)",
                                  (new_id, rec.pack, rec.offset, rec.size, rec.hash, json.dumps(ref), time.time()))
