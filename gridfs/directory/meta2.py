@@ -281,8 +281,8 @@ class Meta2Service(RoleService):
                 body["upload_id"] = r.match_info["uid"]
             op_id = check_op_id(body["op_id"]) if body.get("op_id") is not None else None
             cid = r.match_info["cid"]
-            # Group commit: concurrent changes of one container share a transaction (Meta2.mutate_grouped).
-            result = await self.run(lambda: self._get(cid).mutate_grouped(op_id, lambda mm: change(mm, body)))
+            # Group commit: concurrent changes of one container share a transaction (Meta2.mutate).
+            result = await self.run(lambda: self._get(cid).mutate(op_id, lambda mm: change(mm, body)))
             self._pending.add(cid)
             return web.json_response(result)
 

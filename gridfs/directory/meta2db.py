@@ -114,24 +114,9 @@ class Meta2:
         self.db.close()
 
     def mutate(self, op_id: str | None, change: Callable[[Meta2], dict]) -> dict:
-        """Apply ``change`` once per op id, in one transaction with its events and its answer.
-
-        A replay of ``op_id`` answers what the first run answered and changes nothing.
-        """
-        with Txn(self.db):
-            if op_id is not None:
-                before = ops.replay(self.db, op_id)
-                if before is not None:
-                    return before
-            result = change(self)
-            failpoint("meta2.before_commit")  # a crash here rolls the change and its events back
-            if op_id is not None:
-                ops.record(self.db, op_id, result)
-        failpoint("meta2.after_commit")  # a crash here loses the answer, not the change
-        return result
-
-    def mutate_grouped(self, op_id: str | None, change: Callable[[Meta2], dict]) -> dict:
-        """``mutate``, with group commit (gridfs.common.groupcommit): the changes that arrive while a
+        """Apply ``change`` once per op id, in one transaction with its events and its answer (a replay of
+        ``op_id`` answers what the first run answered and changes nothing), with group commit
+        (gridfs.common.groupcommit): the changes that arrive while a
         transaction is being committed are applied together in the next one (one fsync), each in a
         savepoint of its own, so a refused change rolls back alone. Every caller returns only once the
         transaction holding its change is durable. The caller must not hold ``lock``."""
