@@ -1,9 +1,10 @@
-"""Routing, authentication and access control of the S3 gateway.
+"""Routing and authentication of the S3 gateway: a request in, an operation module called.
 
 Path-style addressing (``/bucket/key``), which every client here uses against a
 custom endpoint. Each request is authenticated (SigV4 header, presigned query, or
-anonymous), its bucket's owner and canned ACL are checked, then it is dispatched on
-method, bucket, key and sub-resource. Sub-resources S3 has and this gateway does not
+anonymous), then dispatched on method, bucket, key and sub-resource to ``buckets``,
+``objects``, ``multipart`` or ``cors``; what they share (the request context, bucket
+loading, access checks) is in ``context``. Sub-resources S3 has and this gateway does not
 implement answer 501 NotImplemented; none is accepted and ignored.
 
 Before anything is dispatched: the path and query must be valid UTF-8 (a replaced byte
@@ -19,28 +20,18 @@ SPDX-License-Identifier: AGPL-3.0-or-later
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
 import secrets
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from gridfs.client import GridClient
 from gridfs.common import errors as grid_errors
-from gridfs.common.config import GridConfig
-from gridfs.directory.model import ContainerInfo
-from gridfs.gateways.s3 import sigv4, xmlio
+from gridfs.gateways.s3 import buckets, cors, multipart, objects, sigv4, xmlio
 from gridfs.gateways.s3.checksums import check_body, has_digest_header
+from gridfs.gateways.s3.context import Ctx, Gateway, Metrics, translate
 from gridfs.gateways.s3.errors import RequestTimeout, S3Error
-from gridfs.gateways.s3.users import User, UserStore
-
-log = logging.getLogger("gridfs.s3")
+from gridfs.gateways.s3.users import User
 
 # S3 sub-resources this gateway does not implement: answered 501, never ignored.
 NOT_IMPLEMENTED = {
@@ -49,8 +40,6 @@ NOT_IMPLEMENTED = {
     "publicAccessBlock", "replication", "requestPayment", "restore", "retention", "select", "torrent",
     "website", "attributes", "session",
 }
-OWNER_PROP, ACL_PROP, LOCATION_PROP = "s3.owner", "s3.acl", "s3.location"
-READ_METHODS = {"GET", "HEAD"}
 METRICS_PATH = "/_grid/metrics"  # Prometheus, unauthenticated like every service's /metrics
 MAX_BODY = 8 * 1024 * 1024  # aiohttp's limit on a body read whole (XML documents); objects and parts stream
 # Sub-resources whose PUT must carry Content-MD5 or an x-amz-checksum-* header (requestChecksumRequired
@@ -64,71 +53,6 @@ CHECKSUM_REQUIRED = {
 BINDING_DIGESTS = ("content-md5", "x-amz-checksum-sha256", "x-amz-checksum-sha1")
 INT_PARAMS = ("max-keys", "max-uploads", "max-parts", "part-number-marker", "partNumber")
 MAX_INT_PARAM = 2**31 - 1
-DEFAULT_TIMEOUT = 60.0
-
-
-@dataclass
-class Ctx:
-    """One request, authenticated."""
-
-    request: web.Request
-    gw: Gateway
-    bucket: str
-    key: str
-    query: dict[str, str]
-    user: User | None
-    signed: sigv4.SignedRequest | None = None
-    signing_key: bytes | None = None
-    request_id: str = field(default_factory=lambda: secrets.token_hex(8).upper())
-    container: ContainerInfo | None = None
-
-    @property
-    def headers(self) -> Any:
-        return self.request.headers
-
-    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run a blocking client call on the gateway's threads."""
-        return await asyncio.get_running_loop().run_in_executor(self.gw.pool, lambda: fn(*args))
-
-
-class Metrics:
-    """Requests and bytes, summed over the gateway's worker processes (Prometheus multiprocess mode)."""
-
-    def __init__(self) -> None:
-        from prometheus_client import Counter
-
-        self.requests = Counter("grid_s3_requests", "S3 requests answered", ["method", "status"])
-        self.bytes_in = Counter("grid_s3_bytes_in", "request body bytes received")
-        self.bytes_out = Counter("grid_s3_bytes_out", "response body bytes sent")
-
-    @staticmethod
-    def scrape() -> web.Response:
-        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
-
-        registry = CollectorRegistry()
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            multiprocess.MultiProcessCollector(registry)
-        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-class Gateway:
-    def __init__(self, config: GridConfig | str | None = None, domain: str = "", header_timeout: float | None = None,
-                 body_timeout: float | None = None) -> None:
-        self.config = config if isinstance(config, GridConfig) else GridConfig.load(config)
-        settings = self.config.extra.get("s3", {})
-        # Virtual-hosted addressing: ``bucket.DOMAIN`` in the Host header names the bucket.
-        self.domain = (domain or settings.get("domain", "")).lower().strip(".")
-        # Seconds a connection may take to send a request's headers (idle keep-alive time included), and
-        # may leave a body it announced without a byte: then the worker drops it (``[s3]`` in grid.toml).
-        self.header_timeout = float(header_timeout or settings.get("header_timeout", DEFAULT_TIMEOUT))
-        self.body_timeout = float(body_timeout or settings.get("body_timeout", DEFAULT_TIMEOUT))
-        # The S3 user who owns buckets made outside S3 (grid mb, the client library, distcp): "" for nobody,
-        # so that no S3 user may touch them unless the operator says so.
-        self.unowned_owner = str(settings.get("unowned_owner", ""))
-        self.client = GridClient(self.config)
-        self.users = UserStore(self.config)
-        self.pool = ThreadPoolExecutor(32, thread_name_prefix="s3")
-        self.metrics = Metrics()
 
 
 def error_response(exc: S3Error, resource: str, request_id: str, method: str) -> web.Response:
@@ -137,35 +61,6 @@ def error_response(exc: S3Error, resource: str, request_id: str, method: str) ->
         return web.Response(status=304, headers={"x-amz-request-id": request_id})
     body = b"" if method == "HEAD" else exc.xml(resource, request_id)
     return web.Response(status=exc.status, body=body, headers=headers)
-
-
-def translate(exc: BaseException) -> S3Error:
-    """A grid error as the S3 error a client expects."""
-    if isinstance(exc, S3Error):
-        return exc
-    message = str(exc)
-    if isinstance(exc, grid_errors.NoSuchContainer):
-        return S3Error("NoSuchBucket", "The specified bucket does not exist")
-    if isinstance(exc, grid_errors.NoSuchUpload):
-        return S3Error("NoSuchUpload", "The specified upload does not exist.")
-    if isinstance(exc, grid_errors.NoSuchObject):
-        return S3Error("NoSuchKey", "The specified key does not exist.")
-    if isinstance(exc, grid_errors.ContainerNotEmpty):
-        return S3Error("BucketNotEmpty", "The bucket you tried to delete is not empty")
-    if isinstance(exc, grid_errors.InvalidPart):
-        return S3Error("InvalidPartOrder" if "InvalidPartOrder" in message else "InvalidPart", message)
-    if isinstance(exc, grid_errors.InvalidName):
-        return S3Error("KeyTooLongError" if "limit" in message else "InvalidArgument", message)
-    if isinstance(exc, grid_errors.InvalidRange):
-        return S3Error("InvalidRange", "The requested range is not satisfiable")
-    if isinstance(exc, grid_errors.PreconditionFailed):
-        return S3Error("PreconditionFailed", message)
-    if isinstance(exc, grid_errors.BadRequest | ValueError):
-        return S3Error("InvalidArgument", message)
-    if isinstance(exc, ConnectionError | grid_errors.DataUnavailable):
-        return S3Error("ServiceUnavailable", "The grid is not reachable right now: " + message)
-    log.exception("internal error", exc_info=exc)
-    return S3Error("InternalError", "We encountered an internal error. Please try again.")
 
 
 def split_path(raw_path: str, host: str = "", domain: str = "") -> tuple[str, str]:
@@ -274,35 +169,7 @@ async def watch_body(request: web.Request, timeout: float) -> None:
             return
 
 
-def owner_of(gw: Gateway, container: ContainerInfo) -> str:
-    """The S3 user a bucket belongs to: its creator through S3, else the one the operator names for buckets
-    made outside S3 ("": nobody)."""
-    return container.properties.get(OWNER_PROP, "") or gw.unowned_owner
-
-
-def can_access(ctx: Ctx, container: ContainerInfo) -> bool:
-    owner = owner_of(ctx.gw, container)
-    if ctx.user is not None and owner and owner == ctx.user.name:
-        return True
-    public = container.properties.get(ACL_PROP) in ("public-read", "public-read-write")
-    return public and ctx.request.method in READ_METHODS and not set(ctx.query) & {"acl", "cors", "versioning",
-                                                                                    "uploads", "tagging"}
-
-
-async def load_bucket(ctx: Ctx) -> ContainerInfo:
-    try:
-        container = await ctx.run(lambda: ctx.gw.client.bucket_info(ctx.bucket, stats=False))
-    except grid_errors.InvalidName as exc:
-        raise S3Error("InvalidBucketName", str(exc)) from exc
-    if not can_access(ctx, container):
-        raise S3Error("AccessDenied", "Access Denied")
-    ctx.container = container
-    return container
-
-
 def build_app(gw: Gateway) -> web.Application:
-    from gridfs.gateways.s3 import buckets, cors, multipart, objects
-
     async def handle(request: web.Request) -> web.StreamResponse:
         if request.path == METRICS_PATH:  # "_grid" is no bucket name: no clash with S3 paths
             return Metrics.scrape()

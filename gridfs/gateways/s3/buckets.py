@@ -18,19 +18,24 @@ from gridfs.common import errors as grid_errors
 from gridfs.common.names import check_bucket
 from gridfs.directory.model import ObjectInfo
 from gridfs.gateways.s3 import xmlio
-from gridfs.gateways.s3.app import ACL_PROP, LOCATION_PROP, OWNER_PROP, Ctx, load_bucket, owner_of, translate
+from gridfs.gateways.s3.acl import CANNED_ACLS, get_acl, owner_xml, put_acl
+from gridfs.gateways.s3.context import (
+    ACL_PROP,
+    LOCATION_PROP,
+    OWNER_PROP,
+    Ctx,
+    load_bucket,
+    owner_of,
+    set_bucket_props,
+    translate,
+)
 from gridfs.gateways.s3.cors import CORS_PROP
 from gridfs.gateways.s3.errors import S3Error
+from gridfs.gateways.s3.multipart import list_uploads
 from gridfs.gateways.s3.objects import etag_of, storage_class_of, version_from, version_id
 
-CANNED_ACLS = {"private", "public-read"}
 MAX_DELETE = 1000
 POLICY_HEADER = "x-grid-storage-policy"
-
-
-def owner_xml(ctx: Ctx, name: str = "") -> dict[str, str]:
-    who = name or (ctx.user.name if ctx.user else "anonymous")
-    return {"ID": who, "DisplayName": who}
 
 
 async def list_buckets(ctx: Ctx) -> web.Response:
@@ -53,8 +58,6 @@ async def dispatch(ctx: Ctx) -> web.StreamResponse:
     if method == "HEAD":
         return web.Response(headers={"x-amz-bucket-region": _location(ctx) or "us-east-1"})
     if method == "GET":
-        from gridfs.gateways.s3.multipart import list_uploads
-
         for sub, fn in (("location", get_location), ("versioning", get_versioning), ("versions", list_versions),
                         ("cors", get_cors), ("acl", get_acl), ("uploads", list_uploads)):
             if sub in q:
@@ -70,7 +73,7 @@ async def dispatch(ctx: Ctx) -> web.StreamResponse:
         raise S3Error("NotImplemented", "this bucket setting is not implemented by this gateway")
     if method == "DELETE":
         if "cors" in q:
-            return await _set_props(ctx, {CORS_PROP: None}, status=204)
+            return await set_bucket_props(ctx, {CORS_PROP: None}, status=204)
         if q:
             raise S3Error("NotImplemented", "this bucket operation is not implemented by this gateway")
         return await delete_bucket(ctx)
@@ -152,20 +155,6 @@ async def get_location(ctx: Ctx) -> web.Response:
     return web.Response(body=(b'<?xml version="1.0" encoding="UTF-8"?>\n<LocationConstraint xmlns="'
                               + xmlio.NS.encode() + b'">' + _location(ctx).encode() + b"</LocationConstraint>"),
                         content_type="application/xml")
-
-
-async def _set_props(ctx: Ctx, changes: dict[str, str | None], status: int = 200) -> web.Response:
-    assert ctx.container is not None
-    if ctx.user is None or owner_of(ctx.gw, ctx.container) != ctx.user.name:
-        raise S3Error("AccessDenied", "Access Denied")
-    props = dict(ctx.container.properties)
-    for k, v in changes.items():
-        if v is None:
-            props.pop(k, None)
-        else:
-            props[k] = v
-    await ctx.run(ctx.gw.client.set_bucket_properties, ctx.bucket, props)
-    return web.Response(status=status)
 
 
 # -- versioning ---------------------------------------------------------------------
@@ -319,24 +308,6 @@ async def delete_objects(ctx: Ctx) -> web.Response:
 # -- ACL and CORS ---------------------------------------------------------------------
 
 
-async def get_acl(ctx: Ctx) -> web.Response:
-    assert ctx.container is not None
-    owner = owner_xml(ctx, owner_of(ctx.gw, ctx.container))
-    grants = [{"Grantee": owner, "Permission": "FULL_CONTROL"}]
-    if ctx.container.properties.get(ACL_PROP) == "public-read":
-        grants.append({"Grantee": {"URI": "http://acs.amazonaws.com/groups/global/AllUsers"}, "Permission": "READ"})
-    return xmlio.response("AccessControlPolicy", {"Owner": owner, "AccessControlList": {"Grant": grants}})
-
-
-async def put_acl(ctx: Ctx) -> web.Response:
-    acl = ctx.headers.get("x-amz-acl")
-    if not acl or (await xmlio.read(ctx.request)).strip():
-        raise S3Error("NotImplemented", "only canned ACLs (x-amz-acl: private or public-read) are implemented")
-    if acl not in CANNED_ACLS:
-        raise S3Error("NotImplemented", f"canned ACL {acl!r} is not implemented")
-    return await _set_props(ctx, {ACL_PROP: acl})
-
-
 async def get_cors(ctx: Ctx) -> web.Response:
     assert ctx.container is not None
     rules = json.loads(ctx.container.properties.get(CORS_PROP) or "[]")
@@ -364,4 +335,4 @@ async def put_cors(ctx: Ctx) -> web.Response:
         rules.append(parsed)
     if not rules:
         raise S3Error("MalformedXML", "a CORS configuration needs at least one CORSRule")
-    return await _set_props(ctx, {CORS_PROP: json.dumps(rules)})
+    return await set_bucket_props(ctx, {CORS_PROP: json.dumps(rules)})

@@ -14,7 +14,7 @@ from aiohttp import web
 from gridfs.gateways.s3.errors import S3Error
 
 if TYPE_CHECKING:
-    from gridfs.gateways.s3.app import Ctx, Gateway
+    from gridfs.gateways.s3.context import Ctx, Gateway
 
 CORS_PROP = "s3.cors"
 

@@ -16,8 +16,8 @@ from typing import Any
 from aiohttp import web
 
 from gridfs.gateways.s3 import xmlio
-from gridfs.gateways.s3.app import Ctx, load_bucket
 from gridfs.gateways.s3.checksums import BodyDigests
+from gridfs.gateways.s3.context import Ctx, load_bucket
 from gridfs.gateways.s3.errors import S3Error
 from gridfs.gateways.s3.objects import (
     CLASS_PROP,

@@ -22,8 +22,9 @@ from aiohttp import web
 from gridfs.common import errors as grid_errors
 from gridfs.directory.model import ObjectInfo
 from gridfs.gateways.s3 import cors, xmlio
-from gridfs.gateways.s3.app import Ctx, can_access, load_bucket
+from gridfs.gateways.s3.acl import get_acl
 from gridfs.gateways.s3.checksums import ALGORITHMS, BodyDigests, requested_algorithm
+from gridfs.gateways.s3.context import Ctx, can_access, load_bucket
 from gridfs.gateways.s3.errors import S3Error
 from gridfs.gateways.s3.streams import RequestBody, stream_response, sync_pieces
 
@@ -211,8 +212,6 @@ async def dispatch(ctx: Ctx) -> web.StreamResponse:
             method, _not_allowed)(ctx)
     if "acl" in q:
         if method == "GET":
-            from gridfs.gateways.s3.buckets import get_acl
-
             return await get_acl(ctx)
         raise S3Error("NotImplemented", "object ACLs are not implemented; buckets take canned ACLs")
     if method == "PUT":

@@ -85,7 +85,8 @@ class S3Protocol(RequestHandler):
 
 async def _serve_worker(config: str | None, sock: socket.socket, url: str, domain: str,
                         timeouts: tuple[float | None, float | None] = (None, None)) -> None:
-    from gridfs.gateways.s3.app import Gateway, build_app
+    from gridfs.gateways.s3.app import build_app
+    from gridfs.gateways.s3.context import Gateway
 
     gateway = Gateway(config, domain, *timeouts)
     runner = web.AppRunner(build_app(gateway), access_log=None, shutdown_timeout=SHUTDOWN_GRACE)
