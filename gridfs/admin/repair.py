@@ -20,6 +20,8 @@ SPDX-License-Identifier: LGPL-3.0-or-later
 from __future__ import annotations
 
 import logging
+import threading
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -69,10 +71,15 @@ class RepairResult:
 
 
 class Repairer:
-    def __init__(self, client: GridClient, bucket: str) -> None:
+    def __init__(self, client: GridClient, bucket: str, read_slots: threading.Semaphore | None = None) -> None:
+        """``read_slots``: shared by the repairers of one job, it bounds the metachunks being read and
+        decoded at once; storing and committing what they rebuilt happens outside it, so a job can keep
+        more objects in flight than it holds read buffers for (a rebuilt chunk's PUT and fsync take as
+        long as reading its stripe)."""
         self.client = client
         self.bucket = bucket
         self.ctx = client.io
+        self.read_slots = read_slots
 
     def repair(self, key: str, version: int | None = None, *, relocate: Relocation | None = None,
                info: ObjectInfo | None = None) -> RepairResult:
@@ -163,20 +170,22 @@ class Repairer:
 
     def _rebuild_metachunk(self, info: ObjectInfo, mc: Metachunk, width: int, codec: Any, result: RepairResult,
                            written: list[str], relocate: Relocation | None, held: list[np.ndarray]) -> Metachunk:
-        shares, good = self._gather(mc, width, codec.k if codec is not None else 1, relocate, held)
-        leaving = {c.sub for c in mc.chunks if relocate is not None and relocate.holds(c.url)}
-        bad = sorted((set(range(width)) - set(good)) | leaving)
-        if not bad:
-            return mc
-        full = self._contents(mc, bad, shares, width, codec, result, held)
-        if full is None:
-            return mc
+        with self.read_slots or nullcontext():
+            shares, good = self._gather(mc, width, codec.k if codec is not None else 1, relocate, held)
+            leaving = {c.sub for c in mc.chunks if relocate is not None and relocate.holds(c.url)}
+            bad = sorted((set(range(width)) - set(good)) | leaving)
+            if not bad:
+                return mc
+            full = self._contents(mc, bad, shares, width, codec, result, held)
+            if full is None:
+                return mc
+            outputs = [np.frombuffer(memoryview(full[sub]).cast("B"), dtype=np.uint8) for sub in bad]
+            self._release_unused(held, outputs)
         chunks = {sub: c for sub, c in good.items() if sub not in leaving}
         used = {parse_chunk_url(c.url).service for c in chunks.values()}
         never = relocate.names if relocate is not None else frozenset()
         headers = reference_headers(info.content_id, info.key, info.policy, f"{self.client.account}/{self.bucket}")
-        for sub in bad:
-            share = np.frombuffer(memoryview(full[sub]).cast("B"), dtype=np.uint8)
+        for sub, share in zip(bad, outputs, strict=True):
             digest = xxhash.xxh3_64_hexdigest(share)
             chunks[sub] = self._store(share, digest, used, never,
                                       {**headers, "X-Grid-Chunk-Pos": f"{mc.pos}.{sub}"}, sub)
@@ -187,6 +196,13 @@ class Repairer:
                 result.moved.append(f"{mc.pos}.{sub}")
         return Metachunk(pos=mc.pos, offset=mc.offset, size=mc.size,
                          chunks=[chunks[s] for s in sorted(chunks)], missing=[])
+
+    def _release_unused(self, held: list[np.ndarray], outputs: list[np.ndarray]) -> None:
+        """Give back, before the slow part (storing), the pooled buffers no chunk to write lies in."""
+        for buf in list(held):
+            if not any(np.may_share_memory(buf, out) for out in outputs):
+                held.remove(buf)
+                self.ctx.buffers.release(buf)
 
     def _contents(self, mc: Metachunk, bad: list[int], shares: dict[int, Any], width: int, codec: Any,
                   result: RepairResult, held: list[np.ndarray]) -> dict[int, Any] | list[Any] | None:

@@ -45,8 +45,8 @@ def object_of(data: dict[str, Any]) -> tuple[str, str, str, int | None]:
 class AccountClients:
     """One GridClient per account, shared by threads: each keeps its chunk pools and service cache."""
 
-    def __init__(self, cfg: GridConfig) -> None:
-        self.cfg = cfg
+    def __init__(self, cfg: GridConfig, depth: int = 3) -> None:
+        self.cfg, self.depth = cfg, depth  # depth: objects in flight at once (GridClient's)
         self._clients: dict[str, GridClient] = {}
         self._lock = threading.Lock()
 
@@ -54,7 +54,7 @@ class AccountClients:
         with self._lock:
             client = self._clients.get(account)
             if client is None:
-                client = self._clients[account] = GridClient(self.cfg, account=account)
+                client = self._clients[account] = GridClient(self.cfg, account=account, depth=self.depth)
             return client
 
 
