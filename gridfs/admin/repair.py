@@ -199,10 +199,13 @@ class Repairer:
 
     def _release_unused(self, held: list[np.ndarray], outputs: list[np.ndarray]) -> None:
         """Give back, before the slow part (storing), the pooled buffers no chunk to write lies in."""
-        for buf in list(held):
-            if not any(np.may_share_memory(buf, out) for out in outputs):
-                held.remove(buf)
+        kept = []
+        for buf in held:
+            if any(np.may_share_memory(buf, out) for out in outputs):
+                kept.append(buf)
+            else:
                 self.ctx.buffers.release(buf)
+        held[:] = kept  # by identity: list.remove would compare arrays element-wise
 
     def _contents(self, mc: Metachunk, bad: list[int], shares: dict[int, Any], width: int, codec: Any,
                   result: RepairResult, held: list[np.ndarray]) -> dict[int, Any] | list[Any] | None:
