@@ -28,7 +28,7 @@ from typing import Any
 
 from gridfs.common.config import GridConfig, SizeRule
 from gridfs.common.errors import GridError, ServiceUnavailable
-from gridfs.common.service import spawn_service
+from gridfs.common.service import Launched, launch_service
 from gridfs.conscience.client import ConscienceClient
 
 SMALL_OBJECT_LIMIT = 1024 * 1024  # objects up to this size get copies instead of EC
@@ -126,7 +126,7 @@ class LocalGrid:
 
     # -- start and stop -----------------------------------------------------------
 
-    def _start(self, cfg: GridConfig, svc: LocalService, port: str | None = None) -> LocalService:
+    def _launch(self, svc: LocalService, port: str | None = None) -> Launched:
         """Start ``svc`` on ``port`` ("0": any free one) if given, else on its port of the earlier run,
         except storage servers: chunk URLs name their service ids, so they take any free port."""
         args = list(svc.args)
@@ -135,9 +135,26 @@ class LocalGrid:
             port = _port_of(before.url)
         if port:
             args += ["--port", port]  # the last --port wins
-        spawned = spawn_service(svc.module, ["--config", str(self.config_path), *args], self.run_dir, svc.name)
-        svc.pid, svc.url = spawned.process.pid, spawned.url
-        return svc
+        return launch_service(svc.module, ["--config", str(self.config_path), *args], self.run_dir, svc.name)
+
+    def _start_many(self, batch: list[LocalService], port: str | None = None) -> list[LocalService]:
+        """Start services that do not need each other together (a start is mostly imports: the cores
+        share them), and wait until every one is ready; if one fails, none of the batch is left running."""
+        launched = [(svc, self._launch(svc, port)) for svc in batch]
+        try:
+            for svc, pending in launched:
+                spawned = pending.wait()
+                svc.pid, svc.url = spawned.process.pid, spawned.url
+        except BaseException:
+            for _, pending in launched:
+                if pending.process.poll() is None:
+                    pending.process.kill()
+                    pending.process.wait()
+            raise
+        return batch
+
+    def _start(self, svc: LocalService, port: str | None = None) -> LocalService:
+        return self._start_many([svc], port)[0]
 
     def up(self, nodes: int = 3, volumes: int = 3, policy: str | None = None, wait: float = 30.0,
            s3_port: int | None = 0, s3_workers: int = 2, meta2: int = 1,
@@ -162,7 +179,7 @@ class LocalGrid:
         cfg.save(self.config_path)
         services: list[LocalService] = []
         try:
-            conscience = self._start(cfg, LocalService(
+            conscience = self._start(LocalService(
                 "conscience", "conscience", "gridfs.conscience", ["--data", str(self.data / "conscience")]))
             services.append(conscience)
             cfg.conscience_url = conscience.url
@@ -171,38 +188,34 @@ class LocalGrid:
             cfg.directory_url = next(s.url for s in services if s.type == "meta0")
             self._record(cfg, services)
             # The reverse index, before the storage servers: their scrubbers report findings to it.
-            services.append(self._start(cfg, LocalService("rdir", "rdir", "gridfs.rdir", [
+            services.append(self._start(LocalService("rdir", "rdir", "gridfs.rdir", [
                 "--data", str(self.data / "rdir"), "--location", "site1.rack1.dir.rdir"])))
             self._record(cfg, services)
-            for n in range(1, nodes + 1):
-                services.extend(self._start_node(cfg, n, volumes))
-                self._record(cfg, services)
-            started = {svc.name for svc in services}
-            for old in self._previous.values():  # nodes added to the earlier run come back too
-                if old.type == "rawx" and old.name not in started:
-                    services.append(self._start(cfg, LocalService(old.name, old.type, old.module, old.args,
-                                                                  location=old.location)))
-                    self._record(cfg, services)
-            services.append(self._start(cfg, LocalService("events", "events", "gridfs.events", [
-                "--state", str(self.data / "events")])))
+            rawx = [svc for n in range(1, nodes + 1) for svc in self._node_services(n, volumes)]
+            named = {svc.name for svc in rawx}
+            rawx += [LocalService(old.name, old.type, old.module, old.args, location=old.location)
+                     for old in self._previous.values()  # nodes added to the earlier run come back too
+                     if old.type == "rawx" and old.name not in named]
+            services += self._start_many(rawx)
             self._record(cfg, services)
-            # The rebuilder: rebuilds a storage server silent past [heal] rebuild_grace.
-            services.append(self._start(cfg, LocalService("heal", "heal", "gridfs.heal", [
-                "--state", str(self.data / "heal")])))
-            self._record(cfg, services)
+            # The event agent, the rebuilder (rebuilds a storage server silent past [heal] rebuild_grace)
+            # and the gateways need nothing of each other.
+            last = [LocalService("events", "events", "gridfs.events", ["--state", str(self.data / "events")]),
+                    LocalService("heal", "heal", "gridfs.heal", ["--state", str(self.data / "heal")])]
             if s3_port is not None:
-                s3 = self._start(cfg, LocalService("s3", "s3", "gridfs.gateways.s3", [
+                last.append(LocalService("s3", "s3", "gridfs.gateways.s3", [
                     "--port", str(s3_port), "--any-port-if-busy", "--workers", str(s3_workers)]))
-                services.append(s3)
-                cfg.extra["s3"] = {"url": s3.url}
-                self._record(cfg, services)
             if webhdfs_port is not None:
-                webhdfs = self._start(cfg, LocalService("webhdfs", "webhdfs", "gridfs.gateways.webhdfs", [
+                last.append(LocalService("webhdfs", "webhdfs", "gridfs.gateways.webhdfs", [
                     "--port", str(webhdfs_port), "--any-port-if-busy", "--workers", "1"]))
-                services.append(webhdfs)
-                cfg.extra["webhdfs"] = {**cfg.extra.get("webhdfs", {}),
-                                        "url": webhdfs.url.replace("http://", "webhdfs://", 1)}
-                self._record(cfg, services)
+            services += self._start_many(last)
+            for svc in last:
+                if svc.type == "s3":
+                    cfg.extra["s3"] = {"url": svc.url}
+                if svc.type == "webhdfs":
+                    cfg.extra["webhdfs"] = {**cfg.extra.get("webhdfs", {}),
+                                            "url": svc.url.replace("http://", "webhdfs://", 1)}
+            self._record(cfg, services)
             self.wait_registered(cfg, [s for s in services if s.type == "rawx"], wait)
         except BaseException:
             self._stop_all(services)
@@ -218,18 +231,23 @@ class LocalGrid:
                                  self.data / "events.cursor")
         names = ["meta1", *(f"meta2-{i}" for i in range(1, meta2 + 1))]
         names += [n for n, old in self._previous.items() if old.type == "meta2" and n not in names]
-        started = []
-        for name in [*names, "meta0"]:
-            role = name.split("-")[0]
-            started.append(self._start(cfg, LocalService(name, role, "gridfs.directory", [
-                "--role", role, "--data", str(self.data / name), "--location", f"site1.rack1.dir.{name}"])))
-        self.wait_registered(cfg, [s for s in started if s.type != "meta0"], 30.0)
-        return started
 
-    def _start_node(
-        self, cfg: GridConfig, n: int, volumes: int, rawx_args: list[str] | None = None
-    ) -> list[LocalService]:
-        started = []
+        def role(name: str) -> LocalService:
+            kind = name.split("-")[0]
+            return LocalService(name, kind, "gridfs.directory", [
+                "--role", kind, "--data", str(self.data / name), "--location", f"site1.rack1.dir.{name}"])
+
+        started = self._start_many([role(name) for name in names])
+        try:
+            self.wait_registered(cfg, started, 30.0)
+            return [*started, self._start(role("meta0"))]
+        except BaseException:
+            self._stop_all(started)
+            raise
+
+    def _node_services(self, n: int, volumes: int, rawx_args: list[str] | None = None) -> list[LocalService]:
+        """Node ``n``'s storage servers, one per volume (folders made, not started)."""
+        node = []
         for v in range(1, volumes + 1):
             vol = self.data / f"node{n}" / f"vol{v}"
             vol.mkdir(parents=True, exist_ok=True)
@@ -238,8 +256,8 @@ class LocalGrid:
                 f"rawx-node{n}-vol{v}", "rawx", "gridfs.storage",
                 ["--volume", str(vol), "--location", location, *(rawx_args or [])], location=location,
             )
-            started.append(self._start(cfg, svc))
-        return started
+            node.append(svc)
+        return node
 
     def add_node(
         self, volumes: int = 3, wait: float = 10.0, rawx_args: list[str] | None = None
@@ -249,7 +267,7 @@ class LocalGrid:
         services = self.services(cfg)
         nodes = {s.location.split(".")[2] for s in services if s.type == "rawx"}
         n = max((int(x.removeprefix("node")) for x in nodes), default=0) + 1
-        started = self._start_node(cfg, n, volumes, rawx_args)
+        started = self._start_many(self._node_services(n, volumes, rawx_args))
         self._record(cfg, services + started)
         self.wait_registered(cfg, started, wait)
         return started
@@ -278,7 +296,7 @@ class LocalGrid:
         old = _port_of(svc.url)
         for _attempt in range(5):
             self._stop_all([svc])
-            self._start(cfg, svc, port=old if same_port else "0")
+            self._start(svc, port=old if same_port else "0")
             if same_port or _port_of(svc.url) != old:  # "any free port" may hand back the one just freed
                 break
         self._record(cfg, services)

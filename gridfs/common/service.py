@@ -1,7 +1,8 @@
 """Starting service processes and the conventions every service follows.
 
 A service binds (port 0: any free port), then announces its URL by writing it to its
-``--ready-file`` atomically; :func:`spawn_service` waits for that file. Both ``grid up``
+``--ready-file`` atomically; :func:`spawn_service` waits for that file (:func:`launch_service`
+starts one without waiting). Both ``grid up``
 and the tests start services this way, so they test what users run.
 
 SPDX-License-Identifier: LGPL-3.0-or-later
@@ -54,15 +55,38 @@ class SpawnedService:
                 self.process.wait()
 
 
-def spawn_service(
+@dataclass
+class Launched:
+    """A service process started but maybe not ready yet: :meth:`wait` for its URL."""
+
+    process: subprocess.Popen
+    name: str
+    ready: Path
+    log_path: Path
+    deadline: float
+
+    def wait(self) -> SpawnedService:
+        while time.monotonic() < self.deadline:
+            if self.ready.exists():
+                return SpawnedService(self.process, self.ready.read_text().strip(), self.log_path)
+            if self.process.poll() is not None:
+                tail = self.log_path.read_text(errors="replace")[-2000:]
+                raise ServiceUnavailable(f"{self.name} exited with {self.process.returncode} at start-up:\n{tail}")
+            time.sleep(0.02)
+        self.process.kill()
+        raise ServiceUnavailable(f"{self.name} did not become ready within the time given (log: {self.log_path})")
+
+
+def launch_service(
     module: str,
     args: list[str],
     run_dir: str | os.PathLike,
     name: str,
     timeout: float = 30.0,
     env: dict[str, str] | None = None,
-) -> SpawnedService:
-    """Start ``python -m MODULE ARGS --ready-file ...`` detached, wait for its URL."""
+) -> Launched:
+    """Start ``python -m MODULE ARGS --ready-file ...`` detached, without waiting: services that do not
+    depend on each other start together (their imports are most of a start, and there are cores)."""
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     ready = run / f"{name}.url"
@@ -77,16 +101,19 @@ def spawn_service(
             start_new_session=True,  # survives the CLI that started it; not killed by its ^C
             env={**os.environ, **(env or {})},
         )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if ready.exists():
-            return SpawnedService(proc, ready.read_text().strip(), log_path)
-        if proc.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-2000:]
-            raise ServiceUnavailable(f"{name} exited with {proc.returncode} at start-up:\n{tail}")
-        time.sleep(0.02)
-    proc.kill()
-    raise ServiceUnavailable(f"{name} did not become ready within {timeout} s (log: {log_path})")
+    return Launched(proc, name, ready, log_path, time.monotonic() + timeout)
+
+
+def spawn_service(
+    module: str,
+    args: list[str],
+    run_dir: str | os.PathLike,
+    name: str,
+    timeout: float = 30.0,
+    env: dict[str, str] | None = None,
+) -> SpawnedService:
+    """Start ``python -m MODULE ARGS --ready-file ...`` detached, wait for its URL."""
+    return launch_service(module, args, run_dir, name, timeout, env).wait()
 
 
 def load_or_create_service_id(folder: str | os.PathLike, kind: str) -> str:
