@@ -24,6 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -104,16 +105,11 @@ def launch_service(
     return Launched(proc, name, ready, log_path, time.monotonic() + timeout)
 
 
-def spawn_service(
-    module: str,
-    args: list[str],
-    run_dir: str | os.PathLike,
-    name: str,
-    timeout: float = 30.0,
-    env: dict[str, str] | None = None,
-) -> SpawnedService:
-    """Start ``python -m MODULE ARGS --ready-file ...`` detached, wait for its URL."""
-    return launch_service(module, args, run_dir, name, timeout, env).wait()
+def spawn_service(module: str, args: list[str], run_dir: str | os.PathLike, name: str,
+                  **options: Any) -> SpawnedService:
+    """Start ``python -m MODULE ARGS --ready-file ...`` detached, wait for its URL (``options``: the
+    ``timeout`` and ``env`` of :func:`launch_service`)."""
+    return launch_service(module, args, run_dir, name, **options).wait()
 
 
 def load_or_create_service_id(folder: str | os.PathLike, kind: str) -> str:
