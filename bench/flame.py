@@ -26,6 +26,8 @@ py-spy samples without pausing the processes (--nonblocking): paused, threads wa
 counted as busy here. Unpaused, it still counts some waits (an event loop in epoll, an idle pool thread) and
 every blocking call (fsync waiting for the disk, recv waiting for an answer): the summary puts the waits it
 can name apart (IDLE) and gives the kind's measured CPU (/proc: user and system) beside its samples.
+``--gil`` keeps only the samples of the thread holding the GIL: the interpreter's CPU time, by function
+(python_by_gridfs_caller gives each of them to the grid's function it ran for).
 
 Where ``perf`` is installed (``--perf N``, default 250), each kind is also recorded with `perf record -e
 cpu-clock -g` at a fixed period, which samples CPU time only, kernel call chains included: the summary gives
@@ -153,32 +155,62 @@ FRAME = re.compile(r'<g><title>(.*?)</title><rect [^>]*?y="([\d.]+)"[^>]*?fg:x="
 SAMPLES = re.compile(r" \([\d,]+ samples?, [\d.]+%\)$")
 
 
-def own_samples(svg: Path) -> tuple[int, Counter[str]]:
-    """Samples in total and every function's own samples (line numbers merged), read back from py-spy's
-    SVG: a frame's own samples are its width less its children's (one row further in)."""
+def _frames(svg: Path) -> tuple[int, list[list]]:
+    """Samples in total and the frames of py-spy's SVG, each [x, width, own, name, parent frame or None]
+    (line numbers merged): a frame's own samples are its width less its children's (one row further in)."""
     if not svg.exists():
-        return 0, Counter()
+        return 0, []
     frames = [(html.unescape(t), float(y), int(x), int(w)) for t, y, x, w in FRAME.findall(svg.read_text())]
     root = next((f for f in frames if f[0].startswith("all (")), None)
     if root is None:
-        return 0, Counter()
+        return 0, []
     rows: dict[int, list[list]] = {}
     for title, y, x, w in frames:
         name = re.sub(r":\d+\)$", ")", SAMPLES.sub("", title))  # "f (file.py:12)" -> "f (file.py)"
-        rows.setdefault(round(abs(y - root[1]) / 16), []).append([x, w, w, name])  # x, width, own, name
+        rows.setdefault(round(abs(y - root[1]) / 16), []).append([x, w, w, name, None])
     for depth in sorted(rows):
-        parents = sorted(rows.get(depth - 1, []))
+        parents = sorted(rows.get(depth - 1, []), key=lambda p: p[0])
         starts = [p[0] for p in parents]
-        for x, w, _, _ in rows[depth]:
-            i = bisect.bisect_right(starts, x) - 1
+        for frame in rows[depth]:
+            i = bisect.bisect_right(starts, frame[0]) - 1
             if i >= 0:
-                parents[i][2] -= w
+                parents[i][2] -= frame[1]
+                frame[4] = parents[i]
+    return root[3], [f for depth, row in rows.items() if depth > 0 for f in row]
+
+
+def own_samples(svg: Path) -> tuple[int, Counter[str]]:
+    """Samples in total and every function's own samples (line numbers merged), read back from py-spy's SVG."""
+    total, frames = _frames(svg)
     own: Counter[str] = Counter()
-    for depth, row in rows.items():
-        for _, _, self_w, name in row:
-            if depth > 0 and self_w > 0:
-                own[name] += self_w
-    return root[3], own
+    for _, _, self_w, name, _ in frames:
+        if self_w > 0:
+            own[name] += self_w
+    return total, own
+
+
+def python_callers(svgs: list[Path]) -> tuple[int, Counter[str]]:
+    """The samples in Python code (own samples of frames that are neither idle waits nor system calls, by
+    GROUPS), each given to the innermost gridfs function on its stack (itself, if it is one): which of the
+    grid's functions the interpreter's time is spent for, the library code they call included."""
+    total = 0
+    callers: Counter[str] = Counter()
+    for svg in svgs:
+        for _, _, self_w, name, parent in _frames(svg)[1]:
+            group = group_of(name)
+            if self_w <= 0 or group == IDLE or group.startswith("kernel:"):
+                continue
+            total += self_w
+            frame: list | None = [0, 0, 0, name, parent]
+            while frame is not None and "(gridfs/" not in frame[3]:
+                frame = frame[4]
+            callers[frame[3] if frame is not None else f"(no gridfs frame) {name}"] += self_w
+    return total, callers
+
+
+def caller_table(total: int, callers: Counter[str], n: int) -> dict[str, Any]:
+    return {"python_samples": total, "top": [{"function": f, "pct": round(100 * c / total, 1)}
+                                             for f, c in callers.most_common(n) if total]}
 
 
 def top_of(total: int, own: Counter[str], n: int = 12) -> list[dict[str, Any]]:
@@ -264,6 +296,8 @@ FRAME_LINE = re.compile(r"^\s+[0-9a-f]+ (.+?) \((.+)\)$")
 def perf_profile(data: Path) -> tuple[int, Counter[str], Counter[str]]:
     """Samples, samples per group, samples per leaf function ("symbol (library)") of a perf.data file."""
     out = subprocess.run(["perf", "script", "-i", str(data), "-F", "ip,sym,dso"], capture_output=True, text=True)
+    if not out.stdout.strip():
+        console.print(f"[yellow]perf script {data.name}:[/] {out.stderr[-500:]}")
     groups: Counter[str] = Counter()
     leaves: Counter[str] = Counter()
     total = 0
@@ -402,30 +436,16 @@ def drive(spec: dict[str, Any]) -> None:
 
 
 def _user_sys(pids: list[int]) -> dict[int, tuple[float, float]]:
-    """pid -> (user, system) CPU seconds of it and its live descendants (a gateway's workers), reaped
-    children included, from one pass over /proc."""
-    table: dict[int, tuple[int, float, float]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as f:
-                    fields = f.read().rsplit(b")", 1)[1].split()
-            except OSError:
-                continue
-            ticks = [int(x) / TICK for x in fields[11:15]]  # utime stime cutime cstime
-            table[int(entry)] = (int(fields[1]), ticks[0] + ticks[2], ticks[1] + ticks[3])
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _, _) in table.items():
-        children.setdefault(ppid, []).append(pid)
+    """pid -> (user, system) CPU seconds of that process, the children it has reaped included."""
     out = {}
-    for root in pids:
-        user = system = 0.0
-        todo = [root] if root in table else []
-        while todo:
-            pid = todo.pop()
-            user, system = user + table[pid][1], system + table[pid][2]
-            todo.extend(children.get(pid, ()))
-        out[root] = (user, system)
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        ticks = [int(x) / TICK for x in fields[11:15]]  # utime stime cutime cstime
+        out[pid] = (ticks[0] + ticks[2], ticks[1] + ticks[3])
     return out
 
 
@@ -466,21 +486,24 @@ def run_scenario(grid: LocalGrid, name: str, args: argparse.Namespace, py_spy: s
     perfs: list[tuple[str, Path, subprocess.Popen]] = []
     try:
         _driver_line(driver, 900)  # ready: imports, warm-up and the objects a GET scenario reads are done
-        targets = [("client", driver.pid, "driver"), *((k, s.pid, s.name) for k, s in profiled(grid, name, args))]
-        extra = ["--native"] if args.native else ["--nonblocking"]
+        targets = [("client", driver.pid, "driver")]
+        for kind, svc in profiled(grid, name, args):
+            # A gateway's workers are forked children of its first process: each is recorded, workers first
+            # (the graph kept is a worker's); py-spy --subprocesses caught a tenth of their samples.
+            pids = [svc.pid] if kind != "s3" else [*_descendants(svc.pid)[1:], svc.pid]
+            targets += [(kind, pid, svc.name) for pid in pids]
+        extra = [*(["--native"] if args.native else ["--nonblocking"]), *(["--gil"] if args.gil else [])]
         seen: Counter[str] = Counter()
         for kind, pid, _ in targets:
             seen[kind] += 1
             # One graph per kind is kept; the others are only counted.
             svg = Path(f"{prefix}-{kind}.svg") if seen[kind] == 1 else scratch / f"{name}-{kind}{seen[kind]}.svg"
             cmd = [py_spy, "record", "-p", str(pid), "-r", str(args.rate), "-o", str(svg), *extra]
-            if kind == "s3":
-                cmd.append("--subprocesses")  # the gateway's workers are forked children of its first process
             spies.append((kind, pid, svg, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))
         if args.perf:
             by_kind: dict[str, list[int]] = {}
             for kind, pid, _ in targets:
-                by_kind.setdefault(kind, []).extend(_descendants(pid))
+                by_kind.setdefault(kind, []).append(pid)
             for kind, pids in by_kind.items():
                 data = scratch / f"{name}-{kind}.perf"
                 cmd = ["perf", "record", "-q", "-e", "cpu-clock", "-c", str(10**9 // args.perf), "-g", "-o", str(data),
@@ -528,7 +551,7 @@ def run_scenario(grid: LocalGrid, name: str, args: argparse.Namespace, py_spy: s
     budget_row = phase.report(nbytes=nbytes) if large else phase.report(objects=objects)
     n_rawx = sum(1 for s in grid.services() if s.type == "rawx")
     summary: dict[str, Any] = {
-        "scenario": name, "label": args.label, "note": args.note, "rate_hz": args.rate,
+        "scenario": name, "label": args.label, "note": args.note, "rate_hz": args.rate, "py_spy_gil": args.gil,
         "threads": spec["threads"], "object_size": nbytes // objects if objects else 0,
         "objects": objects, "seconds": round(done["seconds"], 2),
         "objects_per_s_profiled": round(objects / done["seconds"], 1),
@@ -545,7 +568,9 @@ def run_scenario(grid: LocalGrid, name: str, args: argparse.Namespace, py_spy: s
     unit = "s_per_gb" if large else "ms_per_object"
     factor = 1.0 if large else 1e3
     per_kind: dict[str, tuple[int, Counter[str], int, float, float]] = {}
+    svgs: dict[str, list[Path]] = {}
     for kind, pid, svg, _ in spies:
+        svgs.setdefault(kind, []).append(svg)
         total, own = own_samples(svg)
         t, o, n, user, system = per_kind.get(kind, (0, Counter(), 0, 0.0, 0.0))
         u, y = used.get(pid, (0.0, 0.0))
@@ -568,6 +593,7 @@ def run_scenario(grid: LocalGrid, name: str, args: argparse.Namespace, py_spy: s
             f"groups_cpu_{unit}_est": {g: round(cpu * c / busy, 3) for g, c in groups.most_common()
                                        if g != IDLE and busy},
             "idle_pct_of_samples": round(100 * groups.get(IDLE, 0) / total, 1) if total else None,
+            "python_by_gridfs_caller": caller_table(*python_callers(svgs[kind]), args.top),
             "top": top_of(total, own, args.top),
         }
         summary[kind] = {"samples": total, "top": summary["kinds"][kind]["top"]}  # the keys of the one-object mode
@@ -625,6 +651,8 @@ def main() -> None:
     p.add_argument("--top", type=int, default=15, help="top functions kept per kind")
     p.add_argument("--native", action="store_true", help="C frames too (zfec, hashes): py-spy --native, which "
                                                          "pauses the processes (no --nonblocking)")
+    p.add_argument("--gil", action="store_true", help="py-spy --gil: only the thread holding the GIL, i.e. "
+                                                      "the interpreter's CPU time, blocked threads left out")
     p.add_argument("--perf", type=int, default=250 if shutil.which("perf") else 0,
                    help="also perf record each kind: a cpu-clock sample every 1/N s of CPU time (a fixed period: "
                         "samples times it is CPU time), with kernel call chains; 0: no perf")
