@@ -17,16 +17,40 @@ if TYPE_CHECKING:
     from gridfs.gateways.s3.context import Ctx, Gateway
 
 CORS_PROP = "s3.cors"
+VARY = "Origin, Access-Control-Request-Headers, Access-Control-Request-Method"
 
 
-def _matching_rule(rules: list[dict], origin: str, method: str) -> dict | None:
+def _wildcard_match(pattern: str, value: str) -> bool:
+    """A CORS pattern: at most one ``*``, standing for any characters (AWS's AllowedOrigin and AllowedHeader)."""
+    head, star, tail = pattern.partition("*")
+    if not star:
+        return pattern == value
+    return len(value) >= len(head) + len(tail) and value.startswith(head) and value.endswith(tail)
+
+
+def _matching_rule(rules: list[dict], origin: str, method: str, headers: list[str] | None = None) -> dict | None:
+    """The first rule allowing ``origin``, ``method`` and (a preflight's) request ``headers``, compared
+    without regard to case as HTTP header names are."""
     for rule in rules:
-        origins = rule.get("AllowedOrigin", [])
-        if method in rule.get("AllowedMethod", []) and any(
-            o == "*" or o == origin or (o.startswith("*") and origin.endswith(o[1:])) for o in origins
-        ):
+        allowed_headers = [h.lower() for h in rule.get("AllowedHeader", [])]
+        if method in rule.get("AllowedMethod", []) \
+                and any(_wildcard_match(o, origin) for o in rule.get("AllowedOrigin", [])) \
+                and all(any(_wildcard_match(a, h.lower()) for a in allowed_headers) for h in headers or []):
             return rule
     return None
+
+
+def _rule_headers(rule: dict, origin: str) -> dict[str, str]:
+    """What a matching rule answers, on a preflight and on the actual request alike."""
+    headers = {"Access-Control-Allow-Origin": "*" if "*" in rule["AllowedOrigin"] else origin,
+               "Access-Control-Allow-Methods": ", ".join(rule["AllowedMethod"])}
+    if headers["Access-Control-Allow-Origin"] != "*":
+        headers["Access-Control-Allow-Credentials"] = "true"  # as AWS: a named origin may send cookies
+    if rule.get("ExposeHeader"):
+        headers["Access-Control-Expose-Headers"] = ", ".join(rule["ExposeHeader"])
+    if "MaxAgeSeconds" in rule:
+        headers["Access-Control-Max-Age"] = str(rule["MaxAgeSeconds"])
+    return headers
 
 
 async def preflight(gw: Gateway, request: web.Request, bucket: str) -> web.Response:
@@ -36,25 +60,27 @@ async def preflight(gw: Gateway, request: web.Request, bucket: str) -> web.Respo
         raise S3Error("InvalidRequest", "a CORS preflight needs a bucket, Origin and Access-Control-Request-Method")
     container = await asyncio.get_running_loop().run_in_executor(
         gw.pool, lambda: gw.client.bucket_info(bucket, stats=False))
-    rule = _matching_rule(json.loads(container.properties.get(CORS_PROP) or "[]"), origin, method)
+    asked = request.headers.get("Access-Control-Request-Headers", "")
+    asked_names = [h.strip() for h in asked.split(",") if h.strip()]
+    rule = _matching_rule(json.loads(container.properties.get(CORS_PROP) or "[]"), origin, method, asked_names)
     if rule is None:
         raise S3Error("AccessDenied", "CORSResponse: This CORS request is not allowed.")
-    headers = {"Access-Control-Allow-Origin": "*" if "*" in rule["AllowedOrigin"] else origin,
-               "Access-Control-Allow-Methods": ", ".join(rule["AllowedMethod"]), "Vary": "Origin"}
-    asked = request.headers.get("Access-Control-Request-Headers", "")
+    headers = {**_rule_headers(rule, origin), "Vary": VARY}
     if asked:
         headers["Access-Control-Allow-Headers"] = asked
-    if "MaxAgeSeconds" in rule:
-        headers["Access-Control-Max-Age"] = str(rule["MaxAgeSeconds"])
     return web.Response(headers=headers)
 
 
 def add_headers(ctx: Ctx, response: web.StreamResponse) -> None:
-    origin = ctx.headers.get("Origin")
-    if not origin or ctx.container is None or response.prepared:
+    """The CORS headers of an actual request's answer (success or error): those of the first rule that
+    allows its Origin and method, and ``Vary`` whenever the bucket has rules (the answer depends on Origin)."""
+    if ctx.container is None or response.prepared:
         return
-    rule = _matching_rule(json.loads(ctx.container.properties.get(CORS_PROP) or "[]"), origin, ctx.request.method)
+    rules = json.loads(ctx.container.properties.get(CORS_PROP) or "[]")
+    if not rules:
+        return
+    response.headers["Vary"] = VARY
+    origin = ctx.headers.get("Origin")
+    rule = _matching_rule(rules, origin, ctx.request.method) if origin else None
     if rule:
-        response.headers["Access-Control-Allow-Origin"] = "*" if "*" in rule["AllowedOrigin"] else origin
-        if rule.get("ExposeHeader"):
-            response.headers["Access-Control-Expose-Headers"] = ", ".join(rule["ExposeHeader"])
+        response.headers.update(_rule_headers(rule, origin))
