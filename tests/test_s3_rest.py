@@ -669,3 +669,43 @@ def test_post_upload_refusals(endpoint: str, users: dict, alice: Any, alice_v4: 
     assert listed == ["k"]  # only the x-ignore-* upload: nothing refused was stored
     huge = post_form(good, b"xyz", extra={"x-ignore-pad": "p" * 30000})
     assert error(huge) == (400, "MaxPostPreDataLengthExceededError")
+
+
+def test_post_upload_hostile_forms(endpoint: str, users: dict, alice: Any, alice_v4: Any, bucket: str) -> None:
+    def code(r: requests.Response) -> tuple[int, str]:
+        return r.status_code, r.content.split(b"<Code>")[1].split(b"</Code>")[0].decode() if b"<Code>" in r.content \
+            else ""
+
+    url = f"{endpoint}/{bucket}"
+    for body, ctype in ((b"garbage", "multipart/form-data"), (b"--x\r\nno headers", "multipart/form-data; boundary=x"),
+                        (b"", "multipart/form-data; boundary=x")):
+        r = requests.post(url, data=body, headers={"Content-Type": ctype})
+        assert r.status_code == 400 and b"<Error><Code>" in r.content, (body, r.content)
+    cond = [["starts-with", "$x-amz-meta-note", ""], ["starts-with", "$Content-Type", ""]]
+    for extra in ({"x-amz-meta-note": "line\r\nX-Injected: 1"}, {"Content-Type": "text/plain\r\nX-Injected: 1"}):
+        post = alice_v4.generate_presigned_post(bucket, "hdr", Fields=extra, Conditions=cond[:1] if
+                                                "x-amz-meta-note" in extra else cond[1:])
+        assert code(post_form(post, b"x")) == (400, "InvalidArgument"), extra
+    bad_name = alice_v4.generate_presigned_post(bucket, "hdr", Fields={"x-amz-meta-a b": "v"},
+                                                Conditions=[{"x-amz-meta-a b": "v"}])
+    assert code(post_form(bad_name, b"x")) == (400, "InvalidArgument")
+    newline_redirect = alice_v4.generate_presigned_post(
+        bucket, "hdr", Fields={"success_action_redirect": "https://a.example/\r\nSet-Cookie: x"},
+        Conditions=[["starts-with", "$success_action_redirect", ""]])
+    assert code(post_form(newline_redirect, b"x")) == (400, "InvalidArgument")
+    for conditions in ([["nope", "$key", "x"]], [["content-length-range", -1, 5]], [["eq", "key", "k"]], ["x"],
+                       [{"a": "1", "b": "2"}]):
+        post = _policy_post(endpoint, users["alice"], bucket, [{"key": "p"}, *conditions], {"key": "p"})
+        assert code(post_form(post, b"x")) == (400, "InvalidPolicyDocument"), conditions
+    # The key after the file is not read (AWS ignores what follows the file): no key.
+    good = alice_v4.generate_presigned_post(bucket, "late")
+    late = {**good, "fields": {k: v for k, v in good["fields"].items() if k != "key"}}
+    assert code(post_form(late, b"x", after={"key": "late"})) == (400, "InvalidArgument")
+    # Too large, cut while it streams: nothing is stored.
+    small = alice_v4.generate_presigned_post(bucket, "big", Conditions=[["content-length-range", 0, MiB]])
+    assert code(post_form(small, os.urandom(3 * MiB))) == (400, "EntityTooLarge")
+    fn = alice_v4.generate_presigned_post(bucket, "in/${filename}")
+    assert post_form(fn, b"named", filename="../x y.txt").status_code == 204
+    assert alice.get_object(Bucket=bucket, Key="in/../x y.txt")["Body"].read() == b"named"
+    keys = [o["Key"] for o in alice.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert keys == ["in/../x y.txt"]

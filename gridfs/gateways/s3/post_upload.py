@@ -26,13 +26,15 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from aiohttp import web
+from aiohttp import http_exceptions, web
 from aiohttp.multipart import BodyPartReader
 from multidict import CIMultiDict
 
@@ -59,6 +61,10 @@ PIECE = 1 << 20
 # Fields no policy condition has to name (AWS): the signature, the policy itself, the file, x-ignore-*.
 EXEMPT = {"x-amz-signature", "policy", "file", "awsaccesskeyid", "signature"}
 SIGNATURE_FIELDS = ("x-amz-algorithm", "x-amz-credential", "x-amz-date", "x-amz-signature")
+HEADER_NAME_RE = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")  # an HTTP token, lower case (names are lowered)
+# Fields answered as headers: of the object on every GET, or of this answer (the redirect).
+HEADER_FIELDS = {"content-type", "cache-control", "content-disposition", "content-encoding", "content-language",
+                 "expires", "success_action_redirect", "redirect"}
 V2_FIELDS = ("awsaccesskeyid", "signature")  # Signature Version 2 forms: boto3's generate_presigned_post default
 # Form fields that set what this gateway does not implement: refused, never accepted and ignored.
 UNSUPPORTED_PREFIXES = ("x-amz-server-side-encryption", "x-amz-object-lock", "x-amz-website-redirect-location",
@@ -88,20 +94,33 @@ def _invalid_policy(why: str) -> S3Error:
     return S3Error("InvalidPolicyDocument", f"Invalid Policy: {why}")
 
 
-async def read_form(request: web.Request) -> Form:
-    """The fields up to the file part, which is left unread for the caller to stream."""
+# What aiohttp's multipart reader raises on a body that is not multipart/form-data (a missing boundary, a part
+# without headers, a header line it cannot parse).
+MALFORMED = (ValueError, AssertionError, http_exceptions.HttpProcessingError)
+
+
+@asynccontextmanager
+async def _well_formed() -> AsyncIterator[None]:
     try:
-        reader = await request.multipart()
-    except (ValueError, AssertionError) as exc:
+        yield
+    except MALFORMED as exc:
         raise S3Error("MalformedPOSTRequest", "The body of your POST request is not well-formed "
                       "multipart/form-data.") from exc
+
+
+async def _read_chunk(part: BodyPartReader, size: int) -> bytes:
+    async with _well_formed():
+        return await part.read_chunk(size)
+
+
+async def read_form(request: web.Request) -> Form:
+    """The fields up to the file part, which is left unread for the caller to stream."""
+    async with _well_formed():
+        reader = await request.multipart()
     form, total = Form(), 0
     while True:
-        try:
+        async with _well_formed():
             part = await reader.next()
-        except ValueError as exc:
-            raise S3Error("MalformedPOSTRequest", "The body of your POST request is not well-formed "
-                          "multipart/form-data.") from exc
         if part is None:
             return form
         if not isinstance(part, BodyPartReader) or not part.name:
@@ -111,7 +130,7 @@ async def read_form(request: web.Request) -> Form:
             form.file, form.filename = part, part.filename or ""
             return form
         value = bytearray()
-        while chunk := await part.read_chunk(4096):
+        while chunk := await _read_chunk(part, 4096):
             value += chunk
             total += len(chunk)
             if total > MAX_FIELDS_SIZE or len(form.fields) >= MAX_FIELDS:
@@ -254,7 +273,7 @@ async def _file_pieces(part: BodyPartReader, sizes: SizeRange) -> AsyncIterator[
     seen = 0
     while True:
         piece = bytearray()
-        while len(piece) < PIECE and (chunk := await part.read_chunk(PIECE - len(piece))):
+        while len(piece) < PIECE and (chunk := await _read_chunk(part, PIECE - len(piece))):
             piece += chunk
         if not piece:
             break
@@ -277,10 +296,22 @@ def _checksum_field(fields: dict[str, str]) -> tuple[str, str]:
     return sent[0] if sent else ("", "")
 
 
+def _check_header_fields(fields: dict[str, str]) -> None:
+    """The fields that become answer headers must be fit for one: a form, unlike a request's head, may carry
+    any name and any character (a line break would break every later GET of the object)."""
+    for name, value in fields.items():
+        if not (name.startswith("x-amz-meta-") or name in HEADER_FIELDS):
+            continue
+        if not HEADER_NAME_RE.fullmatch(name) or any(c < " " or c == "\x7f" for c in value):
+            raise S3Error("InvalidArgument", f"the form field {name!r} cannot be an HTTP header (name or value)",
+                          ArgumentName=name)
+
+
 def _object_properties(ctx: Ctx, fields: dict[str, str]) -> dict[str, str]:
     for name in fields:
         if name.startswith(UNSUPPORTED_PREFIXES):
             raise S3Error("NotImplemented", f"the form field {name} is not implemented by this gateway")
+    _check_header_fields(fields)
     acl = fields.get("acl", "private")
     if acl != "private":
         raise S3Error("NotImplemented", f"object ACLs are not implemented (acl {acl!r}); only private")
