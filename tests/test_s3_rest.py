@@ -709,3 +709,22 @@ def test_post_upload_hostile_forms(endpoint: str, users: dict, alice: Any, alice
     assert alice.get_object(Bucket=bucket, Key="in/../x y.txt")["Body"].read() == b"named"
     keys = [o["Key"] for o in alice.list_objects_v2(Bucket=bucket).get("Contents", [])]
     assert keys == ["in/../x y.txt"]
+
+
+def test_copy_object_if_none_match_and_if_match(alice: Any, bob: Any, bucket: str) -> None:
+    alice.put_object(Bucket=bucket, Key="src", Body=b"source")
+    dst = alice.put_object(Bucket=bucket, Key="dst", Body=b"old")["ETag"]
+    source = {"Bucket": bucket, "Key": "src"}
+    assert refused(lambda: alice.copy_object(Bucket=bucket, Key="dst", CopySource=source, IfNoneMatch="*"))[:2] \
+        == ("PreconditionFailed", 412)
+    assert refused(lambda: alice.copy_object(Bucket=bucket, Key="dst", CopySource=source, IfMatch='"x"'))[:2] \
+        == ("PreconditionFailed", 412)
+    assert refused(lambda: alice.copy_object(Bucket=bucket, Key="dst", CopySource=source, IfMatch=dst,
+                                             StorageClass="REDUCED_REDUNDANCY", IfNoneMatch="*"))[1] == 501
+    assert alice.get_object(Bucket=bucket, Key="dst")["Body"].read() == b"old"
+    alice.copy_object(Bucket=bucket, Key="dst", CopySource=source, IfMatch=dst)
+    assert alice.get_object(Bucket=bucket, Key="dst")["Body"].read() == b"source"
+    alice.copy_object(Bucket=bucket, Key="new", CopySource=source, IfNoneMatch="*", StorageClass="REDUCED_REDUNDANCY")
+    assert alice.get_object(Bucket=bucket, Key="new")["Body"].read() == b"source"  # re-encoded, conditionally
+    assert refused(lambda: bob.copy_object(Bucket=bucket, Key="other", CopySource=source, IfNoneMatch="*"))[:2] \
+        == ("AccessDenied", 403)

@@ -326,8 +326,11 @@ class GridClient:
         version: int | None = None,
         properties: dict[str, str] | None = None,
         mime_type: str | None = None,
+        if_none_match: bool = False,
+        if_version: int | None = None,
     ) -> ObjectInfo:
-        """Server-side copy: each chunk is hard-linked on its server, no data moves."""
+        """Server-side copy: each chunk is hard-linked on its server, no data moves. ``if_none_match`` and
+        ``if_version`` apply to the destination key, as ``put`` takes them."""
         src = self.head(src_bucket, src_key, version=version, chunks=True)
         check_bucket(dst_bucket)
         check_key(dst_key)
@@ -362,7 +365,8 @@ class GridClient:
             metachunks=src.metachunks,
         )
         committed, _garbage = commit_or_discard(
-            lambda: self.directory.commit_object(self.account, dst_bucket, record),
+            lambda: self.directory.commit_object(self.account, dst_bucket, record, if_none_match=if_none_match,
+                                                 if_version=if_version),
             lambda: self.io.delete_chunks(new_urls),
         )
         return committed

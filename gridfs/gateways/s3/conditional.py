@@ -1,5 +1,5 @@
-"""Conditional writes: ``If-None-Match: *`` and ``If-Match: ETAG`` on PutObject, CompleteMultipartUpload and
-browser POST uploads.
+"""Conditional writes: ``If-None-Match: *`` and ``If-Match: ETAG`` on PutObject, CopyObject (the destination)
+and CompleteMultipartUpload.
 
 The test is the directory's, in the commit's own transaction: ``If-None-Match: *`` commits only if the key
 has no live version, and ``If-Match`` only if the key's live version is still the one whose ETag matched

@@ -360,16 +360,22 @@ async def copy_object(ctx: Ctx) -> web.Response:
         raise S3Error("InvalidRequest", "This copy request is illegal because it is trying to copy an object to "
                       "itself without changing the object's metadata, storage class, website redirect location "
                       "or encryption attributes.")
+    condition = await write_condition(ctx, etag_of)
     if policy and policy != src.policy:  # another policy: the data must be re-encoded
         def recode() -> ObjectInfo:
             stream = ctx.gw.client.get_stream(src_bucket, src.key, version=src.version)
-            return ctx.gw.client.put(ctx.bucket, ctx.key, (bytes(b) for b in stream), policy=policy,
-                                     properties=props, mime_type=mime)
+            with committed_under(ctx, condition):
+                return ctx.gw.client.put(ctx.bucket, ctx.key, (bytes(b) for b in stream), policy=policy,
+                                         properties=props, mime_type=mime, **condition.kwargs())
 
         info = await ctx.run(recode)
     else:
-        info = await ctx.run(lambda: ctx.gw.client.copy(src_bucket, src.key, ctx.bucket, ctx.key,
-                                                        version=src.version, properties=props, mime_type=mime))
+        def link() -> ObjectInfo:
+            with committed_under(ctx, condition):
+                return ctx.gw.client.copy(src_bucket, src.key, ctx.bucket, ctx.key, version=src.version,
+                                          properties=props, mime_type=mime, **condition.kwargs())
+
+        info = await ctx.run(link)
     headers = {}
     if (vid := version_id(ctx, info.version)):
         headers["x-amz-version-id"] = vid
