@@ -728,3 +728,53 @@ def test_copy_object_if_none_match_and_if_match(alice: Any, bob: Any, bucket: st
     assert alice.get_object(Bucket=bucket, Key="new")["Body"].read() == b"source"  # re-encoded, conditionally
     assert refused(lambda: bob.copy_object(Bucket=bucket, Key="other", CopySource=source, IfNoneMatch="*"))[:2] \
         == ("AccessDenied", 403)
+
+
+def _slow_put(endpoint: str, user: dict, path: str, body: bytes, headers: dict, meanwhile: Callable[[], Any]) -> Any:
+    """A signed PUT whose body comes in two halves, ``meanwhile()`` run between them (after the gateway has
+    checked the request's conditions and while it takes the data); the answer as (status, body)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    req = AWSRequest(method="PUT", url=endpoint + path, data=body,
+                     headers={**headers, "Content-Length": str(len(body))})
+    S3SigV4Auth(Credentials(user["access_key"], user["secret_key"]), "s3", "us-east-1").add_auth(req)
+    url = urlsplit(endpoint)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    conn.putrequest("PUT", path, skip_host=True, skip_accept_encoding=True)
+    conn.putheader("Host", url.netloc)  # signed as botocore saw it
+    for name, value in req.prepare().headers.items():
+        conn.putheader(name, value)
+    conn.endheaders()
+    conn.send(body[: len(body) // 2])
+    import time
+
+    time.sleep(0.5)
+    meanwhile()
+    conn.send(body[len(body) // 2:])
+    answer = conn.getresponse()
+    out = answer.status, answer.read()
+    conn.close()
+    return out
+
+
+def test_a_conditional_write_is_checked_again_at_its_commit(endpoint: str, users: dict, alice: Any,
+                                                            bucket: str) -> None:
+    etag = alice.put_object(Bucket=bucket, Key="k", Body=b"base")["ETag"]
+    body = os.urandom(MiB)
+    # Replaced while the data came: the ETag that matched is not current any more.
+    status, answer = _slow_put(endpoint, users["alice"], f"/{bucket}/k", body, {"If-Match": etag},
+                               lambda: alice.put_object(Bucket=bucket, Key="k", Body=b"replaced"))
+    assert status == 412 and b"<Code>PreconditionFailed</Code>" in answer, answer
+    assert alice.get_object(Bucket=bucket, Key="k")["Body"].read() == b"replaced"
+    etag = alice.head_object(Bucket=bucket, Key="k")["ETag"]
+    # Deleted while the data came: AWS's 409, retry.
+    status, answer = _slow_put(endpoint, users["alice"], f"/{bucket}/k", body, {"If-Match": etag},
+                               lambda: alice.delete_object(Bucket=bucket, Key="k"))
+    assert status == 409 and b"<Code>ConditionalRequestConflict</Code>" in answer
+    assert refused(lambda: alice.head_object(Bucket=bucket, Key="k"))[1] == 404
+    # Created while the data came: If-None-Match loses.
+    status, answer = _slow_put(endpoint, users["alice"], f"/{bucket}/k", body, {"If-None-Match": "*"},
+                               lambda: alice.put_object(Bucket=bucket, Key="k", Body=b"first"))
+    assert status == 412 and b"<Code>PreconditionFailed</Code>" in answer
+    assert alice.get_object(Bucket=bucket, Key="k")["Body"].read() == b"first"
