@@ -1,5 +1,5 @@
 """Issue 13, item 6, "the rest that clients use": bucket tagging, GetObjectAttributes, conditional writes
-(If-None-Match, If-Match) on PutObject and CompleteMultipartUpload, ListBuckets pagination, delete-marker
+(If-None-Match, If-Match) on PutObject, CopyObject and CompleteMultipartUpload, ListBuckets pagination, delete-marker
 answers, CORS headers on actual requests, Content-Encoding without aws-chunked, and browser POST uploads.
 
 One grid and one gateway for the module (real processes); boto3 as the owner, as a second user and as an
@@ -9,17 +9,21 @@ anonymous client, raw requests signed by botocore, the aws cli, and ``requests``
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
+import hmac
+import http.client
 import json
 import os
 import subprocess
 import sys
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import boto3
 import botocore.exceptions
@@ -33,6 +37,8 @@ from botocore.credentials import Credentials
 
 from gridfs.cli.local import LocalGrid
 from gridfs.client import GridClient
+from gridfs.common.errors import PreconditionFailed
+from gridfs.gateways.s3 import sigv4
 from gridfs.gateways.s3.users import UserStore
 
 MiB = 1 << 20
@@ -309,8 +315,6 @@ def test_if_none_match_is_checked_in_the_directory_commit(local_grid: LocalGrid,
             c.put(bucket, "k", b"second", if_none_match=True)
         info = c.head(bucket, "k")
         c.put(bucket, "k", b"third", if_version=info.version)
-        from gridfs.common.errors import PreconditionFailed
-
         with pytest.raises(PreconditionFailed):
             c.put(bucket, "k", b"fourth", if_version=info.version)  # that version was replaced
         assert c.get(bucket, "k") == b"third"
@@ -602,10 +606,6 @@ def test_post_upload_answers(alice: Any, alice_v4: Any, bucket: str) -> None:
 def _policy_post(endpoint: str, user: dict, bucket: str, conditions: list, fields: dict,
                  expiration: str = "2099-01-01T00:00:00Z") -> dict:
     """A POST form signed by hand (for policies boto3 would not write)."""
-    import datetime as dt
-
-    from gridfs.gateways.s3 import sigv4
-
     now = dt.datetime.now(dt.UTC)
     date, stamp = now.strftime("%Y%m%d"), now.strftime("%Y%m%dT%H%M%SZ")
     credential = f"{user['access_key']}/{date}/us-east-1/s3/aws4_request"
@@ -613,8 +613,6 @@ def _policy_post(endpoint: str, user: dict, bucket: str, conditions: list, field
     policy = base64.b64encode(json.dumps({"expiration": expiration, "conditions": [
         *conditions, *({k: v} for k, v in sig_fields.items())]}).encode()).decode()
     key = sigv4.signing_key(user["secret_key"], sigv4.Credential.parse(credential))
-    import hmac
-
     signature = hmac.new(key, policy.encode(), hashlib.sha256).hexdigest()
     return {"url": f"{endpoint}/{bucket}", "fields": {**fields, **sig_fields, "policy": policy,
                                                       "x-amz-signature": signature}}
@@ -647,11 +645,7 @@ def test_post_upload_refusals(endpoint: str, users: dict, alice: Any, alice_v4: 
     assert error(post_form(expired, b"xyz")) == (403, "AccessDenied")
     not_json = _policy_post(endpoint, users["alice"], bucket, [{"bucket": bucket}, {"key": "j"}], {"key": "j"})
     not_json["fields"]["policy"] = base64.b64encode(b"{not json").decode()  # re-signed below
-    from gridfs.gateways.s3 import sigv4
-
     cred = sigv4.Credential.parse(not_json["fields"]["x-amz-credential"])
-    import hmac
-
     not_json["fields"]["x-amz-signature"] = hmac.new(sigv4.signing_key(users["alice"]["secret_key"], cred),
                                                      not_json["fields"]["policy"].encode(), hashlib.sha256).hexdigest()
     assert error(post_form(not_json, b"xyz")) == (400, "InvalidPolicyDocument")
@@ -733,9 +727,6 @@ def test_copy_object_if_none_match_and_if_match(alice: Any, bob: Any, bucket: st
 def _slow_put(endpoint: str, user: dict, path: str, body: bytes, headers: dict, meanwhile: Callable[[], Any]) -> Any:
     """A signed PUT whose body comes in two halves, ``meanwhile()`` run between them (after the gateway has
     checked the request's conditions and while it takes the data); the answer as (status, body)."""
-    import http.client
-    from urllib.parse import urlsplit
-
     req = AWSRequest(method="PUT", url=endpoint + path, data=body,
                      headers={**headers, "Content-Length": str(len(body))})
     S3SigV4Auth(Credentials(user["access_key"], user["secret_key"]), "s3", "us-east-1").add_auth(req)
@@ -747,8 +738,6 @@ def _slow_put(endpoint: str, user: dict, path: str, body: bytes, headers: dict, 
         conn.putheader(name, value)
     conn.endheaders()
     conn.send(body[: len(body) // 2])
-    import time
-
     time.sleep(0.5)
     meanwhile()
     conn.send(body[len(body) // 2:])
