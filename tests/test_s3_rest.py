@@ -767,3 +767,26 @@ def test_a_conditional_write_is_checked_again_at_its_commit(endpoint: str, users
                                lambda: alice.put_object(Bucket=bucket, Key="k", Body=b"first"))
     assert status == 412 and b"<Code>PreconditionFailed</Code>" in answer
     assert alice.get_object(Bucket=bucket, Key="k")["Body"].read() == b"first"
+
+
+def test_post_upload_checksums_and_storage_class(alice: Any, alice_v4: Any, bucket: str) -> None:
+    data = b"checked data"
+    digest = base64.b64encode(hashlib.sha256(data).digest()).decode()
+    fields = {"x-amz-checksum-sha256": digest, "x-amz-storage-class": "REDUCED_REDUNDANCY"}
+    post = alice_v4.generate_presigned_post(bucket, "sum", Fields=fields,
+                                            Conditions=[{k: v} for k, v in fields.items()])
+    assert post_form(post, data).status_code == 204
+    head = alice.head_object(Bucket=bucket, Key="sum", ChecksumMode="ENABLED")
+    assert head["ChecksumSHA256"] == digest and head["StorageClass"] == "REDUCED_REDUNDANCY"
+    wrong = alice_v4.generate_presigned_post(bucket, "bad-sum", Fields={"x-amz-checksum-sha256": digest},
+                                             Conditions=[{"x-amz-checksum-sha256": digest}])
+    r = post_form(wrong, b"other data")
+    assert r.status_code == 400 and b"<Code>BadDigest</Code>" in r.content
+    assert refused(lambda: alice.head_object(Bucket=bucket, Key="bad-sum"))[1] == 404  # nothing stored
+    sse = alice_v4.generate_presigned_post(bucket, "sse", Fields={"x-amz-server-side-encryption": "AES256"},
+                                           Conditions=[{"x-amz-server-side-encryption": "AES256"}])
+    assert post_form(sse, b"x").status_code == 501  # not taken and ignored
+    acl = alice_v4.generate_presigned_post(bucket, "acl", Fields={"acl": "public-read"},
+                                           Conditions=[{"acl": "public-read"}])
+    assert post_form(acl, b"x").status_code == 501
+    assert refused(lambda: alice.head_object(Bucket=bucket, Key="acl"))[1] == 404

@@ -315,10 +315,8 @@ def _object_properties(ctx: Ctx, fields: dict[str, str]) -> dict[str, str]:
     acl = fields.get("acl", "private")
     if acl != "private":
         raise S3Error("NotImplemented", f"object ACLs are not implemented (acl {acl!r}); only private")
-    headers = CIMultiDict(fields)
-    headers.pop("x-amz-tagging", None)  # a form's tags come in the "tagging" field, an XML document
-    props = properties_from_headers(ctx, headers)
-    if fields.get("tagging"):
+    props = properties_from_headers(ctx, CIMultiDict(fields))
+    if fields.get("tagging"):  # AWS's form field: an XML document (x-amz-tagging, the header's form, works too)
         props[TAGS_PROP] = json.dumps(parse_tag_document(fields["tagging"].encode(), MAX_OBJECT_TAGS))
     return props
 
