@@ -691,6 +691,10 @@ def test_post_upload_hostile_forms(endpoint: str, users: dict, alice: Any, alice
                        [{"a": "1", "b": "2"}]):
         post = _policy_post(endpoint, users["alice"], bucket, [{"key": "p"}, *conditions], {"key": "p"})
         assert code(post_form(post, b"x")) == (400, "InvalidPolicyDocument"), conditions
+    many = [(f"x-ignore-{i}", (None, "")) for i in range(200)] + [("file", ("f", b"x"))]
+    assert code(requests.post(url, files=many)) == (400, "MaxPostPreDataLengthExceededError")
+    twice = [("key", (None, "a")), ("key", (None, "b")), ("file", ("f", b"x"))]
+    assert code(requests.post(url, files=twice)) == (400, "InvalidArgument")
     # The key after the file is not read (AWS ignores what follows the file): no key.
     good = alice_v4.generate_presigned_post(bucket, "late")
     late = {**good, "fields": {k: v for k, v in good["fields"].items() if k != "key"}}

@@ -118,6 +118,8 @@ async def read_form(request: web.Request) -> Form:
     async with _well_formed():
         reader = await request.multipart()
     form, total = Form(), 0
+    too_large = S3Error("MaxPostPreDataLengthExceededError", "Your POST request fields preceding the upload file "
+                        "were too large.")
     while True:
         async with _well_formed():
             part = await reader.next()
@@ -129,13 +131,17 @@ async def read_form(request: web.Request) -> Form:
         if name == "file":
             form.file, form.filename = part, part.filename or ""
             return form
+        if name in form.fields:  # which of two values would the policy have been checked against?
+            raise S3Error("InvalidArgument", f"the form field {name!r} is given more than once", ArgumentName=name)
+        total += len(name)
+        if len(form.fields) >= MAX_FIELDS or total > MAX_FIELDS_SIZE:
+            raise too_large
         value = bytearray()
         while chunk := await _read_chunk(part, 4096):
             value += chunk
             total += len(chunk)
-            if total > MAX_FIELDS_SIZE or len(form.fields) >= MAX_FIELDS:
-                raise S3Error("MaxPostPreDataLengthExceededError", "Your POST request fields preceding the "
-                              "upload file were too large.")
+            if total > MAX_FIELDS_SIZE:
+                raise too_large
         try:
             form.fields[name] = value.decode("utf-8")
         except UnicodeDecodeError as exc:
