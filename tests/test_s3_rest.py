@@ -538,6 +538,11 @@ def test_object_attributes_refusals(endpoint: str, users: dict, alice: Any, bob:
     r = signed(endpoint, users["alice"], "GET", f"/{bucket}/o?attributes&versionId=..%2F1",
                headers={"x-amz-object-attributes": "ETag"})
     assert r.status_code == 400
+    for method, path in (("GET", f"/{bucket}?attributes"), ("PUT", f"/{bucket}/o?attributes"),
+                         ("DELETE", f"/{bucket}/o?attributes")):
+        r = signed(endpoint, users["alice"], method, path, headers={"x-amz-object-attributes": "ETag"})
+        assert r.status_code == 405 and b"<Code>MethodNotAllowed</Code>" in r.content, (method, path)
+    assert alice.get_object(Bucket=bucket, Key="o")["Body"].read() == b"x"  # the PUT and DELETE did nothing
     alice.put_bucket_acl(Bucket=bucket, ACL="public-read")  # public reads: attributes are a read
     assert anon.get_object_attributes(Bucket=bucket, Key="o", ObjectAttributes=["ObjectSize"])["ObjectSize"] == 1
 

@@ -211,12 +211,12 @@ def build_app(gw: Gateway) -> web.Application:
                 response = await bucket_list.list_buckets(ctx)
             elif post_upload.is_form_post(ctx):
                 response = await post_upload.post_object(ctx)
+            elif "attributes" in ctx.query:  # an object's, never a listing's
+                response = await attributes.get_object_attributes(ctx)
             elif not key:
                 response = await buckets.dispatch(ctx)
             elif set(ctx.query) & {"uploads", "uploadId"}:
                 response = await multipart.dispatch(ctx)
-            elif "attributes" in ctx.query:
-                response = await attributes.get_object_attributes(ctx)
             else:
                 response = await objects.dispatch(ctx)
             response.headers["x-amz-request-id"] = request_id

@@ -88,7 +88,7 @@ def _object_parts(etag: str, props: dict[str, str], marker: int, max_parts: int)
 
 async def get_object_attributes(ctx: Ctx) -> web.Response:
     await load_bucket(ctx)
-    if ctx.request.method != "GET":
+    if ctx.request.method != "GET" or not ctx.key:
         raise S3Error("MethodNotAllowed", "The specified method is not allowed against this resource.")
     asked = requested_attributes(ctx)
     marker = _header_count(ctx, "x-amz-part-number-marker", 0, PART_LIMIT)
