@@ -710,6 +710,8 @@ def test_post_upload_hostile_forms(endpoint: str, users: dict, alice: Any, alice
     fn = alice_v4.generate_presigned_post(bucket, "in/${filename}")
     assert post_form(fn, b"named", filename="../x y.txt").status_code == 204
     assert alice.get_object(Bucket=bucket, Key="in/../x y.txt")["Body"].read() == b"named"
+    nul = {**fn, "fields": {**fn["fields"], "key": "in/a\x00b"}}  # within the policy's starts-with "in/"
+    assert code(post_form(nul, b"x"))[0] == 400  # a key never holds a NUL
     keys = [o["Key"] for o in alice.list_objects_v2(Bucket=bucket).get("Contents", [])]
     assert keys == ["in/../x y.txt"]
 
