@@ -432,6 +432,12 @@ def test_cors_headers_on_actual_requests(endpoint: str, users: dict, alice: Any,
     assert head.headers["Access-Control-Allow-Origin"] == "https://app.example"
     missing = signed(endpoint, users["alice"], "GET", f"/{bucket}/nothing", headers=origin)
     assert missing.status_code == 404 and missing.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    # Refused before the bucket was loaded: the error still carries the bucket's CORS answer.
+    denied = signed(endpoint, users["bob"], "GET", f"/{bucket}/page.html", headers=origin)
+    assert denied.status_code == 403 and denied.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    anonymous = requests.get(f"{endpoint}/{bucket}/page.html", headers=origin)
+    assert anonymous.status_code == 403 and anonymous.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    assert b"<p>hi</p>" not in denied.content + anonymous.content
     sub = signed(endpoint, users["alice"], "GET", f"/{bucket}/page.html", headers={"Origin": "https://a.example.org"})
     assert sub.headers["Access-Control-Allow-Origin"] == "https://a.example.org"
     # No rule for this origin, or for this method from that origin: no Allow-Origin, but Vary all the same.

@@ -230,7 +230,7 @@ def build_app(gw: Gateway) -> web.Application:
             resource = f"/{bucket}/{key}" if key else f"/{bucket}"
             response = error_response(s3, resource, request_id, request.method)
             if ctx is not None:
-                cors.add_headers(ctx, response)  # a browser may read the error only with them
+                await cors.add_error_headers(ctx, response)  # a browser may read the error only with them
             return response
         except (asyncio.CancelledError, ConnectionResetError):
             raise

@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from gridfs.common.errors import GridError
 from gridfs.gateways.s3.errors import S3Error
 
 if TYPE_CHECKING:
+    from gridfs.directory.model import ContainerInfo
     from gridfs.gateways.s3.context import Ctx, Gateway
 
 CORS_PROP = "s3.cors"
@@ -71,12 +73,13 @@ async def preflight(gw: Gateway, request: web.Request, bucket: str) -> web.Respo
     return web.Response(headers=headers)
 
 
-def add_headers(ctx: Ctx, response: web.StreamResponse) -> None:
+def add_headers(ctx: Ctx, response: web.StreamResponse, container: ContainerInfo | None = None) -> None:
     """The CORS headers of an actual request's answer (success or error): those of the first rule that
     allows its Origin and method, and ``Vary`` whenever the bucket has rules (the answer depends on Origin)."""
-    if ctx.container is None or response.prepared:
+    container = container or ctx.container
+    if container is None or response.prepared:
         return
-    rules = json.loads(ctx.container.properties.get(CORS_PROP) or "[]")
+    rules = json.loads(container.properties.get(CORS_PROP) or "[]")
     if not rules:
         return
     response.headers["Vary"] = VARY
@@ -84,3 +87,16 @@ def add_headers(ctx: Ctx, response: web.StreamResponse) -> None:
     rule = _matching_rule(rules, origin, ctx.request.method) if origin else None
     if rule:
         response.headers.update(_rule_headers(rule, origin))
+
+
+async def add_error_headers(ctx: Ctx, response: web.StreamResponse) -> None:
+    """``add_headers`` for an error answer, also when the request failed before its bucket was loaded (a
+    refused user, an anonymous caller): the rules are the bucket's, whoever asks, as a preflight answers
+    them to anyone. Looked up only for a request with an Origin, and never an error of its own."""
+    container = ctx.container
+    if container is None and ctx.bucket and ctx.headers.get("Origin"):
+        try:
+            container = await ctx.run(lambda: ctx.gw.client.bucket_info(ctx.bucket, stats=False))
+        except (GridError, ConnectionError, ValueError):  # no such bucket, a bad name, the grid away: no CORS
+            return
+    add_headers(ctx, response, container)
