@@ -365,7 +365,7 @@ def test_list_buckets_refuses_bad_paging(endpoint: str, users: dict) -> None:
 # -- delete markers ---------------------------------------------------------------------------------
 
 
-def test_delete_marker_answers(alice: Any, bob: Any, bucket: str) -> None:
+def test_delete_marker_answers(alice: Any, bob: Any, anon: Any, bucket: str) -> None:
     alice.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     v1 = alice.put_object(Bucket=bucket, Key="k", Body=b"v1")["VersionId"]
     deleted = alice.delete_object(Bucket=bucket, Key="k")
@@ -386,8 +386,12 @@ def test_delete_marker_answers(alice: Any, bob: Any, bucket: str) -> None:
     assert status == 404 and headers["x-amz-delete-marker"] == "true"
     assert alice.get_object(Bucket=bucket, Key="k", VersionId=v1)["Body"].read() == b"v1"
     # Another user learns nothing of the marker: the bucket is closed to him.
-    code, status, headers = refused(lambda: bob.get_object(Bucket=bucket, Key="k"))
-    assert (code, status) == ("AccessDenied", 403) and "x-amz-delete-marker" not in headers
+    for who in (bob, anon):
+        for call in (lambda w=who: w.get_object(Bucket=bucket, Key="k"),
+                     lambda w=who: w.get_object(Bucket=bucket, Key="k", VersionId=marker),
+                     lambda w=who: w.delete_object(Bucket=bucket, Key="k", VersionId=marker)):
+            code, status, headers = refused(call)
+            assert (code, status) == ("AccessDenied", 403) and "x-amz-delete-marker" not in headers
     # Deleting the marker itself says so; the object is back.
     gone = alice.delete_object(Bucket=bucket, Key="k", VersionId=marker)
     assert gone["DeleteMarker"] is True and gone["VersionId"] == marker
