@@ -670,6 +670,11 @@ def test_post_upload_refusals(endpoint: str, users: dict, alice: Any, alice_v4: 
     assert error(post_form(bobs, b"xyz")) == (403, "AccessDenied")
     unsigned = requests.post(f"{endpoint}/{bucket}", files=[("key", (None, "anon.txt")), ("file", ("f", b"xyz"))])
     assert error(unsigned) == (403, "AccessDenied")
+    # A form sent with alice's signed headers but no policy: the headers sign no byte of the form.
+    form = requests.Request("POST", f"{endpoint}/{bucket}", files=[("key", (None, "hdr.txt")),
+                                                                    ("file", ("f", b"xyz"))]).prepare()
+    assert error(signed(endpoint, users["alice"], "POST", f"/{bucket}", form.body,
+                        {"Content-Type": form.headers["Content-Type"]})) == (403, "AccessDenied")
     alice.put_bucket_acl(Bucket=bucket, ACL="public-read")
     assert error(requests.post(f"{endpoint}/{bucket}", files=[("key", (None, "anon.txt")),
                                                                ("file", ("f", b"xyz"))])) == (403, "AccessDenied")

@@ -347,6 +347,9 @@ def _success(ctx: Ctx, fields: dict[str, str], key: str, etag: str, vid: str | N
 
 
 async def post_object(ctx: Ctx) -> web.Response:
+    # The form's signed policy alone says who writes: an Authorization header (or presigned query) signs no
+    # byte of a form, which is not checked against any payload hash, so it must not be taken as the writer.
+    ctx.user = None
     form = await read_form(ctx.request)
     fields = form.fields
     if "key" not in fields:
