@@ -451,7 +451,7 @@ def test_cors_headers_on_actual_requests(endpoint: str, users: dict, alice: Any,
         assert "Origin" in r.headers["Vary"]
 
 
-def test_cors_preflight_checks_the_requested_headers(endpoint: str, alice: Any, bucket: str) -> None:
+def test_cors_preflight_checks_the_requested_headers(endpoint: str, users: dict, alice: Any, bucket: str) -> None:
     alice.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [
         {"AllowedOrigins": ["https://app.example"], "AllowedMethods": ["PUT"], "AllowedHeaders": ["x-amz-*"]}]})
 
@@ -460,6 +460,15 @@ def test_cors_preflight_checks_the_requested_headers(endpoint: str, alice: Any, 
             "Origin": "https://app.example", "Access-Control-Request-Method": "PUT",
             "Access-Control-Request-Headers": headers})
 
+    for rule in ("<AllowedOrigin>https://*.*.example</AllowedOrigin>",
+                 "<AllowedOrigin>*</AllowedOrigin><ExposeHeader>ETag&#13;&#10;Set-Cookie: x=1</ExposeHeader>",
+                 "<AllowedOrigin>*</AllowedOrigin><AllowedHeader>a*b*</AllowedHeader>"):
+        doc = f"<CORSConfiguration><CORSRule>{rule}<AllowedMethod>GET</AllowedMethod></CORSRule>" \
+              "</CORSConfiguration>"
+        md5 = base64.b64encode(hashlib.md5(doc.encode()).digest()).decode()
+        r = signed(endpoint, users["alice"], "PUT", f"/{bucket}?cors", doc.encode(), headers={"Content-MD5": md5})
+        assert r.status_code == 400 and b"<Code>InvalidRequest</Code>" in r.content, rule
+    assert alice.get_bucket_cors(Bucket=bucket)["CORSRules"][0]["AllowedMethods"] == ["PUT"]  # kept
     ok = preflight("X-Amz-Date, x-amz-content-sha256")
     assert ok.status_code == 200 and ok.headers["Access-Control-Allow-Headers"] == "X-Amz-Date, x-amz-content-sha256"
     assert preflight("x-amz-date, authorization").status_code == 403  # authorization is not allowed

@@ -29,7 +29,7 @@ from gridfs.gateways.s3.context import (
     set_bucket_props,
     translate,
 )
-from gridfs.gateways.s3.cors import CORS_PROP
+from gridfs.gateways.s3.cors import CORS_PROP, check_rule
 from gridfs.gateways.s3.errors import S3Error
 from gridfs.gateways.s3.multipart import list_uploads
 from gridfs.gateways.s3.objects import etag_of, storage_class_of, version_from, version_id
@@ -323,6 +323,7 @@ async def put_cors(ctx: Ctx) -> web.Response:
             parsed["MaxAgeSeconds"] = int(age)
         if (rid := xmlio.text(rule, "ID")):
             parsed["ID"] = rid
+        check_rule(parsed)
         rules.append(parsed)
     if not rules:
         raise S3Error("MalformedXML", "a CORS configuration needs at least one CORSRule")

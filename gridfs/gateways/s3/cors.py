@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -20,6 +21,21 @@ if TYPE_CHECKING:
 
 CORS_PROP = "s3.cors"
 VARY = "Origin, Access-Control-Request-Headers, Access-Control-Request-Method"
+HEADER_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def check_rule(rule: dict) -> None:
+    """A CORSRule fit to be answered: at most one ``*`` in an AllowedOrigin or AllowedHeader (AWS's rule), and
+    ExposeHeader names that are HTTP tokens, since they are sent back as a header's value (a line break in
+    one, which XML can carry, would have broken every answer of the bucket)."""
+    for name in ("AllowedOrigin", "AllowedHeader"):
+        for value in rule.get(name, []):
+            if value.count("*") > 1 or any(c < " " or c == "\x7f" for c in value):
+                raise S3Error("InvalidRequest", f"{name} {value!r} can not have more than one wildcard or a "
+                              "control character")
+    for value in rule.get("ExposeHeader", []):
+        if not HEADER_TOKEN.fullmatch(value):
+            raise S3Error("InvalidRequest", f"ExposeHeader {value!r} is not an HTTP header name")
 
 
 def _wildcard_match(pattern: str, value: str) -> bool:
