@@ -208,10 +208,14 @@ class GridClient:
         properties: dict[str, str] | None = None,
         mime_type: str = "application/octet-stream",
         if_none_match: bool = False,
+        if_version: int | None = None,
         progress: Progress = None,
         before_commit: Callable[[], dict[str, str]] | None = None,
     ) -> ObjectInfo:
         """Store ``data`` (bytes-like, a path, a binary file or an iterator of bytes).
+
+        ``if_none_match``: only if ``key`` has no live version (AlreadyExists); ``if_version``: only if its
+        live version is still that one (PreconditionFailed); both tested in the directory's commit.
 
         ``before_commit`` runs once every chunk is stored and before the directory
         commit: it may check what was streamed (raising discards the chunks, so no
@@ -238,7 +242,8 @@ class GridClient:
             metachunks=result.metachunks,
         )
         committed, _garbage = commit_or_discard(
-            lambda: self.directory.commit_object(self.account, bucket, record, if_none_match=if_none_match),
+            lambda: self.directory.commit_object(self.account, bucket, record, if_none_match=if_none_match,
+                                                 if_version=if_version),
             writer.discard,
         )
         return committed
@@ -321,8 +326,11 @@ class GridClient:
         version: int | None = None,
         properties: dict[str, str] | None = None,
         mime_type: str | None = None,
+        if_none_match: bool = False,
+        if_version: int | None = None,
     ) -> ObjectInfo:
-        """Server-side copy: each chunk is hard-linked on its server, no data moves."""
+        """Server-side copy: each chunk is hard-linked on its server, no data moves. ``if_none_match`` and
+        ``if_version`` apply to the destination key, as ``put`` takes them."""
         src = self.head(src_bucket, src_key, version=version, chunks=True)
         check_bucket(dst_bucket)
         check_key(dst_key)
@@ -357,7 +365,8 @@ class GridClient:
             metachunks=src.metachunks,
         )
         committed, _garbage = commit_or_discard(
-            lambda: self.directory.commit_object(self.account, dst_bucket, record),
+            lambda: self.directory.commit_object(self.account, dst_bucket, record, if_none_match=if_none_match,
+                                                 if_version=if_version),
             lambda: self.io.delete_chunks(new_urls),
         )
         return committed
@@ -373,8 +382,11 @@ class GridClient:
 
     # -- reads --------------------------------------------------------------------
 
-    def head(self, bucket: str, key: str, *, version: int | None = None, chunks: bool = False) -> ObjectInfo:
-        return self.directory.get_object(self.account, bucket, key, version=version, chunks=chunks)
+    def head(self, bucket: str, key: str, *, version: int | None = None, chunks: bool = False,
+             delete_markers: bool = False) -> ObjectInfo:
+        """A version's record; ``delete_markers``: a delete marker's record too (else NoSuchObject)."""
+        return self.directory.get_object(self.account, bucket, key, version=version, chunks=chunks,
+                                         markers=delete_markers)
 
     def reader(self, bucket: str, key: str, *, version: int | None = None) -> ObjectReader:
         return ObjectReader(self.io, self.head(bucket, key, version=version, chunks=True))
@@ -529,14 +541,18 @@ class GridClient:
         parts: list[tuple[int, str]] | list[int],
         *,
         properties: dict[str, str] | None = None,
+        if_none_match: bool = False,
+        if_version: int | None = None,
     ) -> ObjectInfo:
         """Assemble the object from its parts: a directory operation, no data is copied.
 
         ``properties`` are added to the upload's in the same commit (values known only
-        at the end, such as a checksum of the parts)."""
+        at the end, such as a checksum of the parts); ``if_none_match`` and ``if_version``
+        as ``put`` takes them."""
         normalized = [p if isinstance(p, tuple) else (p, "") for p in parts]
         info, _garbage = self.directory.complete_upload(self.account, bucket, upload_id, normalized,
-                                                        properties=properties)
+                                                        properties=properties, if_none_match=if_none_match,
+                                                        if_version=if_version)
         return info
 
     def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:

@@ -194,12 +194,14 @@ class DirectoryClient:
 
     # -- objects --------------------------------------------------------------------
 
-    def commit_object(self, account: str, bucket: str, obj: ObjectInfo, *,
-                      if_none_match: bool = False) -> tuple[ObjectInfo, list[str]]:
-        """Record an object version; its op id is its content id (one commit per content)."""
+    def commit_object(self, account: str, bucket: str, obj: ObjectInfo, *, if_none_match: bool = False,
+                      if_version: int | None = None) -> tuple[ObjectInfo, list[str]]:
+        """Record an object version; its op id is its content id (one commit per content). ``if_none_match``:
+        only if the key has no live version (AlreadyExists); ``if_version``: only if its live version is
+        that one (PreconditionFailed)."""
         check_key(obj.key)
-        out = self._change(account, bucket, "/commit", {"object": obj.to_dict(), "if_none_match": if_none_match},
-                           obj.content_id or None)
+        out = self._change(account, bucket, "/commit", {"object": obj.to_dict(), "if_none_match": if_none_match,
+                                                        "if_version": if_version}, obj.content_id or None)
         return ObjectInfo.from_dict(out["object"]), out["garbage"]
 
     def commit_objects(self, account: str, bucket: str, objs: list[ObjectInfo]) -> tuple[list[ObjectInfo], list[str]]:
@@ -210,10 +212,11 @@ class DirectoryClient:
         return [ObjectInfo.from_dict(o) for o in out["objects"]], out["garbage"]
 
     def get_object(self, account: str, bucket: str, key: str, *, version: int | None = None,
-                   chunks: bool = True) -> ObjectInfo:
+                   chunks: bool = True, markers: bool = False) -> ObjectInfo:
+        """A version's record; ``markers``: a delete marker's too (else NoSuchObject)."""
         check_key(key)
-        return ObjectInfo.from_dict(self._call(account, bucket, "GET", "/object",
-                                               params={"key": key, "version": version, "chunks": chunks}))
+        params = {"key": key, "version": version, "chunks": chunks, **({"markers": True} if markers else {})}
+        return ObjectInfo.from_dict(self._call(account, bucket, "GET", "/object", params=params))
 
     def delete_object(self, account: str, bucket: str, key: str, *,
                       version: int | None = None) -> tuple[dict, list[str]]:
@@ -289,9 +292,11 @@ class DirectoryClient:
                                                             params={"prefix": prefix})]
 
     def complete_upload(self, account: str, bucket: str, upload_id: str, parts: list[tuple[int, str]], *,
-                        hash: str = "", properties: dict[str, str] | None = None) -> tuple[ObjectInfo, list[str]]:
+                        hash: str = "", properties: dict[str, str] | None = None, if_none_match: bool = False,
+                        if_version: int | None = None) -> tuple[ObjectInfo, list[str]]:
         out = self._change(account, bucket, upload_path(upload_id, "complete"),
-                           {"parts": [list(p) for p in parts], "hash": hash, "properties": properties})
+                           {"parts": [list(p) for p in parts], "hash": hash, "properties": properties,
+                            "if_none_match": if_none_match, "if_version": if_version})
         return ObjectInfo.from_dict(out["object"]), out["garbage"]
 
     def abort_upload(self, account: str, bucket: str, upload_id: str) -> list[str]:

@@ -76,7 +76,7 @@ def _garbage_event(garbage: list[str], **data: Any) -> list[tuple[str, dict]]:
 
 def commit(m: Meta2, body: dict) -> dict:
     objs = [ObjectInfo.from_dict(o) for o in body.get("objects") or [body["object"]]]
-    done = m.commit_many(objs, bool(body.get("if_none_match")))
+    done = m.commit_many(objs, bool(body.get("if_none_match")), _version_condition(body))
     events: list[tuple[str, dict]] = []
     for info, garbage in done:
         events += _new_events(info)
@@ -86,6 +86,14 @@ def commit(m: Meta2, body: dict) -> dict:
         return {"objects": [i.to_dict() for i, _ in done], "garbage": [u for _, g in done for u in g]}
     info, garbage = done[0]
     return {"object": info.to_dict(), "garbage": garbage}
+
+
+def _version_condition(body: dict) -> int | None:
+    """``if_version``: the version a conditional write expects to replace (an integer), or None."""
+    value = body.get("if_version")
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise BadRequest("if_version must be an integer")
+    return value
 
 
 def delete(m: Meta2, body: dict) -> dict:
@@ -145,7 +153,8 @@ def commit_part(m: Meta2, body: dict) -> dict:
 
 def complete(m: Meta2, body: dict) -> dict:
     info, garbage = m.complete_upload(body["upload_id"], [(int(n), str(e)) for n, e in body["parts"]],
-                                      body.get("hash", ""), body.get("properties"))
+                                      body.get("hash", ""), body.get("properties"), bool(body.get("if_none_match")),
+                                      _version_condition(body))
     m.emit([*_new_events(info), *_garbage_event(garbage, key=info.key, reason="multipart")])
     return {"object": info.to_dict(), "garbage": garbage}
 
@@ -347,7 +356,7 @@ def _ack(db: Any, upto: int) -> None:
 
 def _get_object(m: Meta2, q: Any) -> dict:
     version = int(q["version"]) if q.get("version") else None
-    return m.get(q.get("key", ""), version, q.get("chunks") != "false").to_dict()
+    return m.get(q.get("key", ""), version, q.get("chunks") != "false", q.get("markers") == "true").to_dict()
 
 
 def _list(m: Meta2, q: Any) -> dict:

@@ -241,11 +241,13 @@ class Meta2:
         self._refresh_latest(obj.key)
         return obj
 
-    def commit(self, obj: ObjectInfo, if_none_match: bool = False) -> tuple[ObjectInfo, list[str]]:
-        (committed, garbage), = self.commit_many([obj], if_none_match)
+    def commit(self, obj: ObjectInfo, if_none_match: bool = False,
+               if_version: int | None = None) -> tuple[ObjectInfo, list[str]]:
+        (committed, garbage), = self.commit_many([obj], if_none_match, if_version)
         return committed, garbage
 
-    def commit_many(self, objs: list[ObjectInfo], if_none_match: bool = False) -> list[tuple[ObjectInfo, list[str]]]:
+    def commit_many(self, objs: list[ObjectInfo], if_none_match: bool = False,
+                    if_version: int | None = None) -> list[tuple[ObjectInfo, list[str]]]:
         """Commit several records in one transaction (one fsync): bulk ingest of small files."""
         for obj in objs:
             check_key(obj.key)
@@ -254,8 +256,7 @@ class Meta2:
         out = []
         with Txn(self.db):
             for obj in objs:
-                if if_none_match and self._live(obj.key):
-                    raise AlreadyExists(f"{obj.key} already exists")
+                self._check_write_condition(obj.key, if_none_match, if_version)
                 garbage = self._replace_target(obj.key)
                 obj.delete_marker = False
                 out.append((self._insert(obj, null_version=state != "enabled"), garbage))
@@ -264,11 +265,24 @@ class Meta2:
     def _live(self, key: str) -> bool:
         return bool(self.db.execute("SELECT 1 FROM latest WHERE key = ? AND live = 1", (key,)).fetchone())
 
-    def get(self, key: str, version: int | None = None, chunks: bool = True) -> ObjectInfo:
+    def _check_write_condition(self, key: str, if_none_match: bool, if_version: int | None) -> None:
+        """A conditional write's test, in the write's own transaction (so two racing writes cannot both pass):
+        ``if_none_match``, no live version of ``key`` (AlreadyExists); ``if_version``, the live version of
+        ``key`` is that one still (PreconditionFailed: it was replaced or deleted meanwhile)."""
+        if if_none_match and self._live(key):
+            raise AlreadyExists(f"{key} already exists")
+        if if_version is not None:
+            row = self.db.execute("SELECT version FROM latest WHERE key = ? AND live = 1", (key,)).fetchone()
+            if row is None or row[0] != if_version:
+                raise PreconditionFailed(f"{key!r} is no longer at version {if_version}")
+
+    def get(self, key: str, version: int | None = None, chunks: bool = True, markers: bool = False) -> ObjectInfo:
+        """A version of ``key`` (the latest by default); ``markers``: a delete marker is answered (its
+        ``delete_marker`` set), not NoSuchObject, as S3 must tell a deleted key from a missing one."""
         check_key(key)
         latest = self.db.execute("SELECT version, live FROM latest WHERE key = ?", (key,)).fetchone()
         if version is None:
-            if latest is None or not latest[1]:
+            if latest is None or not (latest[1] or markers):
                 why = " (its latest version is a delete marker)" if latest else ""
                 raise NoSuchObject(f"no object {key!r}{why}")
             version = latest[0]
@@ -277,7 +291,7 @@ class Meta2:
         if row is None:
             raise NoSuchObject(f"no version {version} of {key!r}")
         info = self._row_to_info(row, chunks, latest[0] if latest else None)
-        if info.delete_marker:
+        if info.delete_marker and not markers:
             raise NoSuchObject(f"version {version} of {key!r} is a delete marker")
         return info
 
@@ -513,13 +527,16 @@ class Meta2:
                 for n, size, etag, mtime, crc, mcs in rows]
 
     def complete_upload(
-        self, upload_id: str, parts: list[tuple[int, str]], digest: str, extra: dict | None = None
+        self, upload_id: str, parts: list[tuple[int, str]], digest: str, extra: dict | None = None,
+        if_none_match: bool = False, if_version: int | None = None,
     ) -> tuple[ObjectInfo, list[str]]:
-        """Assemble the object from its parts; ``extra`` properties join the upload's in the same commit."""
+        """Assemble the object from its parts; ``extra`` properties join the upload's in the same commit.
+        A write condition that fails leaves the upload as it was."""
         if extra:
             _check_properties(extra)
         with Txn(self.db):
             up = self._upload(upload_id)
+            self._check_write_condition(up.key, if_none_match, if_version)
             stored = {n: (size, etag, method, mcs, crc) for n, size, etag, method, mcs, crc in self.db.execute(
                 "SELECT part_number, size, etag, chunk_method, metachunks, crc32c FROM parts WHERE upload_id = ?",
                 (upload_id,))}

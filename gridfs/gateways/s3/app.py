@@ -27,7 +27,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
 from gridfs.common import errors as grid_errors
-from gridfs.gateways.s3 import buckets, cors, multipart, objects, sigv4, xmlio
+from gridfs.gateways.s3 import attributes, bucket_list, buckets, cors, multipart, objects, post_upload, sigv4, xmlio
 from gridfs.gateways.s3.checksums import check_body, has_digest_header
 from gridfs.gateways.s3.context import Ctx, Gateway, Metrics, translate
 from gridfs.gateways.s3.errors import RequestTimeout, S3Error
@@ -38,7 +38,7 @@ NOT_IMPLEMENTED = {
     "accelerate", "analytics", "encryption", "intelligent-tiering", "inventory", "legal-hold", "lifecycle",
     "logging", "metrics", "notification", "object-lock", "ownershipControls", "policy", "policyStatus",
     "publicAccessBlock", "replication", "requestPayment", "restore", "retention", "select", "torrent",
-    "website", "attributes", "session",
+    "website", "session",
 }
 METRICS_PATH = "/_grid/metrics"  # Prometheus, unauthenticated like every service's /metrics
 MAX_BODY = 8 * 1024 * 1024  # aiohttp's limit on a body read whole (XML documents); objects and parts stream
@@ -56,7 +56,7 @@ MAX_INT_PARAM = 2**31 - 1
 
 
 def error_response(exc: S3Error, resource: str, request_id: str, method: str) -> web.Response:
-    headers = {"x-amz-request-id": request_id, "Content-Type": "application/xml"}
+    headers = {**exc.headers, "x-amz-request-id": request_id, "Content-Type": "application/xml"}
     if exc.code == "NotModified":
         return web.Response(status=304, headers={"x-amz-request-id": request_id})
     body = b"" if method == "HEAD" else exc.xml(resource, request_id)
@@ -114,9 +114,10 @@ def check_query(query: dict[str, str]) -> None:
 
 
 def streams_body(ctx: Ctx) -> bool:
-    """PutObject and UploadPart: the body is the data, streamed and checked by ``objects.receive``."""
+    """PutObject and UploadPart: the body is the data, streamed and checked by ``objects.receive``; a browser
+    POST upload's form, by ``post_upload``."""
     return (ctx.request.method == "PUT" and bool(ctx.key) and "x-amz-copy-source" not in ctx.headers
-            and not set(ctx.query) & {"tagging", "acl"})
+            and not set(ctx.query) & {"tagging", "acl"}) or post_upload.is_form_post(ctx)
 
 
 async def read_body(ctx: Ctx) -> None:
@@ -207,7 +208,11 @@ def build_app(gw: Gateway) -> web.Application:
                     raise S3Error("MethodNotAllowed", "The specified method is not allowed against this resource.")
                 if user is None:
                     raise S3Error("AccessDenied", "Access Denied")
-                response = await buckets.list_buckets(ctx)
+                response = await bucket_list.list_buckets(ctx)
+            elif post_upload.is_form_post(ctx):
+                response = await post_upload.post_object(ctx)
+            elif "attributes" in ctx.query:  # an object's, never a listing's
+                response = await attributes.get_object_attributes(ctx)
             elif not key:
                 response = await buckets.dispatch(ctx)
             elif set(ctx.query) & {"uploads", "uploadId"}:
@@ -223,7 +228,10 @@ def build_app(gw: Gateway) -> web.Application:
         except (S3Error, grid_errors.GridError, ConnectionError, ValueError) as exc:
             s3 = translate(exc)
             resource = f"/{bucket}/{key}" if key else f"/{bucket}"
-            return error_response(s3, resource, request_id, request.method)
+            response = error_response(s3, resource, request_id, request.method)
+            if ctx is not None:
+                await cors.add_error_headers(ctx, response)  # a browser may read the error only with them
+            return response
         except (asyncio.CancelledError, ConnectionResetError):
             raise
         except Exception as exc:  # never a stack trace to the client

@@ -29,23 +29,14 @@ from gridfs.gateways.s3.context import (
     set_bucket_props,
     translate,
 )
-from gridfs.gateways.s3.cors import CORS_PROP
+from gridfs.gateways.s3.cors import CORS_PROP, check_rule
 from gridfs.gateways.s3.errors import S3Error
 from gridfs.gateways.s3.multipart import list_uploads
 from gridfs.gateways.s3.objects import etag_of, storage_class_of, version_from, version_id
+from gridfs.gateways.s3.tags import bucket_tagging
 
 MAX_DELETE = 1000
 POLICY_HEADER = "x-grid-storage-policy"
-
-
-async def list_buckets(ctx: Ctx) -> web.Response:
-    assert ctx.user is not None
-    containers = await ctx.run(ctx.gw.client.list_buckets)
-    mine = [c for c in containers if owner_of(ctx.gw, c) == ctx.user.name]
-    return xmlio.response("ListAllMyBucketsResult", {
-        "Owner": owner_xml(ctx),
-        "Buckets": {"Bucket": [{"Name": c.bucket, "CreationDate": xmlio.iso(c.ctime)} for c in mine]},
-    })
 
 
 async def dispatch(ctx: Ctx) -> web.StreamResponse:
@@ -54,7 +45,7 @@ async def dispatch(ctx: Ctx) -> web.StreamResponse:
         return await create_bucket(ctx)
     await load_bucket(ctx)
     if "tagging" in q:
-        raise S3Error("NotImplemented", "bucket tagging is not implemented by this gateway")
+        return await bucket_tagging(ctx)
     if method == "HEAD":
         return web.Response(headers={"x-amz-bucket-region": _location(ctx) or "us-east-1"})
     if method == "GET":
@@ -332,6 +323,7 @@ async def put_cors(ctx: Ctx) -> web.Response:
             parsed["MaxAgeSeconds"] = int(age)
         if (rid := xmlio.text(rule, "ID")):
             parsed["ID"] = rid
+        check_rule(parsed)
         rules.append(parsed)
     if not rules:
         raise S3Error("MalformedXML", "a CORS configuration needs at least one CORSRule")

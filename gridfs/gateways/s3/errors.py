@@ -14,6 +14,7 @@ STATUS = {
     "BucketAlreadyExists": 409,
     "BucketAlreadyOwnedByYou": 409,
     "BucketNotEmpty": 409,
+    "ConditionalRequestConflict": 409,
     "EntityTooLarge": 400,
     "EntityTooSmall": 400,
     "IncompleteBody": 400,
@@ -36,6 +37,7 @@ STATUS = {
     "NoSuchBucket": 404,
     "NoSuchCORSConfiguration": 404,
     "NoSuchKey": 404,
+    "NoSuchTagSet": 404,
     "NoSuchUpload": 404,
     "NoSuchVersion": 404,
     "NotImplemented": 501,
@@ -57,6 +59,7 @@ class S3Error(Exception):
         self.message = message or code
         self.status = STATUS.get(code, 400)
         self.extra = extra
+        self.headers: dict[str, str] = {}  # answered with the error (x-amz-delete-marker on a marker's 404)
 
     def xml(self, resource: str = "", request_id: str = "") -> bytes:
         fields = "".join(f"<{k}>{escape(str(v))}</{k}>" for k, v in self.extra.items())

@@ -16,12 +16,15 @@ from typing import Any
 from aiohttp import web
 
 from gridfs.gateways.s3 import xmlio
+from gridfs.gateways.s3.attributes import parts_property
 from gridfs.gateways.s3.checksums import BodyDigests
+from gridfs.gateways.s3.conditional import committed_under, write_condition
 from gridfs.gateways.s3.context import Ctx, load_bucket
 from gridfs.gateways.s3.errors import S3Error
 from gridfs.gateways.s3.objects import (
     CLASS_PROP,
     ETAG_PROP,
+    etag_of,
     load_copy_source,
     parse_range,
     policy_for_class,
@@ -193,10 +196,18 @@ async def complete(ctx: Ctx) -> web.Response:
         if i < len(asked) - 1 and part.size < MIN_PART:
             raise S3Error("EntityTooSmall", "Your proposed upload is smaller than the minimum allowed object size.",
                           PartNumber=str(n), ProposedSize=str(part.size), MinSizeAllowed=str(MIN_PART))
+    sizes = [stored[n].size for n, _ in asked]
     md5s = b"".join(bytes.fromhex(etag) for _, etag in asked)
     etag = f"{hashlib.md5(md5s).hexdigest()}-{len(asked)}"
-    info = await ctx.run(lambda: ctx.gw.client.complete_multipart(
-        ctx.bucket, ctx.key, upload_id, asked, properties={ETAG_PROP: etag}))
+    condition = await write_condition(ctx, etag_of)
+
+    def commit() -> Any:
+        with committed_under(ctx, condition):
+            return ctx.gw.client.complete_multipart(ctx.bucket, ctx.key, upload_id, asked,
+                                                    properties={ETAG_PROP: etag, **parts_property(sizes)},
+                                                    **condition.kwargs())
+
+    info = await ctx.run(commit)
     headers = {}
     if (vid := version_id(ctx, info.version)):
         headers["x-amz-version-id"] = vid

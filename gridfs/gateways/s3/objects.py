@@ -24,16 +24,19 @@ from gridfs.directory.model import ObjectInfo
 from gridfs.gateways.s3 import cors, xmlio
 from gridfs.gateways.s3.acl import get_acl
 from gridfs.gateways.s3.checksums import ALGORITHMS, BodyDigests, requested_algorithm
+from gridfs.gateways.s3.conditional import committed_under, write_condition
 from gridfs.gateways.s3.context import Ctx, can_access, load_bucket
 from gridfs.gateways.s3.errors import S3Error
+from gridfs.gateways.s3.markers import read_or_explain
 from gridfs.gateways.s3.streams import RequestBody, stream_response, sync_pieces
+from gridfs.gateways.s3.tags import MAX_OBJECT_TAGS, parse_tag_document, parse_tag_header, tagging_response
 
 ETAG_PROP, TAGS_PROP, CLASS_PROP = "s3.etag", "s3.tags", "s3.storage-class"
 CHECKSUM_PROP = "s3.checksum."
 CONTENT_HEADERS = ("Cache-Control", "Content-Disposition", "Content-Encoding", "Content-Language", "Expires")
 # x-amz-storage-class -> storage policy ("" = the bucket's, or the namespace's choice by size).
 STORAGE_CLASSES = {"STANDARD": "", "REDUCED_REDUNDANCY": "TWOCOPIES", "STANDARD_IA": "EC63", "ONEZONE_IA": "EC42"}
-MAX_TAGS = 10
+MAX_TAGS = MAX_OBJECT_TAGS
 VERSION_RE = re.compile(r"[0-9]{1,19}")
 MAX_VERSION = 2**63 - 1  # versions are SQLite integers
 RESPONSE_OVERRIDES = ("Content-Type", "Content-Language", "Expires", "Cache-Control", "Content-Disposition",
@@ -75,8 +78,9 @@ def parse_version(ctx: Ctx) -> int | None:
     return version_from(ctx.query.get("versionId"))
 
 
-def policy_for_class(ctx: Ctx) -> tuple[str | None, dict[str, str]]:
-    cls = ctx.headers.get("x-amz-storage-class")
+def policy_for_class(ctx: Ctx, fields: Any = None) -> tuple[str | None, dict[str, str]]:
+    """The storage policy and properties ``x-amz-storage-class`` asks for (in ``fields``: a POST form's)."""
+    cls = (ctx.headers if fields is None else fields).get("x-amz-storage-class")
     if not cls:
         return None, {}
     if cls in STORAGE_CLASSES:
@@ -87,15 +91,14 @@ def policy_for_class(ctx: Ctx) -> tuple[str | None, dict[str, str]]:
 
 
 def parse_tagging(text: str) -> dict[str, str]:
-    tags = dict(parse_qsl(text, keep_blank_values=True))
-    if len(tags) > MAX_TAGS:
-        raise S3Error("InvalidTag", "Object tags cannot be greater than 10")
-    return tags
+    return parse_tag_header(text, MAX_TAGS)
 
 
-def properties_from_headers(ctx: Ctx) -> dict[str, str]:
+def properties_from_headers(ctx: Ctx, fields: Any = None) -> dict[str, str]:
+    """The object properties a write's headers (or ``fields``, case-insensitive: a POST form's) set."""
+    headers = ctx.headers if fields is None else fields
     props: dict[str, str] = {}
-    for name, value in ctx.headers.items():
+    for name, value in headers.items():
         low = name.lower()
         if low.startswith("x-amz-meta-"):
             meta = low.removeprefix("x-amz-meta-")
@@ -103,10 +106,14 @@ def properties_from_headers(ctx: Ctx) -> dict[str, str]:
                 raise S3Error("InvalidArgument", f"invalid metadata name {name!r}")
             props[meta] = value
     for name in CONTENT_HEADERS:
-        if name in ctx.headers:
-            props["s3." + name.lower()] = ctx.headers[name]
-    if "x-amz-tagging" in ctx.headers:
-        props[TAGS_PROP] = json.dumps(parse_tagging(ctx.headers["x-amz-tagging"]))
+        if name in headers:
+            props["s3." + name.lower()] = headers[name]
+    if "s3.content-encoding" in props:  # aws-chunked says how this request's body came, not what the object is
+        kept = ",".join(e for e in props.pop("s3.content-encoding").split(",") if e.strip().lower() != "aws-chunked")
+        if kept.strip():
+            props["s3.content-encoding"] = kept.strip()
+    if "x-amz-tagging" in headers:
+        props[TAGS_PROP] = json.dumps(parse_tagging(headers["x-amz-tagging"]))
     if sum(len(k) + len(v) for k, v in props.items() if not k.startswith("s3.")) > 2048:
         raise S3Error("MetadataTooLarge", "Your metadata headers exceed the maximum allowed metadata size.")
     return props
@@ -134,16 +141,21 @@ def object_headers(ctx: Ctx, info: ObjectInfo) -> dict[str, str]:
     if vid:
         headers["x-amz-version-id"] = vid
     if ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
-        for alg in ALGORITHMS:
-            if CHECKSUM_PROP + alg in props:
-                headers[f"x-amz-checksum-{alg}"] = props[CHECKSUM_PROP + alg]
-        sent = any(CHECKSUM_PROP + alg in props for alg in ALGORITHMS)
-        if info.crc32c and not sent and "-" not in etag_of(info):
-            # No checksum sent with the object: the grid's own CRC32C of the whole object is S3's
-            # CRC32C of a single-part object (base64 of its 4 big-endian bytes). Not for an S3
-            # multipart object (ETag "MD5-N"), whose S3 checksum is a checksum of part checksums.
-            headers["x-amz-checksum-crc32c"] = base64.b64encode(bytes.fromhex(info.crc32c)).decode()
+        for alg, value in stored_checksums(info).items():
+            headers[f"x-amz-checksum-{alg}"] = value
     return headers
+
+
+def stored_checksums(info: ObjectInfo) -> dict[str, str]:
+    """The object's S3 checksums by algorithm (base64): those sent with it, else the grid's CRC32C."""
+    props = info.properties
+    sent = {alg: props[CHECKSUM_PROP + alg] for alg in ALGORITHMS if CHECKSUM_PROP + alg in props}
+    if info.crc32c and not sent and "-" not in etag_of(info):
+        # No checksum sent with the object: the grid's own CRC32C of the whole object is S3's
+        # CRC32C of a single-part object (base64 of its 4 big-endian bytes). Not for an S3
+        # multipart object (ETag "MD5-N"), whose S3 checksum is a checksum of part checksums.
+        return {"crc32c": base64.b64encode(bytes.fromhex(info.crc32c)).decode()}
+    return sent
 
 
 # -- conditions and ranges --------------------------------------------------------------
@@ -259,9 +271,7 @@ async def receive(ctx: Ctx, write: Any) -> tuple[Any, BodyDigests, str]:
 async def put_object(ctx: Ctx) -> web.Response:
     policy, class_props = policy_for_class(ctx)
     props = {**properties_from_headers(ctx), **class_props}
-    if_none_match = ctx.headers.get("If-None-Match", "").strip() == "*"
-    if ctx.headers.get("If-Match"):
-        raise S3Error("NotImplemented", "conditional writes with If-Match are not implemented")
+    condition = await write_condition(ctx, etag_of)
     mime = ctx.headers.get("Content-Type") or "binary/octet-stream"
 
     def write(pieces: Any, verify: Any, digests: BodyDigests) -> ObjectInfo:
@@ -272,8 +282,9 @@ async def put_object(ctx: Ctx) -> web.Response:
                 extra[CHECKSUM_PROP + digests.algorithm] = value
             return extra
 
-        return ctx.gw.client.put(ctx.bucket, ctx.key, pieces, policy=policy, properties=props, mime_type=mime,
-                                 if_none_match=if_none_match, before_commit=before_commit)
+        with committed_under(ctx, condition):
+            return ctx.gw.client.put(ctx.bucket, ctx.key, pieces, policy=policy, properties=props, mime_type=mime,
+                                     before_commit=before_commit, **condition.kwargs())
 
     info, digests, checksum = await receive(ctx, write)
     headers = {"ETag": f'"{digests.etag()}"'}
@@ -349,16 +360,22 @@ async def copy_object(ctx: Ctx) -> web.Response:
         raise S3Error("InvalidRequest", "This copy request is illegal because it is trying to copy an object to "
                       "itself without changing the object's metadata, storage class, website redirect location "
                       "or encryption attributes.")
+    condition = await write_condition(ctx, etag_of)
     if policy and policy != src.policy:  # another policy: the data must be re-encoded
         def recode() -> ObjectInfo:
             stream = ctx.gw.client.get_stream(src_bucket, src.key, version=src.version)
-            return ctx.gw.client.put(ctx.bucket, ctx.key, (bytes(b) for b in stream), policy=policy,
-                                     properties=props, mime_type=mime)
+            with committed_under(ctx, condition):
+                return ctx.gw.client.put(ctx.bucket, ctx.key, (bytes(b) for b in stream), policy=policy,
+                                         properties=props, mime_type=mime, **condition.kwargs())
 
         info = await ctx.run(recode)
     else:
-        info = await ctx.run(lambda: ctx.gw.client.copy(src_bucket, src.key, ctx.bucket, ctx.key,
-                                                        version=src.version, properties=props, mime_type=mime))
+        def link() -> ObjectInfo:
+            with committed_under(ctx, condition):
+                return ctx.gw.client.copy(src_bucket, src.key, ctx.bucket, ctx.key, version=src.version,
+                                          properties=props, mime_type=mime, **condition.kwargs())
+
+        info = await ctx.run(link)
     headers = {}
     if (vid := version_id(ctx, info.version)):
         headers["x-amz-version-id"] = vid
@@ -374,7 +391,7 @@ async def get_object(ctx: Ctx) -> web.StreamResponse:
         # As AWS: a public object's answer is the owner's, not whatever headers an anonymous link asks for.
         raise S3Error("InvalidRequest", "Request specific response headers cannot be used for anonymous GET requests.")
     version = parse_version(ctx)
-    reader = await ctx.run(lambda: ctx.gw.client.reader(ctx.bucket, ctx.key, version=version))
+    reader = await read_or_explain(ctx, lambda: ctx.gw.client.reader(ctx.bucket, ctx.key, version=version), version)
     info = reader.info
     check_conditions(ctx.headers, info)
     headers = object_headers(ctx, info)
@@ -404,19 +421,13 @@ async def get_object(ctx: Ctx) -> web.StreamResponse:
 
 async def get_tagging(ctx: Ctx) -> web.Response:
     info = await ctx.run(lambda: ctx.gw.client.head(ctx.bucket, ctx.key, version=parse_version(ctx)))
-    tags = json.loads(info.properties.get(TAGS_PROP) or "{}")
-    return xmlio.response("Tagging", {"TagSet": {"Tag": [{"Key": k, "Value": v} for k, v in tags.items()]}})
+    return tagging_response(json.loads(info.properties.get(TAGS_PROP) or "{}"))
 
 
 async def put_tagging(ctx: Ctx) -> web.Response:
     if ctx.user is None:
         raise S3Error("AccessDenied", "Access Denied")
-    doc = xmlio.parse(await ctx.request.read(), "Tagging")
-    tags = {}
-    for tag in doc.iter("Tag"):
-        tags[xmlio.text(tag, "Key")] = xmlio.text(tag, "Value")
-    if len(tags) > MAX_TAGS or any(not k or len(k) > 128 or len(v) > 256 for k, v in tags.items()):
-        raise S3Error("InvalidTag", "at most 10 tags, keys of 1-128 and values of up to 256 characters")
+    tags = parse_tag_document(await ctx.request.read(), MAX_TAGS)
     await ctx.run(lambda: ctx.gw.client.set_properties(ctx.bucket, ctx.key, {TAGS_PROP: json.dumps(tags)}))
     return web.Response()
 

@@ -89,11 +89,13 @@ class RequestBody:
 
 
 def sync_pieces(loop: asyncio.AbstractEventLoop, pieces: AsyncIterator[bytes], digests: BodyDigests,
-                expected_size: int) -> Iterator[bytes]:
+                expected_size: int | None) -> Iterator[bytes]:
     """A blocking iterator over an async body, for the client's writer thread.
 
     Raises (so the writer discards every chunk it stored) when the body is short, long,
-    or fails a check; the digests are compared by the caller once this ends.
+    or fails a check; the digests are compared by the caller once this ends. An
+    ``expected_size`` of None: no length was declared (a POST form's file), ``pieces``
+    bounds it.
     """
     it = pieces.__aiter__()
     while True:
@@ -102,10 +104,10 @@ def sync_pieces(loop: asyncio.AbstractEventLoop, pieces: AsyncIterator[bytes], d
         except StopAsyncIteration:
             break
         digests.update(piece)
-        if digests.size > expected_size:
+        if expected_size is not None and digests.size > expected_size:
             raise S3Error("IncompleteBody", "the body is longer than its declared length")
         yield piece
-    if digests.size != expected_size:
+    if expected_size is not None and digests.size != expected_size:
         raise S3Error("IncompleteBody", f"the body has {digests.size} bytes, {expected_size} were declared")
 
 
