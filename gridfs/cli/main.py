@@ -321,7 +321,8 @@ def cmd_rm(args: argparse.Namespace) -> int:
                 if not isinstance(item, str):
                     client.delete(bucket, item.key)
         else:
-            client.delete(bucket, _need_key(target)[1])
+            client.delete(bucket, _need_key(target)[1], version=args.version,
+                          bypass_governance=args.bypass_governance)
     return 0
 
 
@@ -584,6 +585,9 @@ def build_parser() -> argparse.ArgumentParser:
     rm = sub.add_parser("rm", help="delete objects")
     rm.add_argument("targets", nargs="+")
     rm.add_argument("-r", "--recursive", action="store_true", help="every object under the prefix")
+    rm.add_argument("--version", type=int, default=None, help="delete this version (versioned buckets)")
+    rm.add_argument("--bypass-governance", action="store_true",
+                    help="delete a version under GOVERNANCE object-lock retention (never COMPLIANCE or a legal hold)")
     rm.set_defaults(fn=cmd_rm)
 
     stat = sub.add_parser("stat", help="object metadata as JSON")

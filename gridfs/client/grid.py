@@ -302,8 +302,11 @@ class GridClient:
     def put_file(self, bucket: str, key: str, path: str | os.PathLike, **kwargs: Any) -> ObjectInfo:
         return self.put(bucket, key, Path(path), **kwargs)
 
-    def delete(self, bucket: str, key: str, *, version: int | None = None) -> dict:
-        result, _garbage = self.directory.delete_object(self.account, bucket, key, version=version)
+    def delete(self, bucket: str, key: str, *, version: int | None = None, bypass_governance: bool = False) -> dict:
+        """Delete a version, or the object (a delete marker in a versioned bucket). A version under object
+        lock is refused (ObjectLocked); ``bypass_governance`` lifts GOVERNANCE retention, nothing else."""
+        result, _garbage = self.directory.delete_object(self.account, bucket, key, version=version,
+                                                        bypass_governance=bypass_governance)
         return result
 
     def rename(self, bucket: str, src: str, dst: str) -> ObjectInfo:
@@ -367,9 +370,13 @@ class GridClient:
         return self.io.chunks.link(url, new_chunk_id(), container=f"{self.account}/{bucket}", path=key)
 
     def set_properties(
-        self, bucket: str, key: str, properties: dict[str, str | None], *, replace: bool = False
+        self, bucket: str, key: str, properties: dict[str, str | None], *, replace: bool = False,
+        version: int | None = None, bypass_governance: bool = False,
     ) -> ObjectInfo:
-        return self.directory.set_properties(self.account, bucket, key, properties, replace=replace)
+        """Change an object version's properties (the latest by default); shortening or removing a running
+        object-lock retention is refused unless GOVERNANCE and ``bypass_governance``."""
+        return self.directory.set_properties(self.account, bucket, key, properties, replace=replace,
+                                             version=version, bypass_governance=bypass_governance)
 
     # -- reads --------------------------------------------------------------------
 

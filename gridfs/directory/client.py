@@ -215,10 +215,11 @@ class DirectoryClient:
         return ObjectInfo.from_dict(self._call(account, bucket, "GET", "/object",
                                                params={"key": key, "version": version, "chunks": chunks}))
 
-    def delete_object(self, account: str, bucket: str, key: str, *,
-                      version: int | None = None) -> tuple[dict, list[str]]:
+    def delete_object(self, account: str, bucket: str, key: str, *, version: int | None = None,
+                      bypass_governance: bool = False) -> tuple[dict, list[str]]:
         check_key(key)
-        out = self._change(account, bucket, "/delete", {"key": key, "version": version})
+        out = self._change(account, bucket, "/delete", {"key": key, "version": version,
+                                                        "bypass_governance": bypass_governance})
         return out["result"], out["garbage"]
 
     def rename_object(self, account: str, bucket: str, src: str, dst: str) -> tuple[ObjectInfo, list[str]]:
@@ -228,10 +229,12 @@ class DirectoryClient:
         return ObjectInfo.from_dict(out["object"]), out["garbage"]
 
     def set_properties(self, account: str, bucket: str, key: str, properties: dict[str, str | None], *,
-                       version: int | None = None, replace: bool = False) -> ObjectInfo:
+                       version: int | None = None, replace: bool = False,
+                       bypass_governance: bool = False) -> ObjectInfo:
         check_key(key)
         return ObjectInfo.from_dict(self._change(account, bucket, "/properties", {
-            "key": key, "properties": properties, "version": version, "replace": replace}))
+            "key": key, "properties": properties, "version": version, "replace": replace,
+            "bypass_governance": bypass_governance}))
 
     def referenced_urls(self, account: str, bucket: str) -> set[str]:
         """Every chunk URL a container's objects (all versions) and uploaded parts reference."""
