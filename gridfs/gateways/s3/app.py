@@ -27,7 +27,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
 from gridfs.common import errors as grid_errors
-from gridfs.gateways.s3 import buckets, cors, multipart, objects, sigv4, xmlio
+from gridfs.gateways.s3 import buckets, cors, multipart, objects, retention, sigv4, xmlio
 from gridfs.gateways.s3.checksums import check_body, has_digest_header
 from gridfs.gateways.s3.context import Ctx, Gateway, Metrics, translate
 from gridfs.gateways.s3.errors import RequestTimeout, S3Error
@@ -35,9 +35,9 @@ from gridfs.gateways.s3.users import User
 
 # S3 sub-resources this gateway does not implement: answered 501, never ignored.
 NOT_IMPLEMENTED = {
-    "accelerate", "analytics", "encryption", "intelligent-tiering", "inventory", "legal-hold", "lifecycle",
-    "logging", "metrics", "notification", "object-lock", "ownershipControls", "policy", "policyStatus",
-    "publicAccessBlock", "replication", "requestPayment", "restore", "retention", "select", "torrent",
+    "accelerate", "analytics", "encryption", "intelligent-tiering", "inventory",
+    "logging", "metrics", "notification", "ownershipControls", "policy", "policyStatus",
+    "publicAccessBlock", "replication", "requestPayment", "restore", "select", "torrent",
     "website", "attributes", "session",
 }
 METRICS_PATH = "/_grid/metrics"  # Prometheus, unauthenticated like every service's /metrics
@@ -116,7 +116,7 @@ def check_query(query: dict[str, str]) -> None:
 def streams_body(ctx: Ctx) -> bool:
     """PutObject and UploadPart: the body is the data, streamed and checked by ``objects.receive``."""
     return (ctx.request.method == "PUT" and bool(ctx.key) and "x-amz-copy-source" not in ctx.headers
-            and not set(ctx.query) & {"tagging", "acl"})
+            and not set(ctx.query) & {"tagging", "acl", "retention", "legal-hold"})
 
 
 async def read_body(ctx: Ctx) -> None:
@@ -212,6 +212,8 @@ def build_app(gw: Gateway) -> web.Application:
                 response = await buckets.dispatch(ctx)
             elif set(ctx.query) & {"uploads", "uploadId"}:
                 response = await multipart.dispatch(ctx)
+            elif set(ctx.query) & {"retention", "legal-hold"}:
+                response = await retention.dispatch(ctx)
             else:
                 response = await objects.dispatch(ctx)
             response.headers["x-amz-request-id"] = request_id
