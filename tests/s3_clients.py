@@ -3,18 +3,26 @@ user or anonymous, the aws cli, the ``grid`` command line, and the error code of
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import functools
+import hashlib
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import botocore.exceptions
 import pytest
+import requests
 from botocore import UNSIGNED
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
+from botocore.credentials import Credentials
 
 from gridfs.cli.local import LocalGrid
 from gridfs.gateways.s3.users import UserStore
@@ -22,14 +30,32 @@ from gridfs.gateways.s3.users import UserStore
 BIN = Path(sys.executable).parent
 
 
+@contextlib.contextmanager
+def running_grid(folder: Path, **up: Any) -> Iterator[LocalGrid]:
+    """A one-node grid with its S3 gateway (no WebHDFS), stopped at the end; ``up``: more of LocalGrid.up's
+    arguments."""
+    grid = LocalGrid(folder)
+    grid.up(nodes=1, volumes=3, webhdfs_port=None, **up)
+    try:
+        yield grid
+    finally:
+        grid.down()
+
+
 def s3_url(grid: LocalGrid) -> str:
     return grid.config().extra["s3"]["url"]
 
 
-def user_keys(grid: LocalGrid, name: str) -> tuple[str, str]:
-    store = UserStore(grid.config_path)
+@functools.cache
+def _keys(config: Path, name: str) -> tuple[str, str]:
+    store = UserStore(config)
     user = next((u for u in store.list() if u.name == name), None) or store.create(name)
     return user.access_key, user.secret_key
+
+
+def user_keys(grid: LocalGrid, name: str) -> tuple[str, str]:
+    """The S3 user ``name``'s access key and secret (the user is made on first use)."""
+    return _keys(grid.config_path, name)
 
 
 def s3_client(grid: LocalGrid, name: str | None) -> Any:
@@ -63,3 +89,14 @@ def grid_cli(grid: LocalGrid, *args: str) -> subprocess.CompletedProcess:
     """The ``grid`` command line of ``grid``, its exit code left to the caller."""
     return subprocess.run([sys.executable, "-m", "gridfs.cli.main", "--config", str(grid.config_path), *args],
                           capture_output=True, text=True, timeout=120)
+
+
+def signed_put(grid: LocalGrid, name: str, path: str, body: bytes) -> requests.Response:
+    """A PUT of ``body`` as sent, signed for the S3 user ``name``, with its Content-MD5: for the bodies boto3
+    would refuse to build."""
+    access, secret = user_keys(grid, name)
+    headers = {"Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode(),
+               "x-amz-content-sha256": hashlib.sha256(body).hexdigest()}
+    request = AWSRequest(method="PUT", url=s3_url(grid) + path, data=body, headers=headers)
+    S3SigV4Auth(Credentials(access, secret), "s3", "us-east-1").add_auth(request)
+    return requests.put(request.url, data=body, headers=dict(request.headers.items()), timeout=30)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from s3_clients import aws_cli, grid_cli, refused, s3_client
+from s3_clients import aws_cli, grid_cli, refused, running_grid, s3_client
 
 from gridfs.cli.local import LocalGrid
 from gridfs.client import GridClient
@@ -26,12 +26,8 @@ LOCKED_MESSAGE = "protected by object lock"
 
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalGrid]:
-    g = LocalGrid(tmp_path_factory.mktemp("lock"))
-    g.up(nodes=1, volumes=3, webhdfs_port=None)
-    try:
+    with running_grid(tmp_path_factory.mktemp("lock")) as g:
         yield g
-    finally:
-        g.down()
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from aiohttp import web
 from gridfs.common import errors as grid_errors
 from gridfs.common.names import check_bucket
 from gridfs.directory.model import ObjectInfo
-from gridfs.gateways.s3 import objectlock, xmlio
+from gridfs.gateways.s3 import lifecycle, objectlock, xmlio
 from gridfs.gateways.s3.acl import CANNED_ACLS, get_acl, owner_xml, put_acl
 from gridfs.gateways.s3.context import (
     ACL_PROP,
@@ -55,6 +55,8 @@ async def dispatch(ctx: Ctx) -> web.StreamResponse:
     await load_bucket(ctx)
     if "object-lock" in q:
         return await objectlock.bucket_dispatch(ctx)
+    if "lifecycle" in q:
+        return await lifecycle.dispatch(ctx)
     if "tagging" in q:
         raise S3Error("NotImplemented", "bucket tagging is not implemented by this gateway")
     if method == "HEAD":
