@@ -91,12 +91,12 @@ def grid_cli(grid: LocalGrid, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
-def signed_put(grid: LocalGrid, name: str, path: str, body: bytes) -> requests.Response:
-    """A PUT of ``body`` as sent, signed for the S3 user ``name``, with its Content-MD5: for the bodies boto3
-    would refuse to build."""
+def signed_put(grid: LocalGrid, name: str, path: str, body: bytes, **extra: str) -> requests.Response:
+    """A PUT of ``body`` and ``extra`` headers as sent, signed for the S3 user ``name``, with its Content-MD5:
+    for the requests boto3 would refuse to build."""
     access, secret = user_keys(grid, name)
     headers = {"Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode(),
-               "x-amz-content-sha256": hashlib.sha256(body).hexdigest()}
+               "x-amz-content-sha256": hashlib.sha256(body).hexdigest(), **extra}
     request = AWSRequest(method="PUT", url=s3_url(grid) + path, data=body, headers=headers)
     S3SigV4Auth(Credentials(access, secret), "s3", "us-east-1").add_auth(request)
     return requests.put(request.url, data=body, headers=dict(request.headers.items()), timeout=30)

@@ -67,7 +67,7 @@ SAMPLE = rules(
     {"ID": "logs", "Filter": {"Prefix": "logs/"}, "Expiration": {"Days": 7}},
     {"ID": "temp", "Filter": {"Tag": {"Key": "temp", "Value": "yes"}}, "Expiration": {"Days": 1}},
     {"ID": "big", "Filter": {"And": {"Prefix": "big/", "Tags": [{"Key": "a", "Value": "1"}],
-                                     "ObjectSizeGreaterThan": 100, "ObjectSizeLessThan": 1000}},
+                                     "ObjectSizeGreaterThan": 0, "ObjectSizeLessThan": 1000}},
      "Expiration": {"Days": 2}},
     {"ID": "dated", "Filter": {"ObjectSizeGreaterThan": 5}, "Expiration": {"Date": datetime(2030, 1, 1, tzinfo=UTC)}},
     {"ID": "old", "Filter": {"Prefix": ""}, "NoncurrentVersionExpiration": {"NoncurrentDays": 3,
@@ -129,6 +129,7 @@ MALFORMED = [
     (xml_rule("<Expiration><Days>\u0663</Days></Expiration>"), "InvalidArgument", 400),
     (xml_rule("<Expiration><Date>2030-01-01T10:00:00Z</Date></Expiration>"), "InvalidArgument", 400),
     (xml_rule("<Expiration><Date>soon</Date></Expiration>"), "InvalidArgument", 400),
+    (xml_rule("<Expiration><Date>0001-01-01T00:00:00+01:00</Date></Expiration>"), "InvalidArgument", 400),
     (xml_rule("<Filter><Prefix>a</Prefix></Filter>"), "InvalidRequest", 400),
     (xml_rule("<NoncurrentVersionExpiration><NewerNoncurrentVersions>2</NewerNoncurrentVersions>"
               "</NoncurrentVersionExpiration>"), "MalformedXML", 400),

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from s3_clients import aws_cli, grid_cli, refused, running_grid, s3_client
+from s3_clients import aws_cli, grid_cli, refused, running_grid, s3_client, signed_put
 
 from gridfs.cli.local import LocalGrid
 from gridfs.client import GridClient
@@ -300,3 +300,50 @@ def test_lock_headers_and_bodies_are_checked(alice: Any) -> None:
     alice.copy_object(Bucket=plain, Key="copy", CopySource={"Bucket": b, "Key": "k"})
     assert "ObjectLockMode" not in alice.head_object(Bucket=plain, Key="copy")
     alice.delete_object(Bucket=plain, Key="copy")
+
+
+@pytest.mark.parametrize("until", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2030-02-30T00:00:00Z",
+                                   "tomorrow", "2030-01-01T00:00:00", ""])
+def test_dates_out_of_range_or_malformed_are_client_errors(grid: LocalGrid, alice: Any, until: str) -> None:
+    b = "lock-dates"
+    if b not in [x["Name"] for x in alice.list_buckets()["Buckets"]]:
+        locked_bucket(alice, b)
+        put(alice, b, "k")
+    r = signed_put(grid, "alice", f"/{b}/new", b"x", **{"x-amz-object-lock-mode": "GOVERNANCE",
+                                                        "x-amz-object-lock-retain-until-date": until})
+    assert (r.status_code, "<Code>InvalidArgument</Code>" in r.text) == (400, True), r.text
+    body = f"<Retention><Mode>GOVERNANCE</Mode><RetainUntilDate>{until}</RetainUntilDate></Retention>".encode()
+    r = signed_put(grid, "alice", f"/{b}/k?retention", body)
+    assert r.status_code == 400 and ("<Code>InvalidArgument</Code>" in r.text or "MalformedXML" in r.text), r.text
+    assert "new" not in [o["Key"] for o in alice.list_objects_v2(Bucket=b).get("Contents", [])]
+
+
+def test_hostile_lock_bodies_are_refused(grid: LocalGrid, alice: Any) -> None:
+    b = locked_bucket(alice, "lock-hostile")
+    put(alice, b, "k")
+    for sub, body in (("retention", b'<!DOCTYPE r [<!ENTITY a "GOVERNANCE">]><Retention><Mode>&a;</Mode></Retention>'),
+                      ("retention", b"<Retention><Mode>GOVERNANCE</Mode>"),
+                      ("retention", b"<LegalHold><Status>ON</Status></LegalHold>"),
+                      ("legal-hold", b"<LegalHold><Status>ON</Status><Status>OFF</Status>"),
+                      ("legal-hold", b"<LegalHold/>")):
+        r = signed_put(grid, "alice", f"/{b}/k?{sub}", body)
+        assert r.status_code == 400 and "<Code>MalformedXML</Code>" in r.text, (sub, body, r.text)
+    r = signed_put(grid, "alice", f"/{b}?object-lock", b"<ObjectLockConfiguration><ObjectLockEnabled>Disabled"
+                   b"</ObjectLockEnabled></ObjectLockConfiguration>")
+    assert r.status_code == 400 and "<Code>MalformedXML</Code>" in r.text
+    r = signed_put(grid, "alice", "/lock-hdr", b"", **{"x-amz-bucket-object-lock-enabled": "yes"})
+    assert r.status_code == 400 and "<Code>InvalidArgument</Code>" in r.text
+    assert "lock-hdr" not in [x["Name"] for x in alice.list_buckets()["Buckets"]]
+    assert refused(lambda: alice.get_object_retention(Bucket=b, Key="k", VersionId="1" * 25)) \
+        == ("InvalidArgument", 400)
+
+
+def test_a_library_copy_leaves_the_lock_behind(alice: Any, lib: GridClient) -> None:
+    b = locked_bucket(alice, "lock-copy-src")
+    put(alice, b, "k", b"locked", ObjectLockMode="COMPLIANCE", ObjectLockRetainUntilDate=later(hours=1),
+        ObjectLockLegalHoldStatus="ON")
+    lib.create_bucket("plain-copy-dst")
+    copied = lib.copy(b, "k", "plain-copy-dst", "k")
+    assert not set(copied.properties) & {"s3.lock.mode", "s3.lock.until", "s3.lock.hold"}
+    lib.delete("plain-copy-dst", "k")
+    assert lib.get(b, "k") == b"locked"

@@ -4,7 +4,7 @@
 configured rate unless ``--rate`` says otherwise); ``status`` shows the last pass and the last actions
 of the log both write (``lifecycle/lifecycle.log`` beside grid.toml, JSON lines).
 
-SPDX-License-Identifier: LGPL-3.0-or-later
+SPDX-License-Identifier: AGPL-3.0-or-later
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from rich.table import Table
 
 from gridfs.cli.main import console
 from gridfs.common.config import GridConfig, find_config
-from gridfs.lifecycle.worker import LifecycleWorker, read_log, read_status
 
 
 def _state(args: argparse.Namespace) -> Path:
@@ -27,6 +26,7 @@ def _state(args: argparse.Namespace) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from gridfs.lifecycle.worker import LifecycleWorker
     cfg = GridConfig.load(find_config(args.config))
     if args.rate is not None:
         cfg.extra["lifecycle"] = {**cfg.extra.get("lifecycle", {}), "rate": args.rate}
@@ -41,6 +41,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from gridfs.lifecycle.worker import read_log, read_status
     status, entries = read_status(_state(args)), read_log(_state(args), args.last)
     if args.json:
         print(json.dumps({"status": status, "log": entries}, indent=2, sort_keys=True))

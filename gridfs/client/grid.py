@@ -38,7 +38,7 @@ from gridfs.common.errors import GridError, NoSuchObject, NoSuchUpload
 from gridfs.common.names import check_bucket, check_key, new_chunk_id
 from gridfs.conscience.client import CachedServices, ConscienceClient
 from gridfs.directory.client import DirectoryClient
-from gridfs.directory.model import ContainerInfo, ListResult, ObjectInfo, PartInfo, UploadInfo
+from gridfs.directory.model import LOCK_PROPS, ContainerInfo, ListResult, ObjectInfo, PartInfo, UploadInfo
 from gridfs.storage.client import ChunkClient
 
 log = logging.getLogger("gridfs.client")
@@ -356,7 +356,9 @@ class GridClient:
             hash=src.hash,
             crc32c=src.crc32c,  # the same bytes: the source's CRC holds
             mime_type=mime_type or src.mime_type,
-            properties=dict(src.properties if properties is None else properties),
+            # The source's properties but not its object lock (a copy is locked by its bucket's default, as in S3).
+            properties=({k: v for k, v in src.properties.items() if k not in LOCK_PROPS} if properties is None
+                        else dict(properties)),
             metachunks=src.metachunks,
         )
         committed, _garbage = commit_or_discard(

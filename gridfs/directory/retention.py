@@ -25,10 +25,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gridfs.common.errors import BadRequest, InvalidState, ObjectLocked
+from gridfs.directory.model import LOCK_PROPS
 
-MODE_PROP, UNTIL_PROP, HOLD_PROP = "s3.lock.mode", "s3.lock.until", "s3.lock.hold"
+OBJECT_PROPS = LOCK_PROPS
+MODE_PROP, UNTIL_PROP, HOLD_PROP = LOCK_PROPS
 ENABLED_PROP, DEFAULT_PROP = "s3.lock.enabled", "s3.lock.default"
-OBJECT_PROPS = (MODE_PROP, UNTIL_PROP, HOLD_PROP)
 MODES = ("GOVERNANCE", "COMPLIANCE")
 MAX_YEARS = 100  # S3's limit on a default retention
 
@@ -37,11 +38,11 @@ def parse_until(value: str) -> datetime:
     """An ISO 8601 date-time with a time zone, as UTC; BadRequest otherwise."""
     try:
         when = datetime.fromisoformat(value.strip())
-    except (ValueError, AttributeError):
-        raise BadRequest(f"retain-until date {value!r} is not an ISO 8601 date-time") from None
-    if when.tzinfo is None:
-        raise BadRequest(f"retain-until date {value!r} has no time zone")
-    return when.astimezone(UTC)
+        if when.tzinfo is None:
+            raise BadRequest(f"retain-until date {value!r} has no time zone")
+        return when.astimezone(UTC)
+    except (ValueError, AttributeError, OverflowError):  # year 1 at +01:00 is out of range in UTC
+        raise BadRequest(f"retain-until date {value!r} is not an ISO 8601 date-time in range") from None
 
 
 def format_until(when: datetime) -> str:

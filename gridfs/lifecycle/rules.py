@@ -54,7 +54,9 @@ class Rule:
         return None if self.expire_date is None else datetime.fromisoformat(self.expire_date).timestamp()
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v not in (None, False, "", {}) or k == "enabled"}
+        """The fields that say something (a size bound of 0 does: ``is``, not ``==``, compares with False)."""
+        return {k: v for k, v in self.__dict__.items()
+                if k == "enabled" or not (v is None or v is False or v == "" or v == {})}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Rule:

@@ -107,9 +107,9 @@ def _filter(rule: Rule, el: Any) -> None:
 def _midnight(raw: str) -> str:
     try:
         when = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
-    except ValueError:
+        when = when.replace(tzinfo=when.tzinfo or UTC).astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: year 1 at +01:00 is out of range in UTC
         raise S3Error("InvalidArgument", f"'Date' {raw!r} is not an ISO 8601 date", ArgumentName="Date") from None
-    when = when.replace(tzinfo=when.tzinfo or UTC).astimezone(UTC)
     if (when.hour, when.minute, when.second, when.microsecond) != (0, 0, 0, 0):
         raise S3Error("InvalidArgument", "'Date' must be at midnight GMT", ArgumentName="Date")
     return when.isoformat()
