@@ -148,7 +148,11 @@ def test_compliance_retention_stops_everyone_on_every_path(alice: Any, bob: Any,
     v2 = put(alice, b, "doc", b"second")
     assert v2 != v1
     assert alice.get_object(Bucket=b, Key="doc", VersionId=v1)["Body"].read() == b"first"
-    # The second user and anonymous callers: no delete, no retention change, no retention read.
+    # The second user and anonymous callers: no delete, no retention change, no retention read, and a public
+    # object's readers do not see its lock.
+    lock_headers = {h for h in anon.head_object(Bucket=b, Key="doc", VersionId=v1)["ResponseMetadata"][
+        "HTTPHeaders"] if h.startswith("x-amz-object-lock")}
+    assert lock_headers == set()
     for other in (bob, anon):
         assert refused(lambda o=other: o.delete_object(Bucket=b, Key="doc", VersionId=v1))[1] == 403
         assert refused(lambda o=other: o.get_object_retention(Bucket=b, Key="doc", VersionId=v1)) \

@@ -117,13 +117,15 @@ def props_from_headers(ctx: Ctx, inherited: dict[str, str] | None = None) -> dic
     return out
 
 
-def headers_of(info: ObjectInfo) -> dict[str, str]:
-    """HEAD and GET answers: the version's lock, as S3 reports it."""
+def headers_of(ctx: Ctx, info: ObjectInfo) -> dict[str, str]:
+    """HEAD and GET answers: the version's lock, as S3 reports it to those who may read it (not to the
+    readers of a public object)."""
     props, out = info.properties, {}
-    if props.get(retention.MODE_PROP) in retention.MODES and props.get(retention.UNTIL_PROP):
+    if props.get(retention.MODE_PROP) in retention.MODES and props.get(retention.UNTIL_PROP) \
+            and allowed(ctx, "s3:GetObjectRetention"):
         out[MODE_HEADER] = props[retention.MODE_PROP]
         out[UNTIL_HEADER] = props[retention.UNTIL_PROP]
-    if props.get(retention.HOLD_PROP):
+    if props.get(retention.HOLD_PROP) and allowed(ctx, "s3:GetObjectLegalHold"):
         out[HOLD_HEADER] = props[retention.HOLD_PROP]
     return out
 

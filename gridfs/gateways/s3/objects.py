@@ -130,7 +130,7 @@ def object_headers(ctx: Ctx, info: ObjectInfo) -> dict[str, str]:
         headers["x-amz-storage-class"] = props[CLASS_PROP]
     if TAGS_PROP in props:
         headers["x-amz-tagging-count"] = str(len(json.loads(props[TAGS_PROP])))
-    headers.update(objectlock.headers_of(info))
+    headers.update(objectlock.headers_of(ctx, info))
     vid = version_id(ctx, info.version)
     if vid:
         headers["x-amz-version-id"] = vid
