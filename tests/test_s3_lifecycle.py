@@ -21,6 +21,7 @@ import pytest
 from s3_clients import aws_cli, grid_cli, refused, running_grid, s3_client, signed_put
 
 from gridfs.cli.local import LocalGrid, pid_alive
+from gridfs.client import GridClient
 from gridfs.common.config import GridConfig
 from gridfs.common.service import spawn_service
 from gridfs.lifecycle.worker import LifecycleWorker, read_log
@@ -278,6 +279,29 @@ def test_incomplete_multipart_uploads_are_aborted(grid: LocalGrid, alice: Any) -
     assert run_pass(grid, b)["done"] == {"abort-upload": 2}
     assert [u["Key"] for u in alice.list_multipart_uploads(Bucket=b)["Uploads"]] == ["keep/a"]
     assert refused(lambda: alice.list_parts(Bucket=b, Key="tmp/a", UploadId=ids["tmp/a"]))[0] == "NoSuchUpload"
+
+
+def test_a_bucket_that_fails_its_pass_does_not_stop_the_others_and_the_log_rotates(grid: LocalGrid, alice: Any,
+                                                                                   tmp_path: Path) -> None:
+    alice.create_bucket(Bucket="lc-broken")
+    alice.create_bucket(Bucket="lc-fine")
+    for i in range(3):
+        alice.put_object(Bucket="lc-fine", Key=f"old{i}", Body=b"x")
+    alice.put_bucket_lifecycle_configuration(Bucket="lc-fine", LifecycleConfiguration=rules(
+        {"ID": "all", "Filter": {}, "Expiration": {"Days": 1}}))
+    with GridClient(grid.config_path) as lib:  # rules written behind S3's back, not rules at all
+        props = lib.bucket_info("lc-broken", stats=False).properties
+        lib.set_bucket_properties("lc-broken", {**props, "s3.lifecycle": '[{"bogus": 1}]'})
+    aged(1)
+    cfg = GridConfig.load(grid.config_path)
+    cfg.extra["lifecycle"] = {"day_seconds": DAY, "rate": 0, "log_max_bytes": 300}
+    summary = LifecycleWorker(cfg, tmp_path).run_once()  # every bucket with rules
+    assert summary.errors == 1
+    assert keys(alice, "lc-fine") == []
+    logged = read_log(tmp_path, 1000) + [json.loads(line) for line in (tmp_path / "lifecycle.log.1").read_text()
+                                         .splitlines()]
+    assert [e["result"] for e in logged if e["bucket"] == "lc-broken"] == ["error"]
+    assert all(len(p.read_bytes()) < 300 + 400 for p in tmp_path.glob("lifecycle.log*"))
 
 
 def test_the_service_runs_the_rules_on_its_own_at_a_bounded_rate(grid: LocalGrid, alice: Any,

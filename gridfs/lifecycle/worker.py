@@ -16,13 +16,15 @@ Object lock is the directory's to enforce: a locked version refuses its delete, 
 outcome; the last pass's summary is ``STATE/status.json``.
 
 Config, grid.toml ``[lifecycle]``: ``rate`` (actions per second, 50), ``interval`` (s between passes,
-3600), ``day_seconds`` (the length of a rule's day, 86400: tests shorten it), ``accounts`` (["default"]).
+3600), ``day_seconds`` (the length of a rule's day, 86400: tests shorten it), ``accounts`` (["default"]),
+``log_max_bytes`` (64 MiB, then the log is rotated once).
 
 SPDX-License-Identifier: AGPL-3.0-or-later
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -42,6 +44,7 @@ from gridfs.lifecycle.rules import LIFECYCLE_PROP, TAGS_PROP, Rule, load
 
 log = logging.getLogger("gridfs.lifecycle")
 LOG_NAME, STATUS_NAME = "lifecycle.log", "status.json"
+LOG_MAX_BYTES = 64 * 1024 * 1024
 DAY = 86400.0
 
 
@@ -92,6 +95,7 @@ class LifecycleWorker:
         self.interval = float(conf.get("interval", 3600.0))
         self.day = float(conf.get("day_seconds", DAY))
         self.accounts = [str(a) for a in conf.get("accounts", ["default"])]
+        self.log_max_bytes = int(conf.get("log_max_bytes", LOG_MAX_BYTES))
         self.state = Path(state)
         self.state.mkdir(parents=True, exist_ok=True)
         self.stop = stop or threading.Event()
@@ -122,13 +126,22 @@ class LifecycleWorker:
         for account in self.accounts:
             with GridClient(self.cfg, account=account) as client:
                 for info in self._buckets(client, bucket):
-                    rules = [r for r in load(info.properties.get(LIFECYCLE_PROP)) if r.enabled]
-                    if rules and not self.stop.is_set():
+                    if info.properties.get(LIFECYCLE_PROP) and not self.stop.is_set():
                         summary.buckets += 1
-                        BucketPass(self, client, info.bucket, rules, pacer, summary).run()
+                        self._bucket(client, info.bucket, info.properties[LIFECYCLE_PROP], pacer, summary)
         summary.finished = time.time()
         self._status({"running": False, **summary.to_dict()})
         return summary
+
+    def _bucket(self, client: GridClient, bucket: str, raw_rules: str, pacer: Pacer, summary: Pass) -> None:
+        """One bucket's pass; a bucket that fails it (deleted meanwhile, rules that do not parse, a directory
+        that does not answer) is logged and the others go on."""
+        try:
+            rules = [r for r in load(raw_rules) if r.enabled]
+            BucketPass(self, client, bucket, rules, pacer, summary).run()
+        except GridError as exc:
+            summary.errors += 1
+            self.record(bucket=bucket, key="", rule="", action="pass", result="error", detail=str(exc))
 
     def _buckets(self, client: GridClient, only: str | None) -> list[ContainerInfo]:
         if only is not None:
@@ -138,9 +151,16 @@ class LifecycleWorker:
     # -- the log and the status -----------------------------------------------------------------
 
     def record(self, **entry: Any) -> None:
+        """Append an action to the log; past ``log_max_bytes`` the log becomes ``lifecycle.log.1`` (the one
+        before is dropped), so that the log of a busy grid stays bounded."""
         line = json.dumps({"time": datetime.now(UTC).isoformat(timespec="milliseconds"), **entry}, sort_keys=True)
-        with self._log_lock, open(self.state / LOG_NAME, "a", encoding="utf-8") as f:
-            f.write(line + "\n")
+        path = self.state / LOG_NAME
+        with self._log_lock:
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_size >= self.log_max_bytes:
+                    path.replace(path.with_name(LOG_NAME + ".1"))
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(line + "\n")
         log.info("lifecycle: %s", line)
 
     def _status(self, data: dict[str, Any]) -> None:
