@@ -94,10 +94,17 @@ def test_configuration_round_trip_and_only_the_owner_touches_it(grid: LocalGrid,
             Bucket="lc-config", LifecycleConfiguration=rules({"Filter": {}, "Expiration": {"Days": 1}}))) \
             == ("AccessDenied", 403)
         assert refused(lambda o=other: o.delete_bucket_lifecycle(Bucket="lc-config")) == ("AccessDenied", 403)
-    # The aws cli reads the same rules; the legacy Prefix form is answered as sent.
+    # The aws cli writes and reads the same rules; the legacy Prefix form is answered as sent.
+    (tmp_path / "rules.json").write_text(json.dumps(rules(
+        {"ID": "cli", "Filter": {"Prefix": "cli/"}, "Expiration": {"Days": 3}},
+        {"ID": "uploads", "Filter": {}, "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 2}})))
+    proc = aws_cli(grid, "alice", tmp_path, "s3api", "put-bucket-lifecycle-configuration", "--bucket", "lc-config",
+                   "--lifecycle-configuration", f"file://{tmp_path / 'rules.json'}")
+    assert proc.returncode == 0, proc.stderr
     proc = aws_cli(grid, "alice", tmp_path, "s3api", "get-bucket-lifecycle-configuration", "--bucket", "lc-config")
     assert proc.returncode == 0, proc.stderr
-    assert [r["ID"] for r in json.loads(proc.stdout)["Rules"]] == [r["ID"] for r in SAMPLE["Rules"]]
+    assert [(r["ID"], r["Filter"]) for r in json.loads(proc.stdout)["Rules"]] == [("cli", {"Prefix": "cli/"}),
+                                                                                  ("uploads", {"Prefix": ""})]
     body = (b"<LifecycleConfiguration><Rule><Prefix>tmp/</Prefix><Status>Enabled</Status>"
             b"<Expiration><Days>1</Days></Expiration></Rule></LifecycleConfiguration>")
     assert signed_put(grid, "alice", "/lc-config?lifecycle", body).status_code == 200

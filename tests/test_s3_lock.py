@@ -75,6 +75,10 @@ def test_bucket_with_object_lock_keeps_versioning_and_its_configuration(alice: A
         lib.set_versioning(b, "suspended")
     with pytest.raises(InvalidState):
         lib.set_bucket_properties(b, {"s3.owner": "alice"})  # dropping s3.lock.enabled
+    with pytest.raises(InvalidState):  # object lock without versioning: nothing is made
+        lib.create_bucket("lock-lib", properties={"s3.lock.enabled": "Enabled"})
+    assert lib.create_bucket("lock-lib", versioning=True, properties={"s3.lock.enabled": "Enabled"}).versioning \
+        == "enabled"
     rule = {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 2}}
     alice.put_object_lock_configuration(Bucket=b, ObjectLockConfiguration={"ObjectLockEnabled": "Enabled",
                                                                            "Rule": rule})
