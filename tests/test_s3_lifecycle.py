@@ -61,7 +61,8 @@ def rules(*items: dict) -> dict:
 
 
 def aged(days: float) -> None:
-    time.sleep(days * DAY + 0.2)
+    """Wait until things written now are ``days`` old, as S3 counts: rounded up to the next day's start."""
+    time.sleep((days + 1) * DAY + 0.1)
 
 
 SAMPLE = rules(
@@ -301,13 +302,15 @@ def test_a_bucket_that_fails_its_pass_does_not_stop_the_others_and_the_log_rotat
         lib.set_bucket_properties("lc-broken", {**props, "s3.lifecycle": '[{"bogus": 1}]'})
     aged(1)
     cfg = GridConfig.load(grid.config_path)
-    cfg.extra["lifecycle"] = {"day_seconds": DAY, "rate": 0, "log_max_bytes": 300}
+    cfg.extra["lifecycle"] = {"day_seconds": DAY, "rate": 0}
     summary = LifecycleWorker(cfg, tmp_path).run_once()  # every bucket with rules
     assert summary.errors == 1
     assert keys(alice, "lc-fine") == []
-    logged = read_log(tmp_path, 1000) + [json.loads(line) for line in (tmp_path / "lifecycle.log.1").read_text()
-                                         .splitlines()]
-    assert [e["result"] for e in logged if e["bucket"] == "lc-broken"] == ["error"]
+    assert [e["result"] for e in read_log(tmp_path, 1000) if e["bucket"] == "lc-broken"] == ["error"]
+    # Again with a log of at most 300 bytes: the error again, and the log rotated, each file bounded.
+    cfg.extra["lifecycle"]["log_max_bytes"] = 300
+    assert LifecycleWorker(cfg, tmp_path).run_once().errors == 1
+    assert (tmp_path / "lifecycle.log.1").exists()
     assert all(len(p.read_bytes()) < 300 + 400 for p in tmp_path.glob("lifecycle.log*"))
 
 

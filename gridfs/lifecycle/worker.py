@@ -3,7 +3,8 @@
 One pass looks at every bucket of the configured accounts that has rules, walks its versions key by key
 (newest first, as the directory lists them) and its multipart uploads, and acts:
 
-- a current version older than ``Days`` (or past ``Date``) expires: a plain delete, which in a versioned
+- a current version older than ``Days`` (rounded up to the next day's start, as S3 counts; or past
+  ``Date``) expires: a plain delete, which in a versioned
   bucket only adds a delete marker (as in S3);
 - a noncurrent version expires ``NoncurrentDays`` after it became noncurrent (when the next newer version
   was written), the newest ``NewerNoncurrentVersions`` of them kept;
@@ -27,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -214,16 +216,20 @@ class BucketPass:
         if group:
             yield group
 
-    def _age(self, since: float) -> float:
-        """Days (of ``day_seconds``) since ``since``."""
-        return (self.now - since) / self.worker.day
+    def _due(self, since: float, days: int | None) -> bool:
+        """Whether ``days`` have passed since ``since``, counted as S3 counts them: the time is rounded up to
+        the next day's start (midnight UTC for a day of 86400 s)."""
+        if not days:
+            return False
+        day = self.worker.day
+        return self.now >= math.ceil((since + days * day) / day) * day
 
     def _key(self, versions: list[ObjectInfo]) -> None:
         latest, key = versions[0], versions[0].key
         remaining = list(versions)
         if not latest.delete_marker:
             rule = next((r for r in self.rules if r.matches(key, latest.size, _tags(latest)) and (
-                (r.expire_days and self._age(latest.mtime) >= r.expire_days)
+                self._due(latest.mtime, r.expire_days)
                 or ((at := r.expire_at()) is not None and self.now >= at))), None)
             if rule is not None:
                 self._act("expire", rule, key, None)
@@ -231,12 +237,12 @@ class BucketPass:
             became_noncurrent = versions[n].mtime  # when the next newer version was written
             rule = next((r for r in self.rules if r.noncurrent_days and (r.newer_noncurrent or 0) <= n
                          and r.matches(key, None if old.delete_marker else old.size, _tags(old))
-                         and self._age(became_noncurrent) >= r.noncurrent_days), None)
+                         and self._due(became_noncurrent, r.noncurrent_days)), None)
             if rule is not None and self._act("expire-noncurrent", rule, key, old.version):
                 remaining.remove(old)
         if latest.delete_marker and remaining == [latest]:
             rule = next((r for r in self.rules if r.matches(key) and not r.tags and (
-                r.expired_markers or (r.expire_days and self._age(latest.mtime) >= r.expire_days))), None)
+                r.expired_markers or self._due(latest.mtime, r.expire_days))), None)
             if rule is not None:
                 self._act("remove-delete-marker", rule, key, latest.version)
 
@@ -245,8 +251,7 @@ class BucketPass:
         if not rules:
             return
         for up in self.client.list_multipart(self.bucket):
-            rule = next((r for r in rules if r.matches(up.key) and self._age(up.initiated) >= (r.abort_days or 0)),
-                        None)
+            rule = next((r for r in rules if r.matches(up.key) and self._due(up.initiated, r.abort_days)), None)
             if rule is not None and not self.worker.stop.is_set():
                 self._act("abort-upload", rule, up.key, None, up.upload_id)
 
