@@ -26,7 +26,7 @@ from gridfs.common.config import GridConfig
 from gridfs.common.service import spawn_service
 from gridfs.lifecycle.worker import LifecycleWorker, read_log
 
-DAY = 0.5  # seconds in a lifecycle day, for this module's grid
+DAY = 0.25  # seconds in a lifecycle day, for this module's grid
 
 
 @pytest.fixture(scope="module")
