@@ -27,7 +27,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
 from gridfs.common import errors as grid_errors
-from gridfs.gateways.s3 import buckets, cors, multipart, objects, retention, sigv4, xmlio
+from gridfs.gateways.s3 import buckets, cors, multipart, objects, sigv4, versionlock, xmlio
 from gridfs.gateways.s3.checksums import check_body, has_digest_header
 from gridfs.gateways.s3.context import Ctx, Gateway, Metrics, translate
 from gridfs.gateways.s3.errors import RequestTimeout, S3Error
@@ -213,7 +213,7 @@ def build_app(gw: Gateway) -> web.Application:
             elif set(ctx.query) & {"uploads", "uploadId"}:
                 response = await multipart.dispatch(ctx)
             elif set(ctx.query) & {"retention", "legal-hold"}:
-                response = await retention.dispatch(ctx)
+                response = await versionlock.dispatch(ctx)
             else:
                 response = await objects.dispatch(ctx)
             response.headers["x-amz-request-id"] = request_id
