@@ -178,8 +178,9 @@ class GridClient:
         """A bucket's settings; ``stats`` adds its object count and bytes (a scan: slower)."""
         return self.directory.get_container(self.account, bucket, stats=stats)
 
-    def list_buckets(self) -> list[ContainerInfo]:
-        return self.directory.list_containers(self.account)
+    def list_buckets(self, *, stats: bool = True) -> list[ContainerInfo]:
+        """The account's buckets; ``stats`` (object count and bytes) costs a scan of each."""
+        return self.directory.list_containers(self.account, stats=stats)
 
     def set_versioning(self, bucket: str, state: str) -> ContainerInfo:
         return self.directory.set_container(self.account, bucket, versioning=state)

@@ -174,15 +174,16 @@ class DirectoryClient:
             raise NoSuchContainer(f"no bucket {bucket!r} in account {account!r}") from None
         self._meta2_of_cid.pop(cid, None)
 
-    def list_containers(self, account: str) -> list[ContainerInfo]:
-        """Every container of an account, with statistics: each meta1 service lists its own."""
+    def list_containers(self, account: str, *, stats: bool = True) -> list[ContainerInfo]:
+        """Every container of an account, with statistics unless ``stats`` is False (they cost a scan of each):
+        each meta1 service lists its own."""
         check_account(account)
         records = [r for m1 in self._http(self.url).call("GET", "/v1/meta0")["meta1"]
                    for r in self._http(m1["addr"]).call("GET", "/v1/meta1", params={"account": account})]
         out = []
         for r in sorted(records, key=lambda r: r["name"]):
             try:
-                out.append(self.get_container(account, r["name"]))
+                out.append(self.get_container(account, r["name"], stats=stats))
             except NoSuchContainer:
                 continue  # deleted since it was listed
         return out

@@ -148,7 +148,7 @@ class LifecycleWorker:
     def _buckets(self, client: GridClient, only: str | None) -> list[ContainerInfo]:
         if only is not None:
             return [client.bucket_info(only, stats=False)]
-        return client.list_buckets()
+        return client.list_buckets(stats=False)  # settings only: no scan of every bucket
 
     # -- the log and the status -----------------------------------------------------------------
 
