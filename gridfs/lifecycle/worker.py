@@ -166,7 +166,7 @@ class LifecycleWorker:
         log.info("lifecycle: %s", line)
 
     def _status(self, data: dict[str, Any]) -> None:
-        tmp = self.state / (STATUS_NAME + ".tmp")
+        tmp = self.state / f"{STATUS_NAME}.{os.getpid()}.tmp"  # the service and grid lifecycle run may both write
         tmp.write_text(json.dumps(data, sort_keys=True))
         tmp.replace(self.state / STATUS_NAME)
 
