@@ -7,6 +7,7 @@ Layout under the data folder::
     meta0/ meta1/ meta2-N/  the directory services' databases (prefix table, container homes, containers)
     rdir/                   the reverse index per volume (and rebuild/drain job records, scrub findings)
     events/ heal/           the event agent's and the rebuilder's state
+    lifecycle/              the lifecycle worker's action log and status
     nodeN/volV/             one storage server (rawx) each
 
 Each node gets its own host word in its services' locations
@@ -37,7 +38,7 @@ SMALL_OBJECT_LIMIT = 1024 * 1024  # objects up to this size get copies instead o
 @dataclass
 class LocalService:
     name: str
-    type: str  # conscience | meta0 | meta1 | meta2 | rdir | events | heal | rawx | s3 | webhdfs
+    type: str  # conscience | meta0 | meta1 | meta2 | rdir | events | heal | lifecycle | rawx | s3 | webhdfs
     module: str
     args: list[str]
     pid: int = 0
@@ -158,10 +159,12 @@ class LocalGrid:
 
     def up(self, nodes: int = 3, volumes: int = 3, policy: str | None = None, wait: float = 30.0,
            s3_port: int | None = 0, s3_workers: int = 2, meta2: int = 1,
-           webhdfs_port: int | None = 0, settings: dict[str, dict[str, Any]] | None = None) -> GridConfig:
+           webhdfs_port: int | None = 0, settings: dict[str, dict[str, Any]] | None = None,
+           lifecycle: bool = False) -> GridConfig:
         """Start everything; ``s3_port`` (``webhdfs_port``) None starts no S3 (WebHDFS) gateway, 0 one on any
         free port; ``meta2`` container services (meta1 spreads new containers over them by score);
-        ``settings``: grid.toml sections (``{"heal": {...}}``) merged in before any service starts."""
+        ``settings``: grid.toml sections (``{"heal": {...}}``) merged in before any service starts;
+        ``lifecycle``: run the lifecycle worker (``grid up`` does; test grids only when they ask)."""
         if nodes < 1 or volumes < 1:
             raise GridError("a grid needs at least one node with one volume")
         if self.is_running():
@@ -202,6 +205,9 @@ class LocalGrid:
             # and the gateways need nothing of each other.
             last = [LocalService("events", "events", "gridfs.events", ["--state", str(self.data / "events")]),
                     LocalService("heal", "heal", "gridfs.heal", ["--state", str(self.data / "heal")])]
+            if lifecycle:  # executes the buckets' lifecycle rules ([lifecycle] in grid.toml)
+                last.append(LocalService("lifecycle", "lifecycle", "gridfs.lifecycle",
+                                         ["--state", str(self.data / "lifecycle")]))
             if s3_port is not None:
                 last.append(LocalService("s3", "s3", "gridfs.gateways.s3", [
                     "--port", str(s3_port), "--any-port-if-busy", "--workers", str(s3_workers)]))

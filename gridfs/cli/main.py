@@ -89,7 +89,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     grid = LocalGrid(args.data or DEFAULT_DATA_DIR)
     cfg = grid.up(nodes=args.nodes, volumes=args.volumes, policy=args.policy,
                   s3_port=None if args.s3_port < 0 else args.s3_port, meta2=args.meta2,
-                  webhdfs_port=None if args.webhdfs_port < 0 else args.webhdfs_port)
+                  webhdfs_port=None if args.webhdfs_port < 0 else args.webhdfs_port, lifecycle=True)
     rawx = sum(1 for s in grid.services(cfg) if s.type == "rawx")
     meta2 = sum(1 for s in grid.services(cfg) if s.type == "meta2")
     console.print(f"grid up: {rawx} storage servers on {args.nodes} nodes, {meta2} meta2 services, "
@@ -321,7 +321,8 @@ def cmd_rm(args: argparse.Namespace) -> int:
                 if not isinstance(item, str):
                     client.delete(bucket, item.key)
         else:
-            client.delete(bucket, _need_key(target)[1])
+            client.delete(bucket, _need_key(target)[1], version=args.version,
+                          bypass_governance=args.bypass_governance)
     return 0
 
 
@@ -535,6 +536,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gridfs.cli import heal as heal_cli
 
     heal_cli.register(sub, node_sub)  # rebuild, drain, scrub, health, service remove, node remove
+    from gridfs.cli import lifecycle as lifecycle_cli
+
+    lifecycle_cli.register(sub)  # lifecycle run, status
 
     st = sub.add_parser("status", help="services, scores and free space")
     st.add_argument("--data", default=None)
@@ -584,6 +588,9 @@ def build_parser() -> argparse.ArgumentParser:
     rm = sub.add_parser("rm", help="delete objects")
     rm.add_argument("targets", nargs="+")
     rm.add_argument("-r", "--recursive", action="store_true", help="every object under the prefix")
+    rm.add_argument("--version", type=int, default=None, help="delete this version (versioned buckets)")
+    rm.add_argument("--bypass-governance", action="store_true",
+                    help="delete a version under GOVERNANCE object-lock retention (never COMPLIANCE or a legal hold)")
     rm.set_defaults(fn=cmd_rm)
 
     stat = sub.add_parser("stat", help="object metadata as JSON")

@@ -38,7 +38,7 @@ from gridfs.common.errors import GridError, NoSuchObject, NoSuchUpload
 from gridfs.common.names import check_bucket, check_key, new_chunk_id
 from gridfs.conscience.client import CachedServices, ConscienceClient
 from gridfs.directory.client import DirectoryClient
-from gridfs.directory.model import ContainerInfo, ListResult, ObjectInfo, PartInfo, UploadInfo
+from gridfs.directory.model import LOCK_PROPS, ContainerInfo, ListResult, ObjectInfo, PartInfo, UploadInfo
 from gridfs.storage.client import ChunkClient
 
 log = logging.getLogger("gridfs.client")
@@ -178,8 +178,9 @@ class GridClient:
         """A bucket's settings; ``stats`` adds its object count and bytes (a scan: slower)."""
         return self.directory.get_container(self.account, bucket, stats=stats)
 
-    def list_buckets(self) -> list[ContainerInfo]:
-        return self.directory.list_containers(self.account)
+    def list_buckets(self, *, stats: bool = True) -> list[ContainerInfo]:
+        """The account's buckets; ``stats`` (object count and bytes) costs a scan of each."""
+        return self.directory.list_containers(self.account, stats=stats)
 
     def set_versioning(self, bucket: str, state: str) -> ContainerInfo:
         return self.directory.set_container(self.account, bucket, versioning=state)
@@ -307,8 +308,11 @@ class GridClient:
     def put_file(self, bucket: str, key: str, path: str | os.PathLike, **kwargs: Any) -> ObjectInfo:
         return self.put(bucket, key, Path(path), **kwargs)
 
-    def delete(self, bucket: str, key: str, *, version: int | None = None) -> dict:
-        result, _garbage = self.directory.delete_object(self.account, bucket, key, version=version)
+    def delete(self, bucket: str, key: str, *, version: int | None = None, bypass_governance: bool = False) -> dict:
+        """Delete a version, or the object (a delete marker in a versioned bucket). A version under object
+        lock is refused (ObjectLocked); ``bypass_governance`` lifts GOVERNANCE retention, nothing else."""
+        result, _garbage = self.directory.delete_object(self.account, bucket, key, version=version,
+                                                        bypass_governance=bypass_governance)
         return result
 
     def rename(self, bucket: str, src: str, dst: str) -> ObjectInfo:
@@ -361,7 +365,9 @@ class GridClient:
             hash=src.hash,
             crc32c=src.crc32c,  # the same bytes: the source's CRC holds
             mime_type=mime_type or src.mime_type,
-            properties=dict(src.properties if properties is None else properties),
+            # The source's properties but not its object lock (a copy is locked by its bucket's default, as in S3).
+            properties=({k: v for k, v in src.properties.items() if k not in LOCK_PROPS} if properties is None
+                        else dict(properties)),
             metachunks=src.metachunks,
         )
         committed, _garbage = commit_or_discard(
@@ -376,9 +382,13 @@ class GridClient:
         return self.io.chunks.link(url, new_chunk_id(), container=f"{self.account}/{bucket}", path=key)
 
     def set_properties(
-        self, bucket: str, key: str, properties: dict[str, str | None], *, replace: bool = False
+        self, bucket: str, key: str, properties: dict[str, str | None], *, replace: bool = False,
+        version: int | None = None, bypass_governance: bool = False,
     ) -> ObjectInfo:
-        return self.directory.set_properties(self.account, bucket, key, properties, replace=replace)
+        """Change an object version's properties (the latest by default); shortening or removing a running
+        object-lock retention is refused unless GOVERNANCE and ``bypass_governance``."""
+        return self.directory.set_properties(self.account, bucket, key, properties, replace=replace,
+                                             version=version, bypass_governance=bypass_governance)
 
     # -- reads --------------------------------------------------------------------
 

@@ -75,6 +75,19 @@ class OperationFenced(GridError):
     status = 409
 
 
+class ObjectLocked(Forbidden):
+    """Object lock (a retention or a legal hold) protects the version from removal or from this change."""
+
+    code = "ObjectLocked"
+
+
+class InvalidState(GridError):
+    """The bucket's state forbids the change (object lock: versioning cannot be suspended, lock not undone)."""
+
+    code = "InvalidState"
+    status = 409
+
+
 class LengthRequired(GridError, ValueError):
     code = "LengthRequired"
     status = 411

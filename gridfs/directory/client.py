@@ -174,15 +174,16 @@ class DirectoryClient:
             raise NoSuchContainer(f"no bucket {bucket!r} in account {account!r}") from None
         self._meta2_of_cid.pop(cid, None)
 
-    def list_containers(self, account: str) -> list[ContainerInfo]:
-        """Every container of an account, with statistics: each meta1 service lists its own."""
+    def list_containers(self, account: str, *, stats: bool = True) -> list[ContainerInfo]:
+        """Every container of an account, with statistics unless ``stats`` is False (they cost a scan of each):
+        each meta1 service lists its own."""
         check_account(account)
         records = [r for m1 in self._http(self.url).call("GET", "/v1/meta0")["meta1"]
                    for r in self._http(m1["addr"]).call("GET", "/v1/meta1", params={"account": account})]
         out = []
         for r in sorted(records, key=lambda r: r["name"]):
             try:
-                out.append(self.get_container(account, r["name"]))
+                out.append(self.get_container(account, r["name"], stats=stats))
             except NoSuchContainer:
                 continue  # deleted since it was listed
         return out
@@ -218,10 +219,11 @@ class DirectoryClient:
         params = {"key": key, "version": version, "chunks": chunks, **({"markers": True} if markers else {})}
         return ObjectInfo.from_dict(self._call(account, bucket, "GET", "/object", params=params))
 
-    def delete_object(self, account: str, bucket: str, key: str, *,
-                      version: int | None = None) -> tuple[dict, list[str]]:
+    def delete_object(self, account: str, bucket: str, key: str, *, version: int | None = None,
+                      bypass_governance: bool = False) -> tuple[dict, list[str]]:
         check_key(key)
-        out = self._change(account, bucket, "/delete", {"key": key, "version": version})
+        out = self._change(account, bucket, "/delete", {"key": key, "version": version,
+                                                        "bypass_governance": bypass_governance})
         return out["result"], out["garbage"]
 
     def rename_object(self, account: str, bucket: str, src: str, dst: str) -> tuple[ObjectInfo, list[str]]:
@@ -231,10 +233,12 @@ class DirectoryClient:
         return ObjectInfo.from_dict(out["object"]), out["garbage"]
 
     def set_properties(self, account: str, bucket: str, key: str, properties: dict[str, str | None], *,
-                       version: int | None = None, replace: bool = False) -> ObjectInfo:
+                       version: int | None = None, replace: bool = False,
+                       bypass_governance: bool = False) -> ObjectInfo:
         check_key(key)
         return ObjectInfo.from_dict(self._change(account, bucket, "/properties", {
-            "key": key, "properties": properties, "version": version, "replace": replace}))
+            "key": key, "properties": properties, "version": version, "replace": replace,
+            "bypass_governance": bypass_governance}))
 
     def referenced_urls(self, account: str, bucket: str) -> set[str]:
         """Every chunk URL a container's objects (all versions) and uploaded parts reference."""

@@ -30,7 +30,7 @@ from prometheus_client import Counter
 
 from gridfs.common.errors import AlreadyExists, BadRequest, NoSuchContainer
 from gridfs.common.names import check_account, check_bucket, check_container_id, container_id
-from gridfs.directory import outbox
+from gridfs.directory import outbox, retention
 from gridfs.directory.meta2db import Meta2, Txn, open_db
 from gridfs.directory.model import Metachunk, ObjectInfo, PartInfo
 from gridfs.directory.ops import check_op_id
@@ -97,7 +97,7 @@ def _version_condition(body: dict) -> int | None:
 
 
 def delete(m: Meta2, body: dict) -> dict:
-    result, garbage = m.delete(body["key"], body.get("version"))
+    result, garbage = m.delete(body["key"], body.get("version"), bool(body.get("bypass_governance")))
     m.emit([("content.deleted", {"key": body["key"], "reason": "deleted", "chunks": garbage, **result})])
     return {"result": result, "garbage": garbage}
 
@@ -111,7 +111,8 @@ def rename(m: Meta2, body: dict) -> dict:
 
 
 def properties(m: Meta2, body: dict) -> dict:
-    info = m.set_properties(body["key"], body["properties"], body.get("version"), bool(body.get("replace")))
+    info = m.set_properties(body["key"], body["properties"], body.get("version"), bool(body.get("replace")),
+                            bool(body.get("bypass_governance")))
     m.emit([("content.updated", _obj_event(info))])
     return info.to_dict()
 
@@ -129,6 +130,7 @@ def chunks(m: Meta2, body: dict) -> dict:
 
 
 def set_container(m: Meta2, body: dict) -> dict:
+    before = m.info()
     if body.get("policy") is not None:
         m.set_props(policy=str(body["policy"]))
     if body.get("versioning") is not None:
@@ -137,7 +139,9 @@ def set_container(m: Meta2, body: dict) -> dict:
         m.set_props(versioning=body["versioning"])
     if body.get("properties") is not None:
         m.set_props(properties=dict(body["properties"]))
-    return m.info().to_dict()
+    after = m.info()
+    retention.check_container(before.properties, after.properties, after.versioning)  # rolled back if refused
+    return after.to_dict()
 
 
 def create_upload(m: Meta2, body: dict) -> dict:
@@ -214,6 +218,7 @@ class Meta2Service(RoleService):
         if container_id(account, name) != cid:
             raise BadRequest("container id does not match account and name")
         versioning = "enabled" if body.get("versioning") else "disabled"
+        retention.check_container({}, body.get("properties") or {}, versioning)
         with self._open_lock:
             m2 = self._dbs.get(cid) or Meta2(self._path(cid), self.service_id)
             m2.on_group = self._count_group

@@ -32,7 +32,7 @@ from gridfs.common.errors import (
 from gridfs.common.failpoints import failpoint
 from gridfs.common.groupcommit import GroupCommit, Pending
 from gridfs.common.names import check_key, check_prefix
-from gridfs.directory import ops, outbox
+from gridfs.directory import ops, outbox, retention
 from gridfs.directory.model import ContainerInfo, ListResult, Metachunk, ObjectInfo, PartInfo, UploadInfo
 
 SCHEMA = """
@@ -214,11 +214,16 @@ class Meta2:
         else:
             self.db.execute("INSERT OR REPLACE INTO latest VALUES (?, ?, ?)", (key, row[0], 0 if row[1] else 1))
 
-    def _drop_versions(self, key: str, where: str, args: tuple = ()) -> list[str]:
-        """Delete some versions of ``key``; returns their chunk URLs."""
-        rows = self.db.execute(f"SELECT metachunks FROM objects WHERE key = ? AND {where}", (key, *args)).fetchall()
+    def _drop_versions(self, key: str, where: str, args: tuple = (), bypass_governance: bool = False) -> list[str]:
+        """Delete some versions of ``key``; returns their chunk URLs. Refused (ObjectLocked) if object lock
+        protects one of them: every removal of a version, overwrites included, comes through here."""
+        rows = self.db.execute(f"SELECT version, properties, metachunks FROM objects WHERE key = ? AND {where}",
+                               (key, *args)).fetchall()
+        for version, props, _m in rows:
+            if "s3.lock." in props:  # most versions have no lock: no JSON to decode
+                retention.check_removable(key, version, json.loads(props), bypass_governance)
         self.db.execute(f"DELETE FROM objects WHERE key = ? AND {where}", (key, *args))
-        return [u for (m,) in rows for u in _urls(m)]
+        return [u for (_v, _p, m) in rows for u in _urls(m)]
 
     def _replace_target(self, key: str) -> list[str]:
         """What a new version of ``key`` replaces, per the versioning state; returns garbage."""
@@ -230,6 +235,10 @@ class Meta2:
         return self._drop_versions(key, "1 = 1")
 
     def _insert(self, obj: ObjectInfo, null_version: bool) -> ObjectInfo:
+        if not obj.delete_marker:  # object lock: the bucket's default retention, lock settings checked
+            bucket_props = self.props().get("properties", {})
+            obj.properties = retention.with_default(bucket_props, obj.properties)
+            retention.check_object_props(bucket_props, obj.properties)
         obj.version = self._next_version()
         obj.mtime = time.time()
         obj.content_id = obj.content_id or secrets.token_hex(16).upper()
@@ -295,7 +304,9 @@ class Meta2:
             raise NoSuchObject(f"version {version} of {key!r} is a delete marker")
         return info
 
-    def delete(self, key: str, version: int | None = None) -> tuple[dict, list[str]]:
+    def delete(self, key: str, version: int | None = None, bypass_governance: bool = False) -> tuple[dict, list[str]]:
+        """Delete a version, or the object (a delete marker when versioned); ``bypass_governance`` lets a
+        version under GOVERNANCE retention go (never one under COMPLIANCE or a legal hold)."""
         check_key(key)
         with Txn(self.db):
             if version is not None:
@@ -303,14 +314,14 @@ class Meta2:
                                       (key, version)).fetchone()
                 if row is None:
                     raise NoSuchObject(f"no version {version} of {key!r}")
-                garbage = self._drop_versions(key, "version = ?", (version,))
+                garbage = self._drop_versions(key, "version = ?", (version,), bypass_governance)
                 self._refresh_latest(key)
                 return {"version": version, "delete_marker": bool(row[0])}, garbage
             state = self.props().get("versioning", "disabled")
             if state == "disabled":
                 if not self._live(key):
                     raise NoSuchObject(f"no object {key!r}")
-                garbage = self._drop_versions(key, "1 = 1")
+                garbage = self._drop_versions(key, "1 = 1", (), bypass_governance)
                 self._refresh_latest(key)
                 return {"version": None, "delete_marker": False}, garbage
             garbage = self._drop_versions(key, "null_version = 1") if state == "suspended" else []
@@ -334,12 +345,15 @@ class Meta2:
             return self._insert(info, null_version=state != "enabled"), garbage + more
 
     def _delete_for_rename(self, key: str, version: int) -> tuple[None, list[str]]:
-        # The renamed version's chunks move to the new key: they are not garbage.
+        # The renamed version's chunks move to the new key: they are not garbage. A locked version stays put.
+        row = self.db.execute("SELECT properties FROM objects WHERE key = ? AND version = ?", (key, version)).fetchone()
+        retention.check_removable(key, version, json.loads(row[0]) if row else {})
         self.db.execute("DELETE FROM objects WHERE key = ? AND version = ?", (key, version))
         self._refresh_latest(key)
         return None, []
 
-    def set_properties(self, key: str, properties: dict, version: int | None, replace: bool) -> ObjectInfo:
+    def set_properties(self, key: str, properties: dict, version: int | None, replace: bool,
+                       bypass_governance: bool = False) -> ObjectInfo:
         with Txn(self.db):
             info = self.get(key, version, chunks=False)
             if replace:
@@ -352,6 +366,8 @@ class Meta2:
                     else:
                         new[k] = v
             _check_properties(new)
+            retention.check_object_props(self.props().get("properties", {}), new)
+            retention.check_change(key, info.properties, new, bypass_governance)
             self.db.execute("UPDATE objects SET properties = ? WHERE key = ? AND version = ?",
                             (json.dumps(new), key, info.version))
             info.properties = new

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 _FIELDS: dict[type, tuple[str, ...]] = {}
+# An object version's object-lock properties (retention mode and date, legal hold): the directory enforces them
+# (gridfs.directory.retention); a copy does not inherit them.
+LOCK_PROPS = ("s3.lock.mode", "s3.lock.until", "s3.lock.hold")
 
 
 def plain(record: Any) -> dict[str, Any]:

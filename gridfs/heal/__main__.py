@@ -1,51 +1,22 @@
 """``python -m gridfs.heal --config grid.toml --state DIR``: the rebuilder service.
 
 It runs :class:`gridfs.heal.service.Rebuilder` in a thread and serves ``/health`` only; it does
-not register with the conscience (nothing calls it: its jobs show in the reverse index).
+not register with the conscience (nothing calls it: its jobs show in the reverse index). A job in
+progress at SIGTERM stops between objects and stays resumable.
 
 SPDX-License-Identifier: AGPL-3.0-or-later
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import threading
-
-from aiohttp import web
-
-from gridfs.common.config import GridConfig
-from gridfs.common.http import aiohttp_middlewares
-from gridfs.common.service import base_arg_parser, bind, serve_app, setup_logging
+from gridfs.common import threadservice
 from gridfs.heal.service import Rebuilder
 
 
-async def serve(args: argparse.Namespace) -> None:
-    cfg = GridConfig.load(args.config)
-    log = setup_logging("heal", args.log_level)
-    rebuilder = Rebuilder(cfg, args.state)
-    sock, url = bind(args.host, args.port)
-    log.info("rebuilder on %s, state in %s", url, args.state)
-
-    async def health(_: web.Request) -> web.Response:
-        return web.json_response({"ok": True, "job": rebuilder.current})
-
-    async def run(stop: asyncio.Event) -> None:
-        thread = threading.Thread(target=rebuilder.run, name="rebuilder", daemon=True)
-        thread.start()
-        await stop.wait()
-        rebuilder.shutdown()  # a job in progress stops between objects and stays resumable
-        await asyncio.to_thread(thread.join, 10)
-
-    app = web.Application(middlewares=aiohttp_middlewares(cfg.secret))
-    app.add_routes([web.get("/health", health)])
-    await serve_app(app, sock, url, args.ready_file, run)
-
-
 def main() -> None:
-    p = base_arg_parser("gridfs rebuilder: rebuilds storage volumes silent longer than [heal] rebuild_grace")
-    p.add_argument("--state", required=True, help="folder for the rebuilder's state (the last job's record)")
-    asyncio.run(serve(p.parse_args()))
+    threadservice.main("heal", "gridfs rebuilder: rebuilds storage volumes silent longer than [heal] rebuild_grace",
+                       "folder for the rebuilder's state (the last job's record)", Rebuilder,
+                       lambda rebuilder, _state: {"job": rebuilder.current})
 
 
 if __name__ == "__main__":

@@ -27,7 +27,18 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
 from gridfs.common import errors as grid_errors
-from gridfs.gateways.s3 import attributes, bucket_list, buckets, cors, multipart, objects, post_upload, sigv4, xmlio
+from gridfs.gateways.s3 import (
+    attributes,
+    bucket_list,
+    buckets,
+    cors,
+    multipart,
+    objects,
+    post_upload,
+    sigv4,
+    versionlock,
+    xmlio,
+)
 from gridfs.gateways.s3.checksums import check_body, has_digest_header
 from gridfs.gateways.s3.context import Ctx, Gateway, Metrics, translate
 from gridfs.gateways.s3.errors import RequestTimeout, S3Error
@@ -35,9 +46,9 @@ from gridfs.gateways.s3.users import User
 
 # S3 sub-resources this gateway does not implement: answered 501, never ignored.
 NOT_IMPLEMENTED = {
-    "accelerate", "analytics", "encryption", "intelligent-tiering", "inventory", "legal-hold", "lifecycle",
-    "logging", "metrics", "notification", "object-lock", "ownershipControls", "policy", "policyStatus",
-    "publicAccessBlock", "replication", "requestPayment", "restore", "retention", "select", "torrent",
+    "accelerate", "analytics", "encryption", "intelligent-tiering", "inventory",
+    "logging", "metrics", "notification", "ownershipControls", "policy", "policyStatus",
+    "publicAccessBlock", "replication", "requestPayment", "restore", "select", "torrent",
     "website", "session",
 }
 METRICS_PATH = "/_grid/metrics"  # Prometheus, unauthenticated like every service's /metrics
@@ -117,7 +128,7 @@ def streams_body(ctx: Ctx) -> bool:
     """PutObject and UploadPart: the body is the data, streamed and checked by ``objects.receive``; a browser
     POST upload's form, by ``post_upload``."""
     return (ctx.request.method == "PUT" and bool(ctx.key) and "x-amz-copy-source" not in ctx.headers
-            and not set(ctx.query) & {"tagging", "acl"}) or post_upload.is_form_post(ctx)
+            and not set(ctx.query) & {"tagging", "acl", "retention", "legal-hold"}) or post_upload.is_form_post(ctx)
 
 
 async def read_body(ctx: Ctx) -> None:
@@ -217,6 +228,8 @@ def build_app(gw: Gateway) -> web.Application:
                 response = await buckets.dispatch(ctx)
             elif set(ctx.query) & {"uploads", "uploadId"}:
                 response = await multipart.dispatch(ctx)
+            elif set(ctx.query) & {"retention", "legal-hold"}:
+                response = await versionlock.dispatch(ctx)
             else:
                 response = await objects.dispatch(ctx)
             response.headers["x-amz-request-id"] = request_id

@@ -17,7 +17,7 @@ from aiohttp import web
 from gridfs.common import errors as grid_errors
 from gridfs.common.names import check_bucket
 from gridfs.directory.model import ObjectInfo
-from gridfs.gateways.s3 import xmlio
+from gridfs.gateways.s3 import lifecycle, objectlock, xmlio
 from gridfs.gateways.s3.acl import CANNED_ACLS, get_acl, owner_xml, put_acl
 from gridfs.gateways.s3.context import (
     ACL_PROP,
@@ -44,6 +44,10 @@ async def dispatch(ctx: Ctx) -> web.StreamResponse:
     if method == "PUT" and not q:
         return await create_bucket(ctx)
     await load_bucket(ctx)
+    if "object-lock" in q:
+        return await objectlock.bucket_dispatch(ctx)
+    if "lifecycle" in q:
+        return await lifecycle.dispatch(ctx)
     if "tagging" in q:
         return await bucket_tagging(ctx)
     if method == "HEAD":
@@ -90,12 +94,12 @@ async def create_bucket(ctx: Ctx) -> web.Response:
                       f"canned ACL {acl!r} is not supported (private, public-read)")
     if any(h.lower().startswith("x-amz-grant-") for h in ctx.headers):
         raise S3Error("NotImplemented", "explicit grants are not implemented; use a canned ACL")
-    if ctx.headers.get("x-amz-bucket-object-lock-enabled", "").lower() == "true":
-        raise S3Error("NotImplemented", "object lock is not implemented by this gateway")
+    lock_props, versioning = objectlock.new_bucket(ctx)
     policy = ctx.headers.get(POLICY_HEADER, "")
-    props = {OWNER_PROP: ctx.user.name, ACL_PROP: acl, LOCATION_PROP: location}
+    props = {OWNER_PROP: ctx.user.name, ACL_PROP: acl, LOCATION_PROP: location, **lock_props}
     try:
-        await ctx.run(lambda: ctx.gw.client.create_bucket(ctx.bucket, policy=policy, properties=props))
+        await ctx.run(lambda: ctx.gw.client.create_bucket(ctx.bucket, policy=policy, properties=props,
+                                                          versioning=versioning))
     except grid_errors.AlreadyExists as exc:
         existing = await ctx.run(lambda: ctx.gw.client.bucket_info(ctx.bucket, stats=False))
         if owner_of(ctx.gw, existing) == ctx.user.name:
@@ -270,6 +274,7 @@ async def delete_objects(ctx: Ctx) -> web.Response:
     if len(items) > MAX_DELETE:
         raise S3Error("MalformedXML", f"DeleteObjects takes at most {MAX_DELETE} keys per request")
     quiet = xmlio.text(doc, "Quiet").lower() == "true"
+    bypass = objectlock.bypass(ctx)
 
     def one(el: Any) -> dict[str, Any]:
         # The key as sent (S3 keys may end in spaces: xmlio.text strips); the version id checked as a GET's is.
@@ -277,7 +282,7 @@ async def delete_objects(ctx: Ctx) -> web.Response:
         try:
             version = version_from(vid)
             try:
-                result = ctx.gw.client.delete(ctx.bucket, key, version=version)
+                result = ctx.gw.client.delete(ctx.bucket, key, version=version, bypass_governance=bypass)
             except grid_errors.NoSuchObject:
                 result = {"version": None, "delete_marker": False}  # S3 reports a missing key as deleted
             out: dict[str, Any] = {"Key": key}

@@ -118,6 +118,10 @@ def translate(exc: BaseException) -> S3Error:
         return S3Error("KeyTooLongError" if "limit" in message else "InvalidArgument", message)
     if isinstance(exc, grid_errors.InvalidRange):
         return S3Error("InvalidRange", "The requested range is not satisfiable")
+    if isinstance(exc, grid_errors.ObjectLocked):  # as S3 answers a locked version's delete
+        return S3Error("AccessDenied", "Access Denied because object protected by object lock: " + message)
+    if isinstance(exc, grid_errors.InvalidState):
+        return S3Error("InvalidBucketState", message)
     if isinstance(exc, grid_errors.PreconditionFailed):
         return S3Error("PreconditionFailed", message)
     if isinstance(exc, grid_errors.BadRequest | ValueError):

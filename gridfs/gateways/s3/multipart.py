@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gridfs.gateways.s3 import xmlio
+from gridfs.gateways.s3 import objectlock, xmlio
 from gridfs.gateways.s3.attributes import parts_property
 from gridfs.gateways.s3.checksums import BodyDigests
 from gridfs.gateways.s3.conditional import committed_under, write_condition
@@ -85,7 +85,7 @@ async def dispatch(ctx: Ctx) -> web.StreamResponse:
 
 async def create(ctx: Ctx) -> web.Response:
     policy, class_props = policy_for_class(ctx)
-    props = {**properties_from_headers(ctx), **class_props}
+    props = {**properties_from_headers(ctx), **class_props, **objectlock.props_from_headers(ctx)}
     mime = ctx.headers.get("Content-Type") or "binary/octet-stream"
     up = await ctx.run(lambda: ctx.gw.client.create_multipart(ctx.bucket, ctx.key, policy=policy, properties=props,
                                                               mime_type=mime))

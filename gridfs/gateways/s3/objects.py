@@ -21,7 +21,7 @@ from aiohttp import web
 
 from gridfs.common import errors as grid_errors
 from gridfs.directory.model import ObjectInfo
-from gridfs.gateways.s3 import cors, xmlio
+from gridfs.gateways.s3 import cors, objectlock, xmlio
 from gridfs.gateways.s3.acl import get_acl
 from gridfs.gateways.s3.checksums import ALGORITHMS, BodyDigests, requested_algorithm
 from gridfs.gateways.s3.conditional import committed_under, write_condition
@@ -137,6 +137,7 @@ def object_headers(ctx: Ctx, info: ObjectInfo) -> dict[str, str]:
         headers["x-amz-storage-class"] = props[CLASS_PROP]
     if TAGS_PROP in props:
         headers["x-amz-tagging-count"] = str(len(json.loads(props[TAGS_PROP])))
+    headers.update(objectlock.headers_of(ctx, info))
     vid = version_id(ctx, info.version)
     if vid:
         headers["x-amz-version-id"] = vid
@@ -270,7 +271,7 @@ async def receive(ctx: Ctx, write: Any) -> tuple[Any, BodyDigests, str]:
 
 async def put_object(ctx: Ctx) -> web.Response:
     policy, class_props = policy_for_class(ctx)
-    props = {**properties_from_headers(ctx), **class_props}
+    props = {**properties_from_headers(ctx), **class_props, **objectlock.props_from_headers(ctx)}
     condition = await write_condition(ctx, etag_of)
     mime = ctx.headers.get("Content-Type") or "binary/octet-stream"
 
@@ -300,8 +301,10 @@ async def delete_object(ctx: Ctx) -> web.Response:
     if ctx.user is None:
         raise S3Error("AccessDenied", "Access Denied")
     version = parse_version(ctx)
+    bypass = objectlock.bypass(ctx)
     try:
-        result = await ctx.run(lambda: ctx.gw.client.delete(ctx.bucket, ctx.key, version=version))
+        result = await ctx.run(lambda: ctx.gw.client.delete(ctx.bucket, ctx.key, version=version,
+                                                            bypass_governance=bypass))
     except grid_errors.NoSuchObject:
         if version is not None:
             raise
@@ -352,6 +355,7 @@ async def copy_object(ctx: Ctx) -> web.Response:
     else:
         props = {**src.properties, **class_props}
         mime = src.mime_type
+    props = objectlock.props_from_headers(ctx, props)  # the source's lock is not copied, as in S3
     tagging = ctx.headers.get("x-amz-tagging-directive", "COPY").upper()
     if tagging == "REPLACE":
         props[TAGS_PROP] = json.dumps(parse_tagging(ctx.headers.get("x-amz-tagging", "")))
