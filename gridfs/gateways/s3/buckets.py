@@ -17,13 +17,13 @@ from aiohttp import web
 from gridfs.common import errors as grid_errors
 from gridfs.common.names import check_bucket
 from gridfs.directory.model import ObjectInfo
-from gridfs.gateways.s3 import xmlio
-from gridfs.gateways.s3.acl import CANNED_ACLS, get_acl, owner_xml, put_acl
+from gridfs.gateways.s3 import access, access_settings, xmlio
+from gridfs.gateways.s3.acl import get_acl, owner_xml, put_acl
 from gridfs.gateways.s3.context import (
-    ACL_PROP,
     LOCATION_PROP,
     OWNER_PROP,
     Ctx,
+    authorize_key,
     load_bucket,
     owner_of,
     set_bucket_props,
@@ -53,6 +53,8 @@ async def dispatch(ctx: Ctx) -> web.StreamResponse:
     if method == "PUT" and not q:
         return await create_bucket(ctx)
     await load_bucket(ctx)
+    if access_settings.handles(ctx):
+        return await access_settings.dispatch(ctx)
     if "tagging" in q:
         raise S3Error("NotImplemented", "bucket tagging is not implemented by this gateway")
     if method == "HEAD":
@@ -93,16 +95,11 @@ async def create_bucket(ctx: Ctx) -> web.Response:
     location = ""
     if body.strip():
         location = xmlio.text(xmlio.parse(body, "CreateBucketConfiguration"), "LocationConstraint")
-    acl = ctx.headers.get("x-amz-acl", "private")
-    if acl not in CANNED_ACLS:
-        raise S3Error("NotImplemented" if acl in ("public-read-write", "authenticated-read") else "InvalidArgument",
-                      f"canned ACL {acl!r} is not supported (private, public-read)")
-    if any(h.lower().startswith("x-amz-grant-") for h in ctx.headers):
-        raise S3Error("NotImplemented", "explicit grants are not implemented; use a canned ACL")
+    acl_props = access.new_bucket_acl(ctx, ctx.user.name)
     if ctx.headers.get("x-amz-bucket-object-lock-enabled", "").lower() == "true":
         raise S3Error("NotImplemented", "object lock is not implemented by this gateway")
     policy = ctx.headers.get(POLICY_HEADER, "")
-    props = {OWNER_PROP: ctx.user.name, ACL_PROP: acl, LOCATION_PROP: location}
+    props = {OWNER_PROP: ctx.user.name, LOCATION_PROP: location, **acl_props}
     try:
         await ctx.run(lambda: ctx.gw.client.create_bucket(ctx.bucket, policy=policy, properties=props))
     except grid_errors.AlreadyExists as exc:
@@ -285,6 +282,7 @@ async def delete_objects(ctx: Ctx) -> web.Response:
         key, vid = el.findtext("Key") or "", xmlio.text(el, "VersionId")
         try:
             version = version_from(vid)
+            authorize_key(ctx, key, version)
             try:
                 result = ctx.gw.client.delete(ctx.bucket, key, version=version)
             except grid_errors.NoSuchObject:

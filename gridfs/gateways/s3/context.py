@@ -24,14 +24,13 @@ from gridfs.client import GridClient
 from gridfs.common import errors as grid_errors
 from gridfs.common.config import GridConfig
 from gridfs.directory.model import ContainerInfo
-from gridfs.gateways.s3 import sigv4
+from gridfs.gateways.s3 import access, sigv4
 from gridfs.gateways.s3.errors import S3Error
 from gridfs.gateways.s3.users import User, UserStore
 
 log = logging.getLogger("gridfs.s3")
 
 OWNER_PROP, ACL_PROP, LOCATION_PROP = "s3.owner", "s3.acl", "s3.location"
-READ_METHODS = {"GET", "HEAD"}
 DEFAULT_TIMEOUT = 60.0
 
 
@@ -134,13 +133,21 @@ def owner_of(gw: Gateway, container: ContainerInfo) -> str:
     return container.properties.get(OWNER_PROP, "") or gw.unowned_owner
 
 
-def can_access(ctx: Ctx, container: ContainerInfo) -> bool:
+async def authorize(ctx: Ctx, container: ContainerInfo, action: str = "", key: str = "",
+                    version: int | None = None) -> None:
+    """Raise AccessDenied unless the request may do what it asks of ``container`` (or ``action`` on its object
+    ``key``: a copy's source). The policy, ACLs and bucket settings decide (``access``)."""
     owner = owner_of(ctx.gw, container)
-    if ctx.user is not None and owner and owner == ctx.user.name:
-        return True
-    public = container.properties.get(ACL_PROP) in ("public-read", "public-read-write")
-    return public and ctx.request.method in READ_METHODS and not set(ctx.query) & {"acl", "cors", "versioning",
-                                                                                    "uploads", "tagging"}
+    if action:
+        await access.authorize_action(ctx, container, owner, action, key, version)
+    else:
+        await access.authorize(ctx, container, owner)
+
+
+def authorize_key(ctx: Ctx, key: str, version: int | None) -> None:
+    """DeleteObjects: raise AccessDenied unless the request may delete ``key`` (its ``version``)."""
+    assert ctx.container is not None
+    access.authorize_key(ctx, ctx.container, owner_of(ctx.gw, ctx.container), key, version)
 
 
 async def load_bucket(ctx: Ctx) -> ContainerInfo:
@@ -148,8 +155,7 @@ async def load_bucket(ctx: Ctx) -> ContainerInfo:
         container = await ctx.run(lambda: ctx.gw.client.bucket_info(ctx.bucket, stats=False))
     except grid_errors.InvalidName as exc:
         raise S3Error("InvalidBucketName", str(exc)) from exc
-    if not can_access(ctx, container):
-        raise S3Error("AccessDenied", "Access Denied")
+    await authorize(ctx, container)
     ctx.container = container
     return container
 

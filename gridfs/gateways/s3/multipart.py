@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from gridfs.gateways.s3 import xmlio
+from gridfs.gateways.s3.acl import new_object_props
 from gridfs.gateways.s3.checksums import BodyDigests
 from gridfs.gateways.s3.context import Ctx, load_bucket
 from gridfs.gateways.s3.errors import S3Error
@@ -82,7 +83,7 @@ async def dispatch(ctx: Ctx) -> web.StreamResponse:
 
 async def create(ctx: Ctx) -> web.Response:
     policy, class_props = policy_for_class(ctx)
-    props = {**properties_from_headers(ctx), **class_props}
+    props = {**properties_from_headers(ctx), **class_props, **new_object_props(ctx)}
     mime = ctx.headers.get("Content-Type") or "binary/octet-stream"
     up = await ctx.run(lambda: ctx.gw.client.create_multipart(ctx.bucket, ctx.key, policy=policy, properties=props,
                                                               mime_type=mime))

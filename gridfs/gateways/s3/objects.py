@@ -22,9 +22,9 @@ from aiohttp import web
 from gridfs.common import errors as grid_errors
 from gridfs.directory.model import ObjectInfo
 from gridfs.gateways.s3 import cors, xmlio
-from gridfs.gateways.s3.acl import get_acl
+from gridfs.gateways.s3.acl import get_acl, new_object_props, put_acl
 from gridfs.gateways.s3.checksums import ALGORITHMS, BodyDigests, requested_algorithm
-from gridfs.gateways.s3.context import Ctx, can_access, load_bucket
+from gridfs.gateways.s3.context import Ctx, authorize, load_bucket
 from gridfs.gateways.s3.errors import S3Error
 from gridfs.gateways.s3.streams import RequestBody, stream_response, sync_pieces
 
@@ -211,9 +211,9 @@ async def dispatch(ctx: Ctx) -> web.StreamResponse:
         return await {"GET": get_tagging, "PUT": put_tagging, "DELETE": delete_tagging}.get(
             method, _not_allowed)(ctx)
     if "acl" in q:
-        if method == "GET":
-            return await get_acl(ctx)
-        raise S3Error("NotImplemented", "object ACLs are not implemented; buckets take canned ACLs")
+        if method in ("GET", "PUT"):
+            return await (get_acl(ctx) if method == "GET" else put_acl(ctx))
+        return await _not_allowed(ctx)
     if method == "PUT":
         return await (copy_object(ctx) if "x-amz-copy-source" in ctx.headers else put_object(ctx))
     if method in ("GET", "HEAD"):
@@ -236,8 +236,6 @@ async def receive(ctx: Ctx, write: Any) -> tuple[Any, BodyDigests, str]:
     Digests are compared inside ``before_commit``, after the last byte and before the
     directory commit, so a body that fails a check leaves nothing behind.
     """
-    if ctx.user is None:
-        raise S3Error("AccessDenied", "Access Denied")
     body = RequestBody(ctx.request, ctx.signed, ctx.signing_key)
     algorithm = requested_algorithm({k.lower(): v for k, v in ctx.headers.items()})
     digests = BodyDigests(ctx.signed.payload_hash if ctx.signed else "", algorithm,
@@ -258,7 +256,7 @@ async def receive(ctx: Ctx, write: Any) -> tuple[Any, BodyDigests, str]:
 
 async def put_object(ctx: Ctx) -> web.Response:
     policy, class_props = policy_for_class(ctx)
-    props = {**properties_from_headers(ctx), **class_props}
+    props = {**properties_from_headers(ctx), **class_props, **new_object_props(ctx)}
     if_none_match = ctx.headers.get("If-None-Match", "").strip() == "*"
     if ctx.headers.get("If-Match"):
         raise S3Error("NotImplemented", "conditional writes with If-Match are not implemented")
@@ -286,8 +284,6 @@ async def put_object(ctx: Ctx) -> web.Response:
 
 
 async def delete_object(ctx: Ctx) -> web.Response:
-    if ctx.user is None:
-        raise S3Error("AccessDenied", "Access Denied")
     version = parse_version(ctx)
     try:
         result = await ctx.run(lambda: ctx.gw.client.delete(ctx.bucket, ctx.key, version=version))
@@ -319,8 +315,7 @@ def parse_copy_source(ctx: Ctx) -> tuple[str, str, int | None]:
 async def load_copy_source(ctx: Ctx) -> tuple[str, ObjectInfo]:
     bucket, key, version = parse_copy_source(ctx)
     container = await ctx.run(lambda: ctx.gw.client.bucket_info(bucket, stats=False))
-    if not can_access(ctx, container):
-        raise S3Error("AccessDenied", "Access Denied")
+    await authorize(ctx, container, "s3:GetObjectVersion" if version is not None else "s3:GetObject", key, version)
     info = await ctx.run(lambda: ctx.gw.client.head(bucket, key, version=version))
     check_conditions(ctx.headers, info, prefix="x-amz-copy-source-")
     return bucket, info
@@ -341,6 +336,7 @@ async def copy_object(ctx: Ctx) -> web.Response:
     else:
         props = {**src.properties, **class_props}
         mime = src.mime_type
+    props.update(new_object_props(ctx))  # a copy is its copier's, with the ACL the request sets (not the source's)
     tagging = ctx.headers.get("x-amz-tagging-directive", "COPY").upper()
     if tagging == "REPLACE":
         props[TAGS_PROP] = json.dumps(parse_tagging(ctx.headers.get("x-amz-tagging", "")))

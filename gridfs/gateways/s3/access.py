@@ -1,0 +1,312 @@
+"""Who may do what, decided on every request: its IAM action (``s3:GetObject``...), then the bucket's
+policy, PublicAccessBlock, ObjectOwnership and the ACLs of the bucket and the object.
+
+Evaluation, as AWS's: an explicit Deny of the policy refuses; else an Allow of the policy, or an ACL
+grant, or an owner's implicit right, permits; else AccessDenied. The bucket owner may always read,
+change and delete the policy (so that a policy denying everything can be undone), has every other
+bucket right unless a Deny says otherwise, and may write and delete any object in the bucket; an
+object's READ and its ACL are its owner's (the user who wrote it) to give, unless the bucket's
+ObjectOwnership is BucketOwnerEnforced: then ACLs are off and the bucket owner owns every object. An owner
+needs no grant on what it owns (as an AWS account needs none on its own resources): grants are for others.
+
+This module reads ``Ctx`` and ``ContainerInfo`` objects but imports neither ``context`` nor an
+operation module: ``context`` calls in here (``authorize``), so data flows one way.
+
+SPDX-License-Identifier: AGPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from gridfs.common import errors as grid_errors
+from gridfs.gateways.s3 import grants, policy
+from gridfs.gateways.s3.errors import S3Error
+
+if TYPE_CHECKING:
+    from gridfs.directory.model import ContainerInfo
+    from gridfs.gateways.s3.context import Ctx
+
+# The properties context names OWNER_PROP and ACL_PROP (an object's are named as its bucket's); context imports
+# this module, so they cannot come from there.
+OWNER_PROP, ACL_PROP = "s3.owner", grants.ACL_PROP
+OWNERSHIP_PROP, PUBLIC_ACCESS_BLOCK_PROP = "s3.object-ownership", "s3.public-access-block"
+ENFORCED, PREFERRED, WRITER = "BucketOwnerEnforced", "BucketOwnerPreferred", "ObjectWriter"
+OWNERSHIPS = (ENFORCED, PREFERRED, WRITER)
+BLOCKS = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
+
+# sub-resource -> IAM action of GET (and HEAD), PUT, DELETE; None: no such operation
+BUCKET_SUBRESOURCES: dict[str, tuple[str | None, str | None, str | None]] = {
+    "acl": ("GetBucketAcl", "PutBucketAcl", None),
+    "cors": ("GetBucketCORS", "PutBucketCORS", "PutBucketCORS"),
+    "versioning": ("GetBucketVersioning", "PutBucketVersioning", None),
+    "policy": ("GetBucketPolicy", "PutBucketPolicy", "DeleteBucketPolicy"),
+    "policyStatus": ("GetBucketPolicyStatus", None, None),
+    "publicAccessBlock": ("GetBucketPublicAccessBlock", "PutBucketPublicAccessBlock", "PutBucketPublicAccessBlock"),
+    "ownershipControls": ("GetBucketOwnershipControls", "PutBucketOwnershipControls", "PutBucketOwnershipControls"),
+    "tagging": ("GetBucketTagging", "PutBucketTagging", "PutBucketTagging"),
+    "lifecycle": ("GetLifecycleConfiguration", "PutLifecycleConfiguration", "PutLifecycleConfiguration"),
+    "encryption": ("GetEncryptionConfiguration", "PutEncryptionConfiguration", "PutEncryptionConfiguration"),
+    "object-lock": ("GetBucketObjectLockConfiguration", "PutBucketObjectLockConfiguration", None),
+    "website": ("GetBucketWebsite", "PutBucketWebsite", "DeleteBucketWebsite"),
+    "logging": ("GetBucketLogging", "PutBucketLogging", None),
+    "notification": ("GetBucketNotification", "PutBucketNotification", None),
+    "replication": ("GetReplicationConfiguration", "PutReplicationConfiguration", "PutReplicationConfiguration"),
+    "requestPayment": ("GetBucketRequestPayment", "PutBucketRequestPayment", None),
+    "accelerate": ("GetAccelerateConfiguration", "PutAccelerateConfiguration", None),
+    "analytics": ("GetAnalyticsConfiguration", "PutAnalyticsConfiguration", "PutAnalyticsConfiguration"),
+    "inventory": ("GetInventoryConfiguration", "PutInventoryConfiguration", "PutInventoryConfiguration"),
+    "metrics": ("GetMetricsConfiguration", "PutMetricsConfiguration", "PutMetricsConfiguration"),
+    "intelligent-tiering": ("GetIntelligentTieringConfiguration", "PutIntelligentTieringConfiguration",
+                            "PutIntelligentTieringConfiguration"),
+    "location": ("GetBucketLocation", None, None),
+    "versions": ("ListBucketVersions", None, None),
+    "uploads": ("ListBucketMultipartUploads", None, None),
+}
+OBJECT_SUBRESOURCES: dict[str, tuple[str | None, str | None, str | None]] = {
+    "acl": ("GetObjectAcl", "PutObjectAcl", None),
+    "tagging": ("GetObjectTagging", "PutObjectTagging", "DeleteObjectTagging"),
+    "attributes": ("GetObjectAttributes", None, None),
+    "retention": ("GetObjectRetention", "PutObjectRetention", None),
+    "legal-hold": ("GetObjectLegalHold", "PutObjectLegalHold", None),
+    "torrent": ("GetObjectTorrent", None, None),
+    "uploadId": ("ListMultipartUploadParts", "PutObject", "AbortMultipartUpload"),
+}
+BUCKET_DEFAULTS = {"GET": "ListBucket", "HEAD": "ListBucket", "PUT": "CreateBucket", "DELETE": "DeleteBucket",
+                   "POST": "DeleteObject"}
+OBJECT_DEFAULTS = {"GET": "GetObject", "HEAD": "GetObject", "PUT": "PutObject", "DELETE": "DeleteObject",
+                   "POST": "PutObject"}
+COLUMN = {"GET": 0, "HEAD": 0, "PUT": 1, "DELETE": 2}
+# The action a versionId turns an object action into.
+VERSIONED = {a: a.replace("Object", "ObjectVersion", 1) for a in (
+    "GetObject", "GetObjectAcl", "PutObjectAcl", "GetObjectTagging", "PutObjectTagging", "DeleteObjectTagging",
+    "DeleteObject", "GetObjectAttributes", "GetObjectTorrent")}
+
+POLICY_ACTIONS = {"s3:GetBucketPolicy", "s3:PutBucketPolicy", "s3:DeleteBucketPolicy"}
+# What a bucket ACL permission gives (AWS's mapping of ACL permissions to actions).
+BUCKET_ACL = {"s3:ListBucket": "READ", "s3:ListBucketVersions": "READ", "s3:ListBucketMultipartUploads": "READ",
+              "s3:GetBucketAcl": "READ_ACP", "s3:PutBucketAcl": "WRITE_ACP", "s3:PutObject": "WRITE",
+              "s3:DeleteObject": "WRITE", "s3:AbortMultipartUpload": "WRITE", "s3:ListMultipartUploadParts": "WRITE"}
+# What an object ACL permission gives.
+OBJECT_ACL = {"s3:GetObject": "READ", "s3:GetObjectVersion": "READ", "s3:GetObjectAttributes": "READ",
+              "s3:GetObjectVersionAttributes": "READ", "s3:GetObjectTorrent": "READ",
+              "s3:GetObjectVersionTorrent": "READ", "s3:GetObjectAcl": "READ_ACP",
+              "s3:GetObjectVersionAcl": "READ_ACP", "s3:PutObjectAcl": "WRITE_ACP",
+              "s3:PutObjectVersionAcl": "WRITE_ACP"}
+# Object actions decided by the object's owner and ACL (so its record is read first): its owner may do them all
+# without a grant, as an AWS account may on what it owns whatever its ACL. The other object actions (writes,
+# deletes, uploads) are the bucket's to grant.
+BY_OBJECT = set(OBJECT_ACL) | {
+    "s3:GetObjectTagging", "s3:GetObjectVersionTagging", "s3:PutObjectTagging", "s3:PutObjectVersionTagging",
+    "s3:DeleteObjectTagging", "s3:DeleteObjectVersionTagging", "s3:GetObjectRetention", "s3:GetObjectLegalHold"}
+HEADER_KEYS = ("x-amz-acl", "x-amz-content-sha256", "x-amz-copy-source", "x-amz-metadata-directive",
+               "x-amz-storage-class", *grants.GRANT_HEADERS)
+
+
+def denied() -> S3Error:
+    return S3Error("AccessDenied", "Access Denied")
+
+
+def action_of(method: str, query: dict[str, str], key: str) -> str:
+    """The IAM action of a request: ``s3:ListBucket`` for GET /bucket, ``s3:PutObjectAcl`` for PUT /b/k?acl..."""
+    subresources, defaults = (OBJECT_SUBRESOURCES, OBJECT_DEFAULTS) if key else (BUCKET_SUBRESOURCES,
+                                                                                 BUCKET_DEFAULTS)
+    column = COLUMN.get(method)
+    name = next((names[column] for sub, names in subresources.items()
+                 if sub in query and column is not None and names[column]), None)
+    if name is None:
+        name = "RestoreObject" if key and method == "POST" and "restore" in query else defaults.get(method, "")
+    if key and "versionId" in query:
+        name = VERSIONED.get(name, name)
+    return f"s3:{name}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A bucket's PublicAccessBlock and ObjectOwnership."""
+
+    block_public_acls: bool = False
+    ignore_public_acls: bool = False
+    block_public_policy: bool = False
+    restrict_public_buckets: bool = False
+    ownership: str = WRITER
+
+    @classmethod
+    def of(cls, container: ContainerInfo) -> Settings:
+        props = container.properties
+        block = json.loads(props.get(PUBLIC_ACCESS_BLOCK_PROP) or "{}")
+        return cls(*(bool(block.get(name)) for name in BLOCKS), ownership=props.get(OWNERSHIP_PROP) or WRITER)
+
+    @property
+    def acls_off(self) -> bool:
+        return self.ownership == ENFORCED
+
+
+def condition_context(ctx: Ctx) -> dict[str, list[str]]:
+    """The values of the condition keys (policy.CONDITION_KEYS) a request has."""
+    request, headers, query = ctx.request, ctx.headers, ctx.query
+    values = {"aws:sourceip": [request.remote or ""], "aws:securetransport": ["true" if request.secure else "false"],
+              "aws:principaltype": ["User" if ctx.user else "Anonymous"], "aws:epochtime": [str(int(time.time()))]}
+    if ctx.user is not None:
+        values["aws:username"] = values["aws:userid"] = [ctx.user.name]
+    if ctx.signed is not None:
+        values["s3:authtype"] = ["REST-QUERY-STRING" if ctx.signed.presigned else "REST-HEADER"]
+        values["s3:signatureversion"] = ["AWS" if ctx.signed.legacy_v2 else "AWS4-HMAC-SHA256"]
+    for header, key in (("Referer", "aws:referer"), ("User-Agent", "aws:useragent")):
+        if header in headers:
+            values[key] = [headers[header]]
+    for name in ("prefix", "delimiter", "max-keys"):
+        if name in query:
+            values[f"s3:{name}"] = [query[name]]
+    if "versionId" in query:
+        values["s3:versionid"] = [query["versionId"]]
+    for header in HEADER_KEYS:
+        if header in headers:
+            values[f"s3:{header}"] = [headers[header]]
+    return values
+
+
+def _policy_verdict(ctx: Ctx, container: ContainerInfo, owner: str, action: str, resource: str) -> str | None:
+    text = container.properties.get(policy.POLICY_PROP)
+    if not text:
+        return None
+    user = ctx.user.name if ctx.user else None
+    restricted = Settings.of(container).restrict_public_buckets and user != owner
+    return policy.stored(text, container.bucket).evaluate(user, action, resource, condition_context(ctx),
+                                                          only_private=restricted)
+
+
+def _bucket_acl_allows(ctx: Ctx, container: ContainerInfo, owner: str, action: str) -> bool:
+    user = ctx.user.name if ctx.user else None
+    if user is not None and user == owner:
+        return True
+    settings = Settings.of(container)
+    needed = BUCKET_ACL.get(action)
+    if settings.acls_off or needed is None:
+        return False
+    acl = grants.load(container.properties.get(ACL_PROP), owner)
+    return needed in grants.permissions(acl, user, settings.ignore_public_acls)
+
+
+async def _object_acl_allows(ctx: Ctx, container: ContainerInfo, owner: str, action: str, key: str,
+                             version: int | None) -> bool:
+    user = ctx.user.name if ctx.user else None
+    settings = Settings.of(container)
+    if settings.acls_off:
+        return user is not None and user == owner
+    try:
+        info = await ctx.run(lambda: ctx.gw.client.head(container.bucket, key, version=version))
+    except (grid_errors.NoSuchObject, grid_errors.NoSuchContainer):
+        # Whoever may list the bucket learns that the key is missing (the operation answers 404); the others not.
+        return _bucket_acl_allows(ctx, container, owner, "s3:ListBucket")
+    object_owner = info.properties.get(OWNER_PROP) or owner
+    if user is not None and user == object_owner:
+        return True
+    needed = OBJECT_ACL.get(action)
+    acl = grants.load(info.properties.get(ACL_PROP), object_owner)
+    return needed is not None and needed in grants.permissions(acl, user, settings.ignore_public_acls)
+
+
+def version_named(query: dict[str, str]) -> int | None:
+    """The version an object request names, for reading its ACL; a malformed one is the operation's to refuse."""
+    vid = query.get("versionId", "")
+    return int(vid) if vid.isascii() and vid.isdigit() and len(vid) < 19 else None
+
+
+async def authorize(ctx: Ctx, container: ContainerInfo, owner: str) -> None:
+    """Let the request through or raise AccessDenied. ``owner``: the bucket's owner ("" for nobody)."""
+    if not ctx.key and ctx.request.method == "POST" and "delete" in ctx.query:
+        return  # DeleteObjects: each key is decided apart (authorize_key)
+    action = action_of(ctx.request.method, ctx.query, ctx.key)
+    await authorize_action(ctx, container, owner, action, ctx.key, version_named(ctx.query))
+
+
+async def authorize_action(ctx: Ctx, container: ContainerInfo, owner: str, action: str, key: str = "",
+                           version: int | None = None) -> None:
+    """Raise AccessDenied unless ``action`` on ``container`` (and its object ``key``) is allowed to the request's
+    user: a copy's source is read with s3:GetObject this way."""
+    user = ctx.user.name if ctx.user else None
+    if action in POLICY_ACTIONS and user is not None and user == owner:
+        return
+    resource = f"{container.bucket}/{key}" if key else container.bucket
+    verdict = _policy_verdict(ctx, container, owner, action, resource)
+    if verdict == "Deny":
+        raise denied()
+    if verdict == "Allow":
+        return
+    allowed = (await _object_acl_allows(ctx, container, owner, action, key, version) if key and action in BY_OBJECT
+               else _bucket_acl_allows(ctx, container, owner, action))
+    if not allowed:
+        raise denied()
+
+
+def authorize_key(ctx: Ctx, container: ContainerInfo, owner: str, key: str, version: int | None) -> None:
+    """DeleteObjects, one key: s3:DeleteObject (s3:DeleteObjectVersion with a version), as DeleteObject is."""
+    action = "s3:DeleteObjectVersion" if version is not None else "s3:DeleteObject"
+    verdict = _policy_verdict(ctx, container, owner, action, f"{container.bucket}/{key}")
+    if verdict == "Deny" or (verdict is None and not _bucket_acl_allows(ctx, container, owner, action)):
+        raise denied()
+
+
+# -- ACLs being set ---------------------------------------------------------------------------------------------
+
+
+def requested_acl(ctx: Ctx, owner: str, bucket_owner: str, on_object: bool) -> list[grants.Grant] | None:
+    """The ACL a request sets by ``x-amz-acl`` or ``x-amz-grant-*`` headers (None with neither)."""
+    canned = ctx.headers.get("x-amz-acl")
+    explicit = grants.from_headers(ctx.headers)
+    if canned is not None and explicit is not None:
+        raise S3Error("InvalidRequest", "Specifying both Canned ACLs and Header Grants is not allowed")
+    if canned is not None:
+        return grants.canned(canned.strip(), owner, bucket_owner, on_object)
+    return explicit
+
+
+def check_new_acl(container: ContainerInfo, owner: str, acl: list[grants.Grant]) -> None:
+    """An ACL about to be set on ``container`` or one of its objects: refused when the bucket's ACLs are off
+    (unless it gives the bucket owner alone full control) or blocks public ACLs and it is public."""
+    settings = Settings.of(container)
+    if settings.acls_off and not grants.only_owner(acl, owner):
+        raise S3Error("AccessControlListNotSupported", "The bucket does not allow ACLs")
+    if settings.block_public_acls and grants.public(acl):
+        raise denied()
+
+
+def new_object_acl(ctx: Ctx, container: ContainerInfo, owner: str) -> dict[str, str]:
+    """The owner and ACL properties of an object being written (PutObject, CopyObject, CreateMultipartUpload).
+
+    Its owner is its writer, but the bucket owner when ACLs are off, or when the bucket prefers it and the
+    writer gives it full control (bucket-owner-full-control); an anonymous writer's object is the bucket
+    owner's. Its ACL is the one the request sets, else private."""
+    writer = ctx.user.name if ctx.user else owner
+    settings = Settings.of(container)
+    given = ctx.headers.get("x-amz-acl", "").strip() == "bucket-owner-full-control"
+    object_owner = owner if settings.acls_off or (settings.ownership == PREFERRED and given) else writer
+    acl = requested_acl(ctx, object_owner, owner, on_object=True) or grants.canned("private", object_owner)
+    check_new_acl(container, owner if settings.acls_off else object_owner, acl)
+    return {OWNER_PROP: object_owner, ACL_PROP: grants.dump(acl)}
+
+
+def check_enforceable(acl: list[grants.Grant], owner: str) -> None:
+    """A bucket's ACL must give its owner alone full control before its ACLs may be turned off."""
+    if not grants.only_owner(acl, owner):
+        raise S3Error("InvalidBucketAclWithObjectOwnership", "Bucket cannot have ACLs set with ObjectOwnership's "
+                      "BucketOwnerEnforced setting")
+
+
+def new_bucket_acl(ctx: Ctx, owner: str) -> dict[str, str]:
+    """The ACL and ObjectOwnership properties of a bucket being created by ``owner``."""
+    ownership = ctx.headers.get("x-amz-object-ownership", "").strip()
+    if ownership and ownership not in OWNERSHIPS:
+        raise S3Error("InvalidArgument", f"Invalid x-amz-object-ownership header: one of {', '.join(OWNERSHIPS)}",
+                      ArgumentName="x-amz-object-ownership", ArgumentValue=ownership)
+    acl = requested_acl(ctx, owner, owner, on_object=False) or grants.canned("private", owner)
+    if ownership == ENFORCED:
+        check_enforceable(acl, owner)
+    props = {ACL_PROP: grants.dump(acl)}
+    if ownership:
+        props[OWNERSHIP_PROP] = ownership
+    return props

@@ -1,0 +1,398 @@
+"""Bucket policies: the JSON policy language, checked when it is put and evaluated on every request.
+
+A policy is a ``Version`` and ``Statement`` list; each statement has an ``Effect`` (Allow, Deny), a
+``Principal`` or ``NotPrincipal`` (``"*"``, or S3 user names: ``{"AWS": ["bob", "arn:aws:iam::bob:root"]}``),
+an ``Action`` or ``NotAction`` (``s3:GetObject``, ``s3:Get*``, ``s3:*``), a ``Resource`` or ``NotResource``
+(``arn:aws:s3:::bucket``, ``arn:aws:s3:::bucket/prefix/*``) and an optional ``Condition``. Everything is
+checked when the policy is put, so that a statement never silently fails to apply: an unknown action,
+operator or condition key, a resource of another bucket or an action that applies to none of the
+statement's resources is MalformedPolicy, with the reason.
+
+``evaluate`` answers "Deny" when a Deny statement matches, else "Allow" when an Allow one does, else
+None (the ACLs decide). Pure: no I/O, no request objects.
+
+SPDX-License-Identifier: AGPL-3.0-or-later
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gridfs.gateways.s3.errors import S3Error
+
+POLICY_PROP = "s3.policy"
+MAX_POLICY_BYTES = 20 * 1024  # AWS's limit on a bucket policy
+VERSIONS = ("2012-10-17", "2008-10-17")
+ARN_PREFIX = "arn:aws:s3:::"
+USER_RE = re.compile(r"[A-Za-z0-9_.@+=-]{1,64}\Z")  # S3 user names (users.NAME_RE)
+IAM_ARN_RE = re.compile(r"arn:aws:iam::([A-Za-z0-9_.@+=-]{1,64}):(?:root|user/([A-Za-z0-9_.@+=-]{1,64}))\Z")
+
+# IAM action names of S3, without the "s3:" prefix: those whose resource is a bucket, those whose resource is an
+# object. Actions of features this gateway has not (yet) are listed too: a policy may name them.
+BUCKET_ACTIONS = frozenset({
+    "CreateBucket", "DeleteBucket", "ListBucket", "ListBucketVersions", "ListBucketMultipartUploads",
+    "GetBucketLocation", "GetBucketVersioning", "PutBucketVersioning", "GetBucketAcl", "PutBucketAcl",
+    "GetBucketCORS", "PutBucketCORS", "GetBucketPolicy", "PutBucketPolicy", "DeleteBucketPolicy",
+    "GetBucketPolicyStatus", "GetBucketPublicAccessBlock", "PutBucketPublicAccessBlock",
+    "GetBucketOwnershipControls", "PutBucketOwnershipControls", "GetBucketTagging", "PutBucketTagging",
+    "GetLifecycleConfiguration", "PutLifecycleConfiguration", "GetEncryptionConfiguration",
+    "PutEncryptionConfiguration", "GetBucketObjectLockConfiguration", "PutBucketObjectLockConfiguration",
+    "GetBucketWebsite", "PutBucketWebsite", "DeleteBucketWebsite", "GetBucketLogging", "PutBucketLogging",
+    "GetBucketNotification", "PutBucketNotification", "GetReplicationConfiguration", "PutReplicationConfiguration",
+    "GetBucketRequestPayment", "PutBucketRequestPayment", "GetAccelerateConfiguration", "PutAccelerateConfiguration",
+    "GetAnalyticsConfiguration", "PutAnalyticsConfiguration", "GetInventoryConfiguration",
+    "PutInventoryConfiguration", "GetMetricsConfiguration", "PutMetricsConfiguration",
+    "GetIntelligentTieringConfiguration", "PutIntelligentTieringConfiguration",
+})
+OBJECT_ACTIONS = frozenset({
+    "GetObject", "GetObjectVersion", "PutObject", "DeleteObject", "DeleteObjectVersion", "GetObjectAcl",
+    "GetObjectVersionAcl", "PutObjectAcl", "PutObjectVersionAcl", "GetObjectTagging", "GetObjectVersionTagging",
+    "PutObjectTagging", "PutObjectVersionTagging", "DeleteObjectTagging", "DeleteObjectVersionTagging",
+    "GetObjectAttributes", "GetObjectVersionAttributes", "AbortMultipartUpload", "ListMultipartUploadParts",
+    "GetObjectRetention", "PutObjectRetention", "GetObjectLegalHold", "PutObjectLegalHold",
+    "BypassGovernanceRetention", "RestoreObject", "GetObjectTorrent", "GetObjectVersionTorrent",
+    "ReplicateObject", "ReplicateDelete", "ReplicateTags", "ObjectOwnerOverrideToBucketOwner",
+})
+ALL_ACTIONS = tuple(f"s3:{a}" for a in sorted(BUCKET_ACTIONS | OBJECT_ACTIONS))
+
+# Condition keys the gateway fills in (lower case: keys are case-insensitive). Any other key is refused: a
+# key never present would make an Allow never apply and, worse, a Deny never apply.
+CONDITION_KEYS = frozenset({
+    "aws:sourceip", "aws:securetransport", "aws:username", "aws:userid", "aws:principaltype", "aws:referer",
+    "aws:useragent", "aws:epochtime", "s3:prefix", "s3:delimiter", "s3:max-keys", "s3:x-amz-acl", "s3:versionid",
+    "s3:x-amz-content-sha256", "s3:x-amz-copy-source", "s3:x-amz-metadata-directive", "s3:x-amz-storage-class",
+    "s3:x-amz-grant-read", "s3:x-amz-grant-write", "s3:x-amz-grant-read-acp", "s3:x-amz-grant-write-acp",
+    "s3:x-amz-grant-full-control", "s3:authtype", "s3:signatureversion",
+})
+# Keys that pin a statement to known callers: an Allow to "*" conditioned on one of them is not public.
+PINNING_KEYS = frozenset({"aws:sourceip", "aws:username", "aws:userid"})
+
+
+def _strings(values: list[str], wanted: list[str], fold: bool) -> bool:
+    if fold:
+        return any(v.lower() == w.lower() for v in values for w in wanted)
+    return any(v == w for v in values for w in wanted)
+
+
+def _like(values: list[str], wanted: list[str]) -> bool:
+    return any(wildcard(w).fullmatch(v) for v in values for w in wanted)
+
+
+def _numbers(test: Callable[[float, float], bool]) -> Callable[[list[str], list[str]], bool]:
+    def match(values: list[str], wanted: list[str]) -> bool:
+        for v in values:
+            try:
+                number = float(v)
+            except ValueError:
+                continue
+            if any(test(number, float(w)) for w in wanted):
+                return True
+        return False
+
+    return match
+
+
+def _ip(values: list[str], wanted: list[str]) -> bool:
+    for v in values:
+        try:
+            address = ipaddress.ip_address(v)
+        except ValueError:
+            continue
+        if any(address.version == (net := ipaddress.ip_network(w, strict=False)).version and address in net
+               for w in wanted):
+            return True
+    return False
+
+
+def _bool(values: list[str], wanted: list[str]) -> bool:
+    return any(v.lower() == w.lower() for v in values for w in wanted)
+
+
+# operator -> (test of the request's values against the statement's, negated, value checker)
+OPERATORS: dict[str, tuple[Callable[[list[str], list[str]], bool], bool, str]] = {
+    "StringEquals": (lambda v, w: _strings(v, w, False), False, "string"),
+    "StringNotEquals": (lambda v, w: _strings(v, w, False), True, "string"),
+    "StringEqualsIgnoreCase": (lambda v, w: _strings(v, w, True), False, "string"),
+    "StringNotEqualsIgnoreCase": (lambda v, w: _strings(v, w, True), True, "string"),
+    "StringLike": (_like, False, "string"),
+    "StringNotLike": (_like, True, "string"),
+    "NumericEquals": (_numbers(lambda a, b: a == b), False, "number"),
+    "NumericNotEquals": (_numbers(lambda a, b: a == b), True, "number"),
+    "NumericLessThan": (_numbers(lambda a, b: a < b), False, "number"),
+    "NumericLessThanEquals": (_numbers(lambda a, b: a <= b), False, "number"),
+    "NumericGreaterThan": (_numbers(lambda a, b: a > b), False, "number"),
+    "NumericGreaterThanEquals": (_numbers(lambda a, b: a >= b), False, "number"),
+    "Bool": (_bool, False, "bool"),
+    "IpAddress": (_ip, False, "ip"),
+    "NotIpAddress": (_ip, True, "ip"),
+    "Null": (lambda v, w: False, False, "bool"),  # evaluated apart: it tests the key's presence
+}
+
+
+@functools.lru_cache(maxsize=1024)
+def wildcard(pattern: str, fold: bool = False) -> re.Pattern[str]:
+    """``*`` (any run of characters) and ``?`` (one) as a regular expression; the rest literal."""
+    body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.compile(body, re.DOTALL | (re.IGNORECASE if fold else 0))
+
+
+@dataclass(frozen=True)
+class Condition:
+    operator: str  # the base operator (OPERATORS), without IfExists or a set prefix
+    key: str  # lower case
+    values: tuple[str, ...]
+    if_exists: bool = False
+    for_all: bool = False  # ForAllValues: (a missing key matches)
+
+    def holds(self, context: dict[str, list[str]]) -> bool:
+        present = context.get(self.key)
+        if self.operator == "Null":
+            return (present is None) == (self.values[0].lower() == "true")
+        if present is None:
+            negated = OPERATORS[self.operator][1]
+            return negated or self.if_exists or self.for_all
+        test, negated, _ = OPERATORS[self.operator]
+        return test(present, list(self.values)) is not negated
+
+
+@dataclass(frozen=True)
+class Statement:
+    allow: bool
+    principals: frozenset[str] | None  # user names, or "*"; None: NotPrincipal is used
+    not_principals: frozenset[str] | None
+    actions: tuple[str, ...] | None  # patterns; None: NotAction is used
+    not_actions: tuple[str, ...] | None
+    resources: tuple[str, ...] | None  # patterns without the "arn:aws:s3:::" prefix
+    not_resources: tuple[str, ...] | None
+    conditions: tuple[Condition, ...] = field(default=())
+
+    def applies(self, principal: str | None, action: str, resource: str, context: dict[str, list[str]]) -> bool:
+        if self.principals is not None:
+            if "*" not in self.principals and (principal is None or principal not in self.principals):
+                return False
+        elif self.not_principals is not None and ("*" in self.not_principals or principal in self.not_principals):
+            return False
+        if not (_any_action(self.actions, action) if self.actions is not None
+                else not _any_action(self.not_actions or (), action)):
+            return False
+        if not (_any_resource(self.resources, resource) if self.resources is not None
+                else not _any_resource(self.not_resources or (), resource)):
+            return False
+        return all(c.holds(context) for c in self.conditions)
+
+    @property
+    def public(self) -> bool:
+        """An Allow to anyone at all, not pinned by a condition on who or where the caller is."""
+        everyone = self.not_principals is not None or (self.principals is not None and "*" in self.principals)
+        pinned = any(c.key in PINNING_KEYS and c.operator in ("IpAddress", "StringEquals") and not c.if_exists
+                     and not any(v in ("*", "0.0.0.0/0", "::/0") for v in c.values) for c in self.conditions)
+        return self.allow and everyone and not pinned
+
+
+@dataclass(frozen=True)
+class Policy:
+    statements: tuple[Statement, ...]
+
+    def evaluate(self, principal: str | None, action: str, resource: str,
+                 context: dict[str, list[str]], only_private: bool = False) -> str | None:
+        """"Deny", "Allow" or None for ``principal`` (a user name, None when anonymous) doing ``action``
+        (``s3:GetObject``) on ``resource`` (``bucket`` or ``bucket/key``). ``only_private``: public Allow
+        statements are ignored (RestrictPublicBuckets)."""
+        verdict = None
+        for s in self.statements:
+            if s.applies(principal, action, resource, context):
+                if not s.allow:
+                    return "Deny"
+                if not (only_private and s.public):
+                    verdict = "Allow"
+        return verdict
+
+    @property
+    def public(self) -> bool:
+        return any(s.public for s in self.statements)
+
+
+def _any_action(patterns: tuple[str, ...], action: str) -> bool:
+    return any(wildcard(p, fold=True).fullmatch(action) for p in patterns)
+
+
+def _any_resource(patterns: tuple[str, ...], resource: str) -> bool:
+    return any(wildcard(p).fullmatch(resource) for p in patterns)
+
+
+# -- parsing and checking ---------------------------------------------------------------------------------------
+
+
+def malformed(reason: str) -> S3Error:
+    return S3Error("MalformedPolicy", reason)
+
+
+def _list(value: Any, what: str) -> list[Any]:
+    items = value if isinstance(value, list) else [value]
+    if not items or not all(isinstance(i, str) and i for i in items):
+        raise malformed(f"{what} must be a non-empty string or a list of non-empty strings")
+    return items
+
+
+def _principals(value: Any) -> frozenset[str]:
+    if value == "*":
+        return frozenset({"*"})
+    if not isinstance(value, dict) or not value:
+        raise malformed('Invalid principal in policy: "*" or {"AWS": [...]} expected')
+    names = set()
+    for kind, ids in value.items():
+        if kind not in ("AWS", "CanonicalUser"):
+            raise malformed(f"Invalid principal in policy: {kind!r} principals are not known here")
+        for ident in _list(ids, "a principal"):
+            if ident == "*" or USER_RE.match(ident):
+                names.add(ident)
+            elif (m := IAM_ARN_RE.match(ident)) and kind == "AWS":
+                names.add(m.group(2) or m.group(1))
+            else:
+                raise malformed(f"Invalid principal in policy: {ident!r}")
+    return frozenset(names)
+
+
+def _actions(value: Any) -> tuple[str, ...]:
+    patterns = tuple(_list(value, "Action"))
+    for p in patterns:
+        if p != "*" and not (p.lower().startswith("s3:") and any(_any_action((p,), a) for a in ALL_ACTIONS)):
+            raise malformed(f"Policy has invalid action: {p!r}")
+    return patterns
+
+
+def _resources(value: Any, bucket: str) -> tuple[str, ...]:
+    out = []
+    for arn in _list(value, "Resource"):
+        if "${" in arn:
+            raise malformed(f"Policy has an invalid resource: policy variables are not supported ({arn!r})")
+        if arn == "*":
+            out.append("*")
+            continue
+        name = arn[len(ARN_PREFIX):] if arn.startswith(ARN_PREFIX) else ""
+        if not name or not wildcard(name.split("/", 1)[0]).fullmatch(bucket):
+            raise malformed(f"Policy has an invalid resource: {arn!r} is not this bucket or its objects")
+        out.append(name)
+    return tuple(out)
+
+
+def _conditions(value: Any) -> tuple[Condition, ...]:
+    if not isinstance(value, dict):
+        raise malformed("Condition must be an object of operators")
+    out = []
+    for raw_operator, tests in value.items():
+        operator, for_all = raw_operator, False
+        for prefix in ("ForAnyValue:", "ForAllValues:"):
+            if operator.startswith(prefix):
+                operator, for_all = operator[len(prefix):], prefix == "ForAllValues:"
+        if_exists = operator.endswith("IfExists") and operator != "Null"
+        operator = operator.removesuffix("IfExists") if if_exists else operator
+        if operator not in OPERATORS:
+            raise malformed(f"Invalid Condition operator: {raw_operator!r}")
+        if not isinstance(tests, dict) or not tests:
+            raise malformed(f"Condition operator {raw_operator} needs an object of keys and values")
+        for key, raw_values in tests.items():
+            if not isinstance(key, str) or key.lower() not in CONDITION_KEYS:
+                raise malformed(f"Policy has an invalid condition key: {key!r}")
+            items = raw_values if isinstance(raw_values, list) else [raw_values]
+            if not items or not all(isinstance(v, str | int | float | bool) for v in items):
+                raise malformed(f"Condition values of {key} must be strings, numbers or booleans")
+            values = tuple(("true" if v else "false") if isinstance(v, bool) else str(v) for v in items)
+            _check_values(OPERATORS[operator][2], key, values)
+            out.append(Condition(operator, key.lower(), values, if_exists, for_all))
+    return tuple(out)
+
+
+def _check_values(kind: str, key: str, values: tuple[str, ...]) -> None:
+    for v in values:
+        try:
+            if kind == "number":
+                float(v)
+            elif kind == "ip":
+                ipaddress.ip_network(v, strict=False)
+            elif kind == "bool" and v.lower() not in ("true", "false"):
+                raise ValueError(v)
+        except ValueError as exc:
+            what = {"number": "a number", "ip": "an IP address or CIDR range", "bool": "true or false"}[kind]
+            raise malformed(f"Invalid value for {key}: {v!r} is not {what}") from exc
+
+
+STATEMENT_FIELDS = {"Sid", "Effect", "Principal", "NotPrincipal", "Action", "NotAction", "Resource",
+                    "NotResource", "Condition"}
+
+
+def _one_of(raw: dict[str, Any], name: str) -> tuple[Any, Any]:
+    if (name in raw) == (f"Not{name}" in raw):
+        raise malformed(f"a statement needs exactly one of {name} and Not{name}")
+    return raw.get(name), raw.get(f"Not{name}")
+
+
+def _statement(raw: Any, bucket: str) -> Statement:
+    if not isinstance(raw, dict):
+        raise malformed("each Statement must be an object")
+    if unknown := set(raw) - STATEMENT_FIELDS:
+        raise malformed(f"Unknown field {sorted(unknown)[0]} in a statement")
+    if raw.get("Effect") not in ("Allow", "Deny"):
+        raise malformed("Invalid effect: Effect must be Allow or Deny")
+    if "Sid" in raw and not (isinstance(raw["Sid"], str) and re.fullmatch(r"[A-Za-z0-9 _.-]*", raw["Sid"])):
+        raise malformed("Sid must be a string of letters, digits, spaces, '_', '.' and '-'")
+    principal, not_principal = _one_of(raw, "Principal")
+    action, not_action = _one_of(raw, "Action")
+    resource, not_resource = _one_of(raw, "Resource")
+    statement = Statement(
+        allow=raw["Effect"] == "Allow",
+        principals=_principals(principal) if principal is not None else None,
+        not_principals=_principals(not_principal) if not_principal is not None else None,
+        actions=_actions(action) if action is not None else None,
+        not_actions=_actions(not_action) if not_action is not None else None,
+        resources=_resources(resource, bucket) if resource is not None else None,
+        not_resources=_resources(not_resource, bucket) if not_resource is not None else None,
+        conditions=_conditions(raw.get("Condition", {})),
+    )
+    if statement.actions is not None and statement.resources is not None:
+        _check_applies(statement.actions, statement.resources)
+    return statement
+
+
+def _check_applies(actions: tuple[str, ...], resources: tuple[str, ...]) -> None:
+    """Every action must apply to one of the resources: s3:GetObject on ``arn:aws:s3:::b`` alone never would."""
+    on_objects = any("/" in r or r == "*" or r.endswith("*") for r in resources)
+    on_bucket = any("/" not in r for r in resources)
+    for pattern in actions:
+        named = [a[3:] for a in ALL_ACTIONS if _any_action((pattern,), a)]
+        if not any((a in OBJECT_ACTIONS and on_objects) or (a in BUCKET_ACTIONS and on_bucket) for a in named):
+            raise malformed(f"Action does not apply to any resource(s) in statement: {pattern!r}")
+
+
+def parse(text: str, bucket: str) -> Policy:
+    """A policy document as sent to PutBucketPolicy, checked throughout; MalformedPolicy with a reason."""
+    if len(text.encode()) > MAX_POLICY_BYTES:
+        raise malformed(f"Policies must be at most 20 KB ({MAX_POLICY_BYTES} bytes)")
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise malformed(f"Policies must be valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise malformed("Policies must be valid JSON and the first byte must be '{'")
+    if unknown := set(doc) - {"Version", "Id", "Statement"}:
+        raise malformed(f"Unknown field {sorted(unknown)[0]} in the policy")
+    if doc.get("Version", VERSIONS[0]) not in VERSIONS:
+        raise malformed(f"The policy Version must be one of {', '.join(VERSIONS)}")
+    statements = doc.get("Statement")
+    if isinstance(statements, dict):
+        statements = [statements]
+    if not isinstance(statements, list) or not statements:
+        raise malformed("Missing required field Statement: a list of at least one statement")
+    return Policy(tuple(_statement(s, bucket) for s in statements))
+
+
+@functools.lru_cache(maxsize=256)
+def stored(text: str, bucket: str) -> Policy:
+    """A bucket's policy as kept in its properties (checked when put), parsed once per gateway process."""
+    return parse(text, bucket)
