@@ -428,7 +428,7 @@ def test_ip_address_secure_transport_user_and_prefix_conditions(alice: Any, bob:
     assert denied(lambda: alice.put_object(Bucket="policy-conditions", Key="leak", Body=b"l", ACL="public-read"))
 
 
-@pytest.mark.parametrize(("document", "reason"), [
+@pytest.mark.parametrize(("document", "reason"), [pytest.param(*case, id=case[1]) for case in [
     ("not json", "JSON"),
     ('{"Version": "2012-10-17"}', "Statement"),
     ('{"Version": "2012-10-17", "Statement": []}', "Statement"),
@@ -460,7 +460,7 @@ def test_ip_address_secure_transport_user_and_prefix_conditions(alice: Any, bob:
      '"Resource": "arn:aws:s3:::policy-bad/*"}], "Colour": "red"}', "Colour"),
     ('{"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", '
      '"Resource": "arn:aws:s3:::policy-bad/' + "x" * 21000 + '"}]}', "20"),
-])
+]])
 def test_a_malformed_policy_is_refused_with_a_reason(document: str, reason: str, alice: Any) -> None:
     with contextlib.suppress(botocore.exceptions.ClientError):
         alice.create_bucket(Bucket="policy-bad")  # made by the first case
