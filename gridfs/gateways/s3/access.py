@@ -75,8 +75,10 @@ OBJECT_SUBRESOURCES: dict[str, tuple[str | None, str | None, str | None]] = {
     "torrent": ("GetObjectTorrent", None, None),
     "uploadId": ("ListMultipartUploadParts", "PutObject", "AbortMultipartUpload"),
 }
+# A POST to a bucket other than DeleteObjects (decided key by key) is a browser upload: s3:PutObject, here on
+# the bucket; its handler, which learns the key from the form, decides again on the object (authorize_action).
 BUCKET_DEFAULTS = {"GET": "ListBucket", "HEAD": "ListBucket", "PUT": "CreateBucket", "DELETE": "DeleteBucket",
-                   "POST": "DeleteObject"}
+                   "POST": "PutObject"}
 OBJECT_DEFAULTS = {"GET": "GetObject", "HEAD": "GetObject", "PUT": "PutObject", "DELETE": "DeleteObject",
                    "POST": "PutObject"}
 COLUMN = {"GET": 0, "HEAD": 0, "PUT": 1, "DELETE": 2}
@@ -145,6 +147,14 @@ class Settings:
         return self.ownership == ENFORCED
 
 
+def object_owner(container: ContainerInfo, bucket_owner: str, properties: dict[str, str]) -> str:
+    """Who owns an object: its writer (``s3.owner``), the bucket owner for objects written outside S3, and the
+    bucket owner for every object while the bucket's ACLs are off."""
+    if Settings.of(container).acls_off:
+        return bucket_owner
+    return properties.get(OWNER_PROP) or bucket_owner
+
+
 def condition_context(ctx: Ctx) -> dict[str, list[str]]:
     """The values of the condition keys (policy.CONDITION_KEYS) a request has."""
     request, headers, query = ctx.request, ctx.headers, ctx.query
@@ -202,11 +212,11 @@ async def _object_acl_allows(ctx: Ctx, container: ContainerInfo, owner: str, act
     except (grid_errors.NoSuchObject, grid_errors.NoSuchContainer):
         # Whoever may list the bucket learns that the key is missing (the operation answers 404); the others not.
         return _bucket_acl_allows(ctx, container, owner, "s3:ListBucket")
-    object_owner = info.properties.get(OWNER_PROP) or owner
-    if user is not None and user == object_owner:
+    owned_by = object_owner(container, owner, info.properties)
+    if user is not None and user == owned_by:
         return True
     needed = OBJECT_ACL.get(action)
-    acl = grants.load(info.properties.get(ACL_PROP), object_owner)
+    acl = grants.load(info.properties.get(ACL_PROP), owned_by)
     return needed is not None and needed in grants.permissions(acl, user, settings.ignore_public_acls)
 
 
@@ -266,8 +276,9 @@ def requested_acl(ctx: Ctx, owner: str, bucket_owner: str, on_object: bool) -> l
 
 
 def check_new_acl(container: ContainerInfo, owner: str, acl: list[grants.Grant]) -> None:
-    """An ACL about to be set on ``container`` or one of its objects: refused when the bucket's ACLs are off
-    (unless it gives the bucket owner alone full control) or blocks public ACLs and it is public."""
+    """An ACL about to be set on ``container`` or one of its objects (owned by ``owner``): refused when the
+    bucket's ACLs are off (unless it gives the owner, then the bucket owner, alone full control) or when the
+    bucket blocks public ACLs and it is public."""
     settings = Settings.of(container)
     if settings.acls_off and not grants.only_owner(acl, owner):
         raise S3Error("AccessControlListNotSupported", "The bucket does not allow ACLs")
@@ -284,10 +295,10 @@ def new_object_acl(ctx: Ctx, container: ContainerInfo, owner: str) -> dict[str, 
     writer = ctx.user.name if ctx.user else owner
     settings = Settings.of(container)
     given = ctx.headers.get("x-amz-acl", "").strip() == "bucket-owner-full-control"
-    object_owner = owner if settings.acls_off or (settings.ownership == PREFERRED and given) else writer
-    acl = requested_acl(ctx, object_owner, owner, on_object=True) or grants.canned("private", object_owner)
-    check_new_acl(container, owner if settings.acls_off else object_owner, acl)
-    return {OWNER_PROP: object_owner, ACL_PROP: grants.dump(acl)}
+    owned_by = owner if settings.acls_off or (settings.ownership == PREFERRED and given) else writer
+    acl = requested_acl(ctx, owned_by, owner, on_object=True) or grants.canned("private", owned_by)
+    check_new_acl(container, owned_by, acl)
+    return {OWNER_PROP: owned_by, ACL_PROP: grants.dump(acl)}
 
 
 def check_enforceable(acl: list[grants.Grant], owner: str) -> None:

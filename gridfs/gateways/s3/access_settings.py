@@ -36,7 +36,9 @@ def _props(ctx: Ctx) -> dict[str, str]:
 def _stored_policy(ctx: Ctx) -> str:
     text = _props(ctx).get(policy.POLICY_PROP)
     if not text:
-        raise _not_found("NoSuchBucketPolicy", "The bucket policy does not exist")
+        error = _not_found("NoSuchBucketPolicy", "The bucket policy does not exist")
+        error.extra["BucketName"] = ctx.bucket
+        raise error
     return text
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gridfs.directory.model import ObjectInfo
 from gridfs.gateways.s3 import access, grants, xmlio
 from gridfs.gateways.s3.context import ACL_PROP, Ctx, owner_of
 from gridfs.gateways.s3.errors import S3Error
@@ -18,6 +19,12 @@ from gridfs.gateways.s3.errors import S3Error
 
 def owner_xml(ctx: Ctx, name: str = "") -> dict[str, str]:
     return grants.owner_element(name or (ctx.user.name if ctx.user else "anonymous"))
+
+
+def object_owner_xml(ctx: Ctx, info: ObjectInfo) -> dict[str, str]:
+    """The Owner of an object in a listing: its writer (see ``access.object_owner``)."""
+    assert ctx.container is not None
+    return grants.owner_element(access.object_owner(ctx.container, owner_of(ctx.gw, ctx.container), info.properties))
 
 
 async def _subject(ctx: Ctx) -> tuple[str, list[grants.Grant], int | None]:
@@ -28,9 +35,9 @@ async def _subject(ctx: Ctx) -> tuple[str, list[grants.Grant], int | None]:
         return bucket_owner, grants.load(ctx.container.properties.get(ACL_PROP), bucket_owner), None
     version = access.version_named(ctx.query)
     info = await ctx.run(lambda: ctx.gw.client.head(ctx.bucket, ctx.key, version=version))
-    if access.Settings.of(ctx.container).acls_off:
-        return bucket_owner, grants.canned("private", bucket_owner), info.version
-    owner = info.properties.get(access.OWNER_PROP) or bucket_owner
+    owner = access.object_owner(ctx.container, bucket_owner, info.properties)
+    if access.Settings.of(ctx.container).acls_off:  # what ACL the object had is not in force
+        return owner, grants.canned("private", owner), info.version
     return owner, grants.load(info.properties.get(ACL_PROP), owner), info.version
 
 
@@ -53,7 +60,7 @@ async def put_acl(ctx: Ctx) -> web.Response:
             raise S3Error("MissingSecurityHeader", "Your request was missing a required header: x-amz-acl, "
                           "x-amz-grant-* or an AccessControlPolicy body")
         acl = grants.from_document(xmlio.parse(body, "AccessControlPolicy"), owner)
-    access.check_new_acl(ctx.container, bucket_owner if access.Settings.of(ctx.container).acls_off else owner, acl)
+    access.check_new_acl(ctx.container, owner, acl)
     if not ctx.key:
         props = {**ctx.container.properties, ACL_PROP: grants.dump(acl)}
         await ctx.run(ctx.gw.client.set_bucket_properties, ctx.bucket, props)

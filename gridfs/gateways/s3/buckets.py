@@ -18,7 +18,7 @@ from gridfs.common import errors as grid_errors
 from gridfs.common.names import check_bucket
 from gridfs.directory.model import ObjectInfo
 from gridfs.gateways.s3 import access, access_settings, xmlio
-from gridfs.gateways.s3.acl import get_acl, owner_xml, put_acl
+from gridfs.gateways.s3.acl import get_acl, object_owner_xml, owner_xml, put_acl
 from gridfs.gateways.s3.context import (
     LOCATION_PROP,
     OWNER_PROP,
@@ -195,7 +195,7 @@ def _entry(ctx: Ctx, o: ObjectInfo, enc: Any, owner: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"Key": enc(o.key), "LastModified": xmlio.iso(o.mtime), "ETag": f'"{etag_of(o)}"',
                            "Size": o.size, "StorageClass": storage_class_of(o)}
     if owner:
-        out["Owner"] = owner_xml(ctx, owner_of(ctx.gw, ctx.container) if ctx.container else "")
+        out["Owner"] = object_owner_xml(ctx, o)
     return out
 
 
@@ -249,7 +249,7 @@ async def list_versions(ctx: Ctx) -> web.Response:
     versions, markers = [], []
     for v in page["versions"]:
         common = {"Key": enc(v.key), "VersionId": version_id(ctx, v.version, force=True), "IsLatest": v.is_latest,
-                  "LastModified": xmlio.iso(v.mtime), "Owner": owner_xml(ctx)}
+                  "LastModified": xmlio.iso(v.mtime), "Owner": object_owner_xml(ctx, v)}
         if v.delete_marker:
             markers.append(common)
         else:

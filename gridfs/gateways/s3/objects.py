@@ -212,6 +212,7 @@ async def dispatch(ctx: Ctx) -> web.StreamResponse:
             method, _not_allowed)(ctx)
     if "acl" in q:
         if method in ("GET", "PUT"):
+            parse_version(ctx)  # a malformed versionId is refused, not taken for the latest version
             return await (get_acl(ctx) if method == "GET" else put_acl(ctx))
         return await _not_allowed(ctx)
     if method == "PUT":

@@ -378,6 +378,8 @@ def parse(text: str, bucket: str) -> Policy:
         doc = json.loads(text)
     except ValueError as exc:
         raise malformed(f"Policies must be valid JSON: {exc}") from exc
+    except RecursionError as exc:  # "[[[[...": the parser's recursion, not the gateway, gives up
+        raise malformed("Policies must be valid JSON: too deeply nested") from exc
     if not isinstance(doc, dict):
         raise malformed("Policies must be valid JSON and the first byte must be '{'")
     if unknown := set(doc) - {"Version", "Id", "Statement"}:
