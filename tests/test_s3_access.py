@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -376,6 +377,19 @@ def test_listings_name_each_object_s_owner_and_policy_status_needs_a_policy(alic
     vid = versions[0]["VersionId"] if versions[0]["Key"] == "b" else versions[1]["VersionId"]
     bob.put_object_acl(Bucket="listing-owners", Key="b", VersionId=vid, ACL="public-read")
     assert (ALL_USERS, "READ") in grants_of(bob.get_object_acl(Bucket="listing-owners", Key="b", VersionId=vid))
+
+
+def test_a_policy_of_many_wildcards_is_matched_without_backtracking(alice: Any, anon: Any) -> None:
+    """A regular expression ".*a.*a...b" would take hours on a long key: the gateway's worker with it."""
+    alice.create_bucket(Bucket="policy-globs")
+    alice.put_object(Bucket="policy-globs", Key="a" * 1000 + "b", Body=b"matched")
+    set_policy(alice, "policy-globs", {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+                                       "Resource": "arn:aws:s3:::policy-globs/" + "*a" * 500 + "b"})
+    started = time.monotonic()
+    assert denied(read(anon, "policy-globs", "a" * 1000))
+    assert read(anon, "policy-globs", "a" * 1000 + "b")() == b"matched"
+    assert denied(read(anon, "policy-globs", "a" * 499 + "b"))
+    assert time.monotonic() - started < 10
 
 
 def test_an_explicit_deny_overrides_acls_and_the_owner(alice: Any, bob: Any, anon: Any) -> None:

@@ -81,7 +81,7 @@ def _strings(values: list[str], wanted: list[str], fold: bool) -> bool:
 
 
 def _like(values: list[str], wanted: list[str]) -> bool:
-    return any(wildcard(w).fullmatch(v) for v in values for w in wanted)
+    return any(wildcard(w, v) for v in values for w in wanted)
 
 
 def _numbers(test: Callable[[float, float], bool]) -> Callable[[list[str], list[str]], bool]:
@@ -104,6 +104,8 @@ def _ip(values: list[str], wanted: list[str]) -> bool:
             address = ipaddress.ip_address(v)
         except ValueError:
             continue
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:  # a dual-stack socket's IPv4 client
+            address = address.ipv4_mapped
         if any(address.version == (net := ipaddress.ip_network(w, strict=False)).version and address in net
                for w in wanted):
             return True
@@ -135,11 +137,35 @@ OPERATORS: dict[str, tuple[Callable[[list[str], list[str]], bool], bool, str]] =
 }
 
 
-@functools.lru_cache(maxsize=1024)
-def wildcard(pattern: str, fold: bool = False) -> re.Pattern[str]:
-    """``*`` (any run of characters) and ``?`` (one) as a regular expression; the rest literal."""
-    body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.compile(body, re.DOTALL | (re.IGNORECASE if fold else 0))
+@functools.lru_cache(maxsize=4096)
+def _pieces(pattern: str, fold: bool) -> tuple[tuple[int, re.Pattern[str]], ...]:
+    """The runs between a pattern's ``*``: each its length and a regular expression (``?`` any character)."""
+    flags = re.DOTALL | (re.IGNORECASE if fold else 0)
+    return tuple((len(run), re.compile("".join("." if c == "?" else re.escape(c) for c in run), flags))
+                 for run in pattern.split("*"))
+
+
+def wildcard(pattern: str, text: str, fold: bool = False) -> bool:
+    """Whether ``text`` matches ``pattern``: ``*`` any run of characters, ``?`` one, the rest literal.
+
+    Not a regular expression ``.*a.*a...``, whose backtracking on a pattern of many ``*`` (a policy may hold
+    20 KB of them) and a long key would hold the gateway for hours: the first run must start the text, the
+    last end it, and each run between is found leftmost after the one before (which leaves the most room to
+    the rest), so the cost is that of a few searches."""
+    pieces = _pieces(pattern, fold)
+    if len(pieces) == 1:
+        return pieces[0][1].fullmatch(text) is not None
+    (head, head_re), (tail, tail_re) = pieces[0], pieces[-1]
+    end = len(text) - tail
+    if end < head or not head_re.fullmatch(text, 0, head) or not tail_re.fullmatch(text, end):
+        return False
+    pos = head
+    for _, piece in pieces[1:-1]:
+        found = piece.search(text, pos, end)
+        if found is None:
+            return False
+        pos = found.end()
+    return True
 
 
 @dataclass(frozen=True)
@@ -219,11 +245,11 @@ class Policy:
 
 
 def _any_action(patterns: tuple[str, ...], action: str) -> bool:
-    return any(wildcard(p, fold=True).fullmatch(action) for p in patterns)
+    return any(wildcard(p, action, fold=True) for p in patterns)
 
 
 def _any_resource(patterns: tuple[str, ...], resource: str) -> bool:
-    return any(wildcard(p).fullmatch(resource) for p in patterns)
+    return any(wildcard(p, resource) for p in patterns)
 
 
 # -- parsing and checking ---------------------------------------------------------------------------------------
@@ -276,7 +302,7 @@ def _resources(value: Any, bucket: str) -> tuple[str, ...]:
             out.append("*")
             continue
         name = arn[len(ARN_PREFIX):] if arn.startswith(ARN_PREFIX) else ""
-        if not name or not wildcard(name.split("/", 1)[0]).fullmatch(bucket):
+        if not name or not wildcard(name.split("/", 1)[0], bucket):
             raise malformed(f"Policy has an invalid resource: {arn!r} is not this bucket or its objects")
         out.append(name)
     return tuple(out)
