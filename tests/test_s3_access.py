@@ -304,6 +304,40 @@ def test_bad_grants_are_clear_errors_and_change_nothing(alice: Any, svc: Spawned
     assert alice.get_bucket_acl(Bucket="grants-bad")["Grants"] == before
 
 
+def test_hostile_settings_bodies_are_s3_errors_and_change_nothing(alice: Any, svc: SpawnedService,
+                                                                  users: dict[str, User]) -> None:
+    alice.create_bucket(Bucket="hostile-settings")
+    me = {"access_key": users["alice"].access_key, "secret_key": users["alice"].secret_key}
+    many = "".join(f"<Grant><Grantee><ID>u{i}</ID></Grantee><Permission>READ</Permission></Grant>" for i in range(101))
+    for sub, body, code in (
+        ("publicAccessBlock", b"<PublicAccessBlockConfiguration><BlockPublicAcls>maybe</BlockPublicAcls>"
+         b"</PublicAccessBlockConfiguration>", "MalformedXML"),
+        ("publicAccessBlock", b"<OwnershipControls/>", "MalformedXML"),
+        ("publicAccessBlock", b"<PublicAccessBlockConfiguration>", "MalformedXML"),
+        ("ownershipControls", b"<OwnershipControls><Rule><ObjectOwnership>ObjectWriter</ObjectOwnership></Rule>"
+         b"<Rule><ObjectOwnership>BucketOwnerEnforced</ObjectOwnership></Rule></OwnershipControls>", "MalformedXML"),
+        ("ownershipControls", b"<OwnershipControls/>", "MalformedXML"),
+        ("acl", f"<AccessControlPolicy><AccessControlList>{many}</AccessControlList></AccessControlPolicy>".encode(),
+         "InvalidArgument"),
+        ("acl", b"<AccessControlPolicy><AccessControlList><Grant><Grantee><ID>bob</ID></Grantee>"
+         b"<Permission>READ</Permission></Grant></AccessControlList></AccessControlPolicy>"
+         b"<!-- trailing -->", ""),
+        ("policy", b"\xff\xfe{}", "MalformedPolicy"),
+    ):
+        md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
+        r = signed_request(svc.url, me, "PUT", f"/hostile-settings?{sub}", body, headers={"Content-MD5": md5})
+        if not code:  # well-formed after all: applied
+            assert r.status_code == 200, r.content
+            continue
+        assert r.status_code == 400 and f"<Code>{code}</Code>".encode() in r.content, (sub, r.content)
+    assert error(lambda: alice.get_public_access_block(Bucket="hostile-settings"))[0] == \
+        "NoSuchPublicAccessBlockConfiguration"
+    assert error(lambda: alice.get_bucket_ownership_controls(Bucket="hostile-settings"))[0] == \
+        "OwnershipControlsNotFoundError"
+    assert error(lambda: alice.get_bucket_policy(Bucket="hostile-settings"))[0] == "NoSuchBucketPolicy"
+    assert grants_of(alice.get_bucket_acl(Bucket="hostile-settings")) == {("bob", "READ")}
+
+
 # -- bucket policies ---------------------------------------------------------------------------------------------
 
 
