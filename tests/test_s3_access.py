@@ -479,6 +479,20 @@ def test_ip_address_secure_transport_user_and_prefix_conditions(alice: Any, bob:
     assert denied(lambda: bob.list_objects_v2(Bucket="policy-conditions", Prefix="home/carol/"))
     assert denied(lambda: anon.list_objects_v2(Bucket="policy-conditions", Prefix="home/bob/"))
 
+    # Policy variables: each user lists and reads its own home.
+    alice.put_object(Bucket="policy-conditions", Key="home/alice/notes", Body=b"a")
+    set_policy(alice, "policy-conditions", {
+        "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+        "Resource": "arn:aws:s3:::policy-conditions/home/${aws:username}/*"}, {
+        "Effect": "Allow", "Principal": {"AWS": "bob"}, "Action": "s3:ListBucket",
+        "Resource": "arn:aws:s3:::policy-conditions",
+        "Condition": {"StringLike": {"s3:prefix": "home/${aws:username}/*"}}})
+    assert read(bob, "policy-conditions", "home/bob/notes")() == b"n"
+    assert denied(read(bob, "policy-conditions", "home/alice/notes"))
+    assert denied(read(anon, "policy-conditions", "home/bob/notes"))  # no aws:username: matches nothing
+    assert bob.list_objects_v2(Bucket="policy-conditions", Prefix="home/bob/")["KeyCount"] == 1
+    assert denied(lambda: bob.list_objects_v2(Bucket="policy-conditions", Prefix="home/alice/"))
+
     set_policy(alice, "policy-conditions", {
         "Effect": "Deny", "Principal": "*", "Action": "s3:*",
         "Resource": ["arn:aws:s3:::policy-conditions", "arn:aws:s3:::policy-conditions/*"],
@@ -487,7 +501,7 @@ def test_ip_address_secure_transport_user_and_prefix_conditions(alice: Any, bob:
     set_policy(alice, "policy-conditions", {
         "Effect": "Deny", "Principal": "*", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::policy-conditions",
         "Condition": {"NumericGreaterThan": {"s3:max-keys": "10"}}})
-    assert alice.list_objects_v2(Bucket="policy-conditions", MaxKeys=5)["KeyCount"] == 2
+    assert alice.list_objects_v2(Bucket="policy-conditions", MaxKeys=5)["KeyCount"] == 3
     assert denied(lambda: alice.list_objects_v2(Bucket="policy-conditions", MaxKeys=100))
     set_policy(alice, "policy-conditions", {
         "Effect": "Deny", "Principal": "*", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::policy-conditions/*",
@@ -533,8 +547,8 @@ def test_ip_address_secure_transport_user_and_prefix_conditions(alice: Any, bob:
      '"Resource": "arn:aws:s3:::policy-bad/*"}]}', "Effect"),
     ('{"Statement": [{"Effect": "Allow", "Principal": {"AWS": [{"nested": 1}]}, "Action": "s3:GetObject", '
      '"Resource": "arn:aws:s3:::policy-bad/*"}]}', "principal"),
-    ('{"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", '
-     '"Resource": "arn:aws:s3:::policy-bad/${aws:username}/*"}]}', "variables"),
+    ('{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", '
+     '"Resource": "arn:aws:s3:::policy-bad/${aws:SourceIp}/*"}]}', "variable"),
     ('{"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", '
      '"Resource": "arn:aws:s3:::policy-bad/*", "Condition": {"StringLike": {"s3:prefix": {"a": "b"}}}}]}', "values"),
     ('{"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", '

@@ -3,7 +3,7 @@
 A policy is a ``Version`` and ``Statement`` list; each statement has an ``Effect`` (Allow, Deny), a
 ``Principal`` or ``NotPrincipal`` (``"*"``, or S3 user names: ``{"AWS": ["bob", "arn:aws:iam::bob:root"]}``),
 an ``Action`` or ``NotAction`` (``s3:GetObject``, ``s3:Get*``, ``s3:*``), a ``Resource`` or ``NotResource``
-(``arn:aws:s3:::bucket``, ``arn:aws:s3:::bucket/prefix/*``) and an optional ``Condition``. Everything is
+(``arn:aws:s3:::bucket``, ``arn:aws:s3:::bucket/home/${aws:username}/*``) and an optional ``Condition``. Everything is
 checked when the policy is put, so that a statement never silently fails to apply: an unknown action,
 operator or condition key, a resource of another bucket or an action that applies to none of the
 statement's resources is MalformedPolicy, with the reason.
@@ -70,6 +70,10 @@ CONDITION_KEYS = frozenset({
     "s3:x-amz-grant-read", "s3:x-amz-grant-write", "s3:x-amz-grant-read-acp", "s3:x-amz-grant-write-acp",
     "s3:x-amz-grant-full-control", "s3:authtype", "s3:signatureversion",
 })
+# Policy variables (``${aws:username}``) a 2012-10-17 policy may use in resources and string conditions: those
+# whose values hold no wildcard character. A 2008-10-17 policy (the default Version) reads "${" literally.
+VARIABLE_RE = re.compile(r"\$\{([^}]*)\}")
+VARIABLE_KEYS = ("aws:username", "aws:userid", "aws:principaltype")
 # Keys that pin a statement to known callers: an Allow to "*" conditioned on one of them is not public.
 PINNING_KEYS = frozenset({"aws:sourceip", "aws:username", "aws:userid"})
 
@@ -168,6 +172,29 @@ def wildcard(pattern: str, text: str, fold: bool = False) -> bool:
     return True
 
 
+def _expand(pattern: str, context: dict[str, list[str]] | None) -> str | None:
+    """A pattern with its policy variables replaced by the request's values (``context`` None: no variables);
+    None when one has no value (anonymous: no aws:username), so that it matches nothing."""
+    if context is None or "${" not in pattern:
+        return pattern
+    missing = False
+
+    def value(m: re.Match[str]) -> str:
+        nonlocal missing
+        found = context.get(m.group(1).strip().lower())
+        missing = missing or not found
+        return found[0] if found else ""
+
+    expanded = VARIABLE_RE.sub(value, pattern)
+    return None if missing else expanded
+
+
+def _check_variables(text: str) -> None:
+    for m in VARIABLE_RE.finditer(text):
+        if m.group(1).strip().lower() not in VARIABLE_KEYS:
+            raise malformed(f"Policy has an invalid policy variable {m.group(0)!r}: {', '.join(VARIABLE_KEYS)} only")
+
+
 @dataclass(frozen=True)
 class Condition:
     operator: str  # the base operator (OPERATORS), without IfExists or a set prefix
@@ -175,6 +202,7 @@ class Condition:
     values: tuple[str, ...]
     if_exists: bool = False
     for_all: bool = False  # ForAllValues: (a missing key matches)
+    variables: bool = False  # values may hold policy variables
 
     def holds(self, context: dict[str, list[str]]) -> bool:
         present = context.get(self.key)
@@ -183,8 +211,10 @@ class Condition:
         if present is None:
             negated = OPERATORS[self.operator][1]
             return negated or self.if_exists or self.for_all
-        test, negated, _ = OPERATORS[self.operator]
-        return test(present, list(self.values)) is not negated
+        test, negated, kind = OPERATORS[self.operator]
+        variables = context if self.variables and kind == "string" else None
+        wanted = [e for v in self.values if (e := _expand(v, variables)) is not None]
+        return test(present, wanted) is not negated
 
 
 @dataclass(frozen=True)
@@ -197,6 +227,7 @@ class Statement:
     resources: tuple[str, ...] | None  # patterns without the "arn:aws:s3:::" prefix
     not_resources: tuple[str, ...] | None
     conditions: tuple[Condition, ...] = field(default=())
+    variables: bool = False  # resources may hold policy variables
 
     def applies(self, principal: str | None, action: str, resource: str, context: dict[str, list[str]]) -> bool:
         if self.principals is not None:
@@ -207,8 +238,9 @@ class Statement:
         if not (_any_action(self.actions, action) if self.actions is not None
                 else not _any_action(self.not_actions or (), action)):
             return False
-        if not (_any_resource(self.resources, resource) if self.resources is not None
-                else not _any_resource(self.not_resources or (), resource)):
+        variables = context if self.variables else None
+        if not (_any_resource(self.resources, resource, variables) if self.resources is not None
+                else not _any_resource(self.not_resources or (), resource, variables)):
             return False
         return all(c.holds(context) for c in self.conditions)
 
@@ -248,8 +280,9 @@ def _any_action(patterns: tuple[str, ...], action: str) -> bool:
     return any(wildcard(p, action, fold=True) for p in patterns)
 
 
-def _any_resource(patterns: tuple[str, ...], resource: str) -> bool:
-    return any(wildcard(p, resource) for p in patterns)
+def _any_resource(patterns: tuple[str, ...], resource: str, variables: dict[str, list[str]] | None) -> bool:
+    expanded = (_expand(p, variables) for p in patterns)
+    return any(e is not None and wildcard(e, resource) for e in expanded)
 
 
 # -- parsing and checking ---------------------------------------------------------------------------------------
@@ -293,11 +326,11 @@ def _actions(value: Any) -> tuple[str, ...]:
     return patterns
 
 
-def _resources(value: Any, bucket: str) -> tuple[str, ...]:
+def _resources(value: Any, bucket: str, variables: bool) -> tuple[str, ...]:
     out = []
     for arn in _list(value, "Resource"):
-        if "${" in arn:
-            raise malformed(f"Policy has an invalid resource: policy variables are not supported ({arn!r})")
+        if variables:
+            _check_variables(arn)
         if arn == "*":
             out.append("*")
             continue
@@ -308,7 +341,7 @@ def _resources(value: Any, bucket: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _conditions(value: Any) -> tuple[Condition, ...]:
+def _conditions(value: Any, variables: bool) -> tuple[Condition, ...]:
     if not isinstance(value, dict):
         raise malformed("Condition must be an object of operators")
     out = []
@@ -331,7 +364,10 @@ def _conditions(value: Any) -> tuple[Condition, ...]:
                 raise malformed(f"Condition values of {key} must be strings, numbers or booleans")
             values = tuple(("true" if v else "false") if isinstance(v, bool) else str(v) for v in items)
             _check_values(OPERATORS[operator][2], key, values)
-            out.append(Condition(operator, key.lower(), values, if_exists, for_all))
+            if variables and OPERATORS[operator][2] == "string":
+                for v in values:
+                    _check_variables(v)
+            out.append(Condition(operator, key.lower(), values, if_exists, for_all, variables))
     return tuple(out)
 
 
@@ -359,7 +395,7 @@ def _one_of(raw: dict[str, Any], name: str) -> tuple[Any, Any]:
     return raw.get(name), raw.get(f"Not{name}")
 
 
-def _statement(raw: Any, bucket: str) -> Statement:
+def _statement(raw: Any, bucket: str, variables: bool) -> Statement:
     if not isinstance(raw, dict):
         raise malformed("each Statement must be an object")
     if unknown := set(raw) - STATEMENT_FIELDS:
@@ -377,9 +413,10 @@ def _statement(raw: Any, bucket: str) -> Statement:
         not_principals=_principals(not_principal) if not_principal is not None else None,
         actions=_actions(action) if action is not None else None,
         not_actions=_actions(not_action) if not_action is not None else None,
-        resources=_resources(resource, bucket) if resource is not None else None,
-        not_resources=_resources(not_resource, bucket) if not_resource is not None else None,
-        conditions=_conditions(raw.get("Condition", {})),
+        resources=_resources(resource, bucket, variables) if resource is not None else None,
+        not_resources=_resources(not_resource, bucket, variables) if not_resource is not None else None,
+        conditions=_conditions(raw.get("Condition", {}), variables),
+        variables=variables,
     )
     if statement.actions is not None and statement.resources is not None:
         _check_applies(statement.actions, statement.resources)
@@ -410,14 +447,15 @@ def parse(text: str, bucket: str) -> Policy:
         raise malformed("Policies must be valid JSON and the first byte must be '{'")
     if unknown := set(doc) - {"Version", "Id", "Statement"}:
         raise malformed(f"Unknown field {sorted(unknown)[0]} in the policy")
-    if doc.get("Version", VERSIONS[0]) not in VERSIONS:
+    version = doc.get("Version", VERSIONS[1])
+    if version not in VERSIONS:
         raise malformed(f"The policy Version must be one of {', '.join(VERSIONS)}")
     statements = doc.get("Statement")
     if isinstance(statements, dict):
         statements = [statements]
     if not isinstance(statements, list) or not statements:
         raise malformed("Missing required field Statement: a list of at least one statement")
-    return Policy(tuple(_statement(s, bucket) for s in statements))
+    return Policy(tuple(_statement(s, bucket, version == VERSIONS[0]) for s in statements))
 
 
 @functools.lru_cache(maxsize=256)
