@@ -254,6 +254,13 @@ def test_access_control_policy_bodies_on_objects(alice: Any, bob: Any, anon: Any
                                     MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
     assert read(bob, "grants-object", "put")() == b"p"
     assert denied(read(anon, "grants-object", "put"))
+    assert denied(lambda: bob.get_object_acl(Bucket="grants-object", Key="put"))
+    alice.put_object_acl(Bucket="grants-object", Key="put", GrantReadACP='id="bob"')  # READ_ACP alone
+    assert grants_of(bob.get_object_acl(Bucket="grants-object", Key="put")) == {("bob", "READ_ACP")}
+    assert denied(read(bob, "grants-object", "put"))
+    assert denied(lambda: bob.put_object_acl(Bucket="grants-object", Key="put", GrantRead='id="bob"'))
+    assert read(alice, "grants-object", "put")() == b"p"  # the owner needs no grant
+    alice.put_object_acl(Bucket="grants-object", Key="put", GrantRead='id="bob"')
     assert read(anon, "grants-object", "copied")() == b"p"  # the copy's ACL is its own, not the source's
     assert read(bob, "grants-object", "multi")() == b"m"
     bob.put_object_acl(Bucket="grants-object", Key="multi", ACL="public-read")
