@@ -607,12 +607,20 @@ def test_public_access_block(alice: Any, bob: Any, anon: Any) -> None:
     set_policy(alice, "pab", {**public, "Condition": {"IpAddress": {"aws:SourceIp": "127.0.0.1/32"}}})
 
     alice.put_public_access_block(Bucket="pab", PublicAccessBlockConfiguration={**config, "BlockPublicAcls": False})
-    set_policy(alice, "pab", public)
-    assert read(anon, "pab", "new")() == b"n"
+    alice.put_object(Bucket="pab", Key="hidden", Body=b"h")
+    bobs = {**public, "Principal": {"AWS": "bob"}, "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::pab"}
+    set_policy(alice, "pab", public, bobs)
+    assert read(anon, "pab", "hidden")() == b"h"
+    assert bob.list_objects_v2(Bucket="pab")["KeyCount"] == 3
     alice.put_public_access_block(Bucket="pab", PublicAccessBlockConfiguration={
         **config, "BlockPublicAcls": False, "RestrictPublicBuckets": True})
-    assert denied(read(anon, "pab", "new"))  # the public policy is ignored
-    assert read(alice, "pab", "new")() == b"n"
+    assert denied(read(anon, "pab", "hidden"))  # the public policy opens nothing to others
+    assert denied(read(bob, "pab", "hidden"))
+    assert denied(lambda: bob.list_objects_v2(Bucket="pab"))  # not even by its statement naming bob
+    assert read(bob, "pab", "new")() == b"n"  # ACLs still count
+    assert read(alice, "pab", "hidden")() == b"h"
+    set_policy(alice, "pab", bobs)  # no longer public: its statements count again
+    assert bob.list_objects_v2(Bucket="pab")["KeyCount"] == 3
     for who in (bob, anon):
         assert denied(lambda who=who: who.get_public_access_block(Bucket="pab"))
         assert denied(lambda who=who: who.delete_public_access_block(Bucket="pab"))

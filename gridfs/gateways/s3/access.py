@@ -184,9 +184,11 @@ def _policy_verdict(ctx: Ctx, container: ContainerInfo, owner: str, action: str,
     if not text:
         return None
     user = ctx.user.name if ctx.user else None
-    restricted = Settings.of(container).restrict_public_buckets and user != owner
-    return policy.stored(text, container.bucket).evaluate(user, action, resource, condition_context(ctx),
-                                                          only_private=restricted)
+    parsed = policy.stored(text, container.bucket)
+    # RestrictPublicBuckets: while the policy is public, it opens the bucket to its owner only (AWS: to the
+    # owner's account), even by its statements that name other users.
+    restricted = Settings.of(container).restrict_public_buckets and parsed.public and user != owner
+    return parsed.evaluate(user, action, resource, condition_context(ctx), deny_only=restricted)
 
 
 def _bucket_acl_allows(ctx: Ctx, container: ContainerInfo, owner: str, action: str) -> bool:

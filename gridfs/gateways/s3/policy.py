@@ -258,17 +258,16 @@ class Policy:
     statements: tuple[Statement, ...]
 
     def evaluate(self, principal: str | None, action: str, resource: str,
-                 context: dict[str, list[str]], only_private: bool = False) -> str | None:
+                 context: dict[str, list[str]], deny_only: bool = False) -> str | None:
         """"Deny", "Allow" or None for ``principal`` (a user name, None when anonymous) doing ``action``
-        (``s3:GetObject``) on ``resource`` (``bucket`` or ``bucket/key``). ``only_private``: public Allow
-        statements are ignored (RestrictPublicBuckets)."""
+        (``s3:GetObject``) on ``resource`` (``bucket`` or ``bucket/key``). ``deny_only``: Allow statements
+        count for nothing (RestrictPublicBuckets, for a public policy and a caller other than the owner)."""
         verdict = None
         for s in self.statements:
             if s.applies(principal, action, resource, context):
                 if not s.allow:
                     return "Deny"
-                if not (only_private and s.public):
-                    verdict = "Allow"
+                verdict = None if deny_only else "Allow"
         return verdict
 
     @property
