@@ -282,6 +282,10 @@ def test_bad_grants_are_clear_errors_and_change_nothing(alice: Any, svc: Spawned
         (lambda: alice.put_bucket_acl(Bucket="grants-bad", GrantRead='emailAddress="bob@example.com"'),
          "UnresolvableGrantByEmailAddress"),
         (lambda: alice.put_bucket_acl(Bucket="grants-bad", GrantRead='id="no such user!"'), "InvalidArgument"),
+        (lambda: alice.put_bucket_acl(Bucket="grants-bad", GrantRead='id="ghost"'), "InvalidArgument"),
+        (lambda: alice.put_object(Bucket="grants-bad", Key="new", Body=b"x", GrantRead='id="ghost"'),
+         "InvalidArgument"),
+        (lambda: alice.create_bucket(Bucket="grants-bad-new", GrantRead='id="ghost"'), "InvalidArgument"),
         (lambda: alice.put_bucket_acl(Bucket="grants-bad", GrantRead='uri="http://example.com/group"'),
          "InvalidArgument"),
         (lambda: alice.put_bucket_acl(Bucket="grants-bad", GrantRead='nickname="bob"'), "InvalidArgument"),
@@ -301,6 +305,7 @@ def test_bad_grants_are_clear_errors_and_change_nothing(alice: Any, svc: Spawned
         assert error(bad)[0] == code
     assert alice.get_bucket_acl(Bucket="grants-bad")["Grants"] == before
     assert error(lambda: alice.head_object(Bucket="grants-bad", Key="new"))[1] == 404
+    assert error(lambda: alice.head_bucket(Bucket="grants-bad-new"))[1] == 404
     # A body that is no AccessControlPolicy, and an empty PUT ?acl: S3 XML errors, never a 500.
     me = {"access_key": users["alice"].access_key, "secret_key": users["alice"].secret_key}
     for body in (b"<Nope/>", b"not xml", b"", b"<AccessControlPolicy><AccessControlList><Grant><Grantee>"
@@ -528,6 +533,8 @@ def test_ip_address_secure_transport_user_and_prefix_conditions(alice: Any, bob:
     ('{"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::policy-bad/*"}]}',
      "Principal"),
     ('{"Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2"}, "Action": "s3:GetObject", '
+     '"Resource": "arn:aws:s3:::policy-bad/*"}]}', "principal"),
+    ('{"Statement": [{"Effect": "Allow", "Principal": {"AWS": ["bob", "ghost"]}, "Action": "s3:GetObject", '
      '"Resource": "arn:aws:s3:::policy-bad/*"}]}', "principal"),
     ('{"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:FlyToTheMoon", '
      '"Resource": "arn:aws:s3:::policy-bad/*"}]}', "action"),

@@ -263,6 +263,23 @@ def authorize_key(ctx: Ctx, container: ContainerInfo, owner: str, key: str, vers
         raise denied()
 
 
+# -- users named by ACLs and policies ---------------------------------------------------------------------------
+
+_known_users: set[str] = set()  # the S3 user names seen in the user store, refreshed when a name is not among them
+
+
+async def unknown_users(ctx: Ctx, names: set[str]) -> set[str]:
+    """Which of ``names`` are no S3 user: an ACL or policy naming one is refused (AWS: Invalid id, Invalid
+    principal), so that a typo never leaves a grant or a Deny that applies to no one. The store is read again
+    only when a name is missing from what was seen, so a user created meanwhile is found."""
+    missing = names - _known_users
+    if missing:
+        users = await ctx.run(ctx.gw.users.list)
+        _known_users.update(u.name for u in users)
+        missing -= _known_users
+    return missing
+
+
 # -- ACLs being set ---------------------------------------------------------------------------------------------
 
 

@@ -55,6 +55,8 @@ async def put_policy(ctx: Ctx) -> web.Response:
     assert ctx.container is not None
     if access.Settings.of(ctx.container).block_public_policy and parsed.public:
         raise access.denied()
+    if unknown := await access.unknown_users(ctx, parsed.users - {owner_of(ctx.gw, ctx.container)}):
+        raise policy.malformed(f"Invalid principal in policy: {sorted(unknown)[0]!r} is no user")
     return await set_bucket_props(ctx, {policy.POLICY_PROP: text}, status=204)
 
 

@@ -61,6 +61,7 @@ async def put_acl(ctx: Ctx) -> web.Response:
                           "x-amz-grant-* or an AccessControlPolicy body")
         acl = grants.from_document(xmlio.parse(body, "AccessControlPolicy"), owner)
     access.check_new_acl(ctx.container, owner, acl)
+    await check_grantees(ctx, acl, owner)
     if not ctx.key:
         props = {**ctx.container.properties, ACL_PROP: grants.dump(acl)}
         await ctx.run(ctx.gw.client.set_bucket_properties, ctx.bucket, props)
@@ -71,7 +72,27 @@ async def put_acl(ctx: Ctx) -> web.Response:
     return web.Response()
 
 
-def new_object_props(ctx: Ctx) -> dict[str, str]:
+async def check_grantees(ctx: Ctx, acl: list[grants.Grant], owner: str) -> None:
+    """InvalidArgument when a grant names no S3 user (the owner and the requester are known)."""
+    named = {who for kind, who, _ in acl if kind == "id"} - {owner, ctx.user.name if ctx.user else ""}
+    if unknown := await access.unknown_users(ctx, named):
+        first = sorted(unknown)[0]
+        raise S3Error("InvalidArgument", f"Invalid id: {first!r} is no user", ArgumentName="CanonicalUser/ID",
+                      ArgumentValue=first)
+
+
+async def new_object_props(ctx: Ctx) -> dict[str, str]:
     """The owner and ACL properties of an object the request writes (PutObject, CopyObject, CreateMultipartUpload)."""
     assert ctx.container is not None
-    return access.new_object_acl(ctx, ctx.container, owner_of(ctx.gw, ctx.container))
+    props = access.new_object_acl(ctx, ctx.container, owner_of(ctx.gw, ctx.container))
+    owner = props[access.OWNER_PROP]
+    await check_grantees(ctx, grants.load(props[ACL_PROP], owner), owner)
+    return props
+
+
+async def new_bucket_props(ctx: Ctx) -> dict[str, str]:
+    """The ACL and ObjectOwnership properties of a bucket the request creates (its owner: the requester)."""
+    assert ctx.user is not None
+    props = access.new_bucket_acl(ctx, ctx.user.name)
+    await check_grantees(ctx, grants.load(props[ACL_PROP], ctx.user.name), ctx.user.name)
+    return props

@@ -17,8 +17,8 @@ from aiohttp import web
 from gridfs.common import errors as grid_errors
 from gridfs.common.names import check_bucket
 from gridfs.directory.model import ObjectInfo
-from gridfs.gateways.s3 import access, access_settings, xmlio
-from gridfs.gateways.s3.acl import get_acl, object_owner_xml, owner_xml, put_acl
+from gridfs.gateways.s3 import access_settings, xmlio
+from gridfs.gateways.s3.acl import get_acl, new_bucket_props, object_owner_xml, owner_xml, put_acl
 from gridfs.gateways.s3.context import (
     LOCATION_PROP,
     OWNER_PROP,
@@ -95,7 +95,7 @@ async def create_bucket(ctx: Ctx) -> web.Response:
     location = ""
     if body.strip():
         location = xmlio.text(xmlio.parse(body, "CreateBucketConfiguration"), "LocationConstraint")
-    acl_props = access.new_bucket_acl(ctx, ctx.user.name)
+    acl_props = await new_bucket_props(ctx)
     if ctx.headers.get("x-amz-bucket-object-lock-enabled", "").lower() == "true":
         raise S3Error("NotImplemented", "object lock is not implemented by this gateway")
     policy = ctx.headers.get(POLICY_HEADER, "")

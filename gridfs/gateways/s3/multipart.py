@@ -83,7 +83,7 @@ async def dispatch(ctx: Ctx) -> web.StreamResponse:
 
 async def create(ctx: Ctx) -> web.Response:
     policy, class_props = policy_for_class(ctx)
-    props = {**properties_from_headers(ctx), **class_props, **new_object_props(ctx)}
+    props = {**properties_from_headers(ctx), **class_props, **await new_object_props(ctx)}
     mime = ctx.headers.get("Content-Type") or "binary/octet-stream"
     up = await ctx.run(lambda: ctx.gw.client.create_multipart(ctx.bucket, ctx.key, policy=policy, properties=props,
                                                               mime_type=mime))

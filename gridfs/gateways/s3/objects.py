@@ -257,7 +257,7 @@ async def receive(ctx: Ctx, write: Any) -> tuple[Any, BodyDigests, str]:
 
 async def put_object(ctx: Ctx) -> web.Response:
     policy, class_props = policy_for_class(ctx)
-    props = {**properties_from_headers(ctx), **class_props, **new_object_props(ctx)}
+    props = {**properties_from_headers(ctx), **class_props, **await new_object_props(ctx)}
     if_none_match = ctx.headers.get("If-None-Match", "").strip() == "*"
     if ctx.headers.get("If-Match"):
         raise S3Error("NotImplemented", "conditional writes with If-Match are not implemented")
@@ -337,7 +337,7 @@ async def copy_object(ctx: Ctx) -> web.Response:
     else:
         props = {**src.properties, **class_props}
         mime = src.mime_type
-    props.update(new_object_props(ctx))  # a copy is its copier's, with the ACL the request sets (not the source's)
+    props.update(await new_object_props(ctx))  # a copy is its copier's, with an ACL of its own (not the source's)
     tagging = ctx.headers.get("x-amz-tagging-directive", "COPY").upper()
     if tagging == "REPLACE":
         props[TAGS_PROP] = json.dumps(parse_tagging(ctx.headers.get("x-amz-tagging", "")))

@@ -274,6 +274,12 @@ class Policy:
     def public(self) -> bool:
         return any(s.public for s in self.statements)
 
+    @property
+    def users(self) -> set[str]:
+        """The user names its principals name ("*" aside)."""
+        return {name for s in self.statements for names in (s.principals, s.not_principals) if names
+                for name in names if name != "*"}
+
 
 def _any_action(patterns: tuple[str, ...], action: str) -> bool:
     return any(wildcard(p, action, fold=True) for p in patterns)
