@@ -521,6 +521,21 @@ def test_ip_address_secure_transport_user_and_prefix_conditions(alice: Any, bob:
     alice.put_object(Bucket="policy-conditions", Key="fine", Body=b"f")
     assert denied(lambda: alice.put_object(Bucket="policy-conditions", Key="leak", Body=b"l", ACL="public-read"))
 
+    def anonymous_read_until(operator: str, when: str) -> None:
+        set_policy(alice, "policy-conditions", {
+            "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+            "Resource": "arn:aws:s3:::policy-conditions/*", "Condition": {operator: {"aws:CurrentTime": when}}})
+
+    anonymous_read_until("DateLessThan", "2000-01-01T00:00:00Z")
+    assert denied(read(anon, "policy-conditions", "fine"))
+    anonymous_read_until("DateGreaterThan", "2000-01-01T00:00:00Z")
+    assert read(anon, "policy-conditions", "fine")() == b"f"
+    set_policy(alice, "policy-conditions", {  # the usual "uploads must ask for encryption"
+        "Effect": "Deny", "Principal": "*", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::policy-conditions/*",
+        "Condition": {"Null": {"s3:x-amz-server-side-encryption": "true"}}})
+    assert denied(lambda: alice.put_object(Bucket="policy-conditions", Key="plain", Body=b"p"))
+    alice.put_object(Bucket="policy-conditions", Key="asked", Body=b"e", ServerSideEncryption="AES256")
+
 
 @pytest.mark.parametrize(("document", "reason"), [pytest.param(*case, id=case[1]) for case in [
     ("not json", "JSON"),
@@ -568,6 +583,9 @@ def test_ip_address_secure_transport_user_and_prefix_conditions(alice: Any, bob:
     ('{"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", '
      '"Resource": "arn:aws:s3:::policy-bad/*", "Condition": {"NumericLessThan": {"s3:max-keys": "ten"}}}]}',
      "number"),
+    ('{"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", '
+     '"Resource": "arn:aws:s3:::policy-bad/*", "Condition": {"DateLessThan": {"aws:CurrentTime": "soon"}}}]}',
+     "date"),
     ("[1, 2]", "JSON"),
 ]])
 def test_a_malformed_policy_is_refused_with_a_reason(document: str, reason: str, alice: Any) -> None:

@@ -105,7 +105,9 @@ BY_OBJECT = set(OBJECT_ACL) | {
     "s3:GetObjectTagging", "s3:GetObjectVersionTagging", "s3:PutObjectTagging", "s3:PutObjectVersionTagging",
     "s3:DeleteObjectTagging", "s3:DeleteObjectVersionTagging", "s3:GetObjectRetention", "s3:GetObjectLegalHold"}
 HEADER_KEYS = ("x-amz-acl", "x-amz-content-sha256", "x-amz-copy-source", "x-amz-metadata-directive",
-               "x-amz-storage-class", *grants.GRANT_HEADERS)
+               "x-amz-storage-class", "x-amz-server-side-encryption", "x-amz-server-side-encryption-aws-kms-key-id",
+               "x-amz-server-side-encryption-customer-algorithm", "x-amz-object-lock-mode",
+               "x-amz-object-lock-retain-until-date", "x-amz-object-lock-legal-hold", *grants.GRANT_HEADERS)
 
 
 def denied() -> S3Error:
@@ -159,7 +161,8 @@ def condition_context(ctx: Ctx) -> dict[str, list[str]]:
     """The values of the condition keys (policy.CONDITION_KEYS) a request has."""
     request, headers, query = ctx.request, ctx.headers, ctx.query
     values = {"aws:sourceip": [request.remote or ""], "aws:securetransport": ["true" if request.secure else "false"],
-              "aws:principaltype": ["User" if ctx.user else "Anonymous"], "aws:epochtime": [str(int(time.time()))]}
+              "aws:principaltype": ["User" if ctx.user else "Anonymous"], "aws:epochtime": [str(int(time.time()))],
+              "aws:currenttime": [str(time.time())]}
     if ctx.user is not None:
         values["aws:username"] = values["aws:userid"] = [ctx.user.name]
     if ctx.signed is not None:

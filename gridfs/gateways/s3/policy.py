@@ -19,9 +19,11 @@ from __future__ import annotations
 import functools
 import ipaddress
 import json
+import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from gridfs.gateways.s3.errors import S3Error
@@ -65,10 +67,13 @@ ALL_ACTIONS = tuple(f"s3:{a}" for a in sorted(BUCKET_ACTIONS | OBJECT_ACTIONS))
 # key never present would make an Allow never apply and, worse, a Deny never apply.
 CONDITION_KEYS = frozenset({
     "aws:sourceip", "aws:securetransport", "aws:username", "aws:userid", "aws:principaltype", "aws:referer",
-    "aws:useragent", "aws:epochtime", "s3:prefix", "s3:delimiter", "s3:max-keys", "s3:x-amz-acl", "s3:versionid",
+    "aws:useragent", "aws:epochtime", "aws:currenttime", "s3:prefix", "s3:delimiter", "s3:max-keys",
+    "s3:x-amz-acl", "s3:versionid",
     "s3:x-amz-content-sha256", "s3:x-amz-copy-source", "s3:x-amz-metadata-directive", "s3:x-amz-storage-class",
     "s3:x-amz-grant-read", "s3:x-amz-grant-write", "s3:x-amz-grant-read-acp", "s3:x-amz-grant-write-acp",
-    "s3:x-amz-grant-full-control", "s3:authtype", "s3:signatureversion",
+    "s3:x-amz-grant-full-control", "s3:authtype", "s3:signatureversion", "s3:x-amz-server-side-encryption",
+    "s3:x-amz-server-side-encryption-aws-kms-key-id", "s3:x-amz-server-side-encryption-customer-algorithm",
+    "s3:x-amz-object-lock-mode", "s3:x-amz-object-lock-retain-until-date", "s3:x-amz-object-lock-legal-hold",
 })
 # Policy variables (``${aws:username}``) a 2012-10-17 policy may use in resources and string conditions: those
 # whose values hold no wildcard character. A 2008-10-17 policy (the default Version) reads "${" literally.
@@ -88,14 +93,25 @@ def _like(values: list[str], wanted: list[str]) -> bool:
     return any(wildcard(w, v) for v in values for w in wanted)
 
 
-def _numbers(test: Callable[[float, float], bool]) -> Callable[[list[str], list[str]], bool]:
+def _timestamp(value: str) -> float:
+    """A date of a policy (ISO 8601, UTC unless it says otherwise) or of the request (epoch seconds)."""
+    try:
+        return float(value)
+    except ValueError:
+        when = datetime.fromisoformat(value)
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+def _ordered(convert: Callable[[str], float], test: Callable[[float, float], bool]) -> Callable[
+        [list[str], list[str]], bool]:
+    """A Numeric or Date operator: the request's values and the statement's as numbers, compared by ``test``."""
     def match(values: list[str], wanted: list[str]) -> bool:
         for v in values:
             try:
-                number = float(v)
+                number = convert(v)
             except ValueError:
                 continue
-            if any(test(number, float(w)) for w in wanted):
+            if any(test(number, convert(w)) for w in wanted):
                 return True
         return False
 
@@ -128,12 +144,11 @@ OPERATORS: dict[str, tuple[Callable[[list[str], list[str]], bool], bool, str]] =
     "StringNotEqualsIgnoreCase": (lambda v, w: _strings(v, w, True), True, "string"),
     "StringLike": (_like, False, "string"),
     "StringNotLike": (_like, True, "string"),
-    "NumericEquals": (_numbers(lambda a, b: a == b), False, "number"),
-    "NumericNotEquals": (_numbers(lambda a, b: a == b), True, "number"),
-    "NumericLessThan": (_numbers(lambda a, b: a < b), False, "number"),
-    "NumericLessThanEquals": (_numbers(lambda a, b: a <= b), False, "number"),
-    "NumericGreaterThan": (_numbers(lambda a, b: a > b), False, "number"),
-    "NumericGreaterThanEquals": (_numbers(lambda a, b: a >= b), False, "number"),
+    **{f"{kind}{name}": (_ordered(convert, test), negated, kind.lower())
+       for kind, convert in (("Numeric", float), ("Date", _timestamp))
+       for name, test, negated in (("Equals", operator.eq, False), ("NotEquals", operator.eq, True),
+                                   ("LessThan", operator.lt, False), ("LessThanEquals", operator.le, False),
+                                   ("GreaterThan", operator.gt, False), ("GreaterThanEquals", operator.ge, False))},
     "Bool": (_bool, False, "bool"),
     "IpAddress": (_ip, False, "ip"),
     "NotIpAddress": (_ip, True, "ip"),
@@ -351,13 +366,13 @@ def _conditions(value: Any, variables: bool) -> tuple[Condition, ...]:
         raise malformed("Condition must be an object of operators")
     out = []
     for raw_operator, tests in value.items():
-        operator, for_all = raw_operator, False
+        name, for_all = raw_operator, False
         for prefix in ("ForAnyValue:", "ForAllValues:"):
-            if operator.startswith(prefix):
-                operator, for_all = operator[len(prefix):], prefix == "ForAllValues:"
-        if_exists = operator.endswith("IfExists") and operator != "Null"
-        operator = operator.removesuffix("IfExists") if if_exists else operator
-        if operator not in OPERATORS:
+            if name.startswith(prefix):
+                name, for_all = name[len(prefix):], prefix == "ForAllValues:"
+        if_exists = name.endswith("IfExists") and name != "Null"
+        name = name.removesuffix("IfExists") if if_exists else name
+        if name not in OPERATORS:
             raise malformed(f"Invalid Condition operator: {raw_operator!r}")
         if not isinstance(tests, dict) or not tests:
             raise malformed(f"Condition operator {raw_operator} needs an object of keys and values")
@@ -368,25 +383,28 @@ def _conditions(value: Any, variables: bool) -> tuple[Condition, ...]:
             if not items or not all(isinstance(v, str | int | float | bool) for v in items):
                 raise malformed(f"Condition values of {key} must be strings, numbers or booleans")
             values = tuple(("true" if v else "false") if isinstance(v, bool) else str(v) for v in items)
-            _check_values(OPERATORS[operator][2], key, values)
-            if variables and OPERATORS[operator][2] == "string":
+            _check_values(OPERATORS[name][2], key, values)
+            if variables and OPERATORS[name][2] == "string":
                 for v in values:
                     _check_variables(v)
-            out.append(Condition(operator, key.lower(), values, if_exists, for_all, variables))
+            out.append(Condition(name, key.lower(), values, if_exists, for_all, variables))
     return tuple(out)
 
 
 def _check_values(kind: str, key: str, values: tuple[str, ...]) -> None:
     for v in values:
         try:
-            if kind == "number":
+            if kind == "numeric":
                 float(v)
+            elif kind == "date":
+                _timestamp(v)
             elif kind == "ip":
                 ipaddress.ip_network(v, strict=False)
             elif kind == "bool" and v.lower() not in ("true", "false"):
                 raise ValueError(v)
         except ValueError as exc:
-            what = {"number": "a number", "ip": "an IP address or CIDR range", "bool": "true or false"}[kind]
+            what = {"numeric": "a number", "date": "a date (ISO 8601 or epoch seconds)",
+                    "ip": "an IP address or CIDR range", "bool": "true or false"}[kind]
             raise malformed(f"Invalid value for {key}: {v!r} is not {what}") from exc
 
 
