@@ -197,6 +197,15 @@ def test_objects_written_by_another_user_belong_to_the_writer(alice: Any, bob: A
     bob.put_object_acl(Bucket="shared-drop", Key="mine", ACL="public-read")
     assert read(anon, "shared-drop", "mine")() == b"bob's"
     alice.delete_object(Bucket="shared-drop", Key="mine")  # the bucket owner may delete what others wrote
+    # A multipart upload is its initiator's too; bucket WRITE lets bob upload, list and complete its parts.
+    up = bob.create_multipart_upload(Bucket="shared-drop", Key="multi")["UploadId"]
+    etag = bob.upload_part(Bucket="shared-drop", Key="multi", UploadId=up, PartNumber=1, Body=b"m")["ETag"]
+    assert [p["PartNumber"] for p in bob.list_parts(Bucket="shared-drop", Key="multi", UploadId=up)["Parts"]] == [1]
+    assert denied(lambda: anon.list_parts(Bucket="shared-drop", Key="multi", UploadId=up))
+    bob.complete_multipart_upload(Bucket="shared-drop", Key="multi", UploadId=up,
+                                  MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
+    assert bob.get_object_acl(Bucket="shared-drop", Key="multi")["Owner"]["ID"] == "bob"
+    assert denied(read(alice, "shared-drop", "multi"))
 
 
 def test_grant_headers_on_buckets(alice: Any, bob: Any, anon: Any) -> None:
