@@ -414,7 +414,7 @@ def test_a_policy_grants_a_named_user_and_wildcard_actions(alice: Any, bob: Any,
     assert alice.list_objects_v2(Bucket="policy-bob")["KeyCount"] == 1
 
 
-def test_listings_name_each_object_s_owner_and_policy_status_needs_a_policy(alice: Any, bob: Any) -> None:
+def test_listings_name_each_object_s_owner_and_policy_status_needs_a_policy(alice: Any, bob: Any, anon: Any) -> None:
     alice.create_bucket(Bucket="listing-owners", ACL="public-read-write")
     alice.put_bucket_versioning(Bucket="listing-owners", VersioningConfiguration={"Status": "Enabled"})
     alice.put_object(Bucket="listing-owners", Key="a", Body=b"a")
@@ -432,6 +432,13 @@ def test_listings_name_each_object_s_owner_and_policy_status_needs_a_policy(alic
     vid = versions[0]["VersionId"] if versions[0]["Key"] == "b" else versions[1]["VersionId"]
     bob.put_object_acl(Bucket="listing-owners", Key="b", VersionId=vid, ACL="public-read")
     assert (ALL_USERS, "READ") in grants_of(bob.get_object_acl(Bucket="listing-owners", Key="b", VersionId=vid))
+    # Each version has its ACL, and what is served is the version whose ACL was checked.
+    newer = bob.put_object(Bucket="listing-owners", Key="b", Body=b"newer, private")["VersionId"]
+    assert anon.get_object(Bucket="listing-owners", Key="b", VersionId=vid)["Body"].read() == b"b"
+    assert denied(read(anon, "listing-owners", "b"))
+    assert denied(lambda: anon.get_object(Bucket="listing-owners", Key="b", VersionId=newer))
+    assert bob.get_object(Bucket="listing-owners", Key="b", VersionId=vid)["Body"].read() == b"b"
+    assert read(bob, "listing-owners", "b")() == b"newer, private"
 
 
 def test_a_policy_of_many_wildcards_is_matched_without_backtracking(alice: Any, anon: Any) -> None:

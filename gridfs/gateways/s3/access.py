@@ -212,23 +212,29 @@ async def _object_acl_allows(ctx: Ctx, container: ContainerInfo, owner: str, act
     settings = Settings.of(container)
     if settings.acls_off:
         return user is not None and user == owner
+    # A GetObject of the request's own object keeps the record read here, chunks and all, for the operation to
+    # serve: the version whose ACL was checked, not one written since (and one directory lookup, not two).
+    keep = action in ("s3:GetObject", "s3:GetObjectVersion") and (container.bucket, key) == (ctx.bucket, ctx.key)
     try:
-        info = await ctx.run(lambda: ctx.gw.client.head(container.bucket, key, version=version))
+        info = await ctx.run(lambda: ctx.gw.client.head(container.bucket, key, version=version, chunks=keep))
     except (grid_errors.NoSuchObject, grid_errors.NoSuchContainer):
         # Whoever may list the bucket learns that the key is missing (the operation answers 404); the others not.
         return _bucket_acl_allows(ctx, container, owner, "s3:ListBucket")
     owned_by = object_owner(container, owner, info.properties)
-    if user is not None and user == owned_by:
-        return True
     needed = OBJECT_ACL.get(action)
     acl = grants.load(info.properties.get(ACL_PROP), owned_by)
-    return needed is not None and needed in grants.permissions(acl, user, settings.ignore_public_acls)
+    allowed = (user is not None and user == owned_by) or (
+        needed is not None and needed in grants.permissions(acl, user, settings.ignore_public_acls))
+    if allowed and keep:
+        ctx.object_info = info
+    return allowed
 
 
 def version_named(query: dict[str, str]) -> int | None:
-    """The version an object request names, for reading its ACL; a malformed one is the operation's to refuse."""
+    """The version an object request names, for reading its ACL; a malformed one is the operation's to refuse
+    (objects.version_from), before anything is read."""
     vid = query.get("versionId", "")
-    return int(vid) if vid.isascii() and vid.isdigit() and len(vid) < 19 else None
+    return int(vid) if vid.isascii() and vid.isdigit() and len(vid) <= 19 and int(vid) < 2**63 else None
 
 
 async def authorize(ctx: Ctx, container: ContainerInfo, owner: str) -> None:

@@ -23,7 +23,7 @@ from aiohttp import web
 from gridfs.client import GridClient
 from gridfs.common import errors as grid_errors
 from gridfs.common.config import GridConfig
-from gridfs.directory.model import ContainerInfo
+from gridfs.directory.model import ContainerInfo, ObjectInfo
 from gridfs.gateways.s3 import access, sigv4
 from gridfs.gateways.s3.errors import S3Error
 from gridfs.gateways.s3.users import User, UserStore
@@ -48,6 +48,7 @@ class Ctx:
     signing_key: bytes | None = None
     request_id: str = field(default_factory=lambda: secrets.token_hex(8).upper())
     container: ContainerInfo | None = None
+    object_info: ObjectInfo | None = None  # the object whose ACL allowed a GetObject (access), to be served as is
 
     @property
     def headers(self) -> Any:

@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, unquote
 
 from aiohttp import web
 
+from gridfs.client.reader import ObjectReader
 from gridfs.common import errors as grid_errors
 from gridfs.directory.model import ObjectInfo
 from gridfs.gateways.s3 import cors, xmlio
@@ -371,7 +372,11 @@ async def get_object(ctx: Ctx) -> web.StreamResponse:
         # As AWS: a public object's answer is the owner's, not whatever headers an anonymous link asks for.
         raise S3Error("InvalidRequest", "Request specific response headers cannot be used for anonymous GET requests.")
     version = parse_version(ctx)
-    reader = await ctx.run(lambda: ctx.gw.client.reader(ctx.bucket, ctx.key, version=version))
+    checked = ctx.object_info  # the version access control read and allowed: served, not read again
+    if checked is not None and version in (None, checked.version):
+        reader = ObjectReader(ctx.gw.client.io, checked)
+    else:
+        reader = await ctx.run(lambda: ctx.gw.client.reader(ctx.bucket, ctx.key, version=version))
     info = reader.info
     check_conditions(ctx.headers, info)
     headers = object_headers(ctx, info)
