@@ -27,7 +27,7 @@ from gridfs.gateways.s3 import grants, policy
 from gridfs.gateways.s3.errors import S3Error
 
 if TYPE_CHECKING:
-    from gridfs.directory.model import ContainerInfo
+    from gridfs.directory.model import ContainerInfo, ObjectInfo
     from gridfs.gateways.s3.context import Ctx
 
 # The properties context names OWNER_PROP and ACL_PROP (an object's are named as its bucket's); context imports
@@ -207,27 +207,23 @@ def _bucket_acl_allows(ctx: Ctx, container: ContainerInfo, owner: str, action: s
 
 
 async def _object_acl_allows(ctx: Ctx, container: ContainerInfo, owner: str, action: str, key: str,
-                             version: int | None) -> bool:
+                             version: int | None, chunks: bool) -> tuple[bool, ObjectInfo | None]:
+    """Whether the object's owner and ACL allow ``action``, and the object record read to know (None if none)."""
     user = ctx.user.name if ctx.user else None
     settings = Settings.of(container)
     if settings.acls_off:
-        return user is not None and user == owner
-    # A GetObject of the request's own object keeps the record read here, chunks and all, for the operation to
-    # serve: the version whose ACL was checked, not one written since (and one directory lookup, not two).
-    keep = action in ("s3:GetObject", "s3:GetObjectVersion") and (container.bucket, key) == (ctx.bucket, ctx.key)
+        return user is not None and user == owner, None
     try:
-        info = await ctx.run(lambda: ctx.gw.client.head(container.bucket, key, version=version, chunks=keep))
+        info = await ctx.run(lambda: ctx.gw.client.head(container.bucket, key, version=version, chunks=chunks))
     except (grid_errors.NoSuchObject, grid_errors.NoSuchContainer):
         # Whoever may list the bucket learns that the key is missing (the operation answers 404); the others not.
-        return _bucket_acl_allows(ctx, container, owner, "s3:ListBucket")
+        return _bucket_acl_allows(ctx, container, owner, "s3:ListBucket"), None
     owned_by = object_owner(container, owner, info.properties)
     needed = OBJECT_ACL.get(action)
     acl = grants.load(info.properties.get(ACL_PROP), owned_by)
     allowed = (user is not None and user == owned_by) or (
         needed is not None and needed in grants.permissions(acl, user, settings.ignore_public_acls))
-    if allowed and keep:
-        ctx.object_info = info
-    return allowed
+    return allowed, info
 
 
 def version_named(query: dict[str, str]) -> int | None:
@@ -242,26 +238,35 @@ async def authorize(ctx: Ctx, container: ContainerInfo, owner: str) -> None:
     if not ctx.key and ctx.request.method == "POST" and "delete" in ctx.query:
         return  # DeleteObjects: each key is decided apart (authorize_key)
     action = action_of(ctx.request.method, ctx.query, ctx.key)
-    await authorize_action(ctx, container, owner, action, ctx.key, version_named(ctx.query))
+    # A GetObject keeps the record read to decide, chunks and all, for the operation to serve: the version whose
+    # ACL was checked, not one written since (and one directory lookup, not two).
+    reads = action in ("s3:GetObject", "s3:GetObjectVersion")
+    checked = await authorize_action(ctx, container, owner, action, ctx.key, version_named(ctx.query), chunks=reads)
+    if reads:
+        ctx.object_info = checked
 
 
 async def authorize_action(ctx: Ctx, container: ContainerInfo, owner: str, action: str, key: str = "",
-                           version: int | None = None) -> None:
+                           version: int | None = None, chunks: bool = False) -> ObjectInfo | None:
     """Raise AccessDenied unless ``action`` on ``container`` (and its object ``key``) is allowed to the request's
-    user: a copy's source is read with s3:GetObject this way."""
+    user: a copy's source is read with s3:GetObject this way. Answers the object record its ACL was read from
+    (with its chunks if asked), None when the decision needed none."""
     user = ctx.user.name if ctx.user else None
     if action in POLICY_ACTIONS and user is not None and user == owner:
-        return
+        return None
     resource = f"{container.bucket}/{key}" if key else container.bucket
     verdict = _policy_verdict(ctx, container, owner, action, resource)
     if verdict == "Deny":
         raise denied()
     if verdict == "Allow":
-        return
-    allowed = (await _object_acl_allows(ctx, container, owner, action, key, version) if key and action in BY_OBJECT
-               else _bucket_acl_allows(ctx, container, owner, action))
+        return None
+    if key and action in BY_OBJECT:
+        allowed, info = await _object_acl_allows(ctx, container, owner, action, key, version, chunks)
+    else:
+        allowed, info = _bucket_acl_allows(ctx, container, owner, action), None
     if not allowed:
         raise denied()
+    return info
 
 
 def authorize_key(ctx: Ctx, container: ContainerInfo, owner: str, key: str, version: int | None) -> None:

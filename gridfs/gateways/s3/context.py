@@ -135,14 +135,15 @@ def owner_of(gw: Gateway, container: ContainerInfo) -> str:
 
 
 async def authorize(ctx: Ctx, container: ContainerInfo, action: str = "", key: str = "",
-                    version: int | None = None) -> None:
+                    version: int | None = None) -> ObjectInfo | None:
     """Raise AccessDenied unless the request may do what it asks of ``container`` (or ``action`` on its object
-    ``key``: a copy's source). The policy, ACLs and bucket settings decide (``access``)."""
+    ``key``: a copy's source, whose record read to decide is answered). The policy, ACLs and bucket settings
+    decide (``access``)."""
     owner = owner_of(ctx.gw, container)
     if action:
-        await access.authorize_action(ctx, container, owner, action, key, version)
-    else:
-        await access.authorize(ctx, container, owner)
+        return await access.authorize_action(ctx, container, owner, action, key, version)
+    await access.authorize(ctx, container, owner)
+    return None
 
 
 def authorize_key(ctx: Ctx, key: str, version: int | None) -> None:
