@@ -24,6 +24,9 @@ from typing import Any
 import botocore.exceptions
 import pytest
 import requests
+from botocore.auth import S3SigV4QueryAuth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 from gridfs.cli.local import LocalGrid
 from gridfs.common.service import SpawnedService
@@ -37,6 +40,7 @@ grid = test_s3_ownership.grid
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 AUTH_USERS = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"
+LOG_DELIVERY = "http://acs.amazonaws.com/groups/s3/LogDelivery"
 AWS = Path(os.environ.get("VIRTUAL_ENV", "/work/main/.venv")) / "bin" / "aws"
 
 
@@ -112,6 +116,7 @@ BUCKET_CANNED = {
     "bucket-owner-read": (False, False, False, False),
     "bucket-owner-full-control": (False, False, False, False),
     "aws-exec-read": (False, False, False, False),
+    "log-delivery-write": (False, False, False, False),  # for a LogDelivery group no one is in
 }
 
 
@@ -138,7 +143,8 @@ def test_each_canned_bucket_acl_allows_what_it_says_and_nothing_more(canned: str
     assert acl["Owner"]["ID"] == "alice"
     expected = {("alice", "FULL_CONTROL")} | {
         "public-read": {(ALL_USERS, "READ")}, "public-read-write": {(ALL_USERS, "READ"), (ALL_USERS, "WRITE")},
-        "authenticated-read": {(AUTH_USERS, "READ")}}.get(canned, set())
+        "authenticated-read": {(AUTH_USERS, "READ")},
+        "log-delivery-write": {(LOG_DELIVERY, "WRITE"), (LOG_DELIVERY, "READ_ACP")}}.get(canned, set())
     assert grants_of(acl) == expected
     assert {g["Grantee"]["Type"] for g in acl["Grants"]} <= {"CanonicalUser", "Group"}
     if bob_writes:  # what bob writes is bob's: alice may delete it, not read it
@@ -158,7 +164,8 @@ OBJECT_CANNED = {
 }
 
 
-def test_each_canned_object_acl_allows_what_it_says_and_nothing_more(alice: Any, bob: Any, anon: Any) -> None:
+def test_each_canned_object_acl_allows_what_it_says_and_nothing_more(
+        alice: Any, bob: Any, anon: Any, svc: SpawnedService, users: dict[str, User]) -> None:
     alice.create_bucket(Bucket="objects-canned")
     for canned, (bob_reads, anon_reads) in OBJECT_CANNED.items():
         alice.put_object(Bucket="objects-canned", Key=canned, Body=canned.encode(), ACL=canned)
@@ -173,6 +180,12 @@ def test_each_canned_object_acl_allows_what_it_says_and_nothing_more(alice: Any,
             assert denied(lambda who=who, c=canned: who.delete_object(Bucket="objects-canned", Key=c))
             assert denied(lambda who=who, c=canned: who.put_object(Bucket="objects-canned", Key=c, Body=b"x"))
         assert read(alice, "objects-canned", canned)() == canned.encode()  # untouched
+    # A presigned PUT may carry its ACL in the signed query (as SDKs that hoist x-amz-* headers sign it).
+    link = AWSRequest(method="PUT", url=f"{svc.url}/objects-canned/presigned?x-amz-acl=public-read")
+    S3SigV4QueryAuth(Credentials(users["alice"].access_key, users["alice"].secret_key), "s3", "us-east-1",
+                     expires=60).add_auth(link)
+    assert requests.put(link.prepare().url, data=b"via a link").status_code == 200
+    assert read(anon, "objects-canned", "presigned")() == b"via a link"
     # A missing key: NoSuchKey to whoever may list the bucket, AccessDenied to the others.
     assert error(read(alice, "objects-canned", "nothing"))[0] == "NoSuchKey"
     assert denied(read(bob, "objects-canned", "nothing"))

@@ -179,6 +179,8 @@ def condition_context(ctx: Ctx) -> dict[str, list[str]]:
     for header in HEADER_KEYS:
         if header in headers:
             values[f"s3:{header}"] = [headers[header]]
+    for name, value in acl_fields(ctx).items():  # those a presigned URL carries in its query too
+        values[f"s3:{name}"] = [value]
     return values
 
 
@@ -297,10 +299,23 @@ async def unknown_users(ctx: Ctx, names: set[str]) -> set[str]:
 # -- ACLs being set ---------------------------------------------------------------------------------------------
 
 
+def acl_fields(ctx: Ctx) -> dict[str, str]:
+    """``x-amz-acl`` and ``x-amz-grant-*`` as the request sends them (lower-case names): in headers, or in the
+    query of a presigned URL, where SigV4 presigners put them (signed like the rest of the query)."""
+    fields = {k.lower(): v for k, v in ctx.headers.items() if k.lower() == "x-amz-acl" or k.lower() in
+              grants.GRANT_HEADERS}
+    if ctx.signed is not None and ctx.signed.presigned:
+        for k, v in ctx.query.items():
+            if k.lower() == "x-amz-acl" or k.lower() in grants.GRANT_HEADERS:
+                fields.setdefault(k.lower(), v)
+    return fields
+
+
 def requested_acl(ctx: Ctx, owner: str, bucket_owner: str, on_object: bool) -> list[grants.Grant] | None:
-    """The ACL a request sets by ``x-amz-acl`` or ``x-amz-grant-*`` headers (None with neither)."""
-    canned = ctx.headers.get("x-amz-acl")
-    explicit = grants.from_headers(ctx.headers)
+    """The ACL a request sets by ``x-amz-acl`` or ``x-amz-grant-*`` (None with neither)."""
+    fields = acl_fields(ctx)
+    canned = fields.get("x-amz-acl")
+    explicit = grants.from_headers(fields)
     if canned is not None and explicit is not None:
         raise S3Error("InvalidRequest", "Specifying both Canned ACLs and Header Grants is not allowed")
     if canned is not None:
@@ -327,7 +342,7 @@ def new_object_acl(ctx: Ctx, container: ContainerInfo, owner: str) -> dict[str, 
     owner's. Its ACL is the one the request sets, else private."""
     writer = ctx.user.name if ctx.user else owner
     settings = Settings.of(container)
-    given = ctx.headers.get("x-amz-acl", "").strip() == "bucket-owner-full-control"
+    given = acl_fields(ctx).get("x-amz-acl", "").strip() == "bucket-owner-full-control"
     owned_by = owner if settings.acls_off or (settings.ownership == PREFERRED and given) else writer
     acl = requested_acl(ctx, owned_by, owner, on_object=True) or grants.canned("private", owned_by)
     check_new_acl(container, owned_by, acl)
