@@ -221,6 +221,19 @@ def test_objects_written_by_another_user_belong_to_the_writer(alice: Any, bob: A
     assert denied(read(alice, "shared-drop", "multi"))
 
 
+def test_expected_bucket_owner(alice: Any, bob: Any) -> None:
+    alice.create_bucket(Bucket="expected-owner", ACL="public-read-write")
+    alice.put_object(Bucket="expected-owner", Key="k", Body=b"v", ExpectedBucketOwner="alice")
+    bob.put_object(Bucket="expected-owner", Key="b", Body=b"b", ExpectedBucketOwner="alice")
+    assert denied(lambda: bob.put_object(Bucket="expected-owner", Key="c", Body=b"c", ExpectedBucketOwner="bob"))
+    assert denied(lambda: alice.list_objects_v2(Bucket="expected-owner", ExpectedBucketOwner="carol"))
+    bob.create_bucket(Bucket="expected-copies")
+    bob.copy_object(Bucket="expected-copies", Key="c", CopySource="expected-owner/b",
+                    ExpectedSourceBucketOwner="alice", ExpectedBucketOwner="bob")
+    assert denied(lambda: bob.copy_object(Bucket="expected-copies", Key="d", CopySource="expected-owner/b",
+                                          ExpectedSourceBucketOwner="bob"))
+
+
 def test_grant_headers_on_buckets(alice: Any, bob: Any, anon: Any) -> None:
     alice.create_bucket(Bucket="grants-bucket", GrantRead='id="bob"')
     alice.put_object(Bucket="grants-bucket", Key="k", Body=b"v")

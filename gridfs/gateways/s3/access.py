@@ -228,6 +228,14 @@ async def _object_acl_allows(ctx: Ctx, container: ContainerInfo, owner: str, act
     return allowed, info
 
 
+def _check_expected_owner(ctx: Ctx, header: str, owner: str) -> None:
+    """``x-amz-expected-bucket-owner`` (and its copy source twin): the request is meant for a bucket of that
+    owner only, so that a bucket deleted and made again by someone else never receives its data."""
+    expected = ctx.headers.get(header)
+    if expected is not None and expected != owner:
+        raise denied()
+
+
 def version_named(query: dict[str, str]) -> int | None:
     """The version an object request names, for reading its ACL; a malformed one is the operation's to refuse
     (objects.version_from), before anything is read."""
@@ -237,6 +245,7 @@ def version_named(query: dict[str, str]) -> int | None:
 
 async def authorize(ctx: Ctx, container: ContainerInfo, owner: str) -> None:
     """Let the request through or raise AccessDenied. ``owner``: the bucket's owner ("" for nobody)."""
+    _check_expected_owner(ctx, "x-amz-expected-bucket-owner", owner)
     if not ctx.key and ctx.request.method == "POST" and "delete" in ctx.query:
         return  # DeleteObjects: each key is decided apart (authorize_key)
     action = action_of(ctx.request.method, ctx.query, ctx.key)
@@ -269,6 +278,14 @@ async def authorize_action(ctx: Ctx, container: ContainerInfo, owner: str, actio
     if not allowed:
         raise denied()
     return info
+
+
+async def authorize_source(ctx: Ctx, container: ContainerInfo, owner: str, key: str,
+                           version: int | None) -> ObjectInfo | None:
+    """A copy's source (CopyObject, UploadPartCopy): s3:GetObject on it, as ``authorize_action``."""
+    _check_expected_owner(ctx, "x-amz-source-expected-bucket-owner", owner)
+    action = "s3:GetObjectVersion" if version is not None else "s3:GetObject"
+    return await authorize_action(ctx, container, owner, action, key, version)
 
 
 def authorize_key(ctx: Ctx, container: ContainerInfo, owner: str, key: str, version: int | None) -> None:

@@ -134,14 +134,14 @@ def owner_of(gw: Gateway, container: ContainerInfo) -> str:
     return container.properties.get(OWNER_PROP, "") or gw.unowned_owner
 
 
-async def authorize(ctx: Ctx, container: ContainerInfo, action: str = "", key: str = "",
-                    version: int | None = None) -> ObjectInfo | None:
-    """Raise AccessDenied unless the request may do what it asks of ``container`` (or ``action`` on its object
-    ``key``: a copy's source, whose record read to decide is answered). The policy, ACLs and bucket settings
-    decide (``access``)."""
+async def authorize(ctx: Ctx, container: ContainerInfo, source: str = "", version: int | None = None) -> \
+        ObjectInfo | None:
+    """Raise AccessDenied unless the request may do what it asks of ``container`` (or read its object ``source``,
+    a copy's source, whose record read to decide is answered). The policy, ACLs and bucket settings decide
+    (``access``)."""
     owner = owner_of(ctx.gw, container)
-    if action:
-        return await access.authorize_action(ctx, container, owner, action, key, version)
+    if source:
+        return await access.authorize_source(ctx, container, owner, source, version)
     await access.authorize(ctx, container, owner)
     return None
 

@@ -317,9 +317,8 @@ def parse_copy_source(ctx: Ctx) -> tuple[str, str, int | None]:
 async def load_copy_source(ctx: Ctx) -> tuple[str, ObjectInfo]:
     bucket, key, version = parse_copy_source(ctx)
     container = await ctx.run(lambda: ctx.gw.client.bucket_info(bucket, stats=False))
-    action = "s3:GetObjectVersion" if version is not None else "s3:GetObject"
     # The version whose ACL allowed the copy is the one copied, not one written since.
-    info = await authorize(ctx, container, action, key, version) or \
+    info = await authorize(ctx, container, key, version) or \
         await ctx.run(lambda: ctx.gw.client.head(bucket, key, version=version))
     check_conditions(ctx.headers, info, prefix="x-amz-copy-source-")
     return bucket, info
