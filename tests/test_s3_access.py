@@ -214,11 +214,28 @@ def test_objects_written_by_another_user_belong_to_the_writer(alice: Any, bob: A
     up = bob.create_multipart_upload(Bucket="shared-drop", Key="multi")["UploadId"]
     etag = bob.upload_part(Bucket="shared-drop", Key="multi", UploadId=up, PartNumber=1, Body=b"m")["ETag"]
     assert [p["PartNumber"] for p in bob.list_parts(Bucket="shared-drop", Key="multi", UploadId=up)["Parts"]] == [1]
-    assert denied(lambda: anon.list_parts(Bucket="shared-drop", Key="multi", UploadId=up))
     bob.complete_multipart_upload(Bucket="shared-drop", Key="multi", UploadId=up,
                                   MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
     assert bob.get_object_acl(Bucket="shared-drop", Key="multi")["Owner"]["ID"] == "bob"
     assert denied(read(alice, "shared-drop", "multi"))
+    # Anonymous writers of a public-read-write bucket may upload in parts too; what they write is the owner's.
+    up = anon.create_multipart_upload(Bucket="shared-drop", Key="anon-multi")["UploadId"]
+    etag = anon.upload_part(Bucket="shared-drop", Key="anon-multi", UploadId=up, PartNumber=1, Body=b"a")["ETag"]
+    anon.complete_multipart_upload(Bucket="shared-drop", Key="anon-multi", UploadId=up,
+                                   MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
+    assert alice.get_object_acl(Bucket="shared-drop", Key="anon-multi")["Owner"]["ID"] == "alice"
+    assert denied(read(anon, "shared-drop", "anon-multi"))
+    # Without WRITE on the bucket, no part of an upload: not to start one, add to it, list or abort it.
+    alice.create_bucket(Bucket="private-parts")
+    up = alice.create_multipart_upload(Bucket="private-parts", Key="m")["UploadId"]
+    for who in (bob, anon):
+        assert denied(lambda who=who: who.create_multipart_upload(Bucket="private-parts", Key="n"))
+        assert denied(lambda who=who: who.upload_part(Bucket="private-parts", Key="m", UploadId=up, PartNumber=1,
+                                                      Body=b"x"))
+        assert denied(lambda who=who: who.list_parts(Bucket="private-parts", Key="m", UploadId=up))
+        assert denied(lambda who=who: who.list_multipart_uploads(Bucket="private-parts"))
+        assert denied(lambda who=who: who.abort_multipart_upload(Bucket="private-parts", Key="m", UploadId=up))
+    assert [u["UploadId"] for u in alice.list_multipart_uploads(Bucket="private-parts")["Uploads"]] == [up]
 
 
 def test_expected_bucket_owner(alice: Any, bob: Any) -> None:

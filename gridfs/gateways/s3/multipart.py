@@ -59,8 +59,6 @@ def _part_number(ctx: Ctx) -> int:
 async def dispatch(ctx: Ctx) -> web.StreamResponse:
     await load_bucket(ctx)
     method, q = ctx.request.method, ctx.query
-    if ctx.user is None:
-        raise S3Error("AccessDenied", "Access Denied")
     if method == "POST" and "uploads" in q:
         return await create(ctx)
     upload_id = q.get("uploadId", "")
