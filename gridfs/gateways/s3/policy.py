@@ -282,7 +282,8 @@ class Policy:
             if s.applies(principal, action, resource, context):
                 if not s.allow:
                     return "Deny"
-                verdict = None if deny_only else "Allow"
+                if not deny_only:
+                    verdict = "Allow"
         return verdict
 
     @property
