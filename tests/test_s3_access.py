@@ -139,6 +139,14 @@ def test_each_canned_bucket_acl_allows_what_it_says_and_nothing_more(canned: str
         assert denied(lambda who=who: who.put_bucket_acl(Bucket=bucket, ACL="public-read-write"))
         assert denied(lambda who=who: who.get_bucket_location(Bucket=bucket))
     assert denied(lambda: bob.delete_bucket(Bucket=bucket))
+    for who in (bob, anon):  # the bucket's settings are its owner's, whatever its ACL
+        assert denied(lambda who=who: who.put_bucket_versioning(
+            Bucket=bucket, VersioningConfiguration={"Status": "Enabled"}))
+        assert denied(lambda who=who: who.get_bucket_versioning(Bucket=bucket))
+        assert denied(lambda who=who: who.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [
+            {"AllowedOrigins": ["*"], "AllowedMethods": ["GET"]}]}))
+        assert denied(lambda who=who: who.delete_bucket_cors(Bucket=bucket))
+        assert denied(lambda who=who: who.put_bucket_policy(Bucket=bucket, Policy="{}"))
     acl = alice.get_bucket_acl(Bucket=bucket)
     assert acl["Owner"]["ID"] == "alice"
     expected = {("alice", "FULL_CONTROL")} | {
@@ -520,6 +528,34 @@ def test_an_explicit_deny_overrides_acls_and_the_owner(alice: Any, bob: Any, ano
     assert "Deny" in alice.get_bucket_policy(Bucket="policy-deny")["Policy"]
     alice.delete_bucket_policy(Bucket="policy-deny")
     assert read(alice, "policy-deny", "open")() == b"o"
+
+
+def test_not_principal_not_action_and_not_resource(alice: Any, bob: Any, anon: Any) -> None:
+    alice.create_bucket(Bucket="policy-nots", ACL="public-read-write")
+    alice.put_object(Bucket="policy-nots", Key="open", Body=b"o", ACL="public-read")
+    alice.put_object(Bucket="policy-nots", Key="logs/x", Body=b"l", ACL="public-read")
+    both = ["arn:aws:s3:::policy-nots", "arn:aws:s3:::policy-nots/*"]
+    # Deny everyone but alice: the public ACLs open nothing any more.
+    set_policy(alice, "policy-nots", {"Effect": "Deny", "NotPrincipal": {"AWS": "alice"}, "Action": "s3:*",
+                                      "Resource": both})
+    for who in (bob, anon):
+        assert denied(read(who, "policy-nots", "open"))
+        assert denied(lambda who=who: who.put_object(Bucket="policy-nots", Key="w", Body=b"w"))
+    assert read(alice, "policy-nots", "open")() == b"o"
+    # Deny all but reads: bob (WRITE by the ACL) may read, not write or delete.
+    set_policy(alice, "policy-nots", {"Effect": "Deny", "Principal": "*", "NotAction": ["s3:GetObject", "s3:List*"],
+                                      "Resource": both})
+    assert read(bob, "policy-nots", "open")() == b"o"
+    assert bob.list_objects_v2(Bucket="policy-nots")["KeyCount"] == 2
+    assert denied(lambda: bob.put_object(Bucket="policy-nots", Key="w", Body=b"w"))
+    assert denied(lambda: anon.delete_object(Bucket="policy-nots", Key="open"))
+    assert denied(lambda: alice.put_object(Bucket="policy-nots", Key="w", Body=b"w"))  # a Deny binds the owner
+    # Deny reads of everything but logs/.
+    set_policy(alice, "policy-nots", {"Effect": "Deny", "Principal": "*", "Action": "s3:GetObject",
+                                      "NotResource": "arn:aws:s3:::policy-nots/logs/*"})
+    assert read(anon, "policy-nots", "logs/x")() == b"l"
+    assert denied(read(anon, "policy-nots", "open"))
+    bob.put_object(Bucket="policy-nots", Key="w", Body=b"w")  # not a read: the ACL's WRITE holds
 
 
 def test_ip_address_secure_transport_user_and_prefix_conditions(alice: Any, bob: Any, anon: Any) -> None:
