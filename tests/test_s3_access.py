@@ -530,6 +530,31 @@ def test_an_explicit_deny_overrides_acls_and_the_owner(alice: Any, bob: Any, ano
     assert read(alice, "policy-deny", "open")() == b"o"
 
 
+def test_conditions_on_object_tags(alice: Any, bob: Any, anon: Any) -> None:
+    alice.create_bucket(Bucket="policy-tags")
+    alice.put_object(Bucket="policy-tags", Key="shared", Body=b"s", Tagging="public=yes&keep=yes")
+    alice.put_object(Bucket="policy-tags", Key="inner", Body=b"i", Tagging="public=no")
+    alice.put_object(Bucket="policy-tags", Key="scratch", Body=b"t")
+    every = {"Principal": "*", "Resource": "arn:aws:s3:::policy-tags/*"}
+    set_policy(alice, "policy-tags",
+               {**every, "Effect": "Allow", "Action": "s3:GetObject",
+                "Condition": {"StringEquals": {"s3:ExistingObjectTag/public": "yes"}}},
+               {**every, "Effect": "Deny", "Action": "s3:DeleteObject",
+                "Condition": {"StringEquals": {"s3:ExistingObjectTag/keep": "yes"}}},
+               {**every, "Effect": "Deny", "Action": "s3:PutObject",
+                "Condition": {"StringNotEquals": {"s3:RequestObjectTag/project": "alpha"}}})
+    assert read(anon, "policy-tags", "shared")() == b"s"
+    assert denied(read(anon, "policy-tags", "inner"))
+    assert denied(read(bob, "policy-tags", "scratch"))
+    assert denied(lambda: alice.delete_object(Bucket="policy-tags", Key="shared"))
+    out = alice.delete_objects(Bucket="policy-tags", Delete={"Objects": [{"Key": "shared"}, {"Key": "scratch"}]})
+    assert [d["Key"] for d in out["Deleted"]] == ["scratch"]
+    assert [(e["Key"], e["Code"]) for e in out["Errors"]] == [("shared", "AccessDenied")]
+    assert denied(lambda: alice.put_object(Bucket="policy-tags", Key="new", Body=b"n"))
+    assert denied(lambda: alice.put_object(Bucket="policy-tags", Key="new", Body=b"n", Tagging="project=beta"))
+    alice.put_object(Bucket="policy-tags", Key="new", Body=b"n", Tagging="project=alpha")
+
+
 def test_not_principal_not_action_and_not_resource(alice: Any, bob: Any, anon: Any) -> None:
     alice.create_bucket(Bucket="policy-nots", ACL="public-read-write")
     alice.put_object(Bucket="policy-nots", Key="open", Body=b"o", ACL="public-read")

@@ -21,10 +21,12 @@ import json
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl
 
 from gridfs.common import errors as grid_errors
 from gridfs.gateways.s3 import grants, policy
 from gridfs.gateways.s3.errors import S3Error
+from gridfs.gateways.s3.policy_conditions import EXISTING_TAG, REQUEST_TAG
 
 if TYPE_CHECKING:
     from gridfs.directory.model import ContainerInfo, ObjectInfo
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 # The properties context names OWNER_PROP and ACL_PROP (an object's are named as its bucket's); context imports
 # this module, so they cannot come from there.
 OWNER_PROP, ACL_PROP = "s3.owner", grants.ACL_PROP
+TAGS_PROP = "s3.tags"  # objects.TAGS_PROP: an object's tags, JSON (objects imports this module through acl)
 OWNERSHIP_PROP, PUBLIC_ACCESS_BLOCK_PROP = "s3.object-ownership", "s3.public-access-block"
 ENFORCED, PREFERRED, WRITER = "BucketOwnerEnforced", "BucketOwnerPreferred", "ObjectWriter"
 OWNERSHIPS = (ENFORCED, PREFERRED, WRITER)
@@ -181,19 +184,43 @@ def condition_context(ctx: Ctx) -> dict[str, list[str]]:
             values[f"s3:{header}"] = [headers[header]]
     for name, value in acl_fields(ctx).items():  # those a presigned URL carries in its query too
         values[f"s3:{name}"] = [value]
+    if "x-amz-tagging" in headers:  # the tags a PutObject sets
+        tags = parse_qsl(headers["x-amz-tagging"], keep_blank_values=True)
+        values["s3:requestobjecttagkeys"] = [k for k, _ in tags]
+        values.update({f"{REQUEST_TAG}{k.lower()}": [v] for k, v in tags})
     return values
 
 
-def _policy_verdict(ctx: Ctx, container: ContainerInfo, owner: str, action: str, resource: str) -> str | None:
+def object_tags(ctx: Ctx, container: ContainerInfo, key: str, version: int | None) -> dict[str, list[str]]:
+    """The s3:ExistingObjectTag/KEY values of an object (a blocking read: on a client thread), none when it does
+    not exist; {} at once when the bucket's policy tests no object tag."""
+    parsed = _stored_policy(container)
+    if not key or parsed is None or not parsed.uses_object_tags:
+        return {}
+    try:
+        info = ctx.gw.client.head(container.bucket, key, version=version)
+    except (grid_errors.NoSuchObject, grid_errors.NoSuchContainer):
+        return {}
+    tags = json.loads(info.properties.get(TAGS_PROP) or "{}")
+    return {f"{EXISTING_TAG}{k.lower()}": [v] for k, v in tags.items()}
+
+
+def _stored_policy(container: ContainerInfo) -> policy.Policy | None:
     text = container.properties.get(policy.POLICY_PROP)
-    if not text:
+    return policy.stored(text, container.bucket) if text else None
+
+
+def _policy_verdict(ctx: Ctx, container: ContainerInfo, owner: str, action: str, resource: str,
+                    tags: dict[str, list[str]]) -> str | None:
+    """The policy's verdict; ``tags``: the object's (``object_tags``), for the conditions on them."""
+    parsed = _stored_policy(container)
+    if parsed is None:
         return None
     user = ctx.user.name if ctx.user else None
-    parsed = policy.stored(text, container.bucket)
     # RestrictPublicBuckets: while the policy is public, it opens the bucket to its owner only (AWS: to the
     # owner's account), even by its statements that name other users.
     restricted = Settings.of(container).restrict_public_buckets and parsed.public and user != owner
-    return parsed.evaluate(user, action, resource, condition_context(ctx), deny_only=restricted)
+    return parsed.evaluate(user, action, resource, {**condition_context(ctx), **tags}, deny_only=restricted)
 
 
 def _bucket_acl_allows(ctx: Ctx, container: ContainerInfo, owner: str, action: str) -> bool:
@@ -266,7 +293,9 @@ async def authorize_action(ctx: Ctx, container: ContainerInfo, owner: str, actio
     if action in POLICY_ACTIONS and user is not None and user == owner:
         return None
     resource = f"{container.bucket}/{key}" if key else container.bucket
-    verdict = _policy_verdict(ctx, container, owner, action, resource)
+    parsed = _stored_policy(container)
+    tags = await ctx.run(object_tags, ctx, container, key, version) if parsed and parsed.uses_object_tags else {}
+    verdict = _policy_verdict(ctx, container, owner, action, resource, tags)
     if verdict == "Deny":
         raise denied()
     if verdict == "Allow":
@@ -291,7 +320,8 @@ async def authorize_source(ctx: Ctx, container: ContainerInfo, owner: str, key: 
 def authorize_key(ctx: Ctx, container: ContainerInfo, owner: str, key: str, version: int | None) -> None:
     """DeleteObjects, one key: s3:DeleteObject (s3:DeleteObjectVersion with a version), as DeleteObject is."""
     action = "s3:DeleteObjectVersion" if version is not None else "s3:DeleteObject"
-    verdict = _policy_verdict(ctx, container, owner, action, f"{container.bucket}/{key}")
+    tags = object_tags(ctx, container, key, version)  # DeleteObjects runs its keys on client threads
+    verdict = _policy_verdict(ctx, container, owner, action, f"{container.bucket}/{key}", tags)
     if verdict == "Deny" or (verdict is None and not _bucket_acl_allows(ctx, container, owner, action)):
         raise denied()
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gridfs.gateways.s3.policy_conditions import (
+    EXISTING_TAG,
     PINNING_KEYS,
     Condition,
     check_variables,
@@ -125,6 +126,11 @@ class Policy:
     @property
     def public(self) -> bool:
         return any(s.public for s in self.statements)
+
+    @property
+    def uses_object_tags(self) -> bool:
+        """Whether a condition tests the tags of the object acted on (which are then read to evaluate it)."""
+        return any(c.key.startswith(EXISTING_TAG) for s in self.statements for c in s.conditions)
 
     @property
     def users(self) -> set[str]:

@@ -34,7 +34,10 @@ CONDITION_KEYS = frozenset({
     "s3:x-amz-grant-full-control", "s3:authtype", "s3:signatureversion", "s3:x-amz-server-side-encryption",
     "s3:x-amz-server-side-encryption-aws-kms-key-id", "s3:x-amz-server-side-encryption-customer-algorithm",
     "s3:x-amz-object-lock-mode", "s3:x-amz-object-lock-retain-until-date", "s3:x-amz-object-lock-legal-hold",
+    "s3:requestobjecttagkeys",
 })
+# Keys named after a tag: the tags of the object a request acts on, those it sets (x-amz-tagging).
+EXISTING_TAG, REQUEST_TAG = "s3:existingobjecttag/", "s3:requestobjecttag/"
 # Policy variables (``${aws:username}``) a 2012-10-17 policy may use in resources and string conditions: those
 # whose values hold no wildcard character. A 2008-10-17 policy (the default Version) reads "${" literally.
 VARIABLE_RE = re.compile(r"\$\{([^}]*)\}")
@@ -208,7 +211,9 @@ def parse_conditions(value: Any, variables: bool) -> tuple[Condition, ...]:
         if not isinstance(tests, dict) or not tests:
             raise malformed(f"Condition operator {raw_operator} needs an object of keys and values")
         for key, raw_values in tests.items():
-            if not isinstance(key, str) or key.lower() not in CONDITION_KEYS:
+            known = key.lower() in CONDITION_KEYS or any(
+                key.lower().startswith(p) and len(key) > len(p) for p in (EXISTING_TAG, REQUEST_TAG))
+            if not known:
                 raise malformed(f"Policy has an invalid condition key: {key!r}")
             items = raw_values if isinstance(raw_values, list) else [raw_values]
             if not items or not all(isinstance(v, str | int | float | bool) for v in items):
