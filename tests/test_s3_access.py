@@ -246,11 +246,13 @@ def test_objects_written_by_another_user_belong_to_the_writer(alice: Any, bob: A
     assert [u["UploadId"] for u in alice.list_multipart_uploads(Bucket="private-parts")["Uploads"]] == [up]
 
 
-def test_expected_bucket_owner(alice: Any, bob: Any) -> None:
+def test_expected_bucket_owner(alice: Any, bob: Any, anon: Any) -> None:
     alice.create_bucket(Bucket="expected-owner", ACL="public-read-write")
     alice.put_object(Bucket="expected-owner", Key="k", Body=b"v", ExpectedBucketOwner="alice")
     bob.put_object(Bucket="expected-owner", Key="b", Body=b"b", ExpectedBucketOwner="alice")
+    anon.put_object(Bucket="expected-owner", Key="a", Body=b"a", ExpectedBucketOwner="alice")
     assert denied(lambda: bob.put_object(Bucket="expected-owner", Key="c", Body=b"c", ExpectedBucketOwner="bob"))
+    assert denied(lambda: anon.put_object(Bucket="expected-owner", Key="c", Body=b"c", ExpectedBucketOwner="x"))
     assert denied(lambda: alice.list_objects_v2(Bucket="expected-owner", ExpectedBucketOwner="carol"))
     bob.create_bucket(Bucket="expected-copies")
     bob.copy_object(Bucket="expected-copies", Key="c", CopySource="expected-owner/b",
