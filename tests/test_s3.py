@@ -280,7 +280,7 @@ def test_anonymous_private_public_read_and_other_users_bucket(endpoint: str, use
     assert s3_error(lambda: s3.create_bucket(Bucket=bucket)) == ("BucketAlreadyOwnedByYou", 409)
 
     s3.create_bucket(Bucket="public-data", ACL="public-read")
-    s3.put_object(Bucket="public-data", Key="open.txt", Body=b"for all")
+    s3.put_object(Bucket="public-data", Key="open.txt", Body=b"for all", ACL="public-read")  # objects: their own ACL
     assert requests.get(f"{endpoint}/public-data/open.txt").content == b"for all"
     assert requests.put(f"{endpoint}/public-data/evil.txt", data=b"x").status_code == 403
     assert bob.get_object(Bucket="public-data", Key="open.txt")["Body"].read() == b"for all"
@@ -326,11 +326,11 @@ def test_delete_objects_limit_malformed_xml_and_not_implemented(endpoint: str, u
     r = signed_request(endpoint, users["alice"], "POST", f"/{bucket}?delete", b"<Delete><Object><Key>x</Key>",
                        headers={"Content-MD5": ""})
     assert r.status_code == 400 and b"MalformedXML" in r.content
-    for sub in ("policy", "replication", "website", "encryption"):
+    for sub in ("replication", "website", "encryption"):
         r = signed_request(endpoint, users["alice"], "GET", f"/{bucket}?{sub}")
         assert r.status_code == 501 and b"<Code>NotImplemented</Code>" in r.content, sub
     r = signed_request(endpoint, users["alice"], "PUT", f"/{bucket}?policy", b'{"Version": "2012-10-17"}')
-    assert r.status_code == 501
+    assert r.status_code == 400  # policies are implemented (test_s3_access); this one lacks Content-MD5
 
 
 def test_bucket_location_cors_and_non_empty_delete(s3: object, bucket: str, endpoint: str) -> None:

@@ -334,7 +334,7 @@ def test_anonymous_requests_cannot_override_response_headers(endpoint: str, user
     """Hole 6: anonymous readers of a public-read object could rewrite its answer's headers with
     ``response-content-type`` and the like (AWS refuses: InvalidRequest). Signed and presigned reads still can."""
     s3.create_bucket(Bucket="reqholes-public", ACL="public-read")
-    s3.put_object(Bucket="reqholes-public", Key="page", Body=b"<p>hi</p>", ContentType="text/plain")
+    s3.put_object(Bucket="reqholes-public", Key="page", Body=b"<p>hi</p>", ContentType="text/plain", ACL="public-read")
     assert requests.get(f"{endpoint}/reqholes-public/page").headers["Content-Type"] == "text/plain"
     for param in ("response-content-type=text/html", "response-content-disposition=attachment",
                   "response-cache-control=no-store", "response-expires=0", "response-content-language=fr",

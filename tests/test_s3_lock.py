@@ -153,7 +153,8 @@ def test_compliance_retention_stops_everyone_on_every_path(alice: Any, bob: Any,
     assert v2 != v1
     assert alice.get_object(Bucket=b, Key="doc", VersionId=v1)["Body"].read() == b"first"
     # The second user and anonymous callers: no delete, no retention change, no retention read, and a public
-    # object's readers do not see its lock.
+    # object's readers do not see its lock (an object is public by its own ACL, not its bucket's, as in AWS).
+    alice.put_object_acl(Bucket=b, Key="doc", VersionId=v1, ACL="public-read")
     lock_headers = {h for h in anon.head_object(Bucket=b, Key="doc", VersionId=v1)["ResponseMetadata"][
         "HTTPHeaders"] if h.startswith("x-amz-object-lock")}
     assert lock_headers == set()

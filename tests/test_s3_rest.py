@@ -561,7 +561,7 @@ def test_object_attributes_refusals(endpoint: str, users: dict, alice: Any, bob:
         r = signed(endpoint, users["alice"], method, path, headers={"x-amz-object-attributes": "ETag"})
         assert r.status_code == 405 and b"<Code>MethodNotAllowed</Code>" in r.content, (method, path)
     assert alice.get_object(Bucket=bucket, Key="o")["Body"].read() == b"x"  # the PUT and DELETE did nothing
-    alice.put_bucket_acl(Bucket=bucket, ACL="public-read")  # public reads: attributes are a read
+    alice.put_object_acl(Bucket=bucket, Key="o", ACL="public-read")  # a public object: attributes are a read
     assert anon.get_object_attributes(Bucket=bucket, Key="o", ObjectAttributes=["ObjectSize"])["ObjectSize"] == 1
 
 

@@ -1,4 +1,8 @@
-"""Access control lists: the canned ACLs a bucket takes and the AccessControlPolicy documents answered.
+"""Access control lists of buckets and objects: GetBucketAcl, PutBucketAcl, GetObjectAcl, PutObjectAcl, and
+the owner and ACL properties of what CreateBucket, PutObject, CopyObject and CreateMultipartUpload make.
+
+An ACL is set by a canned ACL (``x-amz-acl``), ``x-amz-grant-*`` headers or an AccessControlPolicy body
+(``grants`` parses them); who may set it is ``access``'s to decide (the owner, or a WRITE_ACP grantee).
 
 SPDX-License-Identifier: AGPL-3.0-or-later
 """
@@ -7,31 +11,88 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gridfs.gateways.s3 import xmlio
-from gridfs.gateways.s3.context import ACL_PROP, Ctx, owner_of, set_bucket_props
+from gridfs.directory.model import ObjectInfo
+from gridfs.gateways.s3 import access, grants, xmlio
+from gridfs.gateways.s3.context import ACL_PROP, Ctx, owner_of
 from gridfs.gateways.s3.errors import S3Error
-
-CANNED_ACLS = {"private", "public-read"}
 
 
 def owner_xml(ctx: Ctx, name: str = "") -> dict[str, str]:
-    who = name or (ctx.user.name if ctx.user else "anonymous")
-    return {"ID": who, "DisplayName": who}
+    return grants.owner_element(name or (ctx.user.name if ctx.user else "anonymous"))
+
+
+def object_owner_xml(ctx: Ctx, info: ObjectInfo) -> dict[str, str]:
+    """The Owner of an object in a listing: its writer (see ``access.object_owner``)."""
+    assert ctx.container is not None
+    return grants.owner_element(access.object_owner(ctx.container, owner_of(ctx.gw, ctx.container), info.properties))
+
+
+async def _subject(ctx: Ctx) -> tuple[str, list[grants.Grant], int | None]:
+    """The owner and ACL of what the request names (its bucket, or its object), and the object's version."""
+    assert ctx.container is not None
+    bucket_owner = owner_of(ctx.gw, ctx.container)
+    if not ctx.key:
+        return bucket_owner, grants.load(ctx.container.properties.get(ACL_PROP), bucket_owner), None
+    version = access.version_named(ctx.query)
+    info = await ctx.run(lambda: ctx.gw.client.head(ctx.bucket, ctx.key, version=version))
+    owner = access.object_owner(ctx.container, bucket_owner, info.properties)
+    if access.Settings.of(ctx.container).acls_off:  # what ACL the object had is not in force
+        return owner, grants.canned("private", owner), info.version
+    return owner, grants.load(info.properties.get(ACL_PROP), owner), info.version
 
 
 async def get_acl(ctx: Ctx) -> web.Response:
-    assert ctx.container is not None
-    owner = owner_xml(ctx, owner_of(ctx.gw, ctx.container))
-    grants = [{"Grantee": owner, "Permission": "FULL_CONTROL"}]
-    if ctx.container.properties.get(ACL_PROP) == "public-read":
-        grants.append({"Grantee": {"URI": "http://acs.amazonaws.com/groups/global/AllUsers"}, "Permission": "READ"})
-    return xmlio.response("AccessControlPolicy", {"Owner": owner, "AccessControlList": {"Grant": grants}})
+    owner, acl, _ = await _subject(ctx)
+    return xmlio.response("AccessControlPolicy", grants.document(owner, acl))
 
 
 async def put_acl(ctx: Ctx) -> web.Response:
-    acl = ctx.headers.get("x-amz-acl")
-    if not acl or (await xmlio.read(ctx.request)).strip():
-        raise S3Error("NotImplemented", "only canned ACLs (x-amz-acl: private or public-read) are implemented")
-    if acl not in CANNED_ACLS:
-        raise S3Error("NotImplemented", f"canned ACL {acl!r} is not implemented")
-    return await set_bucket_props(ctx, {ACL_PROP: acl})
+    assert ctx.container is not None
+    bucket_owner = owner_of(ctx.gw, ctx.container)
+    owner, _, version = await _subject(ctx)
+    body = (await xmlio.read(ctx.request)).strip()
+    acl = access.requested_acl(ctx, owner, bucket_owner, on_object=bool(ctx.key))
+    if acl is not None and body:
+        raise S3Error("UnexpectedContent", "This request does not support content: an ACL is set by headers or "
+                      "by an AccessControlPolicy body, not both")
+    if acl is None:
+        if not body:
+            raise S3Error("MissingSecurityHeader", "Your request was missing a required header: x-amz-acl, "
+                          "x-amz-grant-* or an AccessControlPolicy body")
+        acl = grants.from_document(xmlio.parse(body, "AccessControlPolicy"), owner)
+    access.check_new_acl(ctx.container, owner, acl)
+    await check_grantees(ctx, acl, owner)
+    if not ctx.key:
+        props = {**ctx.container.properties, ACL_PROP: grants.dump(acl)}
+        await ctx.run(ctx.gw.client.set_bucket_properties, ctx.bucket, props)
+    else:
+        client = ctx.gw.client
+        await ctx.run(lambda: client.directory.set_properties(client.account, ctx.bucket, ctx.key,
+                                                              {ACL_PROP: grants.dump(acl)}, version=version))
+    return web.Response()
+
+
+async def check_grantees(ctx: Ctx, acl: list[grants.Grant], owner: str) -> None:
+    """InvalidArgument when a grant names no S3 user (the owner and the requester are known)."""
+    named = {who for kind, who, _ in acl if kind == "id"} - {owner, ctx.user.name if ctx.user else ""}
+    if unknown := await access.unknown_users(ctx, named):
+        first = sorted(unknown)[0]
+        raise S3Error("InvalidArgument", f"Invalid id: {first!r} is no user", ArgumentName="CanonicalUser/ID",
+                      ArgumentValue=first)
+
+
+async def new_object_props(ctx: Ctx) -> dict[str, str]:
+    """The owner and ACL properties of an object the request writes (PutObject, CopyObject, CreateMultipartUpload)."""
+    assert ctx.container is not None
+    props = access.new_object_acl(ctx, ctx.container, owner_of(ctx.gw, ctx.container))
+    owner = props[access.OWNER_PROP]
+    await check_grantees(ctx, grants.load(props[ACL_PROP], owner), owner)
+    return props
+
+
+async def new_bucket_props(ctx: Ctx) -> dict[str, str]:
+    """The ACL and ObjectOwnership properties of a bucket the request creates (its owner: the requester)."""
+    assert ctx.user is not None
+    props = access.new_bucket_acl(ctx, ctx.user.name)
+    await check_grantees(ctx, grants.load(props[ACL_PROP], ctx.user.name), ctx.user.name)
+    return props

@@ -46,10 +46,8 @@ from gridfs.gateways.s3.users import User
 
 # S3 sub-resources this gateway does not implement: answered 501, never ignored.
 NOT_IMPLEMENTED = {
-    "accelerate", "analytics", "encryption", "intelligent-tiering", "inventory",
-    "logging", "metrics", "notification", "ownershipControls", "policy", "policyStatus",
-    "publicAccessBlock", "replication", "requestPayment", "restore", "select", "torrent",
-    "website", "session",
+    "accelerate", "analytics", "encryption", "intelligent-tiering", "inventory", "logging", "metrics",
+    "notification", "replication", "requestPayment", "restore", "select", "torrent", "website", "session",
 }
 METRICS_PATH = "/_grid/metrics"  # Prometheus, unauthenticated like every service's /metrics
 MAX_BODY = 8 * 1024 * 1024  # aiohttp's limit on a body read whole (XML documents); objects and parts stream

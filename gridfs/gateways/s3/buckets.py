@@ -17,13 +17,13 @@ from aiohttp import web
 from gridfs.common import errors as grid_errors
 from gridfs.common.names import check_bucket
 from gridfs.directory.model import ObjectInfo
-from gridfs.gateways.s3 import lifecycle, objectlock, xmlio
-from gridfs.gateways.s3.acl import CANNED_ACLS, get_acl, owner_xml, put_acl
+from gridfs.gateways.s3 import access_settings, lifecycle, objectlock, xmlio
+from gridfs.gateways.s3.acl import get_acl, new_bucket_props, object_owner_xml, put_acl
 from gridfs.gateways.s3.context import (
-    ACL_PROP,
     LOCATION_PROP,
     OWNER_PROP,
     Ctx,
+    authorize_key,
     load_bucket,
     owner_of,
     set_bucket_props,
@@ -48,6 +48,8 @@ async def dispatch(ctx: Ctx) -> web.StreamResponse:
         return await objectlock.bucket_dispatch(ctx)
     if "lifecycle" in q:
         return await lifecycle.dispatch(ctx)
+    if access_settings.handles(ctx):
+        return await access_settings.dispatch(ctx)
     if "tagging" in q:
         return await bucket_tagging(ctx)
     if method == "HEAD":
@@ -88,15 +90,10 @@ async def create_bucket(ctx: Ctx) -> web.Response:
     location = ""
     if body.strip():
         location = xmlio.text(xmlio.parse(body, "CreateBucketConfiguration"), "LocationConstraint")
-    acl = ctx.headers.get("x-amz-acl", "private")
-    if acl not in CANNED_ACLS:
-        raise S3Error("NotImplemented" if acl in ("public-read-write", "authenticated-read") else "InvalidArgument",
-                      f"canned ACL {acl!r} is not supported (private, public-read)")
-    if any(h.lower().startswith("x-amz-grant-") for h in ctx.headers):
-        raise S3Error("NotImplemented", "explicit grants are not implemented; use a canned ACL")
+    acl_props = await new_bucket_props(ctx)
     lock_props, versioning = objectlock.new_bucket(ctx)
     policy = ctx.headers.get(POLICY_HEADER, "")
-    props = {OWNER_PROP: ctx.user.name, ACL_PROP: acl, LOCATION_PROP: location, **lock_props}
+    props = {OWNER_PROP: ctx.user.name, LOCATION_PROP: location, **acl_props, **lock_props}
     try:
         await ctx.run(lambda: ctx.gw.client.create_bucket(ctx.bucket, policy=policy, properties=props,
                                                           versioning=versioning))
@@ -193,7 +190,7 @@ def _entry(ctx: Ctx, o: ObjectInfo, enc: Any, owner: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"Key": enc(o.key), "LastModified": xmlio.iso(o.mtime), "ETag": f'"{etag_of(o)}"',
                            "Size": o.size, "StorageClass": storage_class_of(o)}
     if owner:
-        out["Owner"] = owner_xml(ctx, owner_of(ctx.gw, ctx.container) if ctx.container else "")
+        out["Owner"] = object_owner_xml(ctx, o)
     return out
 
 
@@ -247,7 +244,7 @@ async def list_versions(ctx: Ctx) -> web.Response:
     versions, markers = [], []
     for v in page["versions"]:
         common = {"Key": enc(v.key), "VersionId": version_id(ctx, v.version, force=True), "IsLatest": v.is_latest,
-                  "LastModified": xmlio.iso(v.mtime), "Owner": owner_xml(ctx)}
+                  "LastModified": xmlio.iso(v.mtime), "Owner": object_owner_xml(ctx, v)}
         if v.delete_marker:
             markers.append(common)
         else:
@@ -281,6 +278,7 @@ async def delete_objects(ctx: Ctx) -> web.Response:
         key, vid = el.findtext("Key") or "", xmlio.text(el, "VersionId")
         try:
             version = version_from(vid)
+            authorize_key(ctx, key, version)
             try:
                 result = ctx.gw.client.delete(ctx.bucket, key, version=version, bypass_governance=bypass)
             except grid_errors.NoSuchObject:

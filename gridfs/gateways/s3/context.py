@@ -23,15 +23,14 @@ from aiohttp import web
 from gridfs.client import GridClient
 from gridfs.common import errors as grid_errors
 from gridfs.common.config import GridConfig
-from gridfs.directory.model import ContainerInfo
-from gridfs.gateways.s3 import sigv4
+from gridfs.directory.model import ContainerInfo, ObjectInfo
+from gridfs.gateways.s3 import access, sigv4
 from gridfs.gateways.s3.errors import S3Error
 from gridfs.gateways.s3.users import User, UserStore
 
 log = logging.getLogger("gridfs.s3")
 
 OWNER_PROP, ACL_PROP, LOCATION_PROP = "s3.owner", "s3.acl", "s3.location"
-READ_METHODS = {"GET", "HEAD"}
 DEFAULT_TIMEOUT = 60.0
 
 
@@ -49,6 +48,7 @@ class Ctx:
     signing_key: bytes | None = None
     request_id: str = field(default_factory=lambda: secrets.token_hex(8).upper())
     container: ContainerInfo | None = None
+    object_info: ObjectInfo | None = None  # the object whose ACL allowed a GetObject (access), to be served as is
 
     @property
     def headers(self) -> Any:
@@ -138,13 +138,22 @@ def owner_of(gw: Gateway, container: ContainerInfo) -> str:
     return container.properties.get(OWNER_PROP, "") or gw.unowned_owner
 
 
-def can_access(ctx: Ctx, container: ContainerInfo) -> bool:
+async def authorize(ctx: Ctx, container: ContainerInfo, source: str = "", version: int | None = None) -> \
+        ObjectInfo | None:
+    """Raise AccessDenied unless the request may do what it asks of ``container`` (or read its object ``source``,
+    a copy's source, whose record read to decide is answered). The policy, ACLs and bucket settings decide
+    (``access``)."""
     owner = owner_of(ctx.gw, container)
-    if ctx.user is not None and owner and owner == ctx.user.name:
-        return True
-    public = container.properties.get(ACL_PROP) in ("public-read", "public-read-write")
-    return public and ctx.request.method in READ_METHODS and not set(ctx.query) & {"acl", "cors", "versioning",
-                                                                                    "uploads", "tagging"}
+    if source:
+        return await access.authorize_source(ctx, container, owner, source, version)
+    await access.authorize(ctx, container, owner)
+    return None
+
+
+def authorize_key(ctx: Ctx, key: str, version: int | None) -> None:
+    """DeleteObjects: raise AccessDenied unless the request may delete ``key`` (its ``version``)."""
+    assert ctx.container is not None
+    access.authorize_key(ctx, ctx.container, owner_of(ctx.gw, ctx.container), key, version)
 
 
 async def load_bucket(ctx: Ctx) -> ContainerInfo:
@@ -152,8 +161,7 @@ async def load_bucket(ctx: Ctx) -> ContainerInfo:
         container = await ctx.run(lambda: ctx.gw.client.bucket_info(ctx.bucket, stats=False))
     except grid_errors.InvalidName as exc:
         raise S3Error("InvalidBucketName", str(exc)) from exc
-    if not can_access(ctx, container):
-        raise S3Error("AccessDenied", "Access Denied")
+    await authorize(ctx, container)
     ctx.container = container
     return container
 

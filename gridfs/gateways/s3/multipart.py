@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from gridfs.gateways.s3 import objectlock, xmlio
+from gridfs.gateways.s3.acl import new_object_props
 from gridfs.gateways.s3.attributes import parts_property
 from gridfs.gateways.s3.checksums import BodyDigests
 from gridfs.gateways.s3.conditional import committed_under, write_condition
@@ -61,8 +62,6 @@ def _part_number(ctx: Ctx) -> int:
 async def dispatch(ctx: Ctx) -> web.StreamResponse:
     await load_bucket(ctx)
     method, q = ctx.request.method, ctx.query
-    if ctx.user is None:
-        raise S3Error("AccessDenied", "Access Denied")
     if method == "POST" and "uploads" in q:
         return await create(ctx)
     upload_id = q.get("uploadId", "")
@@ -85,7 +84,8 @@ async def dispatch(ctx: Ctx) -> web.StreamResponse:
 
 async def create(ctx: Ctx) -> web.Response:
     policy, class_props = policy_for_class(ctx)
-    props = {**properties_from_headers(ctx), **class_props, **objectlock.props_from_headers(ctx)}
+    props = {**properties_from_headers(ctx), **class_props, **objectlock.props_from_headers(ctx),
+             **await new_object_props(ctx)}
     mime = ctx.headers.get("Content-Type") or "binary/octet-stream"
     up = await ctx.run(lambda: ctx.gw.client.create_multipart(ctx.bucket, ctx.key, policy=policy, properties=props,
                                                               mime_type=mime))

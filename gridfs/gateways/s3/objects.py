@@ -19,13 +19,14 @@ from urllib.parse import parse_qsl, unquote
 
 from aiohttp import web
 
+from gridfs.client.reader import ObjectReader
 from gridfs.common import errors as grid_errors
 from gridfs.directory.model import ObjectInfo
 from gridfs.gateways.s3 import cors, objectlock, xmlio
-from gridfs.gateways.s3.acl import get_acl
+from gridfs.gateways.s3.acl import get_acl, new_object_props, put_acl
 from gridfs.gateways.s3.checksums import ALGORITHMS, BodyDigests, requested_algorithm
 from gridfs.gateways.s3.conditional import committed_under, write_condition
-from gridfs.gateways.s3.context import Ctx, can_access, load_bucket
+from gridfs.gateways.s3.context import Ctx, authorize, load_bucket
 from gridfs.gateways.s3.errors import S3Error
 from gridfs.gateways.s3.markers import read_or_explain
 from gridfs.gateways.s3.streams import RequestBody, stream_response, sync_pieces
@@ -224,9 +225,10 @@ async def dispatch(ctx: Ctx) -> web.StreamResponse:
         return await {"GET": get_tagging, "PUT": put_tagging, "DELETE": delete_tagging}.get(
             method, _not_allowed)(ctx)
     if "acl" in q:
-        if method == "GET":
-            return await get_acl(ctx)
-        raise S3Error("NotImplemented", "object ACLs are not implemented; buckets take canned ACLs")
+        if method in ("GET", "PUT"):
+            parse_version(ctx)  # a malformed versionId is refused, not taken for the latest version
+            return await (get_acl(ctx) if method == "GET" else put_acl(ctx))
+        return await _not_allowed(ctx)
     if method == "PUT":
         return await (copy_object(ctx) if "x-amz-copy-source" in ctx.headers else put_object(ctx))
     if method in ("GET", "HEAD"):
@@ -249,8 +251,6 @@ async def receive(ctx: Ctx, write: Any) -> tuple[Any, BodyDigests, str]:
     Digests are compared inside ``before_commit``, after the last byte and before the
     directory commit, so a body that fails a check leaves nothing behind.
     """
-    if ctx.user is None:
-        raise S3Error("AccessDenied", "Access Denied")
     body = RequestBody(ctx.request, ctx.signed, ctx.signing_key)
     algorithm = requested_algorithm({k.lower(): v for k, v in ctx.headers.items()})
     digests = BodyDigests(ctx.signed.payload_hash if ctx.signed else "", algorithm,
@@ -271,7 +271,8 @@ async def receive(ctx: Ctx, write: Any) -> tuple[Any, BodyDigests, str]:
 
 async def put_object(ctx: Ctx) -> web.Response:
     policy, class_props = policy_for_class(ctx)
-    props = {**properties_from_headers(ctx), **class_props, **objectlock.props_from_headers(ctx)}
+    props = {**properties_from_headers(ctx), **class_props, **objectlock.props_from_headers(ctx),
+             **await new_object_props(ctx)}
     condition = await write_condition(ctx, etag_of)
     mime = ctx.headers.get("Content-Type") or "binary/octet-stream"
 
@@ -298,8 +299,6 @@ async def put_object(ctx: Ctx) -> web.Response:
 
 
 async def delete_object(ctx: Ctx) -> web.Response:
-    if ctx.user is None:
-        raise S3Error("AccessDenied", "Access Denied")
     version = parse_version(ctx)
     bypass = objectlock.bypass(ctx)
     try:
@@ -333,9 +332,9 @@ def parse_copy_source(ctx: Ctx) -> tuple[str, str, int | None]:
 async def load_copy_source(ctx: Ctx) -> tuple[str, ObjectInfo]:
     bucket, key, version = parse_copy_source(ctx)
     container = await ctx.run(lambda: ctx.gw.client.bucket_info(bucket, stats=False))
-    if not can_access(ctx, container):
-        raise S3Error("AccessDenied", "Access Denied")
-    info = await ctx.run(lambda: ctx.gw.client.head(bucket, key, version=version))
+    # The version whose ACL allowed the copy is the one copied, not one written since.
+    info = await authorize(ctx, container, key, version) or \
+        await ctx.run(lambda: ctx.gw.client.head(bucket, key, version=version))
     check_conditions(ctx.headers, info, prefix="x-amz-copy-source-")
     return bucket, info
 
@@ -356,6 +355,7 @@ async def copy_object(ctx: Ctx) -> web.Response:
         props = {**src.properties, **class_props}
         mime = src.mime_type
     props = objectlock.props_from_headers(ctx, props)  # the source's lock is not copied, as in S3
+    props.update(await new_object_props(ctx))  # a copy is its copier's, with an ACL of its own (not the source's)
     tagging = ctx.headers.get("x-amz-tagging-directive", "COPY").upper()
     if tagging == "REPLACE":
         props[TAGS_PROP] = json.dumps(parse_tagging(ctx.headers.get("x-amz-tagging", "")))
@@ -395,7 +395,12 @@ async def get_object(ctx: Ctx) -> web.StreamResponse:
         # As AWS: a public object's answer is the owner's, not whatever headers an anonymous link asks for.
         raise S3Error("InvalidRequest", "Request specific response headers cannot be used for anonymous GET requests.")
     version = parse_version(ctx)
-    reader = await read_or_explain(ctx, lambda: ctx.gw.client.reader(ctx.bucket, ctx.key, version=version), version)
+    checked = ctx.object_info  # the version access control read and allowed: served, not read again
+    if checked is not None and version in (None, checked.version):
+        reader = ObjectReader(ctx.gw.client.io, checked)
+    else:
+        reader = await read_or_explain(ctx, lambda: ctx.gw.client.reader(ctx.bucket, ctx.key, version=version),
+                                       version)
     info = reader.info
     check_conditions(ctx.headers, info)
     headers = object_headers(ctx, info)

@@ -86,7 +86,10 @@ def _add(parent: ET.Element, name: str, value: Any) -> None:
     child = ET.SubElement(parent, name)
     if isinstance(value, dict):
         for k, v in value.items():
-            _add(child, k, v)
+            if k.startswith("@"):  # an attribute: {"@xsi:type": "Group"}
+                child.set(k[1:], str(v))
+            else:
+                _add(child, k, v)
     elif isinstance(value, bool):
         child.text = "true" if value else "false"
     else:
