@@ -24,7 +24,7 @@ from gridfs.client import GridClient
 from gridfs.common import errors as grid_errors
 from gridfs.common.config import GridConfig
 from gridfs.directory.model import ContainerInfo
-from gridfs.gateways.s3 import sigv4
+from gridfs.gateways.s3 import masterkey, sigv4
 from gridfs.gateways.s3.errors import S3Error
 from gridfs.gateways.s3.users import User, UserStore
 
@@ -94,7 +94,9 @@ class Gateway:
         # so that no S3 user may touch them unless the operator says so.
         self.unowned_owner = str(settings.get("unowned_owner", ""))
         self.client = GridClient(self.config)
-        self.users = UserStore(self.config)
+        # Wraps SSE-S3 data keys and seals users' secrets; read from its own file, never from grid.toml.
+        self.master_key = masterkey.load(self.config)
+        self.users = UserStore(self.config, self.master_key)
         self.pool = ThreadPoolExecutor(32, thread_name_prefix="s3")
         self.metrics = Metrics()
 
