@@ -35,7 +35,7 @@ from gridfs.gateways.s3.users import User
 
 # S3 sub-resources this gateway does not implement: answered 501, never ignored.
 NOT_IMPLEMENTED = {
-    "accelerate", "analytics", "encryption", "intelligent-tiering", "inventory", "legal-hold", "lifecycle",
+    "accelerate", "analytics", "intelligent-tiering", "inventory", "legal-hold", "lifecycle",
     "logging", "metrics", "notification", "object-lock", "ownershipControls", "policy", "policyStatus",
     "publicAccessBlock", "replication", "requestPayment", "restore", "retention", "select", "torrent",
     "website", "attributes", "session",

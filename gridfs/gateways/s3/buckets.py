@@ -17,7 +17,7 @@ from aiohttp import web
 from gridfs.common import errors as grid_errors
 from gridfs.common.names import check_bucket
 from gridfs.directory.model import ObjectInfo
-from gridfs.gateways.s3 import xmlio
+from gridfs.gateways.s3 import bucket_encryption, sse, xmlio
 from gridfs.gateways.s3.acl import CANNED_ACLS, get_acl, owner_xml, put_acl
 from gridfs.gateways.s3.context import (
     ACL_PROP,
@@ -59,7 +59,8 @@ async def dispatch(ctx: Ctx) -> web.StreamResponse:
         return web.Response(headers={"x-amz-bucket-region": _location(ctx) or "us-east-1"})
     if method == "GET":
         for sub, fn in (("location", get_location), ("versioning", get_versioning), ("versions", list_versions),
-                        ("cors", get_cors), ("acl", get_acl), ("uploads", list_uploads)):
+                        ("cors", get_cors), ("acl", get_acl), ("uploads", list_uploads),
+                        ("encryption", bucket_encryption.get_encryption)):
             if sub in q:
                 return await fn(ctx)
         return await (list_v2(ctx) if q.get("list-type") == "2" else list_v1(ctx))
@@ -70,10 +71,14 @@ async def dispatch(ctx: Ctx) -> web.StreamResponse:
             return await put_cors(ctx)
         if "acl" in q:
             return await put_acl(ctx)
+        if "encryption" in q:
+            return await bucket_encryption.put_encryption(ctx)
         raise S3Error("NotImplemented", "this bucket setting is not implemented by this gateway")
     if method == "DELETE":
         if "cors" in q:
             return await set_bucket_props(ctx, {CORS_PROP: None}, status=204)
+        if "encryption" in q:
+            return await bucket_encryption.delete_encryption(ctx)
         if q:
             raise S3Error("NotImplemented", "this bucket operation is not implemented by this gateway")
         return await delete_bucket(ctx)
@@ -196,7 +201,7 @@ def _encoder(ctx: Ctx) -> Any:
 
 def _entry(ctx: Ctx, o: ObjectInfo, enc: Any, owner: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"Key": enc(o.key), "LastModified": xmlio.iso(o.mtime), "ETag": f'"{etag_of(o)}"',
-                           "Size": o.size, "StorageClass": storage_class_of(o)}
+                           "Size": sse.plain_size(o), "StorageClass": storage_class_of(o)}
     if owner:
         out["Owner"] = owner_xml(ctx, owner_of(ctx.gw, ctx.container) if ctx.container else "")
     return out
@@ -256,7 +261,7 @@ async def list_versions(ctx: Ctx) -> web.Response:
         if v.delete_marker:
             markers.append(common)
         else:
-            versions.append({**common, "ETag": f'"{etag_of(v)}"', "Size": v.size,
+            versions.append({**common, "ETag": f'"{etag_of(v)}"', "Size": sse.plain_size(v),
                              "StorageClass": storage_class_of(v)})
     content: dict[str, Any] = {
         "Name": ctx.bucket, "Prefix": enc(prefix), "KeyMarker": enc(key_marker), "VersionIdMarker": version_marker,

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gridfs.gateways.s3 import xmlio
+from gridfs.gateways.s3 import sse, xmlio
 from gridfs.gateways.s3.checksums import BodyDigests
 from gridfs.gateways.s3.context import Ctx, load_bucket
 from gridfs.gateways.s3.errors import S3Error
@@ -84,9 +84,11 @@ async def create(ctx: Ctx) -> web.Response:
     policy, class_props = policy_for_class(ctx)
     props = {**properties_from_headers(ctx), **class_props}
     mime = ctx.headers.get("Content-Type") or "binary/octet-stream"
+    sealing = sse.requested(ctx)  # a data key for the whole upload; every part is sealed with it
+    props.update(sse.stored_props(ctx, sealing))
     up = await ctx.run(lambda: ctx.gw.client.create_multipart(ctx.bucket, ctx.key, policy=policy, properties=props,
                                                               mime_type=mime))
-    headers = {}
+    headers = sealing.headers() if sealing else {}
     if alg := ctx.headers.get("x-amz-checksum-algorithm"):
         headers["x-amz-checksum-algorithm"] = alg
     return xmlio.response("InitiateMultipartUploadResult",
@@ -96,16 +98,18 @@ async def create(ctx: Ctx) -> web.Response:
 async def upload_part(ctx: Ctx) -> web.Response:
     number = _part_number(ctx)
     upload_id = ctx.query["uploadId"]
+    sealing = sse.opened(ctx, await sse.upload_props(ctx, upload_id))
 
     def write(pieces: Any, verify: Any, digests: BodyDigests) -> Any:
         def before_commit() -> str:
             verify()
-            return digests.etag()
+            return sse.etag(sealing, digests.etag())
 
-        return ctx.gw.client.upload_part(ctx.bucket, ctx.key, upload_id, number, pieces, before_commit=before_commit)
+        return ctx.gw.client.upload_part(ctx.bucket, ctx.key, upload_id, number, sse.encrypt(sealing, pieces, number),
+                                         before_commit=before_commit)
 
     _part, digests, checksum = await receive(ctx, write)
-    headers = {"ETag": f'"{digests.etag()}"'}
+    headers = {"ETag": f'"{sse.etag(sealing, digests.etag())}"', **(sealing.headers() if sealing else {})}
     if checksum:
         headers[f"x-amz-checksum-{digests.algorithm}"] = checksum
     return web.Response(headers=headers)
@@ -115,23 +119,30 @@ async def upload_part_copy(ctx: Ctx) -> web.Response:
     number = _part_number(ctx)
     upload_id = ctx.query["uploadId"]
     src_bucket, src = await load_copy_source(ctx)
-    span = parse_range(ctx.headers.get("x-amz-copy-source-range"), src.size) if src.size else None
-    start, end = span or (0, src.size)
+    src_sealing = sse.opened(ctx, src.properties, sse.COPY_SOURCE)
+    sealing = sse.opened(ctx, await sse.upload_props(ctx, upload_id))
+    size = sse.plain_size(src)
+    span = parse_range(ctx.headers.get("x-amz-copy-source-range"), size) if size else None
+    start, end = span or (0, size)
 
     def copy() -> str:
         md5 = hashlib.md5()
 
         def pieces() -> Any:
-            for block in ctx.gw.client.get_stream(src_bucket, src.key, offset=start, length=end - start,
-                                                  version=src.version):
+            for block in sse.read_source(ctx.gw.client, src_bucket, src, src_sealing, start, end):
                 md5.update(block)
                 yield bytes(block)
 
-        ctx.gw.client.upload_part(ctx.bucket, ctx.key, upload_id, number, pieces(), before_commit=md5.hexdigest)
-        return md5.hexdigest()
+        def before_commit() -> str:
+            return sse.etag(sealing, md5.hexdigest())
+
+        ctx.gw.client.upload_part(ctx.bucket, ctx.key, upload_id, number, sse.encrypt(sealing, pieces(), number),
+                                  before_commit=before_commit)
+        return before_commit()
 
     etag = await ctx.run(copy)
-    return xmlio.response("CopyPartResult", {"LastModified": xmlio.iso(src.mtime), "ETag": f'"{etag}"'})
+    return xmlio.response("CopyPartResult", {"LastModified": xmlio.iso(src.mtime), "ETag": f'"{etag}"'},
+                          sealing.headers() if sealing else None)
 
 
 async def list_parts(ctx: Ctx) -> web.Response:
@@ -195,9 +206,12 @@ async def complete(ctx: Ctx) -> web.Response:
                           PartNumber=str(n), ProposedSize=str(part.size), MinSizeAllowed=str(MIN_PART))
     md5s = b"".join(bytes.fromhex(etag) for _, etag in asked)
     etag = f"{hashlib.md5(md5s).hexdigest()}-{len(asked)}"
+    props = {ETAG_PROP: etag}
+    if sse.MODE_PROP in (upload := await sse.upload_props(ctx, upload_id)):
+        props.update(sse.parts_props([(n, stored[n]) for n, _ in asked]))
     info = await ctx.run(lambda: ctx.gw.client.complete_multipart(
-        ctx.bucket, ctx.key, upload_id, asked, properties={ETAG_PROP: etag}))
-    headers = {}
+        ctx.bucket, ctx.key, upload_id, asked, properties=props))
+    headers = sse.response_headers(ctx, info) if upload.get(sse.MODE_PROP) == sse.AES256 else {}
     if (vid := version_id(ctx, info.version)):
         headers["x-amz-version-id"] = vid
     return xmlio.response("CompleteMultipartUploadResult", {

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import re
 from email.utils import parsedate_to_datetime
@@ -21,12 +22,12 @@ from aiohttp import web
 
 from gridfs.common import errors as grid_errors
 from gridfs.directory.model import ObjectInfo
-from gridfs.gateways.s3 import cors, xmlio
+from gridfs.gateways.s3 import cors, sse, xmlio
 from gridfs.gateways.s3.acl import get_acl
 from gridfs.gateways.s3.checksums import ALGORITHMS, BodyDigests, requested_algorithm
 from gridfs.gateways.s3.context import Ctx, can_access, load_bucket
 from gridfs.gateways.s3.errors import S3Error
-from gridfs.gateways.s3.streams import RequestBody, stream_response, sync_pieces
+from gridfs.gateways.s3.streams import RequestBody, sync_pieces
 
 ETAG_PROP, TAGS_PROP, CLASS_PROP = "s3.etag", "s3.tags", "s3.storage-class"
 CHECKSUM_PROP = "s3.checksum."
@@ -138,11 +139,12 @@ def object_headers(ctx: Ctx, info: ObjectInfo) -> dict[str, str]:
             if CHECKSUM_PROP + alg in props:
                 headers[f"x-amz-checksum-{alg}"] = props[CHECKSUM_PROP + alg]
         sent = any(CHECKSUM_PROP + alg in props for alg in ALGORITHMS)
-        if info.crc32c and not sent and "-" not in etag_of(info):
+        if info.crc32c and not sent and "-" not in etag_of(info) and not sse.is_encrypted(info):
             # No checksum sent with the object: the grid's own CRC32C of the whole object is S3's
             # CRC32C of a single-part object (base64 of its 4 big-endian bytes). Not for an S3
             # multipart object (ETag "MD5-N"), whose S3 checksum is a checksum of part checksums.
             headers["x-amz-checksum-crc32c"] = base64.b64encode(bytes.fromhex(info.crc32c)).decode()
+    headers.update(sse.response_headers(ctx, info))
     return headers
 
 
@@ -263,20 +265,24 @@ async def put_object(ctx: Ctx) -> web.Response:
     if ctx.headers.get("If-Match"):
         raise S3Error("NotImplemented", "conditional writes with If-Match are not implemented")
     mime = ctx.headers.get("Content-Type") or "binary/octet-stream"
+    sealing = sse.requested(ctx)
+    props.update(sse.stored_props(ctx, sealing))
 
     def write(pieces: Any, verify: Any, digests: BodyDigests) -> ObjectInfo:
         def before_commit() -> dict[str, str]:
             value = verify()
-            extra = {ETAG_PROP: digests.etag()}
+            extra = {ETAG_PROP: sse.etag(sealing, digests.etag())}
+            if sealing:
+                extra[sse.SIZE_PROP] = str(digests.size)
             if value:
                 extra[CHECKSUM_PROP + digests.algorithm] = value
             return extra
 
-        return ctx.gw.client.put(ctx.bucket, ctx.key, pieces, policy=policy, properties=props, mime_type=mime,
-                                 if_none_match=if_none_match, before_commit=before_commit)
+        return ctx.gw.client.put(ctx.bucket, ctx.key, sse.encrypt(sealing, pieces), policy=policy, properties=props,
+                                 mime_type=mime, if_none_match=if_none_match, before_commit=before_commit)
 
     info, digests, checksum = await receive(ctx, write)
-    headers = {"ETag": f'"{digests.etag()}"'}
+    headers = {"ETag": f'"{sse.etag(sealing, digests.etag())}"', **(sealing.headers() if sealing else {})}
     if checksum:
         headers[f"x-amz-checksum-{digests.algorithm}"] = checksum
     vid = version_id(ctx, info.version)
@@ -330,6 +336,7 @@ async def copy_object(ctx: Ctx) -> web.Response:
     if ctx.user is None:
         raise S3Error("AccessDenied", "Access Denied")
     src_bucket, src = await load_copy_source(ctx)
+    src_sealing, sealing = sse.opened(ctx, src.properties, sse.COPY_SOURCE), sse.requested(ctx)
     directive = ctx.headers.get("x-amz-metadata-directive", "COPY").upper()
     if directive not in ("COPY", "REPLACE"):
         raise S3Error("InvalidArgument", "Unknown metadata directive.")
@@ -345,11 +352,31 @@ async def copy_object(ctx: Ctx) -> web.Response:
     if tagging == "REPLACE":
         props[TAGS_PROP] = json.dumps(parse_tagging(ctx.headers.get("x-amz-tagging", "")))
     if src_bucket == ctx.bucket and src.key == ctx.key and directive == "COPY" and not class_props \
-            and tagging != "REPLACE":
+            and tagging != "REPLACE" and not sealing:
         raise S3Error("InvalidRequest", "This copy request is illegal because it is trying to copy an object to "
                       "itself without changing the object's metadata, storage class, website redirect location "
                       "or encryption attributes.")
-    if policy and policy != src.policy:  # another policy: the data must be re-encoded
+    if src_sealing or sealing:  # decrypted and (re-)encrypted under a new data key: the data moves
+        props = {**sse.without_sealing(props), **sse.stored_props(ctx, sealing)}
+        size = sse.plain_size(src)
+
+        def reseal() -> ObjectInfo:
+            md5 = hashlib.md5()
+
+            def pieces() -> Any:
+                for block in sse.read_source(ctx.gw.client, src_bucket, src, src_sealing, 0, size):
+                    md5.update(block)
+                    yield block
+
+            def before_commit() -> dict[str, str]:
+                return {ETAG_PROP: sse.etag(sealing, md5.hexdigest()),
+                        **({sse.SIZE_PROP: str(size)} if sealing else {})}
+
+            return ctx.gw.client.put(ctx.bucket, ctx.key, sse.encrypt(sealing, pieces()), policy=policy,
+                                     properties=props, mime_type=mime, before_commit=before_commit)
+
+        info = await ctx.run(reseal)
+    elif policy and policy != src.policy:  # another policy: the data must be re-encoded
         def recode() -> ObjectInfo:
             stream = ctx.gw.client.get_stream(src_bucket, src.key, version=src.version)
             return ctx.gw.client.put(ctx.bucket, ctx.key, (bytes(b) for b in stream), policy=policy,
@@ -359,7 +386,7 @@ async def copy_object(ctx: Ctx) -> web.Response:
     else:
         info = await ctx.run(lambda: ctx.gw.client.copy(src_bucket, src.key, ctx.bucket, ctx.key,
                                                         version=src.version, properties=props, mime_type=mime))
-    headers = {}
+    headers = sealing.headers() if sealing else {}
     if (vid := version_id(ctx, info.version)):
         headers["x-amz-version-id"] = vid
     return xmlio.response("CopyObjectResult", {"LastModified": xmlio.iso(info.mtime), "ETag": f'"{etag_of(info)}"'},
@@ -376,26 +403,30 @@ async def get_object(ctx: Ctx) -> web.StreamResponse:
     version = parse_version(ctx)
     reader = await ctx.run(lambda: ctx.gw.client.reader(ctx.bucket, ctx.key, version=version))
     info = reader.info
+    sealing = sse.opened(ctx, info.properties)
+    size = sse.plain_size(info)
     check_conditions(ctx.headers, info)
     headers = object_headers(ctx, info)
     for name in RESPONSE_OVERRIDES:
         override = ctx.query.get("response-" + name.lower())
         if override is not None:
             headers[name] = override
-    span = parse_range(ctx.headers.get("Range"), info.size)
-    start, end = span or (0, info.size)
+    span = parse_range(ctx.headers.get("Range"), size)
+    start, end = span or (0, size)
     status = 206 if span else 200
     if span:
-        headers["Content-Range"] = f"bytes {start}-{end - 1}/{info.size}"
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
         for alg in ALGORITHMS:  # a whole-object checksum does not describe a range
             headers.pop(f"x-amz-checksum-{alg}", None)
     headers["Content-Length"] = str(end - start)
     if ctx.request.method == "HEAD":
         return web.Response(status=status, headers=headers)
+    blocks = sse.plaintext(reader, sealing, start, end)
+    if sealing:  # the first segment opened before the answer begins: a damaged one is an error, not a cut body
+        blocks = await ctx.run(sse.first_checked, blocks)
     response = web.StreamResponse(status=status, headers=headers)
     cors.add_headers(ctx, response)
-    await stream_response(response, ctx.request, iter(reader.iter_range(start, end)) if end > start else iter(()),
-                          ctx.gw.pool)
+    await sse.send(ctx, response, blocks)
     return response
 
 
