@@ -15,7 +15,6 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +38,8 @@ AWS = Path(sys.executable).parent / "aws"
 
 
 @pytest.fixture(scope="module")
-def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalGrid]:
-    g = LocalGrid(tmp_path_factory.mktemp("creds"))
-    g.up(nodes=1, volumes=3, s3_port=0, s3_workers=1, webhdfs_port=None)
-    try:
-        yield g
-    finally:
-        g.down()
+def grid(s3_grid: LocalGrid) -> LocalGrid:
+    return s3_grid
 
 
 @pytest.fixture(scope="module")

@@ -42,13 +42,8 @@ AWS = Path(sys.executable).parent / "aws"
 
 
 @pytest.fixture(scope="module")
-def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalGrid]:
-    g = LocalGrid(tmp_path_factory.mktemp("sse"))
-    g.up(nodes=1, volumes=3, s3_port=0, s3_workers=1, webhdfs_port=None)
-    try:
-        yield g
-    finally:
-        g.down()
+def grid(s3_grid: LocalGrid) -> LocalGrid:
+    return s3_grid
 
 
 @pytest.fixture(scope="module")
