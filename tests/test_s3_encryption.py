@@ -280,6 +280,8 @@ def test_multipart_encrypted_with_ranges_across_parts(alice: Any, bob: Any, buck
     for n, part in enumerate(parts_data, 1):
         etags.append(alice.upload_part(Bucket=bucket, Key="big", UploadId=uid, PartNumber=n, Body=part,
                                        **extra)["ETag"])
+    listed = alice.list_parts(Bucket=bucket, Key="big", UploadId=uid)["Parts"]
+    assert [p["Size"] for p in listed] == [len(p) for p in parts_data]  # the client's sizes, not the stored ones
     done = alice.complete_multipart_upload(Bucket=bucket, Key="big", UploadId=uid, MultipartUpload={
         "Parts": [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, 1)]})
     assert done["ETag"].endswith('-2"')
@@ -295,6 +297,15 @@ def test_multipart_encrypted_with_ranges_across_parts(alice: Any, bob: Any, buck
     assert alice.list_objects_v2(Bucket=bucket)["Contents"][0]["Size"] == len(data)
     if mode == "SSE-C":
         assert refused(lambda: alice.get_object(Bucket=bucket, Key="big"))[0] == 400
+
+
+def test_an_encrypted_part_under_5_mib_is_too_small(alice: Any, bucket: str) -> None:
+    uid = alice.create_multipart_upload(Bucket=bucket, Key="k", ServerSideEncryption="AES256")["UploadId"]
+    short = 5 * MiB - 100  # stored with its segments' nonces and tags, it is over 5 MiB: the client's size counts
+    etags = [alice.upload_part(Bucket=bucket, Key="k", UploadId=uid, PartNumber=n, Body=os.urandom(size))["ETag"]
+             for n, size in ((1, short), (2, 10))]
+    assert refused(lambda: alice.complete_multipart_upload(Bucket=bucket, Key="k", UploadId=uid, MultipartUpload={
+        "Parts": [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, 1)]})) == (400, "EntityTooSmall")
 
 
 # -- copies --------------------------------------------------------------------------------------------

@@ -149,6 +149,7 @@ async def list_parts(ctx: Ctx) -> web.Response:
     upload_id = ctx.query["uploadId"]
     marker, max_parts = _count(ctx, "part-number-marker", 0, MAX_PARTS), _count(ctx, "max-parts", 1000)
     parts = [p for p in await ctx.run(ctx.gw.client.list_parts, ctx.bucket, upload_id) if p.part_number > marker]
+    encrypted = sse.MODE_PROP in await sse.upload_props(ctx, upload_id)
     page, truncated = parts[:max_parts], 0 < max_parts < len(parts)  # 0 asks for nothing: no next page
     who = {"ID": ctx.user.name, "DisplayName": ctx.user.name} if ctx.user else {}
     return xmlio.response("ListPartsResult", {
@@ -157,7 +158,7 @@ async def list_parts(ctx: Ctx) -> web.Response:
         "NextPartNumberMarker": page[-1].part_number if page else marker, "MaxParts": max_parts,
         "IsTruncated": truncated,
         "Part": [{"PartNumber": p.part_number, "LastModified": xmlio.iso(p.mtime), "ETag": f'"{p.etag}"',
-                  "Size": p.size} for p in page],
+                  "Size": sse.part_size(encrypted, p)} for p in page],
     })
 
 
@@ -195,19 +196,22 @@ async def complete(ctx: Ctx) -> web.Response:
         raise S3Error("InvalidPartOrder", "The list of parts was not in ascending order. Parts must be ordered by "
                       "part number.")
     stored = {p.part_number: p for p in await ctx.run(ctx.gw.client.list_parts, ctx.bucket, upload_id)}
+    upload = await sse.upload_props(ctx, upload_id)
+    encrypted = sse.MODE_PROP in upload
     for i, (n, etag) in enumerate(asked):
         part = stored.get(n)
         if part is None or part.etag != etag:
             raise S3Error("InvalidPart", "One or more of the specified parts could not be found. The part may not "
                           "have been uploaded, or the specified entity tag may not match the part's entity tag.",
                           PartNumber=str(n))
-        if i < len(asked) - 1 and part.size < MIN_PART:
+        if i < len(asked) - 1 and sse.part_size(encrypted, part) < MIN_PART:
             raise S3Error("EntityTooSmall", "Your proposed upload is smaller than the minimum allowed object size.",
-                          PartNumber=str(n), ProposedSize=str(part.size), MinSizeAllowed=str(MIN_PART))
+                          PartNumber=str(n), ProposedSize=str(sse.part_size(encrypted, part)),
+                          MinSizeAllowed=str(MIN_PART))
     md5s = b"".join(bytes.fromhex(etag) for _, etag in asked)
     etag = f"{hashlib.md5(md5s).hexdigest()}-{len(asked)}"
     props = {ETAG_PROP: etag}
-    if sse.MODE_PROP in (upload := await sse.upload_props(ctx, upload_id)):
+    if encrypted:
         props.update(sse.parts_props([(n, stored[n]) for n, _ in asked]))
     info = await ctx.run(lambda: ctx.gw.client.complete_multipart(
         ctx.bucket, ctx.key, upload_id, asked, properties=props))

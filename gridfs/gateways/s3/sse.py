@@ -246,13 +246,18 @@ def parts_props(parts: list[tuple[int, PartInfo]]) -> dict[str, str]:
     ([first part number, size, count] for consecutive parts of one size: usually one or two runs)."""
     runs: list[list[int]] = []
     for number, part in parts:
-        size = cipher.plain_size(part.size)
+        size = part_size(True, part)
         if runs and runs[-1][1] == size and runs[-1][0] + runs[-1][2] == number:
             runs[-1][2] += 1
         else:
             runs.append([number, size, 1])
     total = sum(size * count for _first, size, count in runs)
     return {SIZE_PROP: str(total), PARTS_PROP: json.dumps(runs, separators=(",", ":"))}
+
+
+def part_size(encrypted: bool, part: PartInfo) -> int:
+    """The size of an uploaded part as the client sent it."""
+    return cipher.plain_size(part.size) if encrypted else part.size
 
 
 def without_sealing(props: dict[str, str]) -> dict[str, str]:
