@@ -120,33 +120,48 @@ def segments(layout: list[tuple[int, int]], start: int, end: int) -> Iterator[Se
 
 
 def decrypt_range(read: Any, key: bytes, layout: list[tuple[int, int]], start: int,
-                  end: int) -> Iterator[bytearray]:
+                  end: int) -> Iterator[memoryview]:
     """Plaintext bytes [start, end), from ``read(stored_start, stored_end)`` (an iterator of blocks that may be
-    reused after each step) over exactly the stored segments they lie in."""
+    reused after each step) over exactly the stored segments they lie in: one output piece per block read,
+    holding every segment completed by it (a piece per segment cost a thread hop each in the gateway)."""
     wanted = list(segments(layout, start, end))
     if not wanted:
         return
     aead = AESGCM(key)
     blocks = iter(read(wanted[0].stored_at, wanted[-1].stored_at + wanted[-1].stored_len))
-    held, pos = bytearray(), 0  # bytes read and not yet decrypted are held[pos:]
-    for seg in wanted:
-        while len(held) - pos < seg.stored_len:
-            block = next(blocks, None)
-            if block is None:
-                raise TamperedData(f"the stored object ends inside segment {seg.index} of part {seg.part}")
-            del held[:pos]  # once per block read, not per segment: no quadratic moves
-            pos = 0
-            held += block
-        plain = bytearray(seg.plain_len)
-        with memoryview(held) as view:
-            nonce, sealed = view[pos:pos + NONCE], view[pos + NONCE:pos + seg.stored_len]
-            try:
-                aead.decrypt_into(nonce, sealed, _aad(seg.part, seg.index, seg.last), plain)
-            except InvalidTag as exc:
-                raise TamperedData(f"segment {seg.index} of part {seg.part} failed its integrity check") from exc
-            finally:
-                nonce.release()
-                sealed.release()
-        pos += seg.stored_len
-        lo, hi = max(start - seg.plain_at, 0), min(end - seg.plain_at, seg.plain_len)
-        yield plain if (lo, hi) == (0, seg.plain_len) else plain[lo:hi]
+    held, pos, done = bytearray(), 0, 0  # bytes read and not yet decrypted are held[pos:]
+    while done < len(wanted):
+        block = next(blocks, None)
+        if block is None:
+            seg = wanted[done]
+            raise TamperedData(f"the stored object ends inside segment {seg.index} of part {seg.part}")
+        del held[:pos]
+        pos = 0
+        held += block
+        ready, available = done, len(held)
+        while ready < len(wanted) and wanted[ready].stored_len <= available:
+            available -= wanted[ready].stored_len
+            ready += 1
+        if ready == done:
+            continue
+        batch = wanted[done:ready]
+        out = bytearray(sum(seg.plain_len for seg in batch))
+        at = 0
+        with memoryview(held) as view, memoryview(out) as into:
+            for seg in batch:
+                nonce, sealed = view[pos:pos + NONCE], view[pos + NONCE:pos + seg.stored_len]
+                target = into[at:at + seg.plain_len]
+                try:
+                    aead.decrypt_into(nonce, sealed, _aad(seg.part, seg.index, seg.last), target)
+                except InvalidTag as exc:
+                    raise TamperedData(f"segment {seg.index} of part {seg.part} failed its integrity check") from exc
+                finally:
+                    nonce.release()
+                    sealed.release()
+                    target.release()
+                pos += seg.stored_len
+                at += seg.plain_len
+        done = ready
+        lo = max(start - batch[0].plain_at, 0)
+        hi = len(out) - max(batch[-1].plain_at + batch[-1].plain_len - end, 0)
+        yield memoryview(out)[lo:hi]
