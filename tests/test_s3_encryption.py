@@ -513,7 +513,16 @@ def test_a_tampered_segment_fails_its_gcm_tag(endpoint: str, keys: dict[str, Any
         bad_range = f"bytes={SEGMENT}-{SEGMENT + 10}"
         assert refused(lambda: s3.get_object(Bucket=bucket, Key=name, Range=bad_range, **read)) \
             == (500, "InternalError")  # noqa: B023
-        # A whole read starts well and is cut short at the bad segment: never its bytes.
-        body = s3.get_object(Bucket=bucket, Key=name, **read)["Body"]
-        with pytest.raises((botocore.exceptions.ResponseStreamingError, botocore.exceptions.IncompleteReadError)):
-            body.read()
+        # The bad segment is among the first the answer needs: an error before any byte.
+        assert refused(lambda: s3.get_object(Bucket=bucket, Key=name, **read)) == (500, "InternalError")  # noqa: B023
+    # A bad segment further on (past the first 8 MiB block of one copy): the answer has begun, it is cut short
+    # there, at once, and never carries that segment.
+    big = os.urandom(9 * MiB)
+    s3.put_object(Bucket=bucket, Key="big", Body=big, ServerSideEncryption="AES256", StorageClass="SINGLE")
+    places = chunk_places(grid, bucket, "big")
+    assert len(places) == 2
+    flip_byte(*places[1], offset=100, fix_checksums=True)
+    assert s3.get_object(Bucket=bucket, Key="big", Range="bytes=0-99")["Body"].read() == big[:100]
+    body = s3.get_object(Bucket=bucket, Key="big")["Body"]
+    with pytest.raises((botocore.exceptions.ResponseStreamingError, botocore.exceptions.IncompleteReadError)):
+        body.read()
