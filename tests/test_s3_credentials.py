@@ -157,6 +157,46 @@ def test_bucket_ownership_changes_with_the_admin_credential(grid: LocalGrid, end
     assert refused_code(lambda: as_carol.get_object(Bucket="handed-over", Key="report.csv")) == "AccessDenied"
 
 
+def test_an_owner_set_with_the_namespace_secret_alone_does_not_count(grid: LocalGrid, endpoint: str) -> None:
+    frank, gina = create_user(grid, "frank"), create_user(grid, "gina")
+    as_frank = s3_client(endpoint, frank["access_key"], frank["secret_key"])
+    as_gina = s3_client(endpoint, gina["access_key"], gina["secret_key"])
+    with GridClient(grid.config_path) as c:  # what a grid:// client host can do
+        c.create_bucket("forged", properties={"s3.owner": "frank"})
+        c.put("forged", "k", b"v")
+        c.create_bucket("forged-seal", properties={"s3.owner": "frank", "s3.owner-seal": "0" * 64})
+    for name in ("forged", "forged-seal"):
+        assert refused_code(lambda: as_frank.get_object(Bucket=name, Key="k")) == "AccessDenied"  # noqa: B023
+        assert refused_code(lambda: as_frank.put_object(Bucket=name, Key="k", Body=b"x")) == "AccessDenied"  # noqa: B023
+    assert [b["Name"] for b in as_frank.list_buckets()["Buckets"]] == []
+    # Frank's own bucket handed to Gina behind the gateway's back (the seal kept): neither may use it now.
+    as_frank.create_bucket(Bucket="franks")
+    as_frank.put_object(Bucket="franks", Key="k", Body=b"frank's")
+    with GridClient(grid.config_path) as c:
+        props = c.bucket_info("franks").properties
+        c.set_bucket_properties("franks", {**props, "s3.owner": "gina"})
+    assert refused_code(lambda: as_gina.get_object(Bucket="franks", Key="k")) == "AccessDenied"
+    assert refused_code(lambda: as_frank.get_object(Bucket="franks", Key="k")) == "AccessDenied"
+    set_owner(grid.config_path, "franks", "frank")  # the admin credential mends it
+    assert as_frank.get_object(Bucket="franks", Key="k")["Body"].read() == b"frank's"
+
+
+def test_owners_recorded_before_seals_are_sealed_once(grid: LocalGrid, endpoint: str) -> None:
+    helen = create_user(grid, "helen")
+    as_helen = s3_client(endpoint, helen["access_key"], helen["secret_key"])
+    key_file = Path(GridConfig.load(grid.config_path).extra["s3"]["master_key_file"])
+    done = key_file.with_name(key_file.name + ".owners-sealed")
+    assert done.exists()  # the gateway's first use sealed the owners of the day (there were none)
+    with GridClient(grid.config_path) as c:  # a bucket an S3 gateway before seals made for Helen
+        c.create_bucket("from-before", properties={"s3.owner": "helen"})
+        c.put("from-before", "k", b"old")
+    assert refused_code(lambda: as_helen.get_object(Bucket="from-before", Key="k")) == "AccessDenied"
+    done.unlink()  # as on a grid upgraded from before seals: the first admin command or gateway seals them
+    UserStore(grid.config_path).list()
+    assert done.exists()
+    assert as_helen.get_object(Bucket="from-before", Key="k")["Body"].read() == b"old"
+
+
 def test_a_gateway_with_another_master_key_opens_no_user(grid: LocalGrid, tmp_path: Path) -> None:
     user = create_user(grid, "erin")
     cfg = GridConfig.load(grid.config_path)

@@ -17,12 +17,11 @@ from aiohttp import web
 from gridfs.common import errors as grid_errors
 from gridfs.common.names import check_bucket
 from gridfs.directory.model import ObjectInfo
-from gridfs.gateways.s3 import bucket_encryption, sse, xmlio
+from gridfs.gateways.s3 import bucket_encryption, owners, sse, xmlio
 from gridfs.gateways.s3.acl import CANNED_ACLS, get_acl, owner_xml, put_acl
 from gridfs.gateways.s3.context import (
     ACL_PROP,
     LOCATION_PROP,
-    OWNER_PROP,
     Ctx,
     load_bucket,
     owner_of,
@@ -107,7 +106,8 @@ async def create_bucket(ctx: Ctx) -> web.Response:
     if ctx.headers.get("x-amz-bucket-object-lock-enabled", "").lower() == "true":
         raise S3Error("NotImplemented", "object lock is not implemented by this gateway")
     policy = ctx.headers.get(POLICY_HEADER, "")
-    props = {OWNER_PROP: ctx.user.name, ACL_PROP: acl, LOCATION_PROP: location}
+    props = {**owners.owner_props(ctx.gw.master_key, ctx.bucket, ctx.user.name), ACL_PROP: acl,
+             LOCATION_PROP: location}
     try:
         await ctx.run(lambda: ctx.gw.client.create_bucket(ctx.bucket, policy=policy, properties=props))
     except grid_errors.AlreadyExists as exc:

@@ -24,13 +24,14 @@ from gridfs.client import GridClient
 from gridfs.common import errors as grid_errors
 from gridfs.common.config import GridConfig
 from gridfs.directory.model import ContainerInfo
-from gridfs.gateways.s3 import masterkey, sigv4
+from gridfs.gateways.s3 import masterkey, owners, sigv4
 from gridfs.gateways.s3.errors import S3Error
 from gridfs.gateways.s3.users import User, UserStore
 
 log = logging.getLogger("gridfs.s3")
 
-OWNER_PROP, ACL_PROP, LOCATION_PROP = "s3.owner", "s3.acl", "s3.location"
+OWNER_PROP = owners.OWNER_PROP
+ACL_PROP, LOCATION_PROP = "s3.acl", "s3.location"
 READ_METHODS = {"GET", "HEAD"}
 DEFAULT_TIMEOUT = 60.0
 
@@ -131,9 +132,9 @@ def translate(exc: BaseException) -> S3Error:
 
 
 def owner_of(gw: Gateway, container: ContainerInfo) -> str:
-    """The S3 user a bucket belongs to: its creator through S3, else the one the operator names for buckets
-    made outside S3 ("": nobody)."""
-    return container.properties.get(OWNER_PROP, "") or gw.unowned_owner
+    """The S3 user a bucket belongs to: its creator through S3 (or whom ``grid s3 chown`` named; an owner
+    without its seal does not count), else the one the operator names for buckets made outside S3 ("": nobody)."""
+    return owners.trusted_owner(gw.master_key, container.bucket, container.properties) or gw.unowned_owner
 
 
 def can_access(ctx: Ctx, container: ContainerInfo) -> bool:

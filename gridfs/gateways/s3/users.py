@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 
 from gridfs.client import GridClient
 from gridfs.common.errors import AlreadyExists, NoSuchContainer, NoSuchObject
-from gridfs.gateways.s3 import credentials, masterkey
+from gridfs.gateways.s3 import credentials, masterkey, owners
 
 ACCOUNT = "s3system"
 BUCKET = "s3-users"
@@ -41,18 +41,21 @@ class UserStore:
     def __init__(self, config: object = None, master_key: masterkey.MasterKey | None = None,
                  master_key_file: str | os.PathLike | None = None) -> None:
         self.client = GridClient(config, account=ACCOUNT)  # type: ignore[arg-type]
+        self.config = config
         self.master = master_key or masterkey.load(self.client.config, master_key_file)
         self._cache: dict[str, tuple[User | None, float]] = {}
         self._lock = threading.Lock()
         self._opened = False
 
     def open(self) -> None:
-        """Once: refuse a master key that is not the grid's, then seal the entries stored in clear."""
+        """Once: refuse a master key that is not the grid's, then seal the entries stored in clear and the
+        bucket owners recorded before owners were sealed."""
         if self._opened:
             return
         credentials.check_key(self.client, BUCKET, self.master)
         for access_key in self._keys():
             self._load(access_key)  # seals an entry it finds in clear
+        owners.seal_recorded(self.config, self.master)
         self._opened = True
 
     def _keys(self) -> list[str]:
