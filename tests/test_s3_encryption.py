@@ -35,7 +35,7 @@ from gridfs.gateways.s3.cipher import SEGMENT, STORED_SEGMENT
 from gridfs.gateways.s3.users import UserStore
 from gridfs.storage.client import parse_chunk_url
 from gridfs.storage.store import block_hashes
-from tests.conftest import rawx_of, volume
+from tests.conftest import held_chunks, rawx_of, volume
 
 MiB = 1 << 20
 AWS = Path(sys.executable).parent / "aws"
@@ -344,6 +344,25 @@ def test_copies_between_encryptions(alice: Any, bob: Any, bucket: str) -> None:
     bob.create_bucket(Bucket=bucket + "-bob")
     assert refused(lambda: bob.copy_object(Bucket=bucket + "-bob", Key="x", CopySource=f"{bucket}/c",
                                            **sse_c(key2, "CopySource")))[0] == 403
+
+
+def test_a_copy_between_encryptions_links_the_encrypted_bytes(alice: Any, bucket: str, grid: LocalGrid) -> None:
+    key = os.urandom(32)
+    data = os.urandom(2 * SEGMENT + 7)
+    alice.put_object(Bucket=bucket, Key="s3", Body=data, ServerSideEncryption="AES256")
+    out = alice.copy_object(Bucket=bucket, Key="c", CopySource=f"{bucket}/s3", **sse_c(key))
+    assert out["SSECustomerAlgorithm"] == "AES256"
+    assert out["CopyObjectResult"]["ETag"] != f'"{hashlib.md5(data).hexdigest()}"'  # SSE-C: not the MD5
+    assert alice.get_object(Bucket=bucket, Key="c", Range="bytes=65530-65545", **sse_c(key))["Body"].read() \
+        == data[65530:65546]
+    assert refused(lambda: alice.get_object(Bucket=bucket, Key="c"))[0] == 400
+    held = held_chunks(grid.data)  # no byte moved: the copy's chunks are links of the source's
+
+    def identities(name: str) -> list[tuple]:
+        return sorted(held[chunk_id].identity for _volume, chunk_id in chunk_places(grid, bucket, name))
+
+    assert identities("c") == identities("s3")
+    assert alice.get_object(Bucket=bucket, Key="s3")["Body"].read() == data  # the source is untouched
 
 
 def test_upload_part_copy_from_an_sse_c_source_into_an_sse_s3_upload(alice: Any, bucket: str) -> None:

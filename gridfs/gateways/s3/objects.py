@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import json
 import re
 from email.utils import parsedate_to_datetime
@@ -356,26 +355,11 @@ async def copy_object(ctx: Ctx) -> web.Response:
         raise S3Error("InvalidRequest", "This copy request is illegal because it is trying to copy an object to "
                       "itself without changing the object's metadata, storage class, website redirect location "
                       "or encryption attributes.")
-    if src_sealing or sealing:  # decrypted and (re-)encrypted under a new data key: the data moves
-        props = {**sse.without_sealing(props), **sse.stored_props(ctx, sealing)}
-        size = sse.plain_size(src)
-
-        def reseal() -> ObjectInfo:
-            md5 = hashlib.md5()
-
-            def pieces() -> Any:
-                for block in sse.read_source(ctx.gw.client, src_bucket, src, src_sealing, 0, size):
-                    md5.update(block)
-                    yield block
-
-            def before_commit() -> dict[str, str]:
-                return {ETAG_PROP: sse.etag(sealing, md5.hexdigest()),
-                        **({sse.SIZE_PROP: str(size)} if sealing else {})}
-
-            return ctx.gw.client.put(ctx.bucket, ctx.key, sse.encrypt(sealing, pieces()), policy=policy,
-                                     properties=props, mime_type=mime, before_commit=before_commit)
-
-        info = await ctx.run(reseal)
+    rewrapped = sse.rewrapped_props(ctx, src, src_sealing, sealing, ETAG_PROP)
+    if rewrapped is not None:  # the encrypted bytes are linked as they are, their data key wrapped for the copy
+        props = {**sse.without_sealing(props), **rewrapped}
+    if rewrapped is None and (src_sealing or sealing):  # to or from plaintext: the data moves through the gateway
+        info = await ctx.run(sse.reseal, ctx, src_bucket, src, src_sealing, sealing, props, policy, mime, ETAG_PROP)
     elif policy and policy != src.policy:  # another policy: the data must be re-encoded
         def recode() -> ObjectInfo:
             stream = ctx.gw.client.get_stream(src_bucket, src.key, version=src.version)

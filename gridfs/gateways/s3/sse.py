@@ -260,6 +260,44 @@ def part_size(encrypted: bool, part: PartInfo) -> int:
     return cipher.plain_size(part.size) if encrypted else part.size
 
 
+def rewrapped_props(ctx: Ctx, src: ObjectInfo, src_sealing: Sealing | None, sealing: Sealing | None,
+                    etag_prop: str) -> dict[str, str] | None:
+    """The encryption properties of a copy that keeps its source's encrypted bytes (the source's data key,
+    wrapped for the copy's encryption), or None when the data must be read again: a copy to or from
+    plaintext, or from SSE-C to SSE-S3, whose ETag must be the MD5 of the data."""
+    if src_sealing is None or sealing is None:
+        return None
+    src_etag = src.properties.get(etag_prop, "")
+    single_part = bool(src_etag) and "-" not in src_etag  # an MD5 (SSE-S3) or an HMAC of one (SSE-C)
+    if src_sealing.mode == SSE_C and sealing.mode == AES256 and single_part:
+        return None
+    kept = Sealing(sealing.mode, src_sealing.data_key, sealing.customer_md5)
+    layout_props = {k: src.properties[k] for k in (SIZE_PROP, PARTS_PROP) if k in src.properties}
+    props = {**stored_props(ctx, kept), **layout_props}
+    if src_sealing.mode == AES256 and sealing.mode == SSE_C and single_part:
+        props[etag_prop] = etag(kept, src_etag)
+    return props
+
+
+def reseal(ctx: Ctx, src_bucket: str, src: ObjectInfo, src_sealing: Sealing | None, sealing: Sealing | None,
+           props: dict[str, str], policy: str | None, mime: str, etag_prop: str) -> ObjectInfo:
+    """A copy that reads its source (decrypting it) and writes it again (encrypting it): from a client thread."""
+    size = plain_size(src)
+    md5 = hashlib.md5()
+
+    def pieces() -> Iterator[Any]:
+        for block in read_source(ctx.gw.client, src_bucket, src, src_sealing, 0, size):
+            md5.update(block)
+            yield block
+
+    def before_commit() -> dict[str, str]:
+        return {etag_prop: etag(sealing, md5.hexdigest()), **({SIZE_PROP: str(size)} if sealing else {})}
+
+    return ctx.gw.client.put(ctx.bucket, ctx.key, encrypt(sealing, pieces()), policy=policy,
+                             properties={**without_sealing(props), **stored_props(ctx, sealing)}, mime_type=mime,
+                             before_commit=before_commit)
+
+
 def without_sealing(props: dict[str, str]) -> dict[str, str]:
     """A source's properties minus its encryption (a copy has its own)."""
     return {k: v for k, v in props.items() if k not in SSE_PROPS}
