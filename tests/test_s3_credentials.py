@@ -199,8 +199,8 @@ def test_owners_recorded_before_seals_are_sealed_once(grid: LocalGrid, endpoint:
 
 def test_a_gateway_with_another_master_key_opens_no_user(grid: LocalGrid, tmp_path: Path) -> None:
     user = create_user(grid, "erin")
-    cfg = GridConfig.load(grid.config_path)
-    cfg.extra["s3"] = {**cfg.extra["s3"], "master_key_file": str(wrong_key_file(tmp_path))}
+    cfg = GridConfig.load(grid.config_path)  # its grid.toml names no key file: it makes one beside it, not the grid's
+    cfg.extra["s3"] = {k: v for k, v in cfg.extra["s3"].items() if k != "master_key_file"}
     cfg.save(tmp_path / "grid.toml")
     before = stored_entries(grid)
     svc = spawn_service("gridfs.gateways.s3", ["--config", str(tmp_path / "grid.toml"), "--workers", "1"], tmp_path,
@@ -214,6 +214,7 @@ def test_a_gateway_with_another_master_key_opens_no_user(grid: LocalGrid, tmp_pa
         svc.stop()
     assert stored_entries(grid) == before
     assert "not this grid's" in svc.log_path.read_text()
+    assert (tmp_path / "master.key").stat().st_mode & 0o777 == 0o600
 
 
 def test_an_s3_client_needs_only_its_access_key_and_secret(grid: LocalGrid, endpoint: str, tmp_path: Path) -> None:

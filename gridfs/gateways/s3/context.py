@@ -95,8 +95,9 @@ class Gateway:
         # so that no S3 user may touch them unless the operator says so.
         self.unowned_owner = str(settings.get("unowned_owner", ""))
         self.client = GridClient(self.config)
-        # Wraps SSE-S3 data keys and seals users' secrets; read from its own file, never from grid.toml.
-        self.master_key = masterkey.load(self.config)
+        # Wraps SSE-S3 data keys and seals users' secrets; read from its own file, never from grid.toml. A grid
+        # from before it had one gets it beside grid.toml at the first start; a named file must exist.
+        self.master_key = masterkey.load(self.config, create_missing=not settings.get(masterkey.SETTING))
         self.users = UserStore(self.config, self.master_key)
         self.pool = ThreadPoolExecutor(32, thread_name_prefix="s3")
         self.metrics = Metrics()
