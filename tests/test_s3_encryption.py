@@ -235,6 +235,18 @@ def test_malformed_sse_c_headers_are_refused(alice: Any, bucket: str) -> None:
     assert alice.get_object(Bucket=bucket, Key="k", **sse_c(key))["Body"].read() == b"secret"
 
 
+def test_versions_keep_their_own_encryption(alice: Any, bucket: str) -> None:
+    alice.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    key = os.urandom(32)
+    v1 = alice.put_object(Bucket=bucket, Key="k", Body=b"one", **sse_c(key))["VersionId"]
+    v2 = alice.put_object(Bucket=bucket, Key="k", Body=b"second", ServerSideEncryption="AES256")["VersionId"]
+    assert alice.get_object(Bucket=bucket, Key="k")["Body"].read() == b"second"
+    assert alice.get_object(Bucket=bucket, Key="k", VersionId=v1, **sse_c(key))["Body"].read() == b"one"
+    assert refused(lambda: alice.get_object(Bucket=bucket, Key="k", VersionId=v1)) == (400, "InvalidRequest")
+    sizes = {v["VersionId"]: v["Size"] for v in alice.list_object_versions(Bucket=bucket)["Versions"]}
+    assert sizes == {v1: 3, v2: 6}
+
+
 def test_the_customer_key_is_not_stored(alice: Any, bucket: str, grid: LocalGrid) -> None:
     key = os.urandom(32)
     alice.put_object(Bucket=bucket, Key="k", Body=b"x" * 100, **sse_c(key))
