@@ -435,6 +435,51 @@ def test_bucket_encryption_refuses_what_it_cannot_do(alice: Any, bucket: str, al
     assert refused(lambda: alice.get_bucket_encryption(Bucket=bucket))[0] == 404
 
 
+@contextlib.contextmanager
+def body_sent(s3: Any, body: bytes) -> Iterator[None]:
+    """Requests of ``s3`` that carry ``body`` instead of what boto3 made, signed, with its Content-MD5."""
+    def replace(request: Any, **_: Any) -> None:
+        request.data = body
+        for name in [h for h in request.headers if h.lower().startswith(("x-amz-checksum-", "x-amz-sdk-checksum"))]:
+            del request.headers[name]
+        if "Content-MD5" in request.headers:
+            del request.headers["Content-MD5"]
+        request.headers["Content-MD5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
+
+    s3.meta.events.register("before-sign.s3", replace)
+    try:
+        yield
+    finally:
+        s3.meta.events.unregister("before-sign.s3", replace)
+
+
+@pytest.mark.parametrize("body,code", [
+    (b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "AES256">]><ServerSideEncryptionConfiguration><Rule>'
+     b"<ApplyServerSideEncryptionByDefault><SSEAlgorithm>&a;</SSEAlgorithm></ApplyServerSideEncryptionByDefault>"
+     b"</Rule></ServerSideEncryptionConfiguration>", "MalformedXML"),
+    (b"<ServerSideEncryptionConfiguration><Rule><ApplyServerSideEncryptionByDefault><SSEAlgorithm>AES256"
+     b"</SSEAlgorithm></ApplyServerSideEncryptionByDefault></Rule><Rule/></ServerSideEncryptionConfiguration>",
+     "MalformedXML"),
+    (b"<ServerSideEncryptionConfiguration><Rule/></ServerSideEncryptionConfiguration>", "MalformedXML"),
+    (b"<Tagging/>", "MalformedXML"),
+    (b"<ServerSideEncryptionConfiguration><Rule><ApplyServerSideEncryptionByDefault><SSEAlgorithm>AES256"
+     b"</SSEAlgorithm><KMSMasterKeyID>k</KMSMasterKeyID></ApplyServerSideEncryptionByDefault></Rule>"
+     b"</ServerSideEncryptionConfiguration>", "InvalidArgument"),
+])
+def test_hostile_encryption_configurations_are_refused(alice: Any, bucket: str, body: bytes, code: str) -> None:
+    with body_sent(alice, body):
+        status, got = refused(lambda: alice.put_bucket_encryption(Bucket=bucket,
+                                                                   ServerSideEncryptionConfiguration=AES_CONFIG))
+    assert (status, got) == (400, code)
+    assert refused(lambda: alice.get_bucket_encryption(Bucket=bucket))[0] == 404  # nothing was set
+
+
+def test_sse_header_on_a_read_is_refused(alice: Any, bucket: str) -> None:
+    alice.put_object(Bucket=bucket, Key="k", Body=b"x", ServerSideEncryption="AES256")
+    with headers_changed(alice, {"x-amz-server-side-encryption": "AES256"}):
+        assert refused(lambda: alice.get_object(Bucket=bucket, Key="k")) == (400, "InvalidArgument")
+
+
 def test_aws_cli_sse_round_trip(endpoint: str, keys: dict[str, Any], alice: Any, bucket: str, tmp_path: Path) -> None:
     user = keys["alice"]
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "AWS_ACCESS_KEY_ID": user.access_key,

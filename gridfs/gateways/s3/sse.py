@@ -162,6 +162,8 @@ def stored_props(ctx: Ctx, sealing: Sealing | None) -> dict[str, str]:
 def opened(ctx: Ctx, props: dict[str, str], prefix: str = "") -> Sealing | None:
     """The encryption of stored data (an object's or an upload's properties), opened with the master key or
     with the customer key the request sends (``prefix``: a copy's source); refused as AWS refuses."""
+    if not prefix and ctx.request.method in ("GET", "HEAD") and SSE_HEADER in ctx.headers:
+        raise _invalid("x-amz-server-side-encryption header is not supported for this operation.", SSE_HEADER)
     mode = props.get(MODE_PROP, "")
     customer = customer_key(ctx.headers, prefix)
     if mode != SSE_C and customer is not None:
