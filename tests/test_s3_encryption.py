@@ -158,6 +158,20 @@ def test_another_user_and_anonymous_cannot_read_an_sse_s3_object(alice: Any, bob
         == 403
 
 
+def test_an_sse_s3_object_moved_to_another_bucket_behind_the_gateway_does_not_open(
+        endpoint: str, keys: dict[str, Any], alice: Any, bob: Any, bucket: str, grid: LocalGrid) -> None:
+    alice.put_object(Bucket=bucket, Key="k", Body=b"alice's secret", ServerSideEncryption="AES256")
+    bob.create_bucket(Bucket=bucket + "-bob")
+    # A holder of the namespace secret who is also an S3 user copies the object, properties and all, into
+    # a bucket of theirs, hoping the gateway will decrypt it for them there.
+    with GridClient(grid.config_path) as c:
+        c.copy(bucket, "k", bucket + "-bob", "k")
+    quiet = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=keys["bob"].access_key,
+                         aws_secret_access_key=keys["bob"].secret_key, config=Config(retries={"max_attempts": 1}))
+    assert refused(lambda: quiet.get_object(Bucket=bucket + "-bob", Key="k")) == (500, "InternalError")
+    assert alice.get_object(Bucket=bucket, Key="k")["Body"].read() == b"alice's secret"
+
+
 def test_unsupported_encryption_requests_are_refused(alice: Any, bucket: str) -> None:
     assert refused(lambda: alice.put_object(Bucket=bucket, Key="k", Body=b"x", ServerSideEncryption="aws:kms")) \
         == (501, "NotImplemented")
@@ -375,6 +389,10 @@ def test_a_copy_between_encryptions_links_the_encrypted_bytes(alice: Any, bucket
 
     assert identities("c") == identities("s3")
     assert alice.get_object(Bucket=bucket, Key="s3")["Body"].read() == data  # the source is untouched
+    alice.create_bucket(Bucket=bucket + "-2")  # into another bucket: the key is wrapped for that bucket
+    alice.copy_object(Bucket=bucket + "-2", Key="k", CopySource=f"{bucket}/s3", ServerSideEncryption="AES256")
+    assert alice.get_object(Bucket=bucket + "-2", Key="k", Range="bytes=65535-65536")["Body"].read() \
+        == data[65535:65537]
 
 
 def test_upload_part_copy_from_an_sse_c_source_into_an_sse_s3_upload(alice: Any, bucket: str) -> None:

@@ -119,7 +119,7 @@ async def upload_part_copy(ctx: Ctx) -> web.Response:
     number = _part_number(ctx)
     upload_id = ctx.query["uploadId"]
     src_bucket, src = await load_copy_source(ctx)
-    src_sealing = sse.opened(ctx, src.properties, sse.COPY_SOURCE)
+    src_sealing = sse.opened(ctx, src.properties, sse.COPY_SOURCE, src_bucket)
     sealing = sse.opened(ctx, await sse.upload_props(ctx, upload_id))
     size = sse.plain_size(src)
     span = parse_range(ctx.headers.get("x-amz-copy-source-range"), size) if size else None

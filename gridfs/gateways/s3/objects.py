@@ -335,7 +335,7 @@ async def copy_object(ctx: Ctx) -> web.Response:
     if ctx.user is None:
         raise S3Error("AccessDenied", "Access Denied")
     src_bucket, src = await load_copy_source(ctx)
-    src_sealing, sealing = sse.opened(ctx, src.properties, sse.COPY_SOURCE), sse.requested(ctx)
+    src_sealing, sealing = sse.opened(ctx, src.properties, sse.COPY_SOURCE, src_bucket), sse.requested(ctx)
     directive = ctx.headers.get("x-amz-metadata-directive", "COPY").upper()
     if directive not in ("COPY", "REPLACE"):
         raise S3Error("InvalidArgument", "Unknown metadata directive.")

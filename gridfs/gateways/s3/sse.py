@@ -4,7 +4,9 @@ Each encrypted object (or multipart upload) has a random 256-bit data key; its b
 AES-256-GCM segments (``cipher``). The data key is kept in the object's properties, wrapped:
 
 - SSE-S3 (``x-amz-server-side-encryption: AES256``, or the bucket's default encryption): by the grid's
-  master key (``masterkey``), which only the gateway holds.
+  master key (``masterkey``), which only the gateway holds, bound to the bucket's name: an object copied
+  into another bucket behind the gateway's back (by a holder of the namespace secret who is also an S3
+  user there) does not open. S3 copies wrap the key anew for their destination.
 - SSE-C (``x-amz-server-side-encryption-customer-algorithm/-key/-key-MD5``): by a key derived from the
   customer's key and a random salt. The customer key itself is never stored, only a salted HMAC of it that
   tells a wrong key (403) from a damaged object; every read, part upload and copy must send the key again.
@@ -145,12 +147,17 @@ def requested(ctx: Ctx) -> Sealing | None:
     return Sealing(AES256, secrets.token_bytes(32))
 
 
+def _bucket_context(bucket: str) -> bytes:
+    return WRAP_CONTEXT[AES256] + b"\0" + bucket.encode()
+
+
 def stored_props(ctx: Ctx, sealing: Sealing | None) -> dict[str, str]:
-    """What an object keeps of its encryption: mode and wrapped data key (SSE-C: salt and key check too)."""
+    """What an object of ctx's bucket keeps of its encryption: mode and wrapped data key (SSE-C: salt and key
+    check too)."""
     if sealing is None:
         return {}
     if sealing.mode == AES256:
-        return {MODE_PROP: AES256, KEY_PROP: ctx.gw.master_key.seal(sealing.data_key, WRAP_CONTEXT[AES256])}
+        return {MODE_PROP: AES256, KEY_PROP: ctx.gw.master_key.seal(sealing.data_key, _bucket_context(ctx.bucket))}
     customer = customer_key(ctx.headers)
     assert customer is not None
     salt = secrets.token_bytes(16)
@@ -159,9 +166,10 @@ def stored_props(ctx: Ctx, sealing: Sealing | None) -> dict[str, str]:
             KEY_PROP: _wrap(_derive(customer[0], salt, b"wrap"), sealing.data_key, SSE_C)}
 
 
-def opened(ctx: Ctx, props: dict[str, str], prefix: str = "") -> Sealing | None:
-    """The encryption of stored data (an object's or an upload's properties), opened with the master key or
-    with the customer key the request sends (``prefix``: a copy's source); refused as AWS refuses."""
+def opened(ctx: Ctx, props: dict[str, str], prefix: str = "", bucket: str = "") -> Sealing | None:
+    """The encryption of stored data (an object's or an upload's properties, in ``bucket``, else ctx's), opened
+    with the master key or with the customer key the request sends (``prefix``: a copy's source's); refused as
+    AWS refuses."""
     if not prefix and ctx.request.method in ("GET", "HEAD") and SSE_HEADER in ctx.headers:
         raise _invalid("x-amz-server-side-encryption header is not supported for this operation.", SSE_HEADER)
     mode = props.get(MODE_PROP, "")
@@ -172,7 +180,8 @@ def opened(ctx: Ctx, props: dict[str, str], prefix: str = "") -> Sealing | None:
         return None
     try:
         if mode == AES256:
-            return Sealing(AES256, ctx.gw.master_key.unseal(props.get(KEY_PROP, ""), WRAP_CONTEXT[AES256]))
+            return Sealing(AES256, ctx.gw.master_key.unseal(props.get(KEY_PROP, ""),
+                                                            _bucket_context(bucket or ctx.bucket)))
         if mode != SSE_C:
             raise ValueError(f"unknown encryption mode {mode!r}")
         if customer is None:
