@@ -83,6 +83,8 @@ def create(path: Path) -> bool:
     Written to a temporary file and linked into place, so that two processes starting at once never
     read a half-written key, and neither replaces the other's.
     """
+    if path.exists():
+        return False
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -125,6 +127,6 @@ def read(path: Path) -> MasterKey:
 def load(config: GridConfig, override: str | os.PathLike | None = None, create_missing: bool = False) -> MasterKey:
     """The master key of ``config`` (``create_missing``: make one where it is named when there is none)."""
     path = key_path(config, override)
-    if create_missing and not path.exists():
+    if create_missing:
         create(path)
     return read(path)
