@@ -426,6 +426,11 @@ def test_bucket_default_encryption(alice: Any, bob: Any, anon: Any, bucket: str)
     alice.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=AES_CONFIG)
     rules = alice.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
     assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert rules[0]["BucketKeyEnabled"] is False
+    alice.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={
+        "Rules": [{**AES_CONFIG["Rules"][0], "BucketKeyEnabled": True}]})  # kept as set, as AWS answers it
+    rules = alice.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rules[0]["BucketKeyEnabled"] is True
     assert refused(lambda: bob.get_bucket_encryption(Bucket=bucket)) == (403, "AccessDenied")
     assert refused(lambda: anon.get_bucket_encryption(Bucket=bucket)) == (403, "AccessDenied")
     assert refused(lambda: bob.delete_bucket_encryption(Bucket=bucket)) == (403, "AccessDenied")

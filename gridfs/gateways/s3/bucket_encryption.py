@@ -19,6 +19,7 @@ from gridfs.gateways.s3.errors import S3Error
 from gridfs.gateways.s3.sse import AES256, BUCKET_PROP, KMS
 
 MAX_RULES = 1
+BUCKET_KEY_PROP = "s3.encryption-bucket-key"  # BucketKeyEnabled as set: kept and answered (KMS would use it)
 
 
 def _owner_only(ctx: Ctx) -> None:
@@ -36,12 +37,14 @@ async def get_encryption(ctx: Ctx) -> web.Response:
                         "The server side encryption configuration was not found", BucketName=ctx.bucket)
         error.status = 404
         raise error
+    bucket_key = ctx.container.properties.get(BUCKET_KEY_PROP) == "true"
     return xmlio.response("ServerSideEncryptionConfiguration", {"Rule": {
-        "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": algorithm}, "BucketKeyEnabled": False}})
+        "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": algorithm}, "BucketKeyEnabled": bucket_key}})
 
 
-def parse_configuration(body: bytes) -> str:
-    """The default algorithm a ServerSideEncryptionConfiguration sets: AES256, or an S3 error."""
+def parse_configuration(body: bytes) -> tuple[str, bool]:
+    """The default algorithm a ServerSideEncryptionConfiguration sets (AES256) and its BucketKeyEnabled, or an
+    S3 error."""
     doc = xmlio.parse(body, "ServerSideEncryptionConfiguration")
     rules = doc.findall("Rule")
     if len(rules) != MAX_RULES:
@@ -56,17 +59,18 @@ def parse_configuration(body: bytes) -> str:
         raise S3Error("MalformedXML", "SSEAlgorithm must be AES256 (or aws:kms, not implemented here).")
     if xmlio.text(default, "KMSMasterKeyID"):
         raise S3Error("InvalidArgument", "a KMSMasterKeyID is only for aws:kms", ArgumentName="KMSMasterKeyID")
-    if xmlio.text(rules[0], "BucketKeyEnabled", "false").lower() not in ("true", "false"):
+    bucket_key = xmlio.text(rules[0], "BucketKeyEnabled", "false").lower()
+    if bucket_key not in ("true", "false"):
         raise S3Error("MalformedXML", "BucketKeyEnabled must be true or false.")
-    return algorithm
+    return algorithm, bucket_key == "true"
 
 
 async def put_encryption(ctx: Ctx) -> web.Response:
     _owner_only(ctx)
-    algorithm = parse_configuration(await xmlio.read(ctx.request))
-    return await set_bucket_props(ctx, {BUCKET_PROP: algorithm})
+    algorithm, bucket_key = parse_configuration(await xmlio.read(ctx.request))
+    return await set_bucket_props(ctx, {BUCKET_PROP: algorithm, BUCKET_KEY_PROP: "true" if bucket_key else None})
 
 
 async def delete_encryption(ctx: Ctx) -> web.Response:
     _owner_only(ctx)
-    return await set_bucket_props(ctx, {BUCKET_PROP: None}, status=204)
+    return await set_bucket_props(ctx, {BUCKET_PROP: None, BUCKET_KEY_PROP: None}, status=204)
