@@ -154,6 +154,8 @@ def test_another_user_and_anonymous_cannot_read_an_sse_s3_object(alice: Any, bob
     assert refused(lambda: bob.head_object(Bucket=bucket, Key="k"))[0] == 403
     assert refused(lambda: anon.get_object(Bucket=bucket, Key="k")) == (403, "AccessDenied")
     assert refused(lambda: bob.copy_object(Bucket=bucket, Key="mine", CopySource=f"{bucket}/k"))[0] == 403
+    assert refused(lambda: anon.copy_object(Bucket=bucket, Key="mine", CopySource=f"{bucket}/k"))[0] == 403
+    assert refused(lambda: anon.head_object(Bucket=bucket, Key="k"))[0] == 403
     assert refused(lambda: bob.put_object(Bucket=bucket, Key="k", Body=b"x", ServerSideEncryption="AES256"))[0] \
         == 403
 
@@ -282,7 +284,7 @@ def test_second_user_and_anonymous_with_the_right_sse_c_key_are_refused(alice: A
 
 
 @pytest.mark.parametrize("mode", ["SSE-C", "AES256"])
-def test_multipart_encrypted_with_ranges_across_parts(alice: Any, bob: Any, bucket: str, mode: str) -> None:
+def test_multipart_encrypted_with_ranges_across_parts(alice: Any, bob: Any, anon: Any, bucket: str, mode: str) -> None:
     key = os.urandom(32)
     extra = sse_c(key) if mode == "SSE-C" else {}
     create_extra = extra or {"ServerSideEncryption": "AES256"}
@@ -301,8 +303,9 @@ def test_multipart_encrypted_with_ranges_across_parts(alice: Any, bob: Any, buck
         assert up["ServerSideEncryption"] == "AES256"
         assert refused(lambda: alice.upload_part(Bucket=bucket, Key="big", UploadId=uid, PartNumber=1,
                                                  Body=b"x", **sse_c(key))) == (400, "InvalidRequest")
-    assert refused(lambda: bob.upload_part(Bucket=bucket, Key="big", UploadId=uid, PartNumber=1, Body=b"x",
-                                           **extra))[0] == 403
+    for other in (bob, anon):
+        assert refused(lambda: other.upload_part(Bucket=bucket, Key="big", UploadId=uid, PartNumber=1,  # noqa: B023
+                                                 Body=b"x", **extra))[0] == 403
     for n, part in enumerate(parts_data, 1):
         etags.append(alice.upload_part(Bucket=bucket, Key="big", UploadId=uid, PartNumber=n, Body=part,
                                        **extra)["ETag"])
@@ -421,8 +424,9 @@ AES_CONFIG = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": 
 def test_bucket_default_encryption(alice: Any, bob: Any, anon: Any, bucket: str) -> None:
     assert refused(lambda: alice.get_bucket_encryption(Bucket=bucket)) \
         == (404, "ServerSideEncryptionConfigurationNotFoundError")
-    assert refused(lambda: bob.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=AES_CONFIG)) \
-        == (403, "AccessDenied")
+    for other in (bob, anon):
+        assert refused(lambda: other.put_bucket_encryption(  # noqa: B023
+            Bucket=bucket, ServerSideEncryptionConfiguration=AES_CONFIG)) == (403, "AccessDenied")
     alice.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=AES_CONFIG)
     rules = alice.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
     assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
