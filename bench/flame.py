@@ -496,8 +496,7 @@ def run_scenario(grid: LocalGrid, name: str, args: argparse.Namespace, py_spy: s
         seen: Counter[str] = Counter()
         for kind, pid, _ in targets:
             seen[kind] += 1
-            # One graph per kind is kept; the others are only counted.
-            svg = Path(f"{prefix}-{kind}.svg") if seen[kind] == 1 else scratch / f"{name}-{kind}{seen[kind]}.svg"
+            svg = scratch / f"{name}-{kind}{seen[kind]}.svg"
             cmd = [py_spy, "record", "-p", str(pid), "-r", str(args.rate), "-o", str(svg), *extra]
             spies.append((kind, pid, svg, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))
         if args.perf:
@@ -575,6 +574,12 @@ def run_scenario(grid: LocalGrid, name: str, args: argparse.Namespace, py_spy: s
         t, o, n, user, system = per_kind.get(kind, (0, Counter(), 0, 0.0, 0.0))
         u, y = used.get(pid, (0.0, 0.0))
         per_kind[kind] = (t + total, o + own, n + 1, user + u, system + y)
+    for kind, paths in svgs.items():
+        # One graph per kind is kept, that of its busiest process (a gateway worker may have had no request);
+        # the others are only counted.
+        busiest = max(paths, key=lambda svg: own_samples(svg)[0])
+        if busiest.exists():
+            shutil.copyfile(busiest, f"{prefix}-{kind}.svg")
     for kind, (total, own, n, user, system) in per_kind.items():
         # The profiled processes' figures, scaled to every process of the kind (storage: --rawx of them).
         scale = n_rawx / n if kind == "rawx" else 1.0

@@ -60,6 +60,25 @@ def local_grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalGrid]:
         grid.down()
 
 
+@pytest.fixture(scope="module")
+def s3_grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalGrid]:
+    """A small grid (one node, three volumes) with one S3 gateway worker, shared by a module of S3 tests."""
+    from gridfs.cli.local import LocalGrid
+
+    grid = LocalGrid(tmp_path_factory.mktemp("s3grid"))
+    grid.up(nodes=1, volumes=3, s3_port=0, s3_workers=1, webhdfs_port=None)
+    try:
+        yield grid
+    finally:
+        grid.down()
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint(s3_grid: LocalGrid) -> str:
+    """The URL of ``s3_grid``'s S3 gateway."""
+    return s3_grid.config().extra["s3"]["url"]
+
+
 @pytest.fixture
 def fresh_grid(tmp_path: Path) -> Iterator[LocalGrid]:
     """A grid of its own for a test that kills, locks or fills services."""

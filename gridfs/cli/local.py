@@ -176,6 +176,7 @@ class LocalGrid:
         for section, values in (settings or {}).items():
             cfg.extra[section] = {**cfg.extra.get(section, {}), **values}
         cfg.default_policy = policy or default_policy_for(nodes * volumes)
+        self._master_key(cfg)
         if not cfg.size_rules:
             small = "THREECOPIES" if nodes * volumes >= 3 else "SINGLE"
             cfg.size_rules = [SizeRule(SMALL_OBJECT_LIMIT, small)]
@@ -217,7 +218,7 @@ class LocalGrid:
             services += self._start_many(last)
             for svc in last:
                 if svc.type == "s3":
-                    cfg.extra["s3"] = {"url": svc.url}
+                    cfg.extra["s3"] = {**cfg.extra.get("s3", {}), "url": svc.url}
                 if svc.type == "webhdfs":
                     cfg.extra["webhdfs"] = {**cfg.extra.get("webhdfs", {}),
                                             "url": svc.url.replace("http://", "webhdfs://", 1)}
@@ -227,6 +228,16 @@ class LocalGrid:
             self._stop_all(services)
             raise
         return cfg
+
+    def _master_key(self, cfg: GridConfig) -> None:
+        """The S3 gateway's master key, in a file of its own beside grid.toml (made once, mode 0600), named
+        under ``[s3] master_key_file``: clients given grid.toml alone do not get it."""
+        from gridfs.gateways.s3 import masterkey
+
+        s3 = cfg.extra.setdefault("s3", {})
+        path = masterkey.key_path(cfg) if s3.get(masterkey.SETTING) else self.data / masterkey.DEFAULT_NAME
+        masterkey.create(path)
+        s3[masterkey.SETTING] = str(path)
 
     def _start_directory(self, cfg: GridConfig, meta2: int) -> list[LocalService]:
         """meta1, the meta2 services (those of an earlier run too), then meta0, which fills its

@@ -30,6 +30,7 @@ from gridfs.common.http import JsonClient
 from gridfs.conscience.client import ConscienceClient
 
 console = Console(soft_wrap=True)
+MASTER_KEY_HELP = "the S3 master key file, the admin credential (default: [s3] master_key_file in grid.toml)"
 err = Console(stderr=True, soft_wrap=True)
 
 
@@ -94,7 +95,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     meta2 = sum(1 for s in grid.services(cfg) if s.type == "meta2")
     console.print(f"grid up: {rawx} storage servers on {args.nodes} nodes, {meta2} meta2 services, "
                   f"default policy {cfg.default_policy}")
-    if "s3" in cfg.extra:
+    if "url" in cfg.extra.get("s3", {}):
         console.print(f"S3 gateway: {cfg.extra['s3']['url']}  (grid user create NAME gives keys)")
     if "url" in cfg.extra.get("webhdfs", {}):
         console.print(f"WebHDFS gateway: {cfg.extra['webhdfs']['url']}  (user.name = grid account)")
@@ -131,7 +132,7 @@ def cmd_webhdfs_token(args: argparse.Namespace) -> int:
 def cmd_user_create(args: argparse.Namespace) -> int:
     from gridfs.gateways.s3.users import UserStore
 
-    user = UserStore(args.config).create(args.name)
+    user = UserStore(args.config, master_key_file=args.master_key).create(args.name)
     if args.json:
         print(json.dumps({"name": user.name, "access_key": user.access_key, "secret_key": user.secret_key}))
     else:
@@ -143,7 +144,7 @@ def cmd_user_list(args: argparse.Namespace) -> int:
     from gridfs.gateways.s3.users import UserStore
 
     table = Table("user", "access key", "created")
-    for u in sorted(UserStore(args.config).list(), key=lambda u: u.name):
+    for u in sorted(UserStore(args.config, master_key_file=args.master_key).list(), key=lambda u: u.name):
         table.add_row(u.name, u.access_key, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(u.created)))
     console.print(table)
     return 0
@@ -152,10 +153,18 @@ def cmd_user_list(args: argparse.Namespace) -> int:
 def cmd_user_delete(args: argparse.Namespace) -> int:
     from gridfs.gateways.s3.users import UserStore
 
-    if not UserStore(args.config).delete(args.name):
+    if not UserStore(args.config, master_key_file=args.master_key).delete(args.name):
         err.print(f"[red]error:[/] no user named {args.name!r}", highlight=False)
         return 1
     console.print(f"deleted user {args.name}")
+    return 0
+
+
+def cmd_s3_chown(args: argparse.Namespace) -> int:
+    from gridfs.gateways.s3.admin import set_owner
+
+    before = set_owner(args.config, args.bucket, args.user, args.master_key)
+    console.print(f"bucket {args.bucket}: owner {before or '(none)'} -> {args.user or '(none)'}")
     return 0
 
 
@@ -500,6 +509,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = _serve_parser(s3_sub, "run an S3 gateway in the foreground", 9000)
     serve.add_argument("--domain", default="", help="also accept virtual-hosted requests to BUCKET.DOMAIN")
     serve.set_defaults(fn=cmd_s3_serve)
+    chown = s3_sub.add_parser("chown", help="give a bucket to an S3 user (\"\": to none); needs the master key")
+    chown.add_argument("bucket")
+    chown.add_argument("user")
+    chown.add_argument("--master-key", default=None, help=MASTER_KEY_HELP)
+    chown.set_defaults(fn=cmd_s3_chown)
 
     webhdfs = sub.add_parser("webhdfs", help="the WebHDFS gateway (webhdfs:// for Hadoop, fsspec, HdfsCLI)")
     webhdfs_sub = webhdfs.add_subparsers(dest="webhdfs_command", required=True)
@@ -513,6 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     wtoken.set_defaults(fn=cmd_webhdfs_token)
 
     user = sub.add_parser("user", help="S3 users and their keys")
+    user.add_argument("--master-key", default=None, help=MASTER_KEY_HELP)
     user_sub = user.add_subparsers(dest="user_command", required=True)
     uc = user_sub.add_parser("create", help="create a user; prints its access key and secret")
     uc.add_argument("name")

@@ -46,7 +46,7 @@ from gridfs.gateways.s3.users import User
 
 # S3 sub-resources this gateway does not implement: answered 501, never ignored.
 NOT_IMPLEMENTED = {
-    "accelerate", "analytics", "encryption", "intelligent-tiering", "inventory", "logging", "metrics",
+    "accelerate", "analytics", "intelligent-tiering", "inventory", "logging", "metrics",
     "notification", "replication", "requestPayment", "restore", "select", "torrent", "website", "session",
 }
 METRICS_PATH = "/_grid/metrics"  # Prometheus, unauthenticated like every service's /metrics

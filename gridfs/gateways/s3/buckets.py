@@ -17,11 +17,10 @@ from aiohttp import web
 from gridfs.common import errors as grid_errors
 from gridfs.common.names import check_bucket
 from gridfs.directory.model import ObjectInfo
-from gridfs.gateways.s3 import access_settings, lifecycle, objectlock, xmlio
+from gridfs.gateways.s3 import access_settings, bucket_encryption, lifecycle, objectlock, owners, sse, xmlio
 from gridfs.gateways.s3.acl import get_acl, new_bucket_props, object_owner_xml, put_acl
 from gridfs.gateways.s3.context import (
     LOCATION_PROP,
-    OWNER_PROP,
     Ctx,
     authorize_key,
     load_bucket,
@@ -56,7 +55,8 @@ async def dispatch(ctx: Ctx) -> web.StreamResponse:
         return web.Response(headers={"x-amz-bucket-region": _location(ctx) or "us-east-1"})
     if method == "GET":
         for sub, fn in (("location", get_location), ("versioning", get_versioning), ("versions", list_versions),
-                        ("cors", get_cors), ("acl", get_acl), ("uploads", list_uploads)):
+                        ("cors", get_cors), ("acl", get_acl), ("uploads", list_uploads),
+                        ("encryption", bucket_encryption.get_encryption)):
             if sub in q:
                 return await fn(ctx)
         return await (list_v2(ctx) if q.get("list-type") == "2" else list_v1(ctx))
@@ -67,10 +67,14 @@ async def dispatch(ctx: Ctx) -> web.StreamResponse:
             return await put_cors(ctx)
         if "acl" in q:
             return await put_acl(ctx)
+        if "encryption" in q:
+            return await bucket_encryption.put_encryption(ctx)
         raise S3Error("NotImplemented", "this bucket setting is not implemented by this gateway")
     if method == "DELETE":
         if "cors" in q:
             return await set_bucket_props(ctx, {CORS_PROP: None}, status=204)
+        if "encryption" in q:
+            return await bucket_encryption.delete_encryption(ctx)
         if q:
             raise S3Error("NotImplemented", "this bucket operation is not implemented by this gateway")
         return await delete_bucket(ctx)
@@ -93,7 +97,8 @@ async def create_bucket(ctx: Ctx) -> web.Response:
     acl_props = await new_bucket_props(ctx)
     lock_props, versioning = objectlock.new_bucket(ctx)
     policy = ctx.headers.get(POLICY_HEADER, "")
-    props = {OWNER_PROP: ctx.user.name, LOCATION_PROP: location, **acl_props, **lock_props}
+    props = {**owners.owner_props(ctx.gw.master_key, ctx.bucket, ctx.user.name), LOCATION_PROP: location,
+             **acl_props, **lock_props}
     try:
         await ctx.run(lambda: ctx.gw.client.create_bucket(ctx.bucket, policy=policy, properties=props,
                                                           versioning=versioning))
@@ -188,7 +193,7 @@ def _encoder(ctx: Ctx) -> Any:
 
 def _entry(ctx: Ctx, o: ObjectInfo, enc: Any, owner: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"Key": enc(o.key), "LastModified": xmlio.iso(o.mtime), "ETag": f'"{etag_of(o)}"',
-                           "Size": o.size, "StorageClass": storage_class_of(o)}
+                           "Size": sse.plain_size(o), "StorageClass": storage_class_of(o)}
     if owner:
         out["Owner"] = object_owner_xml(ctx, o)
     return out
@@ -248,7 +253,7 @@ async def list_versions(ctx: Ctx) -> web.Response:
         if v.delete_marker:
             markers.append(common)
         else:
-            versions.append({**common, "ETag": f'"{etag_of(v)}"', "Size": v.size,
+            versions.append({**common, "ETag": f'"{etag_of(v)}"', "Size": sse.plain_size(v),
                              "StorageClass": storage_class_of(v)})
     content: dict[str, Any] = {
         "Name": ctx.bucket, "Prefix": enc(prefix), "KeyMarker": enc(key_marker), "VersionIdMarker": version_marker,

@@ -24,13 +24,14 @@ from gridfs.client import GridClient
 from gridfs.common import errors as grid_errors
 from gridfs.common.config import GridConfig
 from gridfs.directory.model import ContainerInfo, ObjectInfo
-from gridfs.gateways.s3 import access, sigv4
+from gridfs.gateways.s3 import access, masterkey, owners, sigv4
 from gridfs.gateways.s3.errors import S3Error
 from gridfs.gateways.s3.users import User, UserStore
 
 log = logging.getLogger("gridfs.s3")
 
-OWNER_PROP, ACL_PROP, LOCATION_PROP = "s3.owner", "s3.acl", "s3.location"
+OWNER_PROP = owners.OWNER_PROP
+ACL_PROP, LOCATION_PROP = "s3.acl", "s3.location"
 DEFAULT_TIMEOUT = 60.0
 
 
@@ -94,7 +95,10 @@ class Gateway:
         # so that no S3 user may touch them unless the operator says so.
         self.unowned_owner = str(settings.get("unowned_owner", ""))
         self.client = GridClient(self.config)
-        self.users = UserStore(self.config)
+        # Wraps SSE-S3 data keys and seals users' secrets; read from its own file, never from grid.toml. A grid
+        # from before it had one gets it beside grid.toml at the first start; a named file must exist.
+        self.master_key = masterkey.load(self.config, create_missing=not settings.get(masterkey.SETTING))
+        self.users = UserStore(self.config, self.master_key)
         self.pool = ThreadPoolExecutor(32, thread_name_prefix="s3")
         self.metrics = Metrics()
 
@@ -133,9 +137,9 @@ def translate(exc: BaseException) -> S3Error:
 
 
 def owner_of(gw: Gateway, container: ContainerInfo) -> str:
-    """The S3 user a bucket belongs to: its creator through S3, else the one the operator names for buckets
-    made outside S3 ("": nobody)."""
-    return container.properties.get(OWNER_PROP, "") or gw.unowned_owner
+    """The S3 user a bucket belongs to: its creator through S3 (or whom ``grid s3 chown`` named; an owner
+    without its seal does not count), else the one the operator names for buckets made outside S3 ("": nobody)."""
+    return owners.trusted_owner(gw.master_key, container.bucket, container.properties) or gw.unowned_owner
 
 
 async def authorize(ctx: Ctx, container: ContainerInfo, source: str = "", version: int | None = None) -> \

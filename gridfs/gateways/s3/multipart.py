@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gridfs.gateways.s3 import objectlock, xmlio
+from gridfs.gateways.s3 import objectlock, sse, xmlio
 from gridfs.gateways.s3.acl import new_object_props
 from gridfs.gateways.s3.attributes import parts_property
 from gridfs.gateways.s3.checksums import BodyDigests
@@ -87,9 +87,11 @@ async def create(ctx: Ctx) -> web.Response:
     props = {**properties_from_headers(ctx), **class_props, **objectlock.props_from_headers(ctx),
              **await new_object_props(ctx)}
     mime = ctx.headers.get("Content-Type") or "binary/octet-stream"
+    sealing = sse.requested(ctx)  # a data key for the whole upload; every part is sealed with it
+    props.update(sse.stored_props(ctx, sealing))
     up = await ctx.run(lambda: ctx.gw.client.create_multipart(ctx.bucket, ctx.key, policy=policy, properties=props,
                                                               mime_type=mime))
-    headers = {}
+    headers = sealing.headers() if sealing else {}
     if alg := ctx.headers.get("x-amz-checksum-algorithm"):
         headers["x-amz-checksum-algorithm"] = alg
     return xmlio.response("InitiateMultipartUploadResult",
@@ -99,16 +101,18 @@ async def create(ctx: Ctx) -> web.Response:
 async def upload_part(ctx: Ctx) -> web.Response:
     number = _part_number(ctx)
     upload_id = ctx.query["uploadId"]
+    sealing = sse.opened(ctx, await sse.upload_props(ctx, upload_id))
 
     def write(pieces: Any, verify: Any, digests: BodyDigests) -> Any:
         def before_commit() -> str:
             verify()
-            return digests.etag()
+            return sse.etag(sealing, digests.etag())
 
-        return ctx.gw.client.upload_part(ctx.bucket, ctx.key, upload_id, number, pieces, before_commit=before_commit)
+        return ctx.gw.client.upload_part(ctx.bucket, ctx.key, upload_id, number, sse.encrypt(sealing, pieces, number),
+                                         before_commit=before_commit)
 
     _part, digests, checksum = await receive(ctx, write)
-    headers = {"ETag": f'"{digests.etag()}"'}
+    headers = {"ETag": f'"{sse.etag(sealing, digests.etag())}"', **(sealing.headers() if sealing else {})}
     if checksum:
         headers[f"x-amz-checksum-{digests.algorithm}"] = checksum
     return web.Response(headers=headers)
@@ -118,29 +122,37 @@ async def upload_part_copy(ctx: Ctx) -> web.Response:
     number = _part_number(ctx)
     upload_id = ctx.query["uploadId"]
     src_bucket, src = await load_copy_source(ctx)
-    span = parse_range(ctx.headers.get("x-amz-copy-source-range"), src.size) if src.size else None
-    start, end = span or (0, src.size)
+    src_sealing = sse.opened(ctx, src.properties, sse.COPY_SOURCE, src_bucket)
+    sealing = sse.opened(ctx, await sse.upload_props(ctx, upload_id))
+    size = sse.plain_size(src)
+    span = parse_range(ctx.headers.get("x-amz-copy-source-range"), size) if size else None
+    start, end = span or (0, size)
 
     def copy() -> str:
         md5 = hashlib.md5()
 
         def pieces() -> Any:
-            for block in ctx.gw.client.get_stream(src_bucket, src.key, offset=start, length=end - start,
-                                                  version=src.version):
+            for block in sse.read_source(ctx.gw.client, src_bucket, src, src_sealing, start, end):
                 md5.update(block)
                 yield bytes(block)
 
-        ctx.gw.client.upload_part(ctx.bucket, ctx.key, upload_id, number, pieces(), before_commit=md5.hexdigest)
-        return md5.hexdigest()
+        def before_commit() -> str:
+            return sse.etag(sealing, md5.hexdigest())
+
+        ctx.gw.client.upload_part(ctx.bucket, ctx.key, upload_id, number, sse.encrypt(sealing, pieces(), number),
+                                  before_commit=before_commit)
+        return before_commit()
 
     etag = await ctx.run(copy)
-    return xmlio.response("CopyPartResult", {"LastModified": xmlio.iso(src.mtime), "ETag": f'"{etag}"'})
+    return xmlio.response("CopyPartResult", {"LastModified": xmlio.iso(src.mtime), "ETag": f'"{etag}"'},
+                          sealing.headers() if sealing else None)
 
 
 async def list_parts(ctx: Ctx) -> web.Response:
     upload_id = ctx.query["uploadId"]
     marker, max_parts = _count(ctx, "part-number-marker", 0, MAX_PARTS), _count(ctx, "max-parts", 1000)
     parts = [p for p in await ctx.run(ctx.gw.client.list_parts, ctx.bucket, upload_id) if p.part_number > marker]
+    encrypted = sse.MODE_PROP in await sse.upload_props(ctx, upload_id)
     page, truncated = parts[:max_parts], 0 < max_parts < len(parts)  # 0 asks for nothing: no next page
     who = {"ID": ctx.user.name, "DisplayName": ctx.user.name} if ctx.user else {}
     return xmlio.response("ListPartsResult", {
@@ -149,7 +161,7 @@ async def list_parts(ctx: Ctx) -> web.Response:
         "NextPartNumberMarker": page[-1].part_number if page else marker, "MaxParts": max_parts,
         "IsTruncated": truncated,
         "Part": [{"PartNumber": p.part_number, "LastModified": xmlio.iso(p.mtime), "ETag": f'"{p.etag}"',
-                  "Size": p.size} for p in page],
+                  "Size": sse.part_size(encrypted, p)} for p in page],
     })
 
 
@@ -187,28 +199,34 @@ async def complete(ctx: Ctx) -> web.Response:
         raise S3Error("InvalidPartOrder", "The list of parts was not in ascending order. Parts must be ordered by "
                       "part number.")
     stored = {p.part_number: p for p in await ctx.run(ctx.gw.client.list_parts, ctx.bucket, upload_id)}
+    upload = await sse.upload_props(ctx, upload_id)
+    encrypted = sse.MODE_PROP in upload
     for i, (n, etag) in enumerate(asked):
         part = stored.get(n)
         if part is None or part.etag != etag:
             raise S3Error("InvalidPart", "One or more of the specified parts could not be found. The part may not "
                           "have been uploaded, or the specified entity tag may not match the part's entity tag.",
                           PartNumber=str(n))
-        if i < len(asked) - 1 and part.size < MIN_PART:
+        if i < len(asked) - 1 and sse.part_size(encrypted, part) < MIN_PART:
             raise S3Error("EntityTooSmall", "Your proposed upload is smaller than the minimum allowed object size.",
-                          PartNumber=str(n), ProposedSize=str(part.size), MinSizeAllowed=str(MIN_PART))
-    sizes = [stored[n].size for n, _ in asked]
+                          PartNumber=str(n), ProposedSize=str(sse.part_size(encrypted, part)),
+                          MinSizeAllowed=str(MIN_PART))
+    # GetObjectAttributes answers the parts' sizes as the client sent them, not as sealed.
+    sizes = [sse.part_size(encrypted, stored[n]) for n, _ in asked]
     md5s = b"".join(bytes.fromhex(etag) for _, etag in asked)
     etag = f"{hashlib.md5(md5s).hexdigest()}-{len(asked)}"
+    props = {ETAG_PROP: etag, **parts_property(sizes)}
+    if encrypted:
+        props.update(sse.parts_props([(n, stored[n]) for n, _ in asked]))
     condition = await write_condition(ctx, etag_of)
 
     def commit() -> Any:
         with committed_under(ctx, condition):
-            return ctx.gw.client.complete_multipart(ctx.bucket, ctx.key, upload_id, asked,
-                                                    properties={ETAG_PROP: etag, **parts_property(sizes)},
+            return ctx.gw.client.complete_multipart(ctx.bucket, ctx.key, upload_id, asked, properties=props,
                                                     **condition.kwargs())
 
     info = await ctx.run(commit)
-    headers = {}
+    headers = sse.response_headers(ctx, info) if upload.get(sse.MODE_PROP) == sse.AES256 else {}
     if (vid := version_id(ctx, info.version)):
         headers["x-amz-version-id"] = vid
     return xmlio.response("CompleteMultipartUploadResult", {

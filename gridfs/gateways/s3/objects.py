@@ -22,14 +22,14 @@ from aiohttp import web
 from gridfs.client.reader import ObjectReader
 from gridfs.common import errors as grid_errors
 from gridfs.directory.model import ObjectInfo
-from gridfs.gateways.s3 import cors, objectlock, xmlio
+from gridfs.gateways.s3 import cors, objectlock, sse, xmlio
 from gridfs.gateways.s3.acl import get_acl, new_object_props, put_acl
 from gridfs.gateways.s3.checksums import ALGORITHMS, BodyDigests, requested_algorithm
 from gridfs.gateways.s3.conditional import committed_under, write_condition
 from gridfs.gateways.s3.context import Ctx, authorize, load_bucket
 from gridfs.gateways.s3.errors import S3Error
 from gridfs.gateways.s3.markers import read_or_explain
-from gridfs.gateways.s3.streams import RequestBody, stream_response, sync_pieces
+from gridfs.gateways.s3.streams import RequestBody, sync_pieces
 from gridfs.gateways.s3.tags import MAX_OBJECT_TAGS, parse_tag_document, parse_tag_header, tagging_response
 
 ETAG_PROP, TAGS_PROP, CLASS_PROP = "s3.etag", "s3.tags", "s3.storage-class"
@@ -145,6 +145,7 @@ def object_headers(ctx: Ctx, info: ObjectInfo) -> dict[str, str]:
     if ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
         for alg, value in stored_checksums(info).items():
             headers[f"x-amz-checksum-{alg}"] = value
+    headers.update(sse.response_headers(ctx, info))
     return headers
 
 
@@ -152,10 +153,11 @@ def stored_checksums(info: ObjectInfo) -> dict[str, str]:
     """The object's S3 checksums by algorithm (base64): those sent with it, else the grid's CRC32C."""
     props = info.properties
     sent = {alg: props[CHECKSUM_PROP + alg] for alg in ALGORITHMS if CHECKSUM_PROP + alg in props}
-    if info.crc32c and not sent and "-" not in etag_of(info):
+    if info.crc32c and not sent and "-" not in etag_of(info) and not sse.is_encrypted(info):
         # No checksum sent with the object: the grid's own CRC32C of the whole object is S3's
         # CRC32C of a single-part object (base64 of its 4 big-endian bytes). Not for an S3
-        # multipart object (ETag "MD5-N"), whose S3 checksum is a checksum of part checksums.
+        # multipart object (ETag "MD5-N"), whose S3 checksum is a checksum of part checksums,
+        # nor for an encrypted one, whose grid CRC32C is that of its ciphertext.
         return {"crc32c": base64.b64encode(bytes.fromhex(info.crc32c)).decode()}
     return sent
 
@@ -275,21 +277,26 @@ async def put_object(ctx: Ctx) -> web.Response:
              **await new_object_props(ctx)}
     condition = await write_condition(ctx, etag_of)
     mime = ctx.headers.get("Content-Type") or "binary/octet-stream"
+    sealing = sse.requested(ctx)
+    props.update(sse.stored_props(ctx, sealing))
 
     def write(pieces: Any, verify: Any, digests: BodyDigests) -> ObjectInfo:
         def before_commit() -> dict[str, str]:
             value = verify()
-            extra = {ETAG_PROP: digests.etag()}
+            extra = {ETAG_PROP: sse.etag(sealing, digests.etag())}
+            if sealing:
+                extra[sse.SIZE_PROP] = str(digests.size)
             if value:
                 extra[CHECKSUM_PROP + digests.algorithm] = value
             return extra
 
         with committed_under(ctx, condition):
-            return ctx.gw.client.put(ctx.bucket, ctx.key, pieces, policy=policy, properties=props, mime_type=mime,
-                                     before_commit=before_commit, **condition.kwargs())
+            return ctx.gw.client.put(ctx.bucket, ctx.key, sse.encrypt(sealing, pieces), policy=policy,
+                                     properties=props, mime_type=mime, before_commit=before_commit,
+                                     **condition.kwargs())
 
     info, digests, checksum = await receive(ctx, write)
-    headers = {"ETag": f'"{digests.etag()}"'}
+    headers = {"ETag": f'"{sse.etag(sealing, digests.etag())}"', **(sealing.headers() if sealing else {})}
     if checksum:
         headers[f"x-amz-checksum-{digests.algorithm}"] = checksum
     vid = version_id(ctx, info.version)
@@ -343,6 +350,7 @@ async def copy_object(ctx: Ctx) -> web.Response:
     if ctx.user is None:
         raise S3Error("AccessDenied", "Access Denied")
     src_bucket, src = await load_copy_source(ctx)
+    src_sealing, sealing = sse.opened(ctx, src.properties, sse.COPY_SOURCE, src_bucket), sse.requested(ctx)
     directive = ctx.headers.get("x-amz-metadata-directive", "COPY").upper()
     if directive not in ("COPY", "REPLACE"):
         raise S3Error("InvalidArgument", "Unknown metadata directive.")
@@ -360,12 +368,22 @@ async def copy_object(ctx: Ctx) -> web.Response:
     if tagging == "REPLACE":
         props[TAGS_PROP] = json.dumps(parse_tagging(ctx.headers.get("x-amz-tagging", "")))
     if src_bucket == ctx.bucket and src.key == ctx.key and directive == "COPY" and not class_props \
-            and tagging != "REPLACE":
+            and tagging != "REPLACE" and not sealing:
         raise S3Error("InvalidRequest", "This copy request is illegal because it is trying to copy an object to "
                       "itself without changing the object's metadata, storage class, website redirect location "
                       "or encryption attributes.")
     condition = await write_condition(ctx, etag_of)
-    if policy and policy != src.policy:  # another policy: the data must be re-encoded
+    rewrapped = sse.rewrapped_props(ctx, src, src_sealing, sealing, ETAG_PROP)
+    if rewrapped is not None:  # the encrypted bytes are linked as they are, their data key wrapped for the copy
+        props = {**sse.without_sealing(props), **rewrapped}
+    if rewrapped is None and (src_sealing or sealing):  # to or from plaintext: the data moves through the gateway
+        def reseal() -> ObjectInfo:
+            with committed_under(ctx, condition):
+                return sse.reseal(ctx, src_bucket, src, src_sealing, sealing, props, policy, mime, ETAG_PROP,
+                                  **condition.kwargs())
+
+        info = await ctx.run(reseal)
+    elif policy and policy != src.policy:  # another policy: the data must be re-encoded
         def recode() -> ObjectInfo:
             stream = ctx.gw.client.get_stream(src_bucket, src.key, version=src.version)
             with committed_under(ctx, condition):
@@ -380,7 +398,7 @@ async def copy_object(ctx: Ctx) -> web.Response:
                                           properties=props, mime_type=mime, **condition.kwargs())
 
         info = await ctx.run(link)
-    headers = {}
+    headers = sealing.headers() if sealing else {}
     if (vid := version_id(ctx, info.version)):
         headers["x-amz-version-id"] = vid
     return xmlio.response("CopyObjectResult", {"LastModified": xmlio.iso(info.mtime), "ETag": f'"{etag_of(info)}"'},
@@ -402,26 +420,30 @@ async def get_object(ctx: Ctx) -> web.StreamResponse:
         reader = await read_or_explain(ctx, lambda: ctx.gw.client.reader(ctx.bucket, ctx.key, version=version),
                                        version)
     info = reader.info
+    sealing = sse.opened(ctx, info.properties)
+    size = sse.plain_size(info)
     check_conditions(ctx.headers, info)
     headers = object_headers(ctx, info)
     for name in RESPONSE_OVERRIDES:
         override = ctx.query.get("response-" + name.lower())
         if override is not None:
             headers[name] = override
-    span = parse_range(ctx.headers.get("Range"), info.size)
-    start, end = span or (0, info.size)
+    span = parse_range(ctx.headers.get("Range"), size)
+    start, end = span or (0, size)
     status = 206 if span else 200
     if span:
-        headers["Content-Range"] = f"bytes {start}-{end - 1}/{info.size}"
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
         for alg in ALGORITHMS:  # a whole-object checksum does not describe a range
             headers.pop(f"x-amz-checksum-{alg}", None)
     headers["Content-Length"] = str(end - start)
     if ctx.request.method == "HEAD":
         return web.Response(status=status, headers=headers)
+    blocks = sse.plaintext(reader, sealing, start, end)
+    if sealing:  # the first segment opened before the answer begins: a damaged one is an error, not a cut body
+        blocks = await ctx.run(sse.first_checked, blocks)
     response = web.StreamResponse(status=status, headers=headers)
     cors.add_headers(ctx, response)
-    await stream_response(response, ctx.request, iter(reader.iter_range(start, end)) if end > start else iter(()),
-                          ctx.gw.pool)
+    await sse.send(ctx, response, blocks)
     return response
 
 

@@ -38,7 +38,8 @@ from aiohttp import http_exceptions, web
 from aiohttp.multipart import BodyPartReader
 from multidict import CIMultiDict
 
-from gridfs.gateways.s3 import sigv4, xmlio
+from gridfs.gateways.s3 import sigv4, sse, xmlio
+from gridfs.gateways.s3.acl import new_object_props
 from gridfs.gateways.s3.checksums import ALGORITHMS, BodyDigests
 from gridfs.gateways.s3.context import Ctx, load_bucket
 from gridfs.gateways.s3.errors import S3Error
@@ -374,7 +375,11 @@ async def post_object(ctx: Ctx) -> web.Response:
     if not key:
         raise S3Error("InvalidArgument", "User key must have a length greater than 0.", ArgumentName="key")
     ctx.key = key
-    props = _object_properties(ctx, fields)
+    # The uploader's object with a private ACL, as a PutObject without ACL headers; encrypted if its
+    # bucket's default says so.
+    props = {**_object_properties(ctx, fields), **await new_object_props(ctx)}
+    sealing = sse.requested(ctx)
+    props.update(sse.stored_props(ctx, sealing))
     policy_name, class_props = policy_for_class(ctx, CIMultiDict(fields))
     algorithm, expected = _checksum_field(fields)
     digests = BodyDigests("", algorithm)
@@ -383,9 +388,14 @@ async def post_object(ctx: Ctx) -> web.Response:
 
     def before_commit() -> dict[str, str]:
         value = digests.check(expected)
-        return {ETAG_PROP: digests.etag(), **({CHECKSUM_PROP + algorithm: value} if value else {})}
+        extra = {ETAG_PROP: sse.etag(sealing, digests.etag())}
+        if sealing:
+            extra[sse.SIZE_PROP] = str(digests.size)
+        return {**extra, **({CHECKSUM_PROP + algorithm: value} if value else {})}
 
-    info = await ctx.run(lambda: ctx.gw.client.put(ctx.bucket, key, pieces, policy=policy_name,
+    info = await ctx.run(lambda: ctx.gw.client.put(ctx.bucket, key, sse.encrypt(sealing, pieces), policy=policy_name,
                                                    properties={**props, **class_props}, mime_type=mime,
                                                    before_commit=before_commit))
-    return _success(ctx, fields, key, digests.etag(), version_id(ctx, info.version))
+    response = _success(ctx, fields, key, sse.etag(sealing, digests.etag()), version_id(ctx, info.version))
+    response.headers.update(sealing.headers() if sealing else {})
+    return response
