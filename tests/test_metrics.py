@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -156,6 +157,12 @@ def test_routes_are_patterns_whatever_path_a_client_asks(grid: LocalGrid) -> Non
         text = requests.get(f"{url}/metrics", headers={SECRET_HEADER: secret}, timeout=5).text
         assert "7f3a" not in text and "Z" * 64 not in text
         assert value(scrape(url, secret), "grid_requests_total", route="unmatched", status="404") >= 1
+    # A head that cannot be parsed is counted too, under no method a client chose.
+    host, port = rawx.addr.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        conn.sendall(b"GET /chunk/x-7f3a HTTP/1.1\r\nbad header line\r\n\r\n")
+        assert b" 400 " in conn.recv(4096).split(b"\r\n")[0] + b" "
+    assert value(scrape(rawx.url, secret), "grid_requests_total", method="INVALID", status="400") >= 1
 
 
 def test_webhdfs_counts_operations(grid: LocalGrid) -> None:

@@ -43,6 +43,8 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 # fsync and commit times: a flush to a cache is tens of microseconds, to a rotating disk tens of milliseconds.
 FSYNC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 UNMATCHED = "unmatched"  # the route of a request no route took (404, 405)
+INVALID = "INVALID"  # the method of a request whose head could not be parsed (its method is not known)
+CLIENT_GONE = 499  # the status of a request whose client closed the connection before the answer
 
 
 def public_paths(cfg: GridConfig) -> frozenset[str]:
@@ -146,6 +148,9 @@ def aiohttp_request_metrics(
             return response
         except web.HTTPException as exc:  # aiohttp's own 404 and 405
             status = exc.status
+            raise
+        except asyncio.CancelledError:  # the client went away before its answer (nginx's 499)
+            status = CLIENT_GONE
             raise
         finally:
             metrics.observe(request.method, route_of(request), status, time.monotonic() - started,

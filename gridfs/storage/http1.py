@@ -42,7 +42,7 @@ from gridfs.common.errors import (
     error_body,
 )
 from gridfs.common.http import PUBLIC_PATHS, SECRET_HEADER, check_secret
-from gridfs.common.metrics import UNMATCHED
+from gridfs.common.metrics import INVALID, UNMATCHED
 from gridfs.common.service import install_stop_signals, write_ready_file
 from gridfs.storage.store import BufferPool
 
@@ -315,6 +315,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
         try:
             req = parse_head(raw)
         except GridError as exc:
+            self.on_request(Request(INVALID, "", {}, {}, 1), exc.status, 0)
             self._refuse(exc, close=True)  # the framing cannot be trusted any more
             return
         route = None
