@@ -21,7 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from gridfs.cli.local import LocalGrid, LocalService
 from gridfs.client.grid import GridClient
 from gridfs.common.config import GridConfig
-from gridfs.common.http import SECRET_HEADER
+from gridfs.common.http import PUBLIC_PATHS, SECRET_HEADER
+from gridfs.common.metrics import public_paths
 from gridfs.common.service import spawn_service
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
@@ -165,16 +166,26 @@ def test_routes_are_patterns_whatever_path_a_client_asks(grid: LocalGrid) -> Non
     assert value(scrape(rawx.url, secret), "grid_requests_total", method="INVALID", status="400") >= 1
 
 
-def test_webhdfs_counts_operations(grid: LocalGrid) -> None:
+def test_webhdfs_counts_operations_and_bytes(grid: LocalGrid, client: GridClient) -> None:
     svc = services(grid, "webhdfs")[0]
     before = scrape(svc.url, grid.config().secret)
     for _ in range(2):
         r = requests.get(f"{svc.url}/webhdfs/v1/?op=LISTSTATUS&user.name=me", timeout=10)
         assert r.status_code == 200, r.text
     requests.get(f"{svc.url}/webhdfs/v1/?op=NOSUCHOP-7f3a&user.name=me", timeout=10)
+    client.create_bucket("hdfs")  # of the account "default", as an anonymous WebHDFS caller's
+    data = os.urandom(200_000)
+    r = requests.put(f"{svc.url}/webhdfs/v1/hdfs/f.bin?op=CREATE", allow_redirects=False, timeout=10)
+    assert r.status_code == 307, r.text
+    assert requests.put(r.headers["Location"], data=data, timeout=30).status_code == 201
+    r = requests.get(f"{svc.url}/webhdfs/v1/hdfs/f.bin?op=OPEN", timeout=30)
+    assert r.status_code == 200 and r.content == data
     text = requests.get(f"{svc.url}/metrics", headers={SECRET_HEADER: grid.config().secret}, timeout=5).text
     assert "7f3a" not in text
     after = scrape(svc.url, grid.config().secret)
+    assert value(after, "grid_request_body_bytes_total", method="PUT", route="CREATE") >= len(data)
+    assert value(after, "grid_response_body_bytes_total", method="GET", route="OPEN") >= len(data)
+    assert value(after, "grid_request_seconds_count", method="GET", route="OPEN") >= 1
     listed = {"method": "GET", "route": "LISTSTATUS"}
     assert value(after, "grid_requests_total", status="200", **listed) - \
         value(before, "grid_requests_total", status="200", **listed) == 2
@@ -243,6 +254,15 @@ def test_metrics_are_public_only_when_grid_toml_says_so(tmp_path: Path) -> None:
             rawx.stop()
     finally:
         conscience.stop()
+
+
+@pytest.mark.parametrize("section", [{"public": "true"}, {"public": 1}, {"public": False}, {}, "public"])
+def test_only_a_boolean_true_opens_metrics(section: object) -> None:
+    cfg = GridConfig(secret="s" * 32)
+    cfg.extra["metrics"] = section
+    assert public_paths(cfg) == PUBLIC_PATHS == frozenset({"/health"})
+    cfg.extra["metrics"] = {"public": True}
+    assert public_paths(cfg) == {"/health", "/metrics"}
 
 
 def test_a_killed_storage_server_shows_at_the_conscience_and_is_rebuilt(grid: LocalGrid, client: GridClient) -> None:
