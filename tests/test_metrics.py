@@ -112,6 +112,8 @@ def test_every_service_serves_request_metrics_behind_the_secret(grid: LocalGrid)
         refused = value(samples, "grid_requests_total", method="GET", route="/metrics", status="401")
         assert refused >= 1, (svc.name, sorted(samples))
         assert value(samples, "grid_request_seconds_count", route="/metrics") >= 3, svc.name
+        # The event backlog is counted where events wait: every service with an outbox, and only those.
+        assert ("grid_outbox_events" in samples) == (svc.type in ("meta1", "meta2", "rdir")), svc.name
 
 
 def test_storage_and_directory_figures_move_with_puts_gets_and_deletes(grid: LocalGrid, client: GridClient) -> None:
@@ -163,7 +165,13 @@ def test_routes_are_patterns_whatever_path_a_client_asks(grid: LocalGrid) -> Non
     with socket.create_connection((host, int(port)), timeout=5) as conn:
         conn.sendall(b"GET /chunk/x-7f3a HTTP/1.1\r\nbad header line\r\n\r\n")
         assert b" 400 " in conn.recv(4096).split(b"\r\n")[0] + b" "
-    assert value(scrape(rawx.url, secret), "grid_requests_total", method="INVALID", status="400") >= 1
+    head = b"GET / HTTP/1.1\r\nX-Pad: "
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        conn.sendall(head + b"a" * ((32 << 10) - len(head)))  # exactly the most a head may take, unfinished
+        assert b" 431 " in conn.recv(4096).split(b"\r\n")[0]
+    invalid = scrape(rawx.url, secret)
+    assert value(invalid, "grid_requests_total", method="INVALID", status="400") >= 1
+    assert value(invalid, "grid_requests_total", method="INVALID", status="431") >= 1
 
 
 def test_webhdfs_counts_operations_and_bytes(grid: LocalGrid, client: GridClient) -> None:

@@ -145,6 +145,8 @@ def aiohttp_request_metrics(
             response = await handler(request)
             # A streamed answer has been sent by now (its length counted); another one has a length to send.
             status, sent = response.status, response.content_length or response.body_length
+            if request.method == "HEAD":  # its Content-Length is what a GET would send
+                sent = 0
             return response
         except web.HTTPException as exc:  # aiohttp's own 404 and 405
             status = exc.status

@@ -306,7 +306,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
         if end < 0:
             self.scanned = self.head_len
             if self.head_len == len(self.head):
-                self._refuse(HeadTooLarge(f"request head over {MAX_HEAD} bytes"), close=True)
+                self._refuse_unparsed(HeadTooLarge(f"request head over {MAX_HEAD} bytes"))
             return
         raw = bytes(self.head[:end])
         rest = self.head_len - (end + 4)
@@ -315,8 +315,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
         try:
             req = parse_head(raw)
         except GridError as exc:
-            self.on_request(Request(INVALID, "", {}, {}, 1), exc.status, 0)
-            self._refuse(exc, close=True)  # the framing cannot be trusted any more
+            self._refuse_unparsed(exc)
             return
         route = None
         try:
@@ -363,6 +362,12 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self.head_len -= skip
         self.discard = req.content_length - skip
         self._respond_now(req, exc)
+
+    def _refuse_unparsed(self, exc: GridError) -> None:
+        """Answer a head that could not be parsed and close: the framing cannot be trusted any more. It is
+        counted under the method INVALID (its own is not known, or not to be trusted)."""
+        self.on_request(Request(INVALID, "", {}, {}, 1), exc.status, 0)
+        self._refuse(exc, close=True)
 
     def _refuse(self, exc: GridError, close: bool) -> None:
         self._write(Response.error(exc), close=close, method="")
