@@ -280,7 +280,10 @@ def test_a_killed_storage_server_shows_at_the_conscience_and_is_rebuilt(grid: Lo
     secret = grid.config().secret
     before = scrape(conscience.url, secret)
     assert value(before, "grid_conscience_score_put", id=victim_id) > 0
-    assert value(before, "grid_conscience_services", type="rawx", state="up") == 3
+    for kind in ("meta0", "meta1", "meta2", "rdir", "rawx"):  # every service that registers, scored
+        running = len(services(grid, kind))
+        assert value(before, "grid_conscience_services", type=kind, state="up") == running, kind
+        assert len([lab for lab, _ in before["grid_conscience_score_put"] if lab["type"] == kind]) == running, kind
     assert value(before, "grid_conscience_heartbeats_total") > 0
     os.kill(victim.pid, signal.SIGKILL)
 
