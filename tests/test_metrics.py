@@ -217,6 +217,9 @@ def test_event_backlog_drains_and_failures_end_as_dead_letters(grid: LocalGrid, 
     wait_for(lambda: value(of(grid, "events"), "grid_events_dead") >= dead0 + 2, 20, "two dead letters")
     events = of(grid, "events")
     assert value(events, "grid_events_handled") >= 5
+    lag = events["grid_events_lag_seconds"]  # per source, 0 once a read finds its outbox empty
+    assert {lab["source"] for lab, _ in lag} >= {s["id"] for s in client.conscience.services("meta2")}
+    wait_for(lambda: all(v == 0 for _, v in of(grid, "events")["grid_events_lag_seconds"]), 10, "no lag left")
     assert value(events, "grid_events_failures") >= 2
 
 
