@@ -50,8 +50,9 @@ class ChunkRequests:
         for svc in self.grid.services():
             if svc.type == "rawx":
                 text = requests.get(f"{svc.url}/metrics", headers={"X-Grid-Secret": secret}, timeout=5).text
-                for method, value in re.findall(r'^grid_rawx_requests_total\{method="(\w+)",status="2\d\d"\} (\S+)$',
-                                                text, re.M):
+                for method, value in re.findall(
+                        r'^grid_requests_total\{method="(\w+)",route="/chunks?(?:/\{id\})?",status="2\d\d"\} (\S+)$',
+                        text, re.M):
                     out[method] += int(float(value))
         return out
 

@@ -89,7 +89,7 @@ def test_register_list_and_filter_by_type(conscience: ConscienceClient) -> None:
         conscience.forget("127.0.0.1:1002")
 
 
-def test_secret_required_except_health_and_metrics(conscience: ConscienceClient) -> None:
+def test_secret_required_except_health(conscience: ConscienceClient) -> None:
     url = conscience.url
     r = requests.get(f"{url}/v1/services", timeout=5)
     assert r.status_code == 401 and r.json()["error"]["code"] == "Unauthorized"
@@ -99,7 +99,9 @@ def test_secret_required_except_health_and_metrics(conscience: ConscienceClient)
     assert r.status_code == 401
     assert requests.get(f"{url}/health", timeout=5).status_code == 200
     beat(conscience, "127.0.0.1:1001")
-    metrics = requests.get(f"{url}/metrics", timeout=5)
+    # Its metrics list every service's address: behind the secret unless [metrics] public = true.
+    assert requests.get(f"{url}/metrics", timeout=5).status_code == 401
+    metrics = requests.get(f"{url}/metrics", headers={"X-Grid-Secret": conscience.http.secret}, timeout=5)
     assert metrics.status_code == 200
     assert 'grid_conscience_score_put{addr="127.0.0.1:1001"' in metrics.text
     assert "grid_conscience_heartbeats_total 1.0" in metrics.text

@@ -64,12 +64,15 @@ def test_round_trip_ranges_head_delete(rawx: tuple[SpawnedService, Path], grid_c
         c.get(url)
 
 
-def test_secret_required(rawx: tuple[SpawnedService, Path]) -> None:
+def test_secret_required(rawx: tuple[SpawnedService, Path], grid_config: GridConfig) -> None:
     svc, _ = rawx
     assert requests.get(f"{svc.url}/chunk/{ID}", timeout=5).status_code == 401
     assert requests.get(f"{svc.url}/chunk/{ID}", headers={"X-Grid-Secret": "no"}, timeout=5).status_code == 403
     assert requests.get(f"{svc.url}/health", timeout=5).status_code == 200
-    assert "grid_rawx_chunks" in requests.get(f"{svc.url}/metrics", timeout=5).text
+    # /metrics too, unless grid.toml says [metrics] public = true (tests/test_metrics.py)
+    assert requests.get(f"{svc.url}/metrics", timeout=5).status_code == 401
+    metrics = requests.get(f"{svc.url}/metrics", headers={"X-Grid-Secret": grid_config.secret}, timeout=5)
+    assert "grid_rawx_chunks" in metrics.text
 
 
 @pytest.mark.parametrize("bad", ["..%2F..%2Fetc%2Fpasswd", "a" * 64, "A" * 63, "%00" + "A" * 63, "A" * 65])

@@ -33,8 +33,10 @@ from gridfs.common.errors import (
 )
 
 SECRET_HEADER = "X-Grid-Secret"
-# Paths any local process may read without the secret (health and Prometheus scrapes).
-PUBLIC_PATHS = frozenset({"/health", "/metrics"})
+# Paths any local process may read without the secret; /metrics joins them only when grid.toml says
+# ``[metrics] public = true`` (gridfs.common.metrics.public_paths): the conscience's lists every address.
+PUBLIC_PATHS = frozenset({"/health"})
+METRICS_PATH = "/metrics"
 
 
 def _header_bytes(value: str) -> bytes:
@@ -54,14 +56,14 @@ def check_secret(expected: str, given: str | None) -> None:
         raise Forbidden("wrong namespace secret")
 
 
-def aiohttp_middlewares(secret: str) -> list[Callable[..., Awaitable[Any]]]:
-    """Secret check plus GridError -> JSON error, for every aiohttp service."""
+def aiohttp_middlewares(secret: str, public: frozenset[str] = PUBLIC_PATHS) -> list[Callable[..., Awaitable[Any]]]:
+    """Secret check (but on the ``public`` paths) plus GridError -> JSON error, for every aiohttp service."""
     from aiohttp import web
 
     @web.middleware
     async def errors(request: web.Request, handler: Callable[..., Awaitable[Any]]) -> web.StreamResponse:
         try:
-            if request.path not in PUBLIC_PATHS:
+            if request.path not in public:
                 check_secret(secret, request.headers.get(SECRET_HEADER))
             return await handler(request)
         except GridError as exc:

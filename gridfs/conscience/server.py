@@ -33,13 +33,14 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from gridfs.common.config import GridConfig
 from gridfs.common.errors import BadRequest, InvalidName, NotFound
-from gridfs.common.http import aiohttp_middlewares
+from gridfs.common.http import PUBLIC_PATHS, aiohttp_middlewares
+from gridfs.common.metrics import RequestMetrics, aiohttp_metrics_route, aiohttp_request_metrics, public_paths
 from gridfs.common.names import check_service_id
 from gridfs.common.service import base_arg_parser, bind, serve_app, setup_logging
 from gridfs.conscience.scoring import OPTIONAL_STATS, STAT_DEFAULTS, ScoringRules, is_full, is_silent, scores
@@ -362,8 +363,9 @@ class RegistryCollector(Collector):
         yield get
 
 
-def build_app(secret: str, registry: Registry) -> web.Application:
+def build_app(secret: str, registry: Registry, public: frozenset[str] = PUBLIC_PATHS) -> web.Application:
     metrics = CollectorRegistry()
+    served = RequestMetrics(metrics)
     beats = Counter("grid_conscience_heartbeats", "heartbeats accepted", registry=metrics)
     refused = Counter("grid_conscience_heartbeats_refused", "malformed heartbeats refused", registry=metrics)
     metrics.register(RegistryCollector(registry))
@@ -404,10 +406,8 @@ def build_app(secret: str, registry: Registry) -> web.Application:
     async def health(_: web.Request) -> web.Response:
         return web.json_response({"ok": True, "services": len(registry.services)})
 
-    async def prometheus(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(metrics), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    app = web.Application(middlewares=aiohttp_middlewares(secret))
+    # Scraped on the event loop: the registry is only ever read and changed there.
+    app = web.Application(middlewares=[aiohttp_request_metrics(served), *aiohttp_middlewares(secret, public)])
     app.add_routes([
         web.post("/v1/heartbeat", heartbeat),
         web.get("/v1/services", services),
@@ -415,7 +415,7 @@ def build_app(secret: str, registry: Registry) -> web.Application:
         web.post("/v1/lock", lock),
         web.post("/v1/unlock", unlock),
         web.get("/health", health),
-        web.get("/metrics", prometheus),
+        aiohttp_metrics_route(metrics),
     ])
     return app
 
@@ -445,7 +445,7 @@ async def serve(args: argparse.Namespace) -> None:
     sock, url = bind(args.host, args.port)
     log.info("conscience on %s (timeout %.1f s, ramp %.1f s, full at %.0f %%)",
              url, args.timeout, args.ramp, args.full * 100)
-    await serve_app(build_app(cfg.secret, registry), sock, url, args.ready_file,
+    await serve_app(build_app(cfg.secret, registry, public_paths(cfg)), sock, url, args.ready_file,
                     background=lambda stop: housekeeping(registry, stop))
 
 

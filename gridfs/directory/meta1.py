@@ -132,6 +132,10 @@ class Meta1Service(RoleService):
             events = outbox.read(self.db, OUTBOX_DB, limit + 1)
         return {"events": events[:limit], "more": len(events) > limit}
 
+    def outbox_backlog(self) -> int:
+        with self.lock:
+            return outbox.count(self.db)
+
     def outbox_ack(self, acks: dict[str, Any]) -> dict:
         if OUTBOX_DB in acks:
             with self.lock, Txn(self.db):

@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from gridfs.common.errors import AlreadyExists, BadRequest, NoSuchContainer
+from gridfs.common.metrics import FSYNC_BUCKETS
 from gridfs.common.names import check_account, check_bucket, check_container_id, container_id
 from gridfs.directory import outbox, retention
 from gridfs.directory.meta2db import Meta2, Txn, open_db
@@ -184,6 +185,8 @@ class Meta2Service(RoleService):
         self._changes = Counter("grid_meta2_changes", "container changes applied", registry=self.metrics)
         self._transactions = Counter("grid_meta2_transactions", "transactions committed for them",
                                      registry=self.metrics)
+        self._commit_time = Histogram("grid_meta2_commit_seconds", "time of each COMMIT (the WAL's fsync)",
+                                      buckets=FSYNC_BUCKETS, registry=self.metrics)
 
     # -- databases ------------------------------------------------------------------------------
 
@@ -208,9 +211,10 @@ class Meta2Service(RoleService):
                 raise NoSuchContainer(f"no container {cid} on {self.service_id}")
             return fn(m2)
 
-    def _count_group(self, changes: int) -> None:
+    def _count_group(self, changes: int, commit_seconds: float) -> None:
         self._changes.inc(changes)
         self._transactions.inc()
+        self._commit_time.observe(commit_seconds)
 
     def create(self, cid: str, body: dict) -> dict:
         """Create a container database (meta1 asks); the same account and name again is a no-op."""
@@ -268,6 +272,13 @@ class Meta2Service(RoleService):
                 self._pending.discard(name)
             events += got
         return {"events": events, "more": False}
+
+    def outbox_backlog(self) -> int:
+        total = 0
+        for name in list(self._pending):  # the only databases that may hold events
+            with contextlib.suppress(NoSuchContainer):
+                total += self._outbox_of(name, outbox.count)
+        return total
 
     def outbox_ack(self, acks: dict[str, int]) -> dict:
         for name, upto in acks.items():

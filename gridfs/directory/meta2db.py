@@ -108,7 +108,7 @@ class Meta2:
         _add_crc32c_columns(self.db)
         self.lock = threading.Lock()
         self._group: GroupCommit[tuple[str | None, Callable[[Meta2], dict]]] = GroupCommit(self._apply_group)
-        self.on_group: Callable[[int], None] | None = None  # told the size of each group committed
+        self.on_group: Callable[[int, float], None] | None = None  # told each group's size and COMMIT seconds
 
     def close(self) -> None:
         self.db.close()
@@ -143,9 +143,11 @@ class Meta2:
                         self.db.execute("RELEASE change")
                         outcomes.append(({}, exc))
                 failpoint("meta2.before_commit")  # a crash here rolls the whole group back
+                committing = time.monotonic()
+            committed = time.monotonic() - committing  # the COMMIT alone: the fsync of the WAL
         failpoint("meta2.after_commit")  # a crash here loses the answers, not the changes
         if self.on_group is not None:
-            self.on_group(len(group))
+            self.on_group(len(group), committed)
         for p, (result, error) in zip(group, outcomes, strict=True):
             p.settle(result, error)
 

@@ -34,6 +34,11 @@ def read(db: sqlite3.Connection, name: str, limit: int) -> list[dict[str, Any]]:
     return [{"db": name, "id": i, "type": t, "ts": ts, "data": json.loads(d)} for i, t, ts, d in rows]
 
 
+def count(db: sqlite3.Connection) -> int:
+    """Events not acked yet: the agent's backlog in this database."""
+    return int(db.execute("SELECT count(*) FROM outbox").fetchone()[0])
+
+
 def pending(db: sqlite3.Connection) -> bool:
     return db.execute("SELECT 1 FROM outbox LIMIT 1").fetchone() is not None
 

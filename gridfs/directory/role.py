@@ -13,16 +13,19 @@ import asyncio
 import functools
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from gridfs.common.errors import BadRequest, GridError, ServiceUnavailable
-from gridfs.common.http import aiohttp_middlewares
+from gridfs.common.http import PUBLIC_PATHS, aiohttp_middlewares
+from gridfs.common.metrics import RequestMetrics, aiohttp_metrics_route, aiohttp_request_metrics
 from gridfs.common.service import load_or_create_service_id
 from gridfs.common.stats import StatsCollector
 from gridfs.conscience.client import CachedServices, ConscienceClient
@@ -84,6 +87,10 @@ class RoleService:
     def outbox_ack(self, acks: dict[str, Any]) -> dict:
         raise NotImplementedError
 
+    def outbox_backlog(self) -> int | None:
+        """Events waiting in this service's outboxes for the event agent; None for a role without one."""
+        return None
+
     def outbox_routes(self) -> list[web.RouteDef]:
         """``GET /v1/outbox?limit=`` (oldest events first) and ``POST /v1/outbox/ack {"acks": {DB: ID}}``."""
 
@@ -98,14 +105,12 @@ class RoleService:
 
         return [web.get("/v1/outbox", read), web.post("/v1/outbox/ack", ack)]
 
-    def build_app(self) -> web.Application:
-        metrics = self.metrics
-        requests = Counter("grid_directory_requests", "requests", ["role", "route"], registry=metrics)
+    def build_app(self, public: frozenset[str] = PUBLIC_PATHS) -> web.Application:
+        """The role's routes, ``/health`` and ``/metrics``; ``public``: the paths answered without the secret."""
+        self.metrics.register(OutboxCollector(self))
 
         @web.middleware
         async def count(request: web.Request, handler: Any) -> Any:
-            route = request.match_info.route.resource
-            requests.labels(self.kind, route.canonical if route else "?").inc()
             self.inflight += 1
             try:
                 return await handler(request)
@@ -119,11 +124,11 @@ class RoleService:
         async def health(_: web.Request) -> web.Response:
             return web.json_response({"ok": True, "id": self.service_id, "role": self.kind})
 
-        async def prometheus(_: web.Request) -> web.Response:
-            return web.Response(body=generate_latest(metrics), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-        app = web.Application(middlewares=[*aiohttp_middlewares(self.secret), count], client_max_size=64 << 20)
-        app.add_routes([*self.routes(), web.get("/health", health), web.get("/metrics", prometheus)])
+        app = web.Application(middlewares=[aiohttp_request_metrics(RequestMetrics(self.metrics)),
+                                           *aiohttp_middlewares(self.secret, public), count],
+                              client_max_size=64 << 20)
+        # blocking: the outbox backlog is counted in the databases, under their locks.
+        app.add_routes([*self.routes(), web.get("/health", health), aiohttp_metrics_route(self.metrics, blocking=True)])
         return app
 
     def heartbeat(self, addr: str, location: str) -> dict:
@@ -135,3 +140,16 @@ class RoleService:
                 "tags": {"data": str(self.data)},
                 "stats": {**self._stats.sample(), "free_bytes": usage.free, "total_bytes": usage.total,
                           "inflight": self.inflight}}
+
+
+class OutboxCollector(Collector):
+    """``grid_outbox_events``: the event agent's backlog at this service, counted at scrape time."""
+
+    def __init__(self, service: RoleService) -> None:
+        self.service = service
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        waiting = self.service.outbox_backlog()
+        if waiting is not None:
+            yield GaugeMetricFamily("grid_outbox_events", "events waiting in this service's outboxes for the "
+                                    "event agent", value=waiting)

@@ -14,6 +14,7 @@ import asyncio
 from pathlib import Path
 
 from gridfs.common.config import GridConfig
+from gridfs.common.metrics import public_paths
 from gridfs.common.service import base_arg_parser, bind, send_heartbeats, serve_app, setup_logging
 from gridfs.directory.meta0 import Meta0Service
 from gridfs.directory.meta1 import Meta1Service
@@ -38,7 +39,7 @@ async def serve(args: argparse.Namespace) -> None:
             await service.assign_when_ready(stop)
         await beats
 
-    await serve_app(service.build_app(), sock, url, args.ready_file, background)
+    await serve_app(service.build_app(public_paths(cfg)), sock, url, args.ready_file, background)
 
 
 def main() -> None:

@@ -22,13 +22,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import threading
+from collections.abc import Iterator
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from gridfs.common.config import GridConfig
 from gridfs.common.errors import BadRequest
-from gridfs.common.http import aiohttp_middlewares
+from gridfs.common.http import PUBLIC_PATHS, aiohttp_middlewares
+from gridfs.common.metrics import RequestMetrics, aiohttp_metrics_route, aiohttp_request_metrics, public_paths
 from gridfs.common.service import base_arg_parser, bind, serve_app, setup_logging
 from gridfs.conscience.client import ConscienceClient
 from gridfs.events.agent import EventAgent
@@ -70,8 +74,24 @@ def subscribe_healing(agent: EventAgent, cfg: GridConfig) -> None:
             agent.subscribe(event_type, repair)
 
 
-def build_app(secret: str, agent: EventAgent) -> web.Application:
+class LagCollector(Collector):
+    """``grid_events_lag_seconds{source}``: how old the oldest event of the last batch read from each
+    source was when read (0 once a read finds the outbox empty): how far behind the agent runs."""
+
+    def __init__(self, agent: EventAgent) -> None:
+        self.agent = agent
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        lag = GaugeMetricFamily("grid_events_lag_seconds", "age of the oldest event of the last batch read, per "
+                                "source (0: its outbox was empty)", labels=["source"])
+        for source, seconds in sorted(self.agent.lag.items()):
+            lag.add_metric([source], seconds)
+        yield lag
+
+
+def build_app(secret: str, agent: EventAgent, public: frozenset[str] = PUBLIC_PATHS) -> web.Application:
     registry = CollectorRegistry()
+    registry.register(LagCollector(agent))
     for name, doc, value in (
         ("grid_events_handled", "events handled since start", lambda: agent.handled),
         ("grid_events_failures", "handler failures since start", lambda: agent.failures),
@@ -82,9 +102,6 @@ def build_app(secret: str, agent: EventAgent) -> web.Application:
 
     async def health(_: web.Request) -> web.Response:
         return web.json_response({"ok": True})
-
-    async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def status(_: web.Request) -> web.Response:
         return web.json_response(await asyncio.to_thread(agent.status))
@@ -99,8 +116,11 @@ def build_app(secret: str, agent: EventAgent) -> web.Application:
             raise BadRequest("'ids' must be a list of dead-letter ids (integers)")
         return web.json_response({"revived": await asyncio.to_thread(agent.store.revive, ids)})
 
-    app = web.Application(middlewares=aiohttp_middlewares(secret))
-    app.add_routes([web.get("/health", health), web.get("/metrics", metrics), web.get("/v1/status", status),
+    app = web.Application(middlewares=[aiohttp_request_metrics(RequestMetrics(registry)),
+                                       *aiohttp_middlewares(secret, public)])
+    # blocking: the retry and dead-letter counts are read from the agent's database.
+    app.add_routes([web.get("/health", health), aiohttp_metrics_route(registry, blocking=True),
+                    web.get("/v1/status", status),
                     web.get("/v1/dead", dead), web.post("/v1/dead/retry", revive)])
     return app
 
@@ -119,7 +139,7 @@ async def serve(args: argparse.Namespace) -> None:
         agent.stopped.set()
         await asyncio.to_thread(thread.join, 5)
 
-    await serve_app(build_app(cfg.secret, agent), sock, url, args.ready_file, run_agent)
+    await serve_app(build_app(cfg.secret, agent, public_paths(cfg)), sock, url, args.ready_file, run_agent)
 
 
 def main() -> None:

@@ -38,6 +38,7 @@ class EventAgent:
         self.subscriptions: dict[str, list[str]] = defaultdict(list)  # event type -> handler names
         self.handled = 0  # events handled since start
         self.failures = 0  # handler calls that raised since start
+        self.lag: dict[str, float] = {}  # source id -> age of the oldest event of its last batch read (s)
         self.stopped = threading.Event()
 
     def subscribe(self, event_type: str, handler: Handler) -> str:
@@ -91,6 +92,7 @@ class EventAgent:
         """Handle and ack one batch of ``source``'s outbox; True when it has more waiting."""
         page = source.read(self.batch)
         events = page.get("events") or []
+        self.lag[source.id] = max(0.0, time.time() - min(e["ts"] for e in events)) if events else 0.0
         if not events:
             return False
         failures: list[Failure] = []

@@ -55,6 +55,7 @@ class Rebuilder:
         self.rdir = RdirClient(self.conscience, cfg.secret)
         self.current: dict[str, Any] | None = None
         self._job: VolumeJob | None = None
+        self.finished: dict[tuple[str, str], int] = {}  # (kind, final state) -> jobs since start, for /metrics
 
     def run(self) -> None:
         log.info("rebuilder: grace %.0f s, rate %s MB/s, looking every %.1f s",
@@ -81,9 +82,17 @@ class Rebuilder:
         if self.stop.is_set():  # shutdown() came between the look and the job
             job.abort()
         try:
-            return job.run()
+            record = job.run()
+            key = (kind, str(record.get("state", "")))
+            self.finished[key] = self.finished.get(key, 0) + 1
+            return record
         finally:
             self.current = self._job = None
+
+    def running_job(self) -> tuple[str, dict[str, Any]] | None:
+        """The volume and live record of the job in progress, None between jobs."""
+        job = self._job
+        return None if job is None or not job.record else (job.volume, dict(job.record))
 
     def shutdown(self) -> None:
         """Stop looking, and stop the job in progress where it stands (it is resumed at the next start)."""

@@ -13,6 +13,7 @@ import asyncio
 from pathlib import Path
 
 from gridfs.common.config import GridConfig
+from gridfs.common.metrics import public_paths
 from gridfs.common.service import base_arg_parser, bind, send_heartbeats, serve_app, setup_logging
 from gridfs.rdir.server import RdirService
 
@@ -29,7 +30,7 @@ async def serve(args: argparse.Namespace) -> None:
     async def background(stop: asyncio.Event) -> None:
         await send_heartbeats(cfg, lambda: service.heartbeat(addr, location), stop)
 
-    await serve_app(service.build_app(), sock, url, args.ready_file, background)
+    await serve_app(service.build_app(public_paths(cfg)), sock, url, args.ready_file, background)
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from gridfs.common.errors import BadRequest
 from gridfs.directory.role import RoleService, int_query
+from gridfs.rdir.metrics import RdirCollector
 from gridfs.rdir.store import RdirStore
 
 
@@ -44,6 +45,7 @@ class RdirService(RoleService):
     def __init__(self, data: Path, secret: str, conscience_url: str) -> None:
         super().__init__(data, secret, conscience_url)
         self.store = RdirStore(data)
+        self.metrics.register(RdirCollector(self.store))
 
     def apply(self, body: dict) -> dict:
         pushes, deletes = _by_volume(body, "push"), _by_volume(body, "delete")
@@ -56,6 +58,9 @@ class RdirService(RoleService):
 
     def outbox_ack(self, acks: dict[str, Any]) -> dict:
         return self.store.outbox_ack(acks)
+
+    def outbox_backlog(self) -> int:
+        return self.store.outbox_backlog()
 
     def routes(self) -> list[web.RouteDef]:
         s = self.store

@@ -308,6 +308,10 @@ class RdirStore:
             events = outbox.read(self.service, "service", limit)
         return {"events": events, "more": len(events) >= max(1, min(limit, outbox.MAX_READ))}
 
+    def outbox_backlog(self) -> int:
+        with self.service_lock:
+            return outbox.count(self.service)
+
     def outbox_ack(self, acks: dict[str, Any]) -> dict:
         upto = acks.get("service")
         if upto is not None:

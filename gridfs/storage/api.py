@@ -20,9 +20,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
 from gridfs.common.errors import BadRequest, InvalidRange, LengthRequired, ServiceUnavailable, WrongService
+from gridfs.common.http import METRICS_PATH
+from gridfs.common.metrics import exposition
 from gridfs.common.names import check_chunk_id
 from gridfs.storage.client import BATCH_MANIFEST, SERVICE_ID_HEADER
 from gridfs.storage.http1 import Request, Response, Route
@@ -110,7 +110,7 @@ class ChunkApi:
             Route("GET", "/scrub", self.scrub_state),
             Route("POST", "/scrub", self.scrub_now),
             Route("GET", "/health", self.health),
-            Route("GET", "/metrics", self.prometheus),
+            Route("GET", METRICS_PATH, self.prometheus),
         ]
 
     def counted(self, handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
@@ -237,4 +237,5 @@ class ChunkApi:
         return Response.json({"ok": True})
 
     async def prometheus(self, _: Request) -> Response:
-        return Response(body=generate_latest(self.rawx.metrics), content_type=CONTENT_TYPE_LATEST)
+        body, content_type = exposition(self.rawx.metrics)
+        return Response(body=body, content_type=content_type)

@@ -12,7 +12,8 @@ storage server's clients always know their chunk's size; chunked uploads are ref
 handled), flow control on the way out, idle and stalled-connection timeouts. Malformed requests get a
 JSON error naming what is wrong and the connection is closed whenever the framing can no longer be
 trusted. Routing is by method and path pattern (``/chunk/{id}``); a route says how large a body it
-takes; every request but those to PUBLIC_PATHS must carry the namespace secret.
+takes; every request but those to the router's public paths must carry the namespace secret. Each answer
+is reported to ``on_request(request, status, body bytes sent)`` (the server's metrics).
 
 SPDX-License-Identifier: AGPL-3.0-or-later
 """
@@ -41,6 +42,7 @@ from gridfs.common.errors import (
     error_body,
 )
 from gridfs.common.http import PUBLIC_PATHS, SECRET_HEADER, check_secret
+from gridfs.common.metrics import INVALID, UNMATCHED
 from gridfs.common.service import install_stop_signals, write_ready_file
 from gridfs.storage.store import BufferPool
 
@@ -74,6 +76,8 @@ class Request:
     content_length: int = 0
     body: memoryview = field(default_factory=lambda: memoryview(b""))
     match: dict[str, str] = field(default_factory=dict)  # the path's {names}
+    route: str = UNMATCHED  # the pattern of the route that took it, for metrics (never the path itself)
+    started: float = field(default_factory=time.monotonic)  # when its head was read, for latency metrics
 
     def header(self, name: str, default: str = "") -> str:
         return self.headers.get(name.lower(), default)
@@ -133,9 +137,10 @@ class Route:
 
 
 class Router:
-    def __init__(self, secret: str, routes: list[Route]) -> None:
+    def __init__(self, secret: str, routes: list[Route], public: frozenset[str] = PUBLIC_PATHS) -> None:
         self.secret = secret
         self.routes = routes
+        self.public = public  # paths answered without the secret
 
     def resolve(self, req: Request) -> Route:
         """The route for a request (its path names filled in), or the error to answer: 404, 405, 401/403."""
@@ -145,8 +150,9 @@ class Router:
             found = route.matches(parts)
             if found is None:
                 continue
+            req.route = route.pattern  # a refused request counts under the route it asked for too
             if route.method == req.method:
-                if req.path not in PUBLIC_PATHS:
+                if req.path not in self.public:
                     check_secret(self.secret, req.header(SECRET_HEADER))
                 req.match = found
                 return route
@@ -202,7 +208,7 @@ def _keep_alive(req: Request) -> bool:
 class HttpProtocol(asyncio.BufferedProtocol):
     """One connection: head -> (body into a pooled buffer) -> handler -> response, again while kept alive."""
 
-    def __init__(self, router: Router, buffers: BufferPool, on_request: Callable[[Request, int], None]) -> None:
+    def __init__(self, router: Router, buffers: BufferPool, on_request: Callable[[Request, int, int], None]) -> None:
         self.router, self.buffers, self.on_request = router, buffers, on_request
         self.transport: asyncio.Transport | None = None
         self.head = bytearray(MAX_HEAD)
@@ -300,7 +306,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
         if end < 0:
             self.scanned = self.head_len
             if self.head_len == len(self.head):
-                self._refuse(HeadTooLarge(f"request head over {MAX_HEAD} bytes"), close=True)
+                self._refuse_unparsed(HeadTooLarge(f"request head over {MAX_HEAD} bytes"))
             return
         raw = bytes(self.head[:end])
         rest = self.head_len - (end + 4)
@@ -309,7 +315,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
         try:
             req = parse_head(raw)
         except GridError as exc:
-            self._refuse(exc, close=True)  # the framing cannot be trusted any more
+            self._refuse_unparsed(exc)
             return
         route = None
         try:
@@ -348,7 +354,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
         body over ``limit``, or one the client waits to be invited to send (100-continue), is not
         waited for: the answer goes out and the connection closes."""
         if req.content_length > limit or req.header("expect").lower() == "100-continue":
-            self.on_request(req, exc.status)
+            self.on_request(req, exc.status, 0)
             self._refuse(exc, close=True)
             return
         skip = min(self.head_len, req.content_length)
@@ -357,6 +363,12 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self.discard = req.content_length - skip
         self._respond_now(req, exc)
 
+    def _refuse_unparsed(self, exc: GridError) -> None:
+        """Answer a head that could not be parsed and close: the framing cannot be trusted any more. It is
+        counted under the method INVALID (its own is not known, or not to be trusted)."""
+        self.on_request(Request(INVALID, "", {}, {}, 1), exc.status, 0)
+        self._refuse(exc, close=True)
+
     def _refuse(self, exc: GridError, close: bool) -> None:
         self._write(Response.error(exc), close=close, method="")
         if close:
@@ -364,7 +376,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
 
     def _respond_now(self, req: Request, exc: GridError) -> None:
         keep = _keep_alive(req)
-        self.on_request(req, exc.status)
+        self.on_request(req, exc.status, 0)
         self._write(Response.error(exc), close=not keep, method=req.method)
         if not keep:
             self._close()
@@ -393,7 +405,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
         finally:
             self.buffers.release(body)
             self.body, self.body_view, self.req = None, memoryview(b""), None
-        self.on_request(req, resp.status)
+        self.on_request(req, resp.status, 0 if req.method == "HEAD" else len(resp.body))
         if self.closing:
             if resp.release:
                 resp.release()
@@ -445,7 +457,7 @@ async def serve_http(
     url: str,
     ready_file: str | None,
     buffers: BufferPool,
-    on_request: Callable[[Request, int], None],
+    on_request: Callable[[Request, int, int], None],
     background: Callable[[asyncio.Event], Awaitable[None]] | None = None,
 ) -> None:
     """Serve ``router`` on the bound ``sock`` until SIGTERM/SIGINT, as ``serve_app`` does for aiohttp

@@ -2,7 +2,8 @@
 
 :class:`IOStats` counts the I/O pattern of a :class:`~gridfs.storage.store.Volume` since the server
 started: bytes written and write calls (with a power-of-two histogram of the call sizes), file fsyncs,
-directory fsyncs, files created, xattrs set, renames, hard links, unlinks, bytes read and read calls.
+directory fsyncs (each timed, into a histogram of their seconds), files created, xattrs set, renames,
+hard links, unlinks, bytes read and read calls.
 These are what an HDD pays for: each fsync is a cache flush (a rotation or more), each file a metadata
 write, each small write a chance of a seek. ``GET /info`` (``io``), ``/metrics`` (``grid_rawx_io_*``) and
 the benchmarks (bench/iopattern.py) read them.
@@ -26,6 +27,7 @@ SPDX-License-Identifier: AGPL-3.0-or-later
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import itertools
 import os
@@ -38,6 +40,7 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from gridfs.common.fileio import WRITE_STEP, write_all
+from gridfs.common.metrics import FSYNC_BUCKETS
 from gridfs.common.throttle import RateLimiter
 
 MiB = 1 << 20
@@ -58,6 +61,9 @@ class IOStats:
         self._lock = threading.Lock()
         self.counts = dict.fromkeys(COUNTERS, 0)
         self.write_sizes = dict.fromkeys(range(HIST_MIN, HIST_MAX + 2), 0)
+        # fsync seconds per kind ("file", "dir"): calls per FSYNC_BUCKETS bound (and one over the last), and the sum.
+        self.fsync_times = {kind: [0] * (len(FSYNC_BUCKETS) + 1) for kind in ("file", "dir")}
+        self.fsync_seconds = {"file": 0.0, "dir": 0.0}
         self.throttle = RateLimiter.mb_per_s(throttle_mb) if throttle_mb > 0 else None
         self.throttle_seconds = 0.0
         self.busy_seconds = 0.0
@@ -99,7 +105,12 @@ class IOStats:
         return got
 
     def fsync(self, fd: int, *, directory: bool = False) -> None:
+        t0 = time.monotonic()
         os.fsync(fd)
+        seconds, kind = time.monotonic() - t0, "dir" if directory else "file"
+        with self._lock:
+            self.fsync_times[kind][bisect.bisect_left(FSYNC_BUCKETS, seconds)] += 1
+            self.fsync_seconds[kind] += seconds
         self.count(**{"dir_fsyncs" if directory else "fsyncs": 1})
 
     def fsync_dir(self, path: str | os.PathLike) -> None:
@@ -168,6 +179,12 @@ class IOStats:
         with self._lock:
             return dict(self.write_sizes)
 
+    def fsync_histogram(self) -> dict[str, tuple[list[int], float]]:
+        """Per kind ("file", "dir"): fsync calls per FSYNC_BUCKETS bound (one more: above the last), and their
+        total seconds; a consistent copy."""
+        with self._lock:
+            return {kind: (list(counts), self.fsync_seconds[kind]) for kind, counts in self.fsync_times.items()}
+
     def heartbeat(self) -> dict[str, float]:
         """The figure scoring uses (gridfs/conscience/scoring.py); none before the first timed transfer."""
         slow = self.slowness()
@@ -193,3 +210,10 @@ class IOCollector(Collector):
         buckets.append(("+Inf", total + sizes[HIST_MAX + 1]))
         yield HistogramMetricFamily("grid_rawx_io_write_size_bytes", "size of each write call to chunk files",
                                     buckets=buckets, sum_value=snap["bytes_written"])
+        fsyncs = HistogramMetricFamily("grid_rawx_io_fsync_seconds", "time of each fsync, of files and of folders",
+                                       labels=["kind"])
+        for kind, (counts, seconds) in self.io.fsync_histogram().items():
+            cumulative = list(itertools.accumulate(counts))
+            fsyncs.add_metric([kind], [*zip(map(str, FSYNC_BUCKETS), cumulative[:-1], strict=True),
+                                       ("+Inf", cumulative[-1])], sum_value=seconds)
+        yield fsyncs

@@ -112,6 +112,7 @@ class Scrubber:
         self.last: dict | None = None
         self.current: dict | None = None
         self.pending: list[dict] = []
+        self.passes = 0  # passes ended since the server started, for /metrics
         self._load()
 
     @classmethod
@@ -158,10 +159,10 @@ class Scrubber:
             self._save()
 
     def state(self) -> dict:
-        """What ``GET /scrub`` answers: {"running", "current", "last", "pending"}."""
+        """What ``GET /scrub`` answers: {"running", "current", "last", "pending", "passes" (ended since start)}."""
         with self._lock:
             return {"running": self.current is not None, "current": _copy(self.current), "last": _copy(self.last),
-                    "pending": len(self.pending)}
+                    "pending": len(self.pending), "passes": self.passes}
 
     def tags(self) -> dict[str, str]:
         """Heartbeat tags: when the last complete pass ended and what it found ("" before any)."""
@@ -268,6 +269,7 @@ class Scrubber:
             if error:
                 run["error"] = error
             self.last, self.current = run, None
+            self.passes += 1
         self._save()
 
     def _check(self, run: dict, chunk_id: str) -> bool:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,11 +30,13 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from gridfs.common.config import GridConfig
+from gridfs.common.metrics import RequestMetrics, public_paths
 from gridfs.common.service import base_arg_parser, bind, load_or_create_service_id, send_heartbeats, setup_logging
 from gridfs.common.stats import StatsCollector
 from gridfs.storage.api import ChunkApi
 from gridfs.storage.http1 import Request, Router, serve_http
 from gridfs.storage.iostats import IOCollector
+from gridfs.storage.metrics import ScrubCollector, VolumeCollector
 from gridfs.storage.scrub import Scrubber
 from gridfs.storage.store import BufferPool, Volume
 
@@ -50,13 +53,14 @@ class RawxApp:
         self.inflight = 0
         self.scrubber: Scrubber | None = None
         self.metrics = CollectorRegistry()
-        self.requests = Counter("grid_rawx_requests", "requests", ["method", "status"], registry=self.metrics)
+        self.requests = RequestMetrics(self.metrics)  # every answer, through http1's on_request (count)
         self.bytes_in = Counter("grid_rawx_bytes_in", "chunk bytes received", registry=self.metrics)
         self.bytes_out = Counter("grid_rawx_bytes_out", "chunk bytes sent", registry=self.metrics)
-        Gauge("grid_rawx_chunks", "chunks stored", registry=self.metrics).set_function(lambda: volume.chunks)
         Gauge("grid_rawx_corrupt_seen", "corrupt chunks refused", registry=self.metrics).set_function(
             lambda: volume.corrupt_seen)
         self.metrics.register(IOCollector(volume.io))  # grid_rawx_io_*: the volume's I/O pattern
+        self.metrics.register(VolumeCollector(volume, service_id, location))
+        self.metrics.register(ScrubCollector(lambda: self.scrubber))
 
     def info(self) -> dict:
         free, total = self.volume.space()
@@ -64,8 +68,8 @@ class RawxApp:
                 "free_bytes": free, "total_bytes": total, "chunks": self.volume.chunks, "inflight": self.inflight,
                 "io": self.volume.io.snapshot()}
 
-    def count(self, req: Request, status: int) -> None:
-        self.requests.labels(req.method, status).inc()
+    def count(self, req: Request, status: int, sent: int) -> None:
+        self.requests.observe(req.method, req.route, status, time.monotonic() - req.started, req.body.nbytes, sent)
 
 
 def heartbeat_payload(rawx: RawxApp, addr: str) -> Callable[[], dict]:
@@ -96,7 +100,8 @@ async def serve(args: argparse.Namespace) -> None:
     rawx.scrubber = Scrubber.for_grid(volume, service_id, cfg, rawx.buffers)
     rawx.scrubber.start()
     try:
-        await serve_http(Router(cfg.secret, api.routes()), sock, url, args.ready_file, rawx.buffers, rawx.count,
+        router = Router(cfg.secret, api.routes(), public_paths(cfg))
+        await serve_http(router, sock, url, args.ready_file, rawx.buffers, rawx.count,
                          lambda stop: send_heartbeats(cfg, payload, stop))
     finally:
         # Off the event loop: the scrubber may be inside a read or a call to the reverse index.

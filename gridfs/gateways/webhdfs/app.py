@@ -28,6 +28,14 @@ from aiohttp import web
 from gridfs.client import GridClient
 from gridfs.common import errors as grid_errors
 from gridfs.common.config import GridConfig
+from gridfs.common.http import METRICS_PATH
+from gridfs.common.metrics import (
+    RequestMetrics,
+    aiohttp_metrics_route,
+    aiohttp_request_metrics,
+    process_registry,
+    public_paths,
+)
 from gridfs.gateways.s3.streams import stream_response
 from gridfs.gateways.webhdfs import paths
 from gridfs.gateways.webhdfs.auth import Authenticator, Caller
@@ -363,6 +371,15 @@ def route(method: str, op: str) -> Handler:
     return handler
 
 
+def operation(request: web.Request) -> str:
+    """A request's route for metrics: its WebHDFS operation when it names one the gateway knows of, else
+    "unknown" (never what a client sent, which could be anything)."""
+    if request.path == METRICS_PATH:
+        return METRICS_PATH
+    op = request.query.get("op", "").upper()
+    return op if op in UNSUPPORTED or any(op in ops for ops in ROUTES.values()) else "unknown"
+
+
 def build_app(gw: Gateway) -> web.Application:
     async def handle(request: web.Request) -> web.StreamResponse:
         shown = request.path
@@ -380,7 +397,11 @@ def build_app(gw: Gateway) -> web.Application:
             error = translate(exc, shown)
         return JsonReply(error.body(), error.status)
 
-    app = web.Application(client_max_size=1 << 20)
+    registry = process_registry()  # the workers' sum in multiprocess mode (gridfs.gateways.webhdfs.server)
+    app = web.Application(client_max_size=1 << 20, middlewares=[aiohttp_request_metrics(RequestMetrics(registry),
+                                                                                        operation)])
     app.on_response_prepare.append(_strip_content_type)
+    # No file path is /metrics (they all start with /webhdfs/v1), so the scrape route shadows none.
+    app.router.add_routes([aiohttp_metrics_route(registry, guard=(gw.config.secret, public_paths(gw.config)))])
     app.router.add_route("*", "/{tail:.*}", handle)
     return app

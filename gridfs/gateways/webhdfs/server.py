@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import shutil
 import socket
 import sys
 
+from gridfs.common.metrics import share_between_workers
 from gridfs.common.service import base_arg_parser, bind_shared, run_workers, serve_app, setup_logging, write_ready_file
 
 log = logging.getLogger("gridfs.webhdfs")
@@ -27,6 +29,7 @@ async def _serve_worker(config: str | None, sock: socket.socket, url: str, requi
 
 def run(args: argparse.Namespace) -> None:
     setup_logging("webhdfs", args.log_level)
+    metrics_dir = share_between_workers()
     sock, url = bind_shared(args.host, args.port, args.any_port_if_busy)
 
     def serve() -> None:
@@ -38,6 +41,7 @@ def run(args: argparse.Namespace) -> None:
         write_ready_file(args.ready_file, url)
 
     run_workers(args.workers, serve, started)
+    shutil.rmtree(metrics_dir, ignore_errors=True)
     sys.exit(0)
 
 
