@@ -24,6 +24,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
@@ -61,6 +62,51 @@ class BufferPool:
             stack = self._free.setdefault(len(buf), [])
             if len(stack) < self._keep:
                 stack.append(buf)
+
+
+@dataclass(frozen=True)
+class FileRange:
+    """Verified bytes [offset, offset+count) of an open chunk file (``size`` bytes whole); close() once sent."""
+
+    fd: int
+    offset: int
+    count: int
+    size: int
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+@dataclass(frozen=True)
+class _Span:
+    """The checksum blocks a read of bytes [offset, end) of a chunk touches."""
+
+    size: int
+    hashes: bytes
+    offset: int
+    end: int
+
+    @property
+    def first(self) -> int:
+        return self.offset // BLOCK
+
+    @property
+    def lo(self) -> int:
+        return self.first * BLOCK
+
+    @property
+    def hi(self) -> int:
+        """Where the last touched block ends (``lo`` for an empty range: nothing is read)."""
+        if self.end <= self.offset:
+            return self.lo
+        return min(self.size, (max(self.offset, self.end - 1) // BLOCK + 1) * BLOCK)
+
+    def blocks(self) -> range:
+        return range(self.first, self.first + -(-(self.hi - self.lo) // BLOCK))
+
+    def intact(self, b: int, blk: memoryview) -> bool:
+        """Whether block ``b``'s bytes match its recorded checksum."""
+        return xxhash.xxh3_64_digest(blk) == self.hashes[b * 8 : b * 8 + 8]
 
 
 def _verified(chunk_id: str, data: memoryview, chunk_hash: str, crc: str) -> str:
@@ -281,36 +327,64 @@ class Volume:
             return self._read_packed(self._packed(chunk_id), offset, length, buffers)
         pooled = None
         try:
-            try:
-                size = int(os.getxattr(fd, X + "size"))
-                hashes = os.getxattr(fd, X + "blocks")
-            except OSError as exc:
-                if exc.errno != errno.ENODATA:
-                    raise
-                self._corrupt(chunk_id, "its size or block checksums are lost")  # nothing to verify it against
-            end = size if length is None else offset + length
-            if offset < 0 or end > size or offset > end:
-                raise InvalidRange(f"range {offset}-{end} outside chunk {chunk_id} of {size} bytes")
-            first, last = offset // BLOCK, max(offset, end - 1) // BLOCK
-            lo = first * BLOCK
-            hi = min(size, (last + 1) * BLOCK) if end > offset else lo
-            pooled = buffers.acquire(hi - lo) if buffers is not None else bytearray(hi - lo)
-            view = memoryview(pooled)[: hi - lo]
+            span = self._span(fd, chunk_id, offset, length)
+            pooled = buffers.acquire(span.hi - span.lo) if buffers is not None else bytearray(span.hi - span.lo)
+            view = memoryview(pooled)[: span.hi - span.lo]
             with self.io.transfer(view.nbytes):
-                got = self.io.read(fd, view, lo) if view.nbytes else 0
-            if got != view.nbytes or os.fstat(fd).st_size != size:
+                got = self.io.read(fd, view, span.lo) if view.nbytes else 0
+            if got != view.nbytes:
                 self._corrupt(chunk_id, "size differs from its record")
-            for b in range(first, last + 1 if end > offset else first):
-                blk = view[(b - first) * BLOCK : (b - first + 1) * BLOCK]
-                if xxhash.xxh3_64_digest(blk) != hashes[b * 8 : b * 8 + 8]:
+            for b in span.blocks():
+                if not span.intact(b, view[(b - span.first) * BLOCK : (b - span.first + 1) * BLOCK]):
                     self._corrupt(chunk_id, f"block {b} checksum mismatch")
-            return view[offset - lo : end - lo], size, pooled if buffers is not None else None
+            return view[offset - span.lo : span.end - span.lo], span.size, pooled if buffers is not None else None
         except BaseException:
             if buffers is not None and pooled is not None:
                 buffers.release(pooled)
             raise
         finally:
             os.close(fd)
+
+    def open_verified(self, chunk_id: str, offset: int, length: int, scratch: bytearray) -> FileRange | None:
+        """The chunk file open at bytes [offset, offset+length), every block they touch verified (read a
+        block at a time into ``scratch``, of BLOCK bytes, which stays in the CPU cache), for the caller
+        to send with sendfile(2) and close: the bytes go from the page cache to the socket without
+        passing through a buffer of ours. None for a packed chunk (read it with :meth:`read`)."""
+        try:
+            fd = os.open(self.path(chunk_id), os.O_RDONLY)
+        except FileNotFoundError:
+            self._packed(chunk_id)  # NoSuchChunk if it is not packed either
+            return None
+        try:
+            span = self._span(fd, chunk_id, offset, length)
+            with self.io.transfer(span.hi - span.lo):
+                for b in span.blocks():
+                    blk = memoryview(scratch)[: min(BLOCK, span.size - b * BLOCK)]
+                    if self.io.read(fd, blk, b * BLOCK) != blk.nbytes:
+                        self._corrupt(chunk_id, "size differs from its record")
+                    if not span.intact(b, blk):
+                        self._corrupt(chunk_id, f"block {b} checksum mismatch")
+            return FileRange(fd, offset, span.end - offset, span.size)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def _span(self, fd: int, chunk_id: str, offset: int, length: int | None) -> _Span:
+        """The checksum blocks bytes [offset, offset+length) of an open chunk file touch, once its record
+        (size, block checksums) and its size on disk agree."""
+        try:
+            size = int(os.getxattr(fd, X + "size"))
+            hashes = os.getxattr(fd, X + "blocks")
+        except OSError as exc:
+            if exc.errno != errno.ENODATA:
+                raise
+            self._corrupt(chunk_id, "its size or block checksums are lost")  # nothing to verify it against
+        end = size if length is None else offset + length
+        if offset < 0 or end > size or offset > end:
+            raise InvalidRange(f"range {offset}-{end} outside chunk {chunk_id} of {size} bytes")
+        if os.fstat(fd).st_size != size:
+            self._corrupt(chunk_id, "size differs from its record")
+        return _Span(size, hashes, offset, end)
 
     def _read_packed(
         self, rec: Packed, offset: int, length: int | None, buffers: BufferPool | None
