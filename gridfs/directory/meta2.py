@@ -112,7 +112,10 @@ def _version_condition(body: dict) -> int | None:
 
 def delete(m: Meta2, body: dict) -> dict:
     result, garbage = m.delete(body["key"], body.get("version"), bool(body.get("bypass_governance")))
-    m.emit([("content.deleted", {"key": body["key"], "reason": "deleted", "chunks": garbage, **result})])
+    # A marker written by this delete, or one removed by naming its version: both answer delete_marker.
+    created = body.get("version") is None and bool(result.get("delete_marker"))
+    m.emit([("content.deleted", {"key": body["key"], "reason": "deleted", "chunks": garbage, **result,
+                                 "marker_created": created})])
     return {"result": result, "garbage": garbage}
 
 
