@@ -237,7 +237,7 @@ def _document(*topics: str, head: str = "") -> bytes:
 def test_malformed_or_hostile_configurations_are_refused_and_nothing_is_set(notify_grid: LocalGrid) -> None:
     alice = s3_client(notify_grid, "alice")
     alice.create_bucket(Bucket="nb5")
-    configure(alice, "nb5", rule("kept", "hook", ["s3:ObjectRemoved:Delete"]))
+    configure(alice, "nb5", rule("kept", "hook", ["s3:ObjectRemoved:Delete"], prefix="logs/", suffix=".gz"))
 
     def put(body: bytes) -> requests.Response:
         return signed_put(notify_grid, "alice", "/nb5?notification", body)
@@ -257,6 +257,8 @@ def test_malformed_or_hostile_configurations_are_refused_and_nothing_is_set(noti
     assert bridge.status_code == 501
     got = alice.get_bucket_notification_configuration(Bucket="nb5")["TopicConfigurations"]
     assert [(c["Id"], c["Events"]) for c in got] == [("kept", ["s3:ObjectRemoved:Delete"])]
+    assert {(f["Name"].lower(), f["Value"]) for f in got[0]["Filter"]["Key"]["FilterRules"]} == {
+        ("prefix", "logs/"), ("suffix", ".gz")}
 
     # The operator cannot point a webhook at the grid's own services either.
     s3_port = notify_grid.config().extra["s3"]["url"].rsplit(":", 1)[1]
