@@ -160,6 +160,39 @@ def cmd_user_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_notify_add(args: argparse.Namespace) -> int:
+    from gridfs.events.webhooks import Endpoints, arn_of
+
+    endpoint = Endpoints(args.config).add(args.name, args.url, replace=args.replace)
+    console.print(f"endpoint {endpoint.name} -> {endpoint.url}\nname it in a bucket's TopicConfiguration as "
+                  f"{arn_of(endpoint.name)}", highlight=False)
+    return 0
+
+
+def cmd_notify_list(args: argparse.Namespace) -> int:
+    from gridfs.events.webhooks import Endpoints, arn_of
+
+    endpoints = Endpoints(args.config).list()
+    if args.json:
+        print(json.dumps([{**e.__dict__, "arn": arn_of(e.name)} for e in endpoints]))
+        return 0
+    table = Table("endpoint", "url", "arn")
+    for e in endpoints:
+        table.add_row(e.name, e.url, arn_of(e.name))
+    console.print(table)
+    return 0
+
+
+def cmd_notify_remove(args: argparse.Namespace) -> int:
+    from gridfs.events.webhooks import Endpoints
+
+    if not Endpoints(args.config).remove(args.name):
+        err.print(f"[red]error:[/] no endpoint named {args.name!r}", highlight=False)
+        return 1
+    console.print(f"removed endpoint {args.name}: notifications naming it now fail to dead letters")
+    return 0
+
+
 def cmd_s3_chown(args: argparse.Namespace) -> int:
     from gridfs.gateways.s3.admin import set_owner
 
@@ -537,6 +570,20 @@ def build_parser() -> argparse.ArgumentParser:
     ud = user_sub.add_parser("delete", help="delete a user and its keys")
     ud.add_argument("name")
     ud.set_defaults(fn=cmd_user_delete)
+
+    notify = sub.add_parser("notify", help="webhook endpoints that S3 bucket notifications may name")
+    notify_sub = notify.add_subparsers(dest="notify_command", required=True)
+    na = notify_sub.add_parser("add-endpoint", help="register a webhook URL under a name (its ARN is printed)")
+    na.add_argument("name")
+    na.add_argument("url", help="http:// or https:// URL the event agent POSTs event records to")
+    na.add_argument("--replace", action="store_true", help="change the URL of an existing endpoint")
+    na.set_defaults(fn=cmd_notify_add)
+    nl = notify_sub.add_parser("endpoints", help="list the registered endpoints")
+    nl.add_argument("--json", action="store_true")
+    nl.set_defaults(fn=cmd_notify_list)
+    nr = notify_sub.add_parser("remove-endpoint", help="unregister an endpoint")
+    nr.add_argument("name")
+    nr.set_defaults(fn=cmd_notify_remove)
 
     down = sub.add_parser("down", help="stop the local grid")
     down.add_argument("--data", default=None)

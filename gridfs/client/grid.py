@@ -212,11 +212,13 @@ class GridClient:
         if_version: int | None = None,
         progress: Progress = None,
         before_commit: Callable[[], dict[str, str]] | None = None,
+        origin: str = "",
     ) -> ObjectInfo:
         """Store ``data`` (bytes-like, a path, a binary file or an iterator of bytes).
 
         ``if_none_match``: only if ``key`` has no live version (AlreadyExists); ``if_version``: only if its
         live version is still that one (PreconditionFailed); both tested in the directory's commit.
+        ``origin``: what the object's ``content.new`` event says it came from ("put", "post", "copy").
 
         ``before_commit`` runs once every chunk is stored and before the directory
         commit: it may check what was streamed (raising discards the chunks, so no
@@ -244,7 +246,7 @@ class GridClient:
         )
         committed, _garbage = commit_or_discard(
             lambda: self.directory.commit_object(self.account, bucket, record, if_none_match=if_none_match,
-                                                 if_version=if_version),
+                                                 if_version=if_version, origin=origin),
             writer.discard,
         )
         return committed
@@ -372,7 +374,7 @@ class GridClient:
         )
         committed, _garbage = commit_or_discard(
             lambda: self.directory.commit_object(self.account, dst_bucket, record, if_none_match=if_none_match,
-                                                 if_version=if_version),
+                                                 if_version=if_version, origin="copy"),
             lambda: self.io.delete_chunks(new_urls),
         )
         return committed

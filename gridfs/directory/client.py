@@ -196,13 +196,14 @@ class DirectoryClient:
     # -- objects --------------------------------------------------------------------
 
     def commit_object(self, account: str, bucket: str, obj: ObjectInfo, *, if_none_match: bool = False,
-                      if_version: int | None = None) -> tuple[ObjectInfo, list[str]]:
+                      if_version: int | None = None, origin: str = "") -> tuple[ObjectInfo, list[str]]:
         """Record an object version; its op id is its content id (one commit per content). ``if_none_match``:
         only if the key has no live version (AlreadyExists); ``if_version``: only if its live version is
-        that one (PreconditionFailed)."""
+        that one (PreconditionFailed); ``origin`` ("put", "post", "copy"; "" is a put) goes into its event."""
         check_key(obj.key)
         out = self._change(account, bucket, "/commit", {"object": obj.to_dict(), "if_none_match": if_none_match,
-                                                        "if_version": if_version}, obj.content_id or None)
+                                                        "if_version": if_version, "origin": origin},
+                           obj.content_id or None)
         return ObjectInfo.from_dict(out["object"]), out["garbage"]
 
     def commit_objects(self, account: str, bucket: str, objs: list[ObjectInfo]) -> tuple[list[ObjectInfo], list[str]]:

@@ -41,6 +41,9 @@ from gridfs.directory.role import RoleService
 # its bucket, but events it had not delivered yet must still reach the agent).
 SERVICE_DB = "service"
 Change = Callable[[Meta2, dict], dict]
+# What a commit's writer may say its object came from (content.new's ``origin``); "multipart" and "rename" are
+# set here by complete and rename.
+ORIGINS = ("", "put", "post", "copy")
 
 
 def _obj_event(obj: ObjectInfo) -> dict:
@@ -57,10 +60,19 @@ def _new_event(obj: ObjectInfo, **extra: Any) -> tuple[str, dict]:
                             "chunks": _chunk_list(obj.metachunks)})
 
 
-def _new_events(obj: ObjectInfo) -> list[tuple[str, dict]]:
+def _origin(body: dict) -> str:
+    """How a committed object came to be, as its writer says (``ORIGINS``): only for the events, so that
+    S3 notifications can tell ObjectCreated:Put from :Post and :Copy; "" counts as a put."""
+    origin = body.get("origin") or ""
+    if origin not in ORIGINS:
+        raise BadRequest(f"origin must be one of {', '.join(ORIGINS[1:])} or empty, not {origin!r}")
+    return origin or "put"
+
+
+def _new_events(obj: ObjectInfo, origin: str) -> list[tuple[str, dict]]:
     """content.new, and content.degraded when a position was not written: the write succeeded
     short of its policy, and the repair handler must not wait for an operator."""
-    events = [_new_event(obj)]
+    events = [_new_event(obj, origin=origin)]
     missing = [f"{mc.pos}.{sub}" for mc in obj.metachunks for sub in mc.missing]
     if missing:
         events.append(("content.degraded", {"key": obj.key, "version": obj.version, "content_id": obj.content_id,
@@ -77,10 +89,11 @@ def _garbage_event(garbage: list[str], **data: Any) -> list[tuple[str, dict]]:
 
 def commit(m: Meta2, body: dict) -> dict:
     objs = [ObjectInfo.from_dict(o) for o in body.get("objects") or [body["object"]]]
+    origin = _origin(body)
     done = m.commit_many(objs, bool(body.get("if_none_match")), _version_condition(body))
     events: list[tuple[str, dict]] = []
     for info, garbage in done:
-        events += _new_events(info)
+        events += _new_events(info, origin)
         events += _garbage_event(garbage, key=info.key, reason="replaced")
     m.emit(events)
     if "objects" in body:
@@ -99,14 +112,17 @@ def _version_condition(body: dict) -> int | None:
 
 def delete(m: Meta2, body: dict) -> dict:
     result, garbage = m.delete(body["key"], body.get("version"), bool(body.get("bypass_governance")))
-    m.emit([("content.deleted", {"key": body["key"], "reason": "deleted", "chunks": garbage, **result})])
+    # A marker written by this delete, or one removed by naming its version: both answer delete_marker.
+    created = body.get("version") is None and bool(result.get("delete_marker"))
+    m.emit([("content.deleted", {"key": body["key"], "reason": "deleted", "chunks": garbage, **result,
+                                 "marker_created": created})])
     return {"result": result, "garbage": garbage}
 
 
 def rename(m: Meta2, body: dict) -> dict:
     info, garbage = m.rename(body["src"], body["dst"])
     # The chunks are the source's, under a new key and version: the index re-keys them.
-    m.emit([_new_event(info, renamed_from=body["src"]),
+    m.emit([_new_event(info, renamed_from=body["src"], origin="rename"),
             *_garbage_event(garbage, key=info.key, reason="replaced")])
     return {"object": info.to_dict(), "garbage": garbage}
 
@@ -160,7 +176,7 @@ def complete(m: Meta2, body: dict) -> dict:
     info, garbage = m.complete_upload(body["upload_id"], [(int(n), str(e)) for n, e in body["parts"]],
                                       body.get("hash", ""), body.get("properties"), bool(body.get("if_none_match")),
                                       _version_condition(body))
-    m.emit([*_new_events(info), *_garbage_event(garbage, key=info.key, reason="multipart")])
+    m.emit([*_new_events(info, "multipart"), *_garbage_event(garbage, key=info.key, reason="multipart")])
     return {"object": info.to_dict(), "garbage": garbage}
 
 

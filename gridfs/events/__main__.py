@@ -12,7 +12,8 @@ Configuration, grid.toml ``[events]``: ``retry_base`` (s, default 1), ``retry_ma
 ``max_attempts`` (10), ``poll_interval`` (s, 0.2), ``batch`` (500), ``refresh`` (s between
 asking the conscience for the sources, 3), and ``[events.handlers]`` TYPE = ["module:function"].
 ``[heal] index`` and ``[heal] repair`` (both true by default) subscribe the reverse-index
-feeder and the object repair handler (see :func:`subscribe_healing`).
+feeder and the object repair handler (see :func:`subscribe_healing`); ``[notify] enabled`` (true)
+the S3 bucket notifications (:mod:`gridfs.events.notify`), ``[notify] timeout`` (s, 5) per webhook POST.
 
 SPDX-License-Identifier: AGPL-3.0-or-later
 """
@@ -37,6 +38,7 @@ from gridfs.common.service import base_arg_parser, bind, serve_app, setup_loggin
 from gridfs.conscience.client import ConscienceClient
 from gridfs.events.agent import EventAgent
 from gridfs.events.handlers import ChunkReaper, load_user_handler
+from gridfs.events.notify import S3Notifier
 from gridfs.events.sources import OutboxSources
 from gridfs.events.store import EventStore, RetryPolicy, state_db
 from gridfs.rdir.indexer import DELETES, UPSERTS, RdirIndexer
@@ -51,6 +53,10 @@ def build_agent(cfg: GridConfig, state: str) -> EventAgent:
                        batch=int(conf.get("batch", 500)), interval=float(conf.get("poll_interval", 0.2)))
     agent.subscribe("content.deleted", ChunkReaper.for_grid(cfg))
     subscribe_healing(agent, cfg)
+    if cfg.extra.get("notify", {}).get("enabled", True):  # S3 bucket notifications to webhooks
+        notifier = S3Notifier.for_grid(cfg)
+        for event_type in ("content.new", "content.deleted"):
+            agent.subscribe(event_type, notifier)
     for event_type, specs in conf.get("handlers", {}).items():
         for spec in specs:
             agent.subscribe(event_type, load_user_handler(spec))

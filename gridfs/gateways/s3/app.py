@@ -46,15 +46,16 @@ from gridfs.gateways.s3.users import User
 
 # S3 sub-resources this gateway does not implement: answered 501, never ignored.
 NOT_IMPLEMENTED = {
-    "accelerate", "analytics", "intelligent-tiering", "inventory", "logging", "metrics",
-    "notification", "replication", "requestPayment", "restore", "select", "torrent", "website", "session",
+    "accelerate", "analytics", "intelligent-tiering", "inventory", "logging", "metrics", "replication",
+    "requestPayment", "restore", "select", "torrent", "website", "session",
 }
 METRICS_PATH = "/_grid/metrics"  # Prometheus, unauthenticated like every service's /metrics
 MAX_BODY = 8 * 1024 * 1024  # aiohttp's limit on a body read whole (XML documents); objects and parts stream
 # Sub-resources whose PUT must carry Content-MD5 or an x-amz-checksum-* header (requestChecksumRequired
-# in AWS's S3 API model), as must POST ?delete (DeleteObjects).
+# in AWS's S3 API model), as must POST ?delete (DeleteObjects). Not notification: PutBucketNotificationConfiguration,
+# unlike the PutBucketNotification it replaced, requires none, and boto3 sends none.
 CHECKSUM_REQUIRED = {
-    "acl", "cors", "encryption", "legal-hold", "lifecycle", "logging", "notification", "object-lock",
+    "acl", "cors", "encryption", "legal-hold", "lifecycle", "logging", "object-lock",
     "ownershipControls", "policy", "publicAccessBlock", "replication", "requestPayment", "retention", "tagging",
     "versioning", "website",
 }

@@ -1,5 +1,5 @@
 """Bucket operations: create, head, delete, location, listings (V1, V2, versions),
-versioning, DeleteObjects, canned ACLs and CORS.
+versioning, DeleteObjects, canned ACLs and CORS; the dispatch of the other bucket settings.
 
 SPDX-License-Identifier: AGPL-3.0-or-later
 """
@@ -17,7 +17,16 @@ from aiohttp import web
 from gridfs.common import errors as grid_errors
 from gridfs.common.names import check_bucket
 from gridfs.directory.model import ObjectInfo
-from gridfs.gateways.s3 import access_settings, bucket_encryption, lifecycle, objectlock, owners, sse, xmlio
+from gridfs.gateways.s3 import (
+    access_settings,
+    bucket_encryption,
+    lifecycle,
+    notification,
+    objectlock,
+    owners,
+    sse,
+    xmlio,
+)
 from gridfs.gateways.s3.acl import get_acl, new_bucket_props, object_owner_xml, put_acl
 from gridfs.gateways.s3.context import (
     LOCATION_PROP,
@@ -56,7 +65,8 @@ async def dispatch(ctx: Ctx) -> web.StreamResponse:
     if method == "GET":
         for sub, fn in (("location", get_location), ("versioning", get_versioning), ("versions", list_versions),
                         ("cors", get_cors), ("acl", get_acl), ("uploads", list_uploads),
-                        ("encryption", bucket_encryption.get_encryption)):
+                        ("encryption", bucket_encryption.get_encryption),
+                        ("notification", notification.get_notification)):
             if sub in q:
                 return await fn(ctx)
         return await (list_v2(ctx) if q.get("list-type") == "2" else list_v1(ctx))
@@ -69,6 +79,8 @@ async def dispatch(ctx: Ctx) -> web.StreamResponse:
             return await put_acl(ctx)
         if "encryption" in q:
             return await bucket_encryption.put_encryption(ctx)
+        if "notification" in q:
+            return await notification.put_notification(ctx)
         raise S3Error("NotImplemented", "this bucket setting is not implemented by this gateway")
     if method == "DELETE":
         if "cors" in q:

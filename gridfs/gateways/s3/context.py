@@ -24,6 +24,7 @@ from gridfs.client import GridClient
 from gridfs.common import errors as grid_errors
 from gridfs.common.config import GridConfig
 from gridfs.directory.model import ContainerInfo, ObjectInfo
+from gridfs.events.webhooks import Endpoints
 from gridfs.gateways.s3 import access, masterkey, owners, sigv4
 from gridfs.gateways.s3.errors import S3Error
 from gridfs.gateways.s3.users import User, UserStore
@@ -99,6 +100,8 @@ class Gateway:
         # from before it had one gets it beside grid.toml at the first start; a named file must exist.
         self.master_key = masterkey.load(self.config, create_missing=not settings.get(masterkey.SETTING))
         self.users = UserStore(self.config, self.master_key)
+        # The operator's webhook endpoints, which notification configurations may name (read, never written here).
+        self.webhooks = Endpoints(self.config)
         self.pool = ThreadPoolExecutor(32, thread_name_prefix="s3")
         self.metrics = Metrics()
 

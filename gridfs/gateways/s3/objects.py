@@ -380,7 +380,7 @@ async def copy_object(ctx: Ctx) -> web.Response:
         def reseal() -> ObjectInfo:
             with committed_under(ctx, condition):
                 return sse.reseal(ctx, src_bucket, src, src_sealing, sealing, props, policy, mime, ETAG_PROP,
-                                  **condition.kwargs())
+                                  origin="copy", **condition.kwargs())
 
         info = await ctx.run(reseal)
     elif policy and policy != src.policy:  # another policy: the data must be re-encoded
@@ -388,7 +388,7 @@ async def copy_object(ctx: Ctx) -> web.Response:
             stream = ctx.gw.client.get_stream(src_bucket, src.key, version=src.version)
             with committed_under(ctx, condition):
                 return ctx.gw.client.put(ctx.bucket, ctx.key, (bytes(b) for b in stream), policy=policy,
-                                         properties=props, mime_type=mime, **condition.kwargs())
+                                         properties=props, mime_type=mime, origin="copy", **condition.kwargs())
 
         info = await ctx.run(recode)
     else:

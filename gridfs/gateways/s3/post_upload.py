@@ -395,7 +395,7 @@ async def post_object(ctx: Ctx) -> web.Response:
 
     info = await ctx.run(lambda: ctx.gw.client.put(ctx.bucket, key, sse.encrypt(sealing, pieces), policy=policy_name,
                                                    properties={**props, **class_props}, mime_type=mime,
-                                                   before_commit=before_commit))
+                                                   before_commit=before_commit, origin="post"))
     response = _success(ctx, fields, key, sse.etag(sealing, digests.etag()), version_id(ctx, info.version))
     response.headers.update(sealing.headers() if sealing else {})
     return response
