@@ -218,6 +218,14 @@ def test_a_failing_function_is_retried_then_a_dead_letter(grid: LocalGrid, clien
     wide = {**os.environ, "COLUMNS": "300"}  # rich wraps the table to the terminal's width
     assert "function:fails" in run_grid_cli(grid.config_path, "events", "--dead", text=True, env=wide).stdout
 
+    # Removed, its replayed dead letter is dropped rather than failing again.
+    cli(grid, "function", "remove", "fails")
+    wait_for("the agent to drop fails", lambda: not any("function:fails" in names for names in agent(grid).call(
+        "GET", "/v1/status")["handlers"].values()), 10)
+    cli(grid, "events", "--retry", str(dead[0]["id"]))
+    wait_for("the replay to be dropped", lambda: not dead_letters(grid, "fails") and idle(grid), 10)
+    assert len(calls(grid, "fails")) == MAX_ATTEMPTS
+
 
 def test_calls_past_their_time_or_memory_limit_are_stopped(grid: LocalGrid, client: GridClient,
                                                            source_file: Path) -> None:

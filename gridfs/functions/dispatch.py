@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -156,11 +157,22 @@ class FunctionSet:
             if current.get(name) != handler.spec:  # removed, or registered again with other settings
                 agent.unsubscribe(handler.handler_name)
                 del self.active[name]
+                # Known but subscribed to nothing: the removed function's pending retries are dropped,
+                # rather than failing on to dead letters for code the operator took out.
+                agent.handlers[handler.handler_name] = _removed(name)
         for name, spec in current.items():
             if name not in self.active:
                 handler = FunctionHandler(spec, self.registry.secret, self.router, self.calls, self.pool)
+                agent.unsubscribe(handler.handler_name)
                 for event_type in spec.event_types:
                     agent.subscribe(event_type, handler)
                 self.active[name] = handler
                 log.info("function %s: %s on %s of %s/%s%s", name, spec.run, ",".join(spec.on), spec.account,
                          spec.bucket or "*", spec.prefix)
+
+
+def _removed(name: str) -> Callable[[dict[str, Any]], None]:
+    def dropped(event: dict[str, Any]) -> None:
+        log.info("function %s was removed: its retry of %s event %s/%s is dropped", name, event["type"], event["db"],
+                 event["id"])
+    return dropped

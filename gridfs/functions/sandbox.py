@@ -24,18 +24,19 @@ def limit_memory(mb: int) -> None:
 
 
 def load(spec: dict) -> object:
-    """The function ``spec["run"]`` names, from the module's kept source or the installed module."""
-    import importlib
+    """The function ``spec["run"]`` names, from the module's kept source or, as the agent's own handlers
+    of grid.toml are, from the installed module."""
+    if not spec.get("source"):
+        from gridfs.events.handlers import load_user_handler
+
+        return load_user_handler(spec["run"])
     import types
 
     module_name, _, fn_name = spec["run"].partition(":")
-    if spec.get("source"):
-        module = types.ModuleType(module_name)
-        module.__file__ = f"<function {spec['name']}>"
-        sys.modules[module_name] = module
-        exec(compile(spec["source"], module.__file__, "exec"), module.__dict__)  # the operator's code, signed
-    else:
-        module = importlib.import_module(module_name)
+    module = types.ModuleType(module_name)
+    module.__file__ = f"<function {spec['name']}>"
+    sys.modules[module_name] = module
+    exec(compile(spec["source"], module.__file__, "exec"), module.__dict__)  # the operator's code, signed
     return getattr(module, fn_name)
 
 
