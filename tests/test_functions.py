@@ -302,3 +302,11 @@ def test_only_entries_signed_with_the_namespace_secret_run(grid: LocalGrid, tmp_
     assert "forged" not in {s.name for s in registry.list()}
     registry.remove("placeholder")
     registry.client.delete("functions", "forged")
+
+
+def test_a_node_added_gets_its_runner(grid: LocalGrid) -> None:
+    started = grid.add_node(volumes=1)
+    assert sorted(s.type for s in started) == ["functions", "rawx"]
+    cfg = grid.config()
+    runners = ConscienceClient(cfg.conscience_url, cfg.secret).services(RUNNER_TYPE)
+    assert "site1.rack1.node3" in {node_of(r["location"]) for r in runners}
