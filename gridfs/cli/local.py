@@ -9,6 +9,7 @@ Layout under the data folder::
     events/ heal/           the event agent's and the rebuilder's state
     lifecycle/              the lifecycle worker's action log and status
     nodeN/volV/             one storage server (rawx) each
+    nodeN/functions/        the node's user-function runner (its service id)
 
 Each node gets its own host word in its services' locations
 (``site1.rack1.nodeN.volV``), so placement spreads chunks over nodes first.
@@ -38,7 +39,7 @@ SMALL_OBJECT_LIMIT = 1024 * 1024  # objects up to this size get copies instead o
 @dataclass
 class LocalService:
     name: str
-    type: str  # conscience | meta0 | meta1 | meta2 | rdir | events | heal | lifecycle | rawx | s3 | webhdfs
+    type: str  # conscience | meta0 | meta1 | meta2 | rdir | events | heal | lifecycle | functions | rawx | s3 | webhdfs
     module: str
     args: list[str]
     pid: int = 0
@@ -160,11 +161,12 @@ class LocalGrid:
     def up(self, nodes: int = 3, volumes: int = 3, policy: str | None = None, wait: float = 30.0,
            s3_port: int | None = 0, s3_workers: int = 2, meta2: int = 1,
            webhdfs_port: int | None = 0, settings: dict[str, dict[str, Any]] | None = None,
-           lifecycle: bool = False) -> GridConfig:
+           lifecycle: bool = False, functions: bool = False) -> GridConfig:
         """Start everything; ``s3_port`` (``webhdfs_port``) None starts no S3 (WebHDFS) gateway, 0 one on any
         free port; ``meta2`` container services (meta1 spreads new containers over them by score);
         ``settings``: grid.toml sections (``{"heal": {...}}``) merged in before any service starts;
-        ``lifecycle``: run the lifecycle worker (``grid up`` does; test grids only when they ask)."""
+        ``lifecycle``: run the lifecycle worker (``grid up`` does; test grids only when they ask);
+        ``functions``: a user-function runner per node (the same)."""
         if nodes < 1 or volumes < 1:
             raise GridError("a grid needs at least one node with one volume")
         if self.is_running():
@@ -206,6 +208,9 @@ class LocalGrid:
             # and the gateways need nothing of each other.
             last = [LocalService("events", "events", "gridfs.events", ["--state", str(self.data / "events")]),
                     LocalService("heal", "heal", "gridfs.heal", ["--state", str(self.data / "heal")])]
+            if functions or any(old.type == "functions" for old in self._previous.values()):
+                last += [self._runner(n) for n in sorted({int(s.location.split(".")[2].removeprefix("node"))
+                                                          for s in rawx})]
             if lifecycle:  # executes the buckets' lifecycle rules ([lifecycle] in grid.toml)
                 last.append(LocalService("lifecycle", "lifecycle", "gridfs.lifecycle",
                                          ["--state", str(self.data / "lifecycle")]))
@@ -223,7 +228,7 @@ class LocalGrid:
                     cfg.extra["webhdfs"] = {**cfg.extra.get("webhdfs", {}),
                                             "url": svc.url.replace("http://", "webhdfs://", 1)}
             self._record(cfg, services)
-            self.wait_registered(cfg, [s for s in services if s.type == "rawx"], wait)
+            self.wait_registered(cfg, [s for s in services if s.type in ("rawx", "functions")], wait)
         except BaseException:
             self._stop_all(services)
             raise
@@ -276,26 +281,38 @@ class LocalGrid:
             node.append(svc)
         return node
 
+    def _runner(self, n: int) -> LocalService:
+        """Node ``n``'s user-function runner: it takes the events of objects whose first chunk is on the node."""
+        location = f"site1.rack1.node{n}.functions"
+        return LocalService(f"functions-node{n}", "functions", "gridfs.functions", [
+            "--state", str(self.data / f"node{n}" / "functions"), "--location", location], location=location)
+
     def add_node(
         self, volumes: int = 3, wait: float = 10.0, rawx_args: list[str] | None = None
     ) -> list[LocalService]:
-        """Start a new node's storage servers; they take writes as soon as they register."""
+        """Start a new node's storage servers (and its function runner if the grid runs them); they take
+        writes as soon as they register."""
         cfg = self.config()
         services = self.services(cfg)
         nodes = {s.location.split(".")[2] for s in services if s.type == "rawx"}
         n = max((int(x.removeprefix("node")) for x in nodes), default=0) + 1
-        started = self._start_many(self._node_services(n, volumes, rawx_args))
+        new = self._node_services(n, volumes, rawx_args)
+        if any(s.type == "functions" for s in services):
+            new.append(self._runner(n))
+        started = self._start_many(new)
         self._record(cfg, services + started)
         self.wait_registered(cfg, started, wait)
         return started
 
     def wait_registered(self, cfg: GridConfig, expected: list[LocalService], timeout: float) -> None:
-        """Wait until the conscience lists every expected service as writable."""
+        """Wait until the conscience lists every expected service as writable (a function runner, which
+        takes no writes, as up)."""
         client = ConscienceClient(cfg.conscience_url, cfg.secret)
         want = {s.addr for s in expected}
         deadline = time.monotonic() + timeout
         while True:
-            live = {s["addr"] for s in client.services() if s.get("score_put", 0) > 0}
+            live = {s["addr"] for s in client.services()
+                    if s.get("score_put", 0) > 0 or (s["type"] == "functions" and s.get("up", True))}
             if want <= live:
                 return
             if time.monotonic() > deadline:

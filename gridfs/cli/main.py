@@ -90,7 +90,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     grid = LocalGrid(args.data or DEFAULT_DATA_DIR)
     cfg = grid.up(nodes=args.nodes, volumes=args.volumes, policy=args.policy,
                   s3_port=None if args.s3_port < 0 else args.s3_port, meta2=args.meta2,
-                  webhdfs_port=None if args.webhdfs_port < 0 else args.webhdfs_port, lifecycle=True)
+                  webhdfs_port=None if args.webhdfs_port < 0 else args.webhdfs_port, lifecycle=True,
+                  functions=True)
     rawx = sum(1 for s in grid.services(cfg) if s.type == "rawx")
     meta2 = sum(1 for s in grid.services(cfg) if s.type == "meta2")
     console.print(f"grid up: {rawx} storage servers on {args.nodes} nodes, {meta2} meta2 services, "
@@ -601,6 +602,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gridfs.cli import lifecycle as lifecycle_cli
 
     lifecycle_cli.register(sub)  # lifecycle run, status
+    from gridfs.cli import functions as functions_cli
+
+    functions_cli.register(sub)  # function add, list, logs, remove
 
     st = sub.add_parser("status", help="services, scores and free space")
     st.add_argument("--data", default=None)

@@ -6,11 +6,16 @@ It runs the agent loop in a thread and serves, besides ``/health`` and ``/metric
   the sources and, per source and database, the last event id handled;
 - ``GET /v1/dead``: the dead letters (event, handler, attempts, last error);
 - ``POST /v1/dead/retry`` body ``{"ids": [...]}`` (or ``{}`` for all): back on the retry
-  list, due now, attempts reset; answers ``{"revived": n}``.
+  list, due now, attempts reset; answers ``{"revived": n}``;
+- ``GET /v1/functions/NAME/calls?limit=50``: the last calls of a user function (outcome,
+  node, error, end of stderr), from the bounded log of :mod:`gridfs.functions.calllog`.
 
 Configuration, grid.toml ``[events]``: ``retry_base`` (s, default 1), ``retry_max`` (s, 60),
 ``max_attempts`` (10), ``poll_interval`` (s, 0.2), ``batch`` (500), ``refresh`` (s between
 asking the conscience for the sources, 3), and ``[events.handlers]`` TYPE = ["module:function"].
+``[functions]``: ``enabled`` (true: run the user functions registered in the grid, see
+:mod:`gridfs.functions`), ``refresh`` (s between reads of the registry, 2), ``threads`` (calls in
+flight at once, 8).
 ``[heal] index`` and ``[heal] repair`` (both true by default) subscribe the reverse-index
 feeder and the object repair handler (see :func:`subscribe_healing`); ``[notify] enabled`` (true)
 the S3 bucket notifications (:mod:`gridfs.events.notify`), ``[notify] timeout`` (s, 5) per webhook POST.
@@ -41,6 +46,8 @@ from gridfs.events.handlers import ChunkReaper, load_user_handler
 from gridfs.events.notify import S3Notifier
 from gridfs.events.sources import OutboxSources
 from gridfs.events.store import EventStore, RetryPolicy, state_db
+from gridfs.functions.calllog import CallLog
+from gridfs.functions.dispatch import FunctionSet
 from gridfs.rdir.indexer import DELETES, UPSERTS, RdirIndexer
 
 
@@ -60,6 +67,8 @@ def build_agent(cfg: GridConfig, state: str) -> EventAgent:
     for event_type, specs in conf.get("handlers", {}).items():
         for spec in specs:
             agent.subscribe(event_type, load_user_handler(spec))
+    if cfg.extra.get("functions", {}).get("enabled", True):
+        agent.refreshers.append(FunctionSet.for_grid(cfg, CallLog(state_db(state).parent / "functions.db")))
     return agent
 
 
@@ -122,12 +131,21 @@ def build_app(secret: str, agent: EventAgent, public: frozenset[str] = PUBLIC_PA
             raise BadRequest("'ids' must be a list of dead-letter ids (integers)")
         return web.json_response({"revived": await asyncio.to_thread(agent.store.revive, ids)})
 
+    async def function_calls(r: web.Request) -> web.Response:
+        functions = next((f for f in agent.refreshers if isinstance(f, FunctionSet)), None)
+        if functions is None:
+            raise BadRequest("user functions are off in this agent ([functions] enabled = false)")
+        limit = int(r.query.get("limit", "50"))
+        return web.json_response({"calls": await asyncio.to_thread(functions.calls.read, r.match_info["name"],
+                                                                    limit)})
+
     app = web.Application(middlewares=[aiohttp_request_metrics(RequestMetrics(registry)),
                                        *aiohttp_middlewares(secret, public)])
     # blocking: the retry and dead-letter counts are read from the agent's database.
     app.add_routes([web.get("/health", health), aiohttp_metrics_route(registry, blocking=True),
                     web.get("/v1/status", status),
-                    web.get("/v1/dead", dead), web.post("/v1/dead/retry", revive)])
+                    web.get("/v1/dead", dead), web.post("/v1/dead/retry", revive),
+                    web.get("/v1/functions/{name}/calls", function_calls)])
     return app
 
 

@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from gridfs.common.errors import GridError
@@ -40,6 +41,9 @@ class EventAgent:
         self.failures = 0  # handler calls that raised since start
         self.lag: dict[str, float] = {}  # source id -> age of the oldest event of its last batch read (s)
         self.stopped = threading.Event()
+        # Run before each step: handler sets that change while the agent runs (user functions,
+        # registered in the grid) subscribe and unsubscribe their handlers there.
+        self.refreshers: list[Callable[[EventAgent], None]] = []
 
     def subscribe(self, event_type: str, handler: Handler) -> str:
         """``event_type`` is exact (``content.deleted``) or ``*`` for every event; returns the handler's name."""
@@ -49,6 +53,13 @@ class EventAgent:
         if name not in self.subscriptions[event_type]:
             self.subscriptions[event_type].append(name)
         return name
+
+    def unsubscribe(self, name: str) -> None:
+        """Drop a handler from every type; its pending retries then fail as 'no event handler named ...'."""
+        self.handlers.pop(name, None)
+        for names in self.subscriptions.values():
+            if name in names:
+                names.remove(name)
 
     def handlers_for(self, event_type: str) -> list[str]:
         """Each handler once, even when subscribed to the type and to ``*``."""
@@ -74,19 +85,22 @@ class EventAgent:
 
         A handler with a ``handle_batch(events)`` method gets them in one call (the reverse index
         writes a batch in one request); if that raises, every event of the batch is retried later,
-        one at a time through the handler itself. Others are called once per event."""
+        one at a time through the handler itself; if it returns a list of (event, error), those
+        events alone are (user functions run a batch's calls side by side, each with its own
+        outcome). Others are called once per event."""
         handler = self.handlers.get(name)
         batch = getattr(handler, "handle_batch", None)
         if batch is None or len(events) < 2:
             return [(e, err) for e in events if (err := self.call(name, e)) is not None]
         try:
-            batch(events)
+            failed = batch(events)
         except Exception as exc:  # retried event by event later
             self.failures += 1
             log.warning("%d events from %s/%s on: handler %s failed: %s", len(events), events[0]["db"],
                         events[0]["id"], name, exc)
             return [(e, f"{type(exc).__name__}: {exc}") for e in events]
-        return []
+        self.failures += len(failed or [])
+        return list(failed or [])
 
     def poll_source(self, source: Source) -> bool:
         """Handle and ack one batch of ``source``'s outbox; True when it has more waiting."""
@@ -122,6 +136,11 @@ class EventAgent:
 
     def step(self) -> bool:
         """Poll every source that is due and run due retries; True when work is waiting."""
+        for refresh in self.refreshers:
+            try:
+                refresh(self)
+            except Exception:  # the directory away, say: the handlers subscribed so far go on
+                log.exception("refreshing the event handlers failed")
         busy = False
         for source in self.sources.current():
             if source.next_poll > time.monotonic():
@@ -152,6 +171,10 @@ class EventAgent:
 
 
 def handler_name(handler: Handler) -> str:
-    """``module:qualname`` of a function, or of the class of a callable object: stable across restarts."""
+    """``module:qualname`` of a function, or of the class of a callable object: stable across restarts.
+    A handler with a ``handler_name`` attribute names itself (one object per user function)."""
+    own = getattr(handler, "handler_name", None)
+    if isinstance(own, str):
+        return own
     named = handler if hasattr(handler, "__qualname__") else type(handler)
     return f"{named.__module__}:{named.__qualname__}"
