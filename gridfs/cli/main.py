@@ -419,13 +419,13 @@ def cmd_locate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _event_agent(args: argparse.Namespace) -> JsonClient:
+def event_agent(config: str | os.PathLike | None) -> JsonClient:
     """The event agent's API: ``[events] url`` in grid.toml, else the local grid's ``events`` service."""
     from gridfs.cli.local import LocalGrid
 
-    cfg = GridConfig.load(args.config)
+    cfg = GridConfig.load(config)
     url = cfg.extra.get("events", {}).get("url") or next(
-        (s.url for s in LocalGrid(find_config(args.config).parent).services(cfg) if s.name == "events" and s.url), "")
+        (s.url for s in LocalGrid(find_config(config).parent).services(cfg) if s.name == "events" and s.url), "")
     if not url:
         raise GridError("no event agent in grid.toml (no [events] url, no local service named 'events')")
     return JsonClient(url, cfg.secret, timeout=10.0)
@@ -436,7 +436,7 @@ def _when(ts: float | None) -> str:
 
 
 def cmd_events(args: argparse.Namespace) -> int:
-    agent = _event_agent(args)
+    agent = event_agent(args.config)
     if args.retry is not None:
         revived = agent.call("POST", "/v1/dead/retry", body={"ids": args.retry} if args.retry else {})["revived"]
         console.print(f"{revived} dead letters back on the retry list")
