@@ -123,9 +123,9 @@ function drawCluster(volumes) {
       rx = hx + PAD;
       siteH = Math.max(siteH, rackH + 2 * HEAD + 3 * PAD);
     }
-    svg.append(frame(site, siteX, 0, rx - siteX, siteH + HEAD), ...layer);
+    svg.append(frame(site, siteX, 0, rx - siteX, siteH), ...layer);
     x = rx + 2 * PAD;
-    height = Math.max(height, siteH + HEAD + 2);
+    height = Math.max(height, siteH + 2);
   }
   svg.setAttribute("viewBox", `0 0 ${Math.max(x, 1)} ${Math.max(height, 1)}`);
   svg.style.maxHeight = `${Math.max(height, 40)}px`;
@@ -179,11 +179,16 @@ function lineChart(svg, samples, lines, format) {
   const W = 600, H = 180, L = 70, R = 10, T = 18, B = 22;
   svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
   svg.replaceChildren();
-  const now = Date.now() / 1000, start = now - 3600;
+  // The last hour, or less while the console has not been up that long: a young console's few samples
+  // would otherwise huddle at the right edge.
+  const now = Date.now() / 1000;
+  const first = samples.length ? samples[0].t : now - 60;
+  const start = Math.max(now - 3600, Math.min(first, now - 60));
+  const span = now - start;
   let max = 0;
   for (const s of samples) for (const l of lines) if (s[l.key] !== null) max = Math.max(max, s[l.key]);
   max = max > 0 ? max * 1.1 : 1;
-  const x = (t) => L + ((t - start) / 3600) * (W - L - R);
+  const x = (t) => L + ((t - start) / span) * (W - L - R);
   const y = (v) => H - B - (v / max) * (H - T - B);
   const axis = el("svg:g", { class: "axis" });
   for (let i = 0; i <= 4; i++) {
@@ -191,9 +196,10 @@ function lineChart(svg, samples, lines, format) {
     axis.append(el("svg:line", { x1: L, x2: W - R, y1: y(v), y2: y(v) }),
       el("svg:text", { x: L - 6, y: y(v) + 4, "text-anchor": "end" }, format(v)));
   }
-  for (let m = 0; m <= 60; m += 15) {
-    axis.append(el("svg:text", { x: x(start + m * 60), y: H - 6, "text-anchor": "middle" },
-      m === 60 ? "now" : `-${60 - m} min`));
+  for (let i = 0; i <= 4; i++) {
+    const ago = (span * (4 - i)) / 4;
+    const label = i === 4 ? "now" : span >= 240 ? `-${Math.round(ago / 60)} min` : `-${Math.round(ago)} s`;
+    axis.append(el("svg:text", { x: x(now - ago), y: H - 6, "text-anchor": "middle" }, label));
   }
   svg.append(axis);
   const legend = el("svg:g", { class: "legend" });
