@@ -27,7 +27,7 @@ from gridfs.client import GridClient
 from gridfs.common.http import SECRET_HEADER
 from gridfs.conscience.client import ConscienceClient
 from gridfs.console import auth
-from tests.conftest import wait_for
+from tests.conftest import run_grid_cli, wait_for
 
 FLAG_ENV = "GRID_TEST_CONSOLE_FLAG"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -151,6 +151,14 @@ def test_changes_need_the_csrf_token(grid: LocalGrid, url: str, session: request
     assert requests.post(lock, headers={"X-CSRF-Token": csrf}).status_code == 401
     assert session.post(f"{url}/api/volumes/rawx-0000000000000000/lock", headers={"X-CSRF-Token": csrf}
                         ).status_code == 404
+    assert session.post(f"{url}/logout").status_code == 403
+    out = session.post(f"{url}/logout", headers={"X-CSRF-Token": csrf}, allow_redirects=False)
+    assert out.status_code == 303 and auth.COOKIE not in session.cookies
+
+
+def test_grid_console_prints_the_url_and_token(grid: LocalGrid, url: str, token: str) -> None:
+    shown = run_grid_cli(grid.config_path, "console", env={**os.environ, "COLUMNS": "250"}).stdout.decode()
+    assert url in shown and token in shown
 
 
 def test_api_lists_buckets_series_and_volumes(session: requests.Session, url: str) -> None:

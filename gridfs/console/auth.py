@@ -100,7 +100,13 @@ def refuse(request: web.Request, status: int, message: str) -> web.Response:
     """The API answers JSON; a page request without a session goes to the login form."""
     if request.path.startswith("/api/") or request.method not in SAFE_METHODS:
         return web.json_response({"error": {"code": status, "message": message}}, status=status)
-    raise web.HTTPSeeOther("/login")
+    return redirect("/login")
+
+
+def redirect(location: str) -> web.Response:
+    """A 303 to ``location`` as a plain response (one that takes a cookie; aiohttp deprecates returning its
+    HTTPException classes)."""
+    return web.Response(status=303, headers={"Location": location})
 
 
 def guard(sessions: Sessions) -> Callable[..., Awaitable[web.StreamResponse]]:

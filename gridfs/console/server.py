@@ -63,8 +63,9 @@ async def answers(request: web.Request, handler: Callable[..., Awaitable[Any]]) 
         response = await handler(request)
     except GridError as exc:
         response = web.json_response(error_body(exc), status=exc.status)
-    except web.HTTPException as exc:  # redirects and aiohttp's own 404s get the headers too
-        response = exc
+    except web.HTTPException as exc:  # aiohttp's own 404s and 405s get the headers too
+        exc.headers.update(SECURITY_HEADERS)
+        raise
     response.headers.update(SECURITY_HEADERS)
     return response
 
@@ -80,7 +81,7 @@ def build_app(cfg: GridConfig, config: Path, sessions: auth.Sessions, sampler: S
 
     async def login_form(request: web.Request) -> web.Response:
         if sessions.valid(request.cookies.get(auth.COOKIE)):
-            raise web.HTTPSeeOther("/")
+            return auth.redirect("/")
         return page("login.html")
 
     async def login(request: web.Request) -> web.Response:
@@ -88,12 +89,12 @@ def build_app(cfg: GridConfig, config: Path, sessions: auth.Sessions, sampler: S
         cookie = sessions.login(str(form.get("token", "")).strip())
         if cookie is None:
             return page("login.html", status=401, failed=True)
-        response = web.HTTPSeeOther("/")
+        response = auth.redirect("/")
         auth.session_cookie(response, cookie, sessions.ttl)
         return response
 
     async def logout(_: web.Request) -> web.Response:
-        response = web.HTTPSeeOther("/login")
+        response = auth.redirect("/login")
         response.del_cookie(auth.COOKIE, path="/")
         return response
 

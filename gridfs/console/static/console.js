@@ -255,8 +255,11 @@ async function refreshDead() {
     const where = ["bucket", "key"].map((k) => data[k]).filter((v) => v !== undefined && v !== null).join("/");
     const b = el("button", { type: "button", class: "retry", id: `retry-${d.id}` }, "retry");
     b.addEventListener("click", () => retry([d.id]));
-    return el("tr", { "data-dead": d.id }, el("td", {}, d.id), el("td", {}, `${e.type} ${e.db}#${e.id}`),
-      el("td", {}, where), el("td", {}, d.handler), el("td", {}, d.attempts), el("td", {}, d.error),
+    // A container id is 64 hex digits: its head tells containers apart, the whole is in the tooltip.
+    const db = String(e.db || "");
+    return el("tr", { "data-dead": d.id }, el("td", {}, d.id),
+      el("td", { title: `${e.type} ${db}#${e.id}` }, `${e.type} ${db.length > 16 ? db.slice(0, 12) + "…" : db}#${e.id}`),
+      el("td", {}, where), el("td", {}, d.handler), el("td", {}, d.attempts), el("td", { class: "error-text" }, d.error),
       el("td", {}, when(d.last_failed)), el("td", {}, b));
   }));
   document.getElementById("dead").hidden = dead.length === 0;
