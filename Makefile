@@ -43,10 +43,15 @@ hadoop-demo: $(STAMP) connector
 
 # rclone is a Debian package, not a Python one: the S3 tests use the real thing.
 RCLONE := $(shell command -v rclone 2>/dev/null)
+# So are Chromium and its WebDriver: the web console's test drives the page in headless Chromium (selenium).
+CHROMEDRIVER := $(shell command -v chromedriver 2>/dev/null)
 
 test: $(STAMP) $(OMPI_STAMP) connector
 ifeq ($(RCLONE),)
 	$(call apt_install,rclone)
+endif
+ifeq ($(CHROMEDRIVER),)
+	$(call apt_install,chromium chromium-driver)
 endif
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -x --durations=15

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
-from gridfs.cli.main import _data_dir, _event_agent, _human, console, err
+from gridfs.cli.main import _data_dir, _human, console, err, event_agent
 from gridfs.common.config import GridConfig, find_config
 from gridfs.common.errors import GridError, NotFound
 from gridfs.common.http import JsonClient
@@ -229,8 +230,9 @@ def _when(ts: Any) -> str:
 # -- health ---------------------------------------------------------------------------------------------
 
 
-def health(args: argparse.Namespace, cfg: GridConfig) -> dict[str, Any]:
-    """What is degraded, each source asked once; a source that does not answer is a problem itself."""
+def health(config: str | os.PathLike | None, cfg: GridConfig) -> dict[str, Any]:
+    """What is degraded, each source asked once; a source that does not answer is a problem itself
+    (``config``: where grid.toml is, to find the local grid's event agent; ``cfg``: its content)."""
     problems: list[str] = []
     notes: list[str] = []
     jobs: dict[str, dict] = {}
@@ -268,7 +270,7 @@ def health(args: argparse.Namespace, cfg: GridConfig) -> dict[str, Any]:
         problems.append(f"{findings} open scrub findings")
     retries = dead = None
     try:
-        status = _event_agent(args).call("GET", "/v1/status")
+        status = event_agent(config).call("GET", "/v1/status")
         retries, dead = int(status.get("retries", 0)), int(status.get("dead", 0))
         if retries:
             problems.append(f"{retries} events awaiting a retry (repairs among them)")
@@ -281,7 +283,7 @@ def health(args: argparse.Namespace, cfg: GridConfig) -> dict[str, Any]:
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    report = health(args, GridConfig.load(args.config))
+    report = health(args.config, GridConfig.load(args.config))
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
     elif report["ok"]:

@@ -3,6 +3,8 @@
 Layout under the data folder::
 
     grid.toml               endpoints, secret, and the [local] process table (mode 0600)
+    master.key              the S3 gateway's master key (mode 0600)
+    console.token           the web console's login token (mode 0600)
     run/                    ready files and logs of each service
     meta0/ meta1/ meta2-N/  the directory services' databases (prefix table, container homes, containers)
     rdir/                   the reverse index per volume (and rebuild/drain job records, scrub findings)
@@ -40,6 +42,7 @@ SMALL_OBJECT_LIMIT = 1024 * 1024  # objects up to this size get copies instead o
 class LocalService:
     name: str
     type: str  # conscience | meta0 | meta1 | meta2 | rdir | events | heal | lifecycle | functions | rawx | s3 | webhdfs
+    #          | console
     module: str
     args: list[str]
     pid: int = 0
@@ -161,12 +164,13 @@ class LocalGrid:
     def up(self, nodes: int = 3, volumes: int = 3, policy: str | None = None, wait: float = 30.0,
            s3_port: int | None = 0, s3_workers: int = 2, meta2: int = 1,
            webhdfs_port: int | None = 0, settings: dict[str, dict[str, Any]] | None = None,
-           lifecycle: bool = False, functions: bool = False) -> GridConfig:
+           lifecycle: bool = False, functions: bool = False, console_port: int | None = None) -> GridConfig:
         """Start everything; ``s3_port`` (``webhdfs_port``) None starts no S3 (WebHDFS) gateway, 0 one on any
         free port; ``meta2`` container services (meta1 spreads new containers over them by score);
         ``settings``: grid.toml sections (``{"heal": {...}}``) merged in before any service starts;
         ``lifecycle``: run the lifecycle worker (``grid up`` does; test grids only when they ask);
-        ``functions``: a user-function runner per node (the same)."""
+        ``functions``: a user-function runner per node (the same); ``console_port``: the web console's port
+        (0: any free one; ``grid up`` starts it, test grids only when they ask)."""
         if nodes < 1 or volumes < 1:
             raise GridError("a grid needs at least one node with one volume")
         if self.is_running():
@@ -179,6 +183,8 @@ class LocalGrid:
             cfg.extra[section] = {**cfg.extra.get(section, {}), **values}
         cfg.default_policy = policy or default_policy_for(nodes * volumes)
         self._master_key(cfg)
+        if console_port is not None:
+            self._console_token(cfg)
         if not cfg.size_rules:
             small = "THREECOPIES" if nodes * volumes >= 3 else "SINGLE"
             cfg.size_rules = [SizeRule(SMALL_OBJECT_LIMIT, small)]
@@ -220,6 +226,8 @@ class LocalGrid:
             if webhdfs_port is not None:
                 last.append(LocalService("webhdfs", "webhdfs", "gridfs.gateways.webhdfs", [
                     "--port", str(webhdfs_port), "--any-port-if-busy", "--workers", "1"]))
+            if console_port is not None:  # reads every other service: started last, with the gateways
+                last.append(LocalService("console", "console", "gridfs.console", ["--port", str(console_port)]))
             services += self._start_many(last)
             for svc in last:
                 if svc.type == "s3":
@@ -227,6 +235,8 @@ class LocalGrid:
                 if svc.type == "webhdfs":
                     cfg.extra["webhdfs"] = {**cfg.extra.get("webhdfs", {}),
                                             "url": svc.url.replace("http://", "webhdfs://", 1)}
+                if svc.type == "console":
+                    cfg.extra["console"] = {**cfg.extra.get("console", {}), "url": svc.url}
             self._record(cfg, services)
             self.wait_registered(cfg, [s for s in services if s.type in ("rawx", "functions")], wait)
         except BaseException:
@@ -243,6 +253,16 @@ class LocalGrid:
         path = masterkey.key_path(cfg) if s3.get(masterkey.SETTING) else self.data / masterkey.DEFAULT_NAME
         masterkey.create(path)
         s3[masterkey.SETTING] = str(path)
+
+    def _console_token(self, cfg: GridConfig) -> None:
+        """The web console's login token, in a file of its own beside grid.toml (made once, mode 0600), named
+        under ``[console] token_file``: grid.toml is for services and clients, the token for a browser."""
+        from gridfs.console import auth
+
+        console = cfg.extra.setdefault("console", {})
+        path = auth.token_path(cfg) if console.get(auth.SETTING) else self.data / auth.TOKEN_NAME
+        auth.create_token(path)
+        console[auth.SETTING] = str(path)
 
     def _start_directory(self, cfg: GridConfig, meta2: int) -> list[LocalService]:
         """meta1, the meta2 services (those of an earlier run too), then meta0, which fills its

@@ -91,7 +91,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     cfg = grid.up(nodes=args.nodes, volumes=args.volumes, policy=args.policy,
                   s3_port=None if args.s3_port < 0 else args.s3_port, meta2=args.meta2,
                   webhdfs_port=None if args.webhdfs_port < 0 else args.webhdfs_port, lifecycle=True,
-                  functions=True)
+                  functions=True, console_port=None if args.console_port < 0 else args.console_port)
     rawx = sum(1 for s in grid.services(cfg) if s.type == "rawx")
     meta2 = sum(1 for s in grid.services(cfg) if s.type == "meta2")
     console.print(f"grid up: {rawx} storage servers on {args.nodes} nodes, {meta2} meta2 services, "
@@ -100,7 +100,23 @@ def cmd_up(args: argparse.Namespace) -> int:
         console.print(f"S3 gateway: {cfg.extra['s3']['url']}  (grid user create NAME gives keys)")
     if "url" in cfg.extra.get("webhdfs", {}):
         console.print(f"WebHDFS gateway: {cfg.extra['webhdfs']['url']}  (user.name = grid account)")
+    if "url" in cfg.extra.get("console", {}):
+        _print_console(cfg)
     console.print(f"config: {grid.config_path}  (export GRID_CONFIG={grid.config_path})")
+    return 0
+
+
+def _print_console(cfg: GridConfig) -> None:
+    from gridfs.console.auth import read_token, token_path
+
+    url = cfg.extra.get("console", {}).get("url")
+    if not url:
+        raise GridError("no web console in grid.toml (grid up starts one unless --console-port -1)")
+    console.print(f"web console: {url}  login token: {read_token(token_path(cfg))}", highlight=False)
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    _print_console(GridConfig.load(args.config))
     return 0
 
 
@@ -453,13 +469,13 @@ def cmd_locate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _event_agent(args: argparse.Namespace) -> JsonClient:
+def event_agent(config: str | os.PathLike | None) -> JsonClient:
     """The event agent's API: ``[events] url`` in grid.toml, else the local grid's ``events`` service."""
     from gridfs.cli.local import LocalGrid
 
-    cfg = GridConfig.load(args.config)
+    cfg = GridConfig.load(config)
     url = cfg.extra.get("events", {}).get("url") or next(
-        (s.url for s in LocalGrid(find_config(args.config).parent).services(cfg) if s.name == "events" and s.url), "")
+        (s.url for s in LocalGrid(find_config(config).parent).services(cfg) if s.name == "events" and s.url), "")
     if not url:
         raise GridError("no event agent in grid.toml (no [events] url, no local service named 'events')")
     return JsonClient(url, cfg.secret, timeout=10.0)
@@ -470,7 +486,7 @@ def _when(ts: float | None) -> str:
 
 
 def cmd_events(args: argparse.Namespace) -> int:
-    agent = _event_agent(args)
+    agent = event_agent(args.config)
     if args.retry is not None:
         revived = agent.call("POST", "/v1/dead/retry", body={"ids": args.retry} if args.retry else {})["revived"]
         console.print(f"{revived} dead letters back on the retry list")
@@ -536,7 +552,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="S3 gateway port (default 9000, a free one if taken; -1: no gateway)")
     up.add_argument("--webhdfs-port", type=int, default=9870,
                     help="WebHDFS gateway port (default 9870, a free one if taken; -1: no gateway)")
+    up.add_argument("--console-port", type=int, default=0,
+                    help="web console port on 127.0.0.1 (default 0: any free one; -1: no console)")
     up.set_defaults(fn=cmd_up)
+
+    sub.add_parser("console", help="the web console's URL and login token").set_defaults(fn=cmd_console)
 
     s3 = sub.add_parser("s3", help="the S3 gateway")
     s3_sub = s3.add_subparsers(dest="s3_command", required=True)

@@ -1,9 +1,10 @@
 """The per-volume view of ``grid status``: what each storage volume holds and how it is kept.
 
-Joins three sources, each asked once: the conscience (chunks held and the last scrub, from
-each storage server's heartbeat), and the reverse index (chunks indexed, open scrub findings,
+Joins three sources, each asked once: the conscience (scores, lock, space, chunks held and the
+last scrub, from each storage server's heartbeat), and the reverse index (chunks indexed, open scrub findings,
 a rebuild or drain job with its progress). A source that does not answer leaves its columns
 empty rather than failing the whole view: status is what an operator runs when things are bad.
+The web console (gridfs.console) draws its picture of the cluster from the same rows.
 
 SPDX-License-Identifier: LGPL-3.0-or-later
 """
@@ -53,7 +54,9 @@ def volume_rows(cfg: GridConfig) -> list[dict[str, Any]]:
             tags, stats = svc.get("tags") or {}, svc.get("stats") or {}
             rows[svc.get("id") or svc["addr"]] = {
                 "volume": svc.get("id") or svc["addr"], "location": svc.get("location", ""),
-                "up": bool(svc.get("up", True)), "locked": bool(svc.get("locked")),
+                "addr": svc["addr"], "up": bool(svc.get("up", True)), "locked": bool(svc.get("locked")),
+                "score_put": svc.get("score_put"), "score_get": svc.get("score_get"),
+                "free_bytes": stats.get("free_bytes"), "total_bytes": stats.get("total_bytes"),
                 "chunks": stats.get("chunks"), "last_scrub": tags.get("scrub_last", ""),
                 "scrub_findings": tags.get("scrub_findings", ""),
             }

@@ -9,7 +9,9 @@ SPDX-License-Identifier: LGPL-3.0-or-later
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,3 +142,29 @@ def find_config(path: str | os.PathLike | None) -> Path:
     if env:
         return find_config(env)
     return DEFAULT_DATA_DIR / "grid.toml"
+
+
+def create_secret_file(path: Path, text: str) -> bool:
+    """Write ``text`` to a new file at ``path`` (mode 0600) unless one is there; True when this call made it.
+
+    Written to a temporary file and linked into place, so that two processes starting at once never
+    read a half-written secret, and neither replaces the other's (the S3 master key, the console's token).
+    """
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)

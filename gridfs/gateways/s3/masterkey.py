@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import hmac
 import os
@@ -28,7 +27,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from gridfs.common.config import ConfigError, GridConfig
+from gridfs.common.config import ConfigError, GridConfig, create_secret_file
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -78,29 +77,8 @@ def key_path(config: GridConfig, override: str | os.PathLike | None = None) -> P
 
 
 def create(path: Path) -> bool:
-    """Write a new random key at ``path`` (0600) unless one is there; True when this call made it.
-
-    Written to a temporary file and linked into place, so that two processes starting at once never
-    read a half-written key, and neither replaces the other's.
-    """
-    if path.exists():
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_bytes(KEY_BYTES).hex() + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)
-            return True
-        except FileExistsError:
-            return False
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    """Write a new random key at ``path`` (0600) unless one is there; True when this call made it."""
+    return create_secret_file(path, secrets.token_bytes(KEY_BYTES).hex())
 
 
 def read(path: Path) -> MasterKey:
