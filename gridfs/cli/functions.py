@@ -18,7 +18,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from gridfs.cli.main import _event_agent, _when, console
+from gridfs.cli.main import _when, console, event_agent
 from gridfs.client import GridClient
 from gridfs.functions.registry import (
     ACCOUNT,
@@ -62,7 +62,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     _registry(args).get(args.name)  # NoSuchObject for a name never registered
-    calls = _event_agent(args).call("GET", f"/v1/functions/{args.name}/calls", params={"limit": args.last})["calls"]
+    agent = event_agent(args.config)
+    calls = agent.call("GET", f"/v1/functions/{args.name}/calls", params={"limit": args.last})["calls"]
     if args.json:
         print(json.dumps(calls, indent=2, sort_keys=True))
         return 0
