@@ -17,11 +17,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from gridfs.cli.local import LocalGrid, pid_alive
 from gridfs.client import GridClient
 from gridfs.common.errors import BadRequest
-from gridfs.common.http import JsonClient
+from gridfs.common.http import SECRET_HEADER, JsonClient
 from gridfs.conscience.client import ConscienceClient
 from gridfs.functions.dispatch import RUNNER_TYPE, node_of
 from gridfs.functions.registry import FunctionRegistry, FunctionSpec, seal, unseal
@@ -246,6 +248,18 @@ def test_calls_past_their_time_or_memory_limit_are_stopped(grid: LocalGrid, clie
     pids = [int(c["stderr"].split()[1]) for c in calls(grid, "slow")]
     assert len(pids) == MAX_ATTEMPTS
     assert not any(pid_alive(p) for p in pids)  # killed, not left sleeping
+    # The runners count each call by outcome, behind the namespace secret.
+    secret = grid.config().secret
+    scraped = [requests.get(f"{s.url}/metrics", headers={SECRET_HEADER: secret}, timeout=5).text
+               for s in grid.services() if s.type == "functions"]
+    samples = [(s.labels, s.value) for text in scraped for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == "grid_function_calls_total"]
+    counted = {(lab["function"], lab["outcome"]): 0.0 for lab, _ in samples}
+    for lab, v in samples:
+        counted[(lab["function"], lab["outcome"])] += v
+    assert counted[("slow", "timeout")] == MAX_ATTEMPTS and counted[("hog", "memory")] == MAX_ATTEMPTS, counted
+    assert all(requests.get(f"{s.url}/metrics", timeout=5).status_code == 401
+               for s in grid.services() if s.type == "functions")
 
 
 def test_cli_add_list_logs_remove(grid: LocalGrid, client: GridClient, source_file: Path) -> None:

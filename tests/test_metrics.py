@@ -26,7 +26,8 @@ from gridfs.common.metrics import public_paths
 from gridfs.common.service import spawn_service
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
-KINDS = ("conscience", "meta0", "meta1", "meta2", "rdir", "events", "heal", "rawx", "webhdfs")
+KINDS = ("conscience", "meta0", "meta1", "meta2", "rdir", "events", "heal", "lifecycle", "functions", "rawx",
+         "webhdfs", "console")
 
 
 def refuse_marked(event: dict) -> None:
@@ -41,7 +42,7 @@ def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalGrid]:
     os.environ["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), before or ""])
     g = LocalGrid(tmp_path_factory.mktemp("metrics"))
     try:
-        g.up(nodes=1, volumes=3, s3_port=None, settings={
+        g.up(nodes=1, volumes=3, s3_port=None, lifecycle=True, functions=True, console_port=0, settings={
             "events": {"handlers": {"content.new": ["test_metrics:refuse_marked"]}, "retry_base": 0.1,
                        "retry_max": 0.2, "max_attempts": 2, "poll_interval": 0.1},
             "heal": {"rebuild_grace": 1, "rebuild_check": 0.5}})

@@ -22,11 +22,17 @@ import asyncio
 from pathlib import Path
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from gridfs.common.config import GridConfig
 from gridfs.common.errors import BadRequest
 from gridfs.common.http import aiohttp_middlewares
-from gridfs.common.metrics import public_paths
+from gridfs.common.metrics import (
+    RequestMetrics,
+    aiohttp_metrics_route,
+    aiohttp_request_metrics,
+    public_paths,
+)
 from gridfs.common.service import (
     base_arg_parser,
     bind,
@@ -37,11 +43,30 @@ from gridfs.common.service import (
 )
 from gridfs.functions.dispatch import RUNNER_TYPE
 from gridfs.functions.registry import unseal
-from gridfs.functions.runner import run_call
+from gridfs.functions.runner import CallResult, run_call
+
+
+def outcome_of(result: CallResult) -> str:
+    """A call's outcome as a label of few values: ok, timeout, memory, crashed or error."""
+    if result.ok:
+        return "ok"
+    for prefix, outcome in (("Timeout:", "timeout"), ("Crashed:", "crashed")):
+        if result.error.startswith(prefix):
+            return outcome
+    return "memory" if "memory limit" in result.error else "error"
+
+
+CALL_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)  # a call is an interpreter start or more
 
 
 def build_app(cfg: GridConfig, config_path: str, workers: int, running: list[int]) -> web.Application:
     slots = asyncio.Semaphore(workers)
+    registry = CollectorRegistry()
+    calls = Counter("grid_function_calls", "user function calls run on this node, by function and outcome",
+                    ["function", "outcome"], registry=registry)
+    seconds = Histogram("grid_function_call_seconds", "a call's time, interpreter start included, by function",
+                        ["function"], buckets=CALL_BUCKETS, registry=registry)
+    Gauge("grid_function_calls_running", "calls running now", registry=registry).set_function(lambda: running[0])
 
     async def health(_: web.Request) -> web.Response:
         return web.json_response({"ok": True, "running": running[0]})
@@ -57,10 +82,13 @@ def build_app(cfg: GridConfig, config_path: str, workers: int, running: list[int
                 result = await asyncio.to_thread(run_call, spec, body["event"], config_path)
             finally:
                 running[0] -= 1
+        calls.labels(spec.name, outcome_of(result)).inc()
+        seconds.labels(spec.name).observe(result.seconds)
         return web.json_response(result.to_dict())
 
-    app = web.Application(middlewares=aiohttp_middlewares(cfg.secret, public_paths(cfg)))
-    app.add_routes([web.get("/health", health), web.post("/v1/call", call)])
+    app = web.Application(middlewares=[aiohttp_request_metrics(RequestMetrics(registry)),
+                                       *aiohttp_middlewares(cfg.secret, public_paths(cfg))])
+    app.add_routes([web.get("/health", health), web.post("/v1/call", call), aiohttp_metrics_route(registry)])
     return app
 
 
