@@ -591,10 +591,16 @@ def test_upload_cut_off_mid_body_stores_nothing(endpoint: str, users: dict, s3: 
     assert s3.get_object(Bucket=bucket, Key="cut-off")["Body"].read() == body
 
 
-def test_prometheus_metrics_sum_over_the_workers(endpoint: str, s3: object, bucket: str) -> None:
+def test_prometheus_metrics_sum_over_the_workers(endpoint: str, s3: object, bucket: str,
+                                                 local_grid: LocalGrid) -> None:
     for i in range(6):  # requests land on either worker
         s3.put_object(Bucket=bucket, Key=f"metrics/{i}", Body=b"x" * 1000)
-    text = requests.get(f"{endpoint}/_grid/metrics").text
+    # Behind the namespace secret, as every service's /metrics is (unless grid.toml's [metrics] public).
+    assert requests.get(f"{endpoint}/_grid/metrics", timeout=10).status_code == 401
+    wrong = {"X-Grid-Secret": "wrong"}
+    assert requests.get(f"{endpoint}/_grid/metrics", headers=wrong, timeout=10).status_code == 403
+    text = requests.get(f"{endpoint}/_grid/metrics", headers={"X-Grid-Secret": local_grid.config().secret},
+                        timeout=10).text
     puts = [line for line in text.splitlines()
             if line.startswith("grid_s3_requests_total{") and 'method="PUT"' in line and 'status="200"' in line]
     assert puts and float(puts[0].rsplit(" ", 1)[1]) >= 6

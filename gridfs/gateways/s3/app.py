@@ -27,6 +27,8 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
 from gridfs.common import errors as grid_errors
+from gridfs.common import http as grid_http
+from gridfs.common.metrics import public_paths
 from gridfs.gateways.s3 import (
     attributes,
     bucket_list,
@@ -49,7 +51,7 @@ NOT_IMPLEMENTED = {
     "accelerate", "analytics", "intelligent-tiering", "inventory", "logging", "metrics", "replication",
     "requestPayment", "restore", "select", "torrent", "website", "session",
 }
-METRICS_PATH = "/_grid/metrics"  # Prometheus, unauthenticated like every service's /metrics
+METRICS_PATH = "/_grid/metrics"  # Prometheus: behind the namespace secret unless [metrics] public, as /metrics
 MAX_BODY = 8 * 1024 * 1024  # aiohttp's limit on a body read whole (XML documents); objects and parts stream
 # Sub-resources whose PUT must carry Content-MD5 or an x-amz-checksum-* header (requestChecksumRequired
 # in AWS's S3 API model), as must POST ?delete (DeleteObjects). Not notification: PutBucketNotificationConfiguration,
@@ -181,9 +183,20 @@ async def watch_body(request: web.Request, timeout: float) -> None:
 
 
 def build_app(gw: Gateway) -> web.Application:
+    metrics_open = grid_http.METRICS_PATH in public_paths(gw.config)
+
+    def scrape(request: web.Request) -> web.Response:
+        """The gateway's metrics, for the holder of the namespace secret (Prometheus), as on every service."""
+        if not metrics_open:
+            try:
+                grid_http.check_secret(gw.config.secret, request.headers.get(grid_http.SECRET_HEADER))
+            except grid_errors.GridError as exc:
+                return web.json_response(grid_errors.error_body(exc), status=exc.status)
+        return Metrics.scrape()
+
     async def handle(request: web.Request) -> web.StreamResponse:
         if request.path == METRICS_PATH:  # "_grid" is no bucket name: no clash with S3 paths
-            return Metrics.scrape()
+            return scrape(request)
         watchdog = asyncio.create_task(watch_body(request, gw.body_timeout)) if request.body_exists else None
         try:
             response = await answer(request)
