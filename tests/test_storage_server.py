@@ -228,3 +228,27 @@ def test_request_naming_another_service_id_is_refused_and_stores_nothing(
     assert not stored(vol)
     headers["X-Grid-Service-Id"] = (vol / "service.id").read_text()
     assert requests.put(f"{svc.url}/chunk/{ID}", data=data, headers=headers, timeout=5).status_code == 201
+
+
+def test_a_reader_leaving_mid_sendfile_costs_the_server_nothing(rawx: tuple[SpawnedService, Path],
+                                                               grid_config: GridConfig) -> None:
+    """A large GET goes out with sendfile from the open chunk file: a client that reads a little and hangs
+    up must leave no file open behind it, and the server serves the next reader whole."""
+    svc, _ = rawx
+    c = ChunkClient(grid_config.secret)
+    data = os.urandom(24 << 20)  # more than the socket buffers take at once: the send is cut mid-file
+    url = legacy_chunk_url(svc.addr, ID)
+    c.put(url, data, chunk_hash=h(data))
+    fds = Path(f"/proc/{svc.process.pid}/fd")
+    assert bytes(c.get(url)) == data  # one whole read first: the server's lasting descriptors are open
+    before = len(list(fds.iterdir()))
+    host, port = svc.addr.rsplit(":", 1)
+    for _ in range(5):
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(f"GET /chunk/{ID} HTTP/1.1\r\nHost: x\r\nX-Grid-Secret: {grid_config.secret}\r\n\r\n".encode())
+            assert sock.recv(1 << 16).startswith(b"HTTP/1.1 200")
+    deadline = time.monotonic() + 10
+    while len(list(fds.iterdir())) > before and time.monotonic() < deadline:
+        time.sleep(0.1)  # the server notices the hang-ups as its sends fail
+    assert len(list(fds.iterdir())) <= before
+    assert bytes(c.get(url)) == data
