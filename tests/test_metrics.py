@@ -257,12 +257,17 @@ def test_metrics_are_public_only_when_grid_toml_says_so(tmp_path: Path) -> None:
         cfg.save(tmp_path / "grid.toml")
         rawx = spawn_service("gridfs.storage", ["--config", str(tmp_path / "grid.toml"), "--volume",
                                                 str(tmp_path / "vol"), "--location", "s.r.h.v"], tmp_path, "rawx")
+        s3 = spawn_service("gridfs.gateways.s3", ["--config", str(tmp_path / "grid.toml"), "--port", "0",
+                                                  "--workers", "1"], tmp_path, "s3")
         try:
             for svc in (conscience, rawx):
                 assert "grid_requests_total" in requests.get(f"{svc.url}/metrics", timeout=5).text
                 assert requests.get(f"{svc.url}/info" if svc is rawx else f"{svc.url}/v1/services",
                                     timeout=5).status_code == 401  # only /metrics opened
+            # The S3 gateway's, under its own path, follows the same setting.
+            assert requests.get(f"{s3.url}/_grid/metrics", timeout=5).status_code == 200
         finally:
+            s3.stop()
             rawx.stop()
     finally:
         conscience.stop()
