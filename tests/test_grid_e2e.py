@@ -357,3 +357,21 @@ def test_crawl_deletes_only_orphans_and_keeps_copies_renames_versions_and_parts(
     assert fresh.get("live", "in-progress") == data["mp1"]
     again = json.loads(run_grid_cli(cfg, "crawl", "--older-than", "0", "--json").stdout)
     assert again["orphans"] == []
+
+
+def test_a_local_grid_counts_its_own_capacity_not_the_shared_disks(local_grid: LocalGrid) -> None:
+    """Every volume and directory service of a local grid shares one disk. Judged by that disk's used
+    fraction, the whole grid would stop taking writes at once when the machine's disk passed 90 % for any
+    reason (as on a CI machine whose other tenants filled it): each counts a capacity of its own instead."""
+    from gridfs.cli.local import LOCAL_VOLUME_BYTES
+    from gridfs.conscience.client import ConscienceClient
+
+    cfg = local_grid.config()
+    listed = ConscienceClient(cfg.conscience_url, cfg.secret).services()
+    sized = [s for s in listed if s["type"] in ("rawx", "meta0", "meta1", "meta2")]
+    assert len(sized) == 9 + 3
+    disk = os.statvfs(local_grid.data)
+    for s in sized:
+        assert s["stats"]["total_bytes"] == LOCAL_VOLUME_BYTES, s
+        free = s["stats"]["free_bytes"]
+        assert free <= min(LOCAL_VOLUME_BYTES, disk.f_bavail * disk.f_frsize + (256 << 20)), s

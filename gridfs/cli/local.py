@@ -16,6 +16,11 @@ Layout under the data folder::
 Each node gets its own host word in its services' locations
 (``site1.rack1.nodeN.volV``), so placement spreads chunks over nodes first.
 
+All of them share one disk. Each storage server therefore gets a capacity of its own (``--max-bytes``,
+``LOCAL_VOLUME_BYTES`` unless ``grid up --volume-size`` says otherwise), and each directory service
+counts as much of the disk (``--capacity``): judged by the shared disk's used fraction, every volume
+would turn "full" at the same moment when anything else on the machine filled the disk past 90 %.
+
 SPDX-License-Identifier: LGPL-3.0-or-later
 """
 
@@ -35,6 +40,7 @@ from gridfs.common.errors import GridError, ServiceUnavailable
 from gridfs.common.service import Launched, launch_service
 from gridfs.conscience.client import ConscienceClient
 
+LOCAL_VOLUME_BYTES = 16 << 30  # a local volume's capacity unless grid up says otherwise
 SMALL_OBJECT_LIMIT = 1024 * 1024  # objects up to this size get copies instead of EC
 
 
@@ -164,15 +170,19 @@ class LocalGrid:
     def up(self, nodes: int = 3, volumes: int = 3, policy: str | None = None, wait: float = 30.0,
            s3_port: int | None = 0, s3_workers: int = 2, meta2: int = 1,
            webhdfs_port: int | None = 0, settings: dict[str, dict[str, Any]] | None = None,
-           lifecycle: bool = False, functions: bool = False, console_port: int | None = None) -> GridConfig:
+           lifecycle: bool = False, functions: bool = False, console_port: int | None = None,
+           volume_bytes: int = LOCAL_VOLUME_BYTES) -> GridConfig:
         """Start everything; ``s3_port`` (``webhdfs_port``) None starts no S3 (WebHDFS) gateway, 0 one on any
         free port; ``meta2`` container services (meta1 spreads new containers over them by score);
         ``settings``: grid.toml sections (``{"heal": {...}}``) merged in before any service starts;
         ``lifecycle``: run the lifecycle worker (``grid up`` does; test grids only when they ask);
         ``functions``: a user-function runner per node (the same); ``console_port``: the web console's port
-        (0: any free one; ``grid up`` starts it, test grids only when they ask)."""
+        (0: any free one; ``grid up`` starts it, test grids only when they ask); ``volume_bytes``: the
+        capacity of each storage server and directory service (see the module's docstring)."""
         if nodes < 1 or volumes < 1:
             raise GridError("a grid needs at least one node with one volume")
+        if volume_bytes < 1 << 20:
+            raise GridError(f"a volume of {volume_bytes} bytes is too small: give at least 1 MiB")
         if self.is_running():
             raise GridError(f"a grid is already running from {self.data} (grid down first)")
         self.data.mkdir(parents=True, exist_ok=True)
@@ -182,6 +192,7 @@ class LocalGrid:
         for section, values in (settings or {}).items():
             cfg.extra[section] = {**cfg.extra.get(section, {}), **values}
         cfg.default_policy = policy or default_policy_for(nodes * volumes)
+        cfg.extra["local"] = {**cfg.extra.get("local", {}), "volume_bytes": volume_bytes}
         self._master_key(cfg)
         if console_port is not None:
             self._console_token(cfg)
@@ -203,7 +214,7 @@ class LocalGrid:
             services.append(self._start(LocalService("rdir", "rdir", "gridfs.rdir", [
                 "--data", str(self.data / "rdir"), "--location", "site1.rack1.dir.rdir"])))
             self._record(cfg, services)
-            rawx = [svc for n in range(1, nodes + 1) for svc in self._node_services(n, volumes)]
+            rawx = [svc for n in range(1, nodes + 1) for svc in self._node_services(n, volumes, cfg=cfg)]
             named = {svc.name for svc in rawx}
             rawx += [LocalService(old.name, old.type, old.module, old.args, location=old.location)
                      for old in self._previous.values()  # nodes added to the earlier run come back too
@@ -277,7 +288,8 @@ class LocalGrid:
         def role(name: str) -> LocalService:
             kind = name.split("-")[0]
             return LocalService(name, kind, "gridfs.directory", [
-                "--role", kind, "--data", str(self.data / name), "--location", f"site1.rack1.dir.{name}"])
+                "--role", kind, "--data", str(self.data / name), "--location", f"site1.rack1.dir.{name}",
+                "--capacity", str(self.volume_bytes(cfg))])
 
         started = self._start_many([role(name) for name in names])
         try:
@@ -287,8 +299,15 @@ class LocalGrid:
             self._stop_all(started)
             raise
 
-    def _node_services(self, n: int, volumes: int, rawx_args: list[str] | None = None) -> list[LocalService]:
-        """Node ``n``'s storage servers, one per volume (folders made, not started)."""
+    def volume_bytes(self, cfg: GridConfig) -> int:
+        """The capacity given to each storage server and directory service of this grid."""
+        return int(cfg.extra.get("local", {}).get("volume_bytes", LOCAL_VOLUME_BYTES))
+
+    def _node_services(self, n: int, volumes: int, rawx_args: list[str] | None = None,
+                       cfg: GridConfig | None = None) -> list[LocalService]:
+        """Node ``n``'s storage servers, one per volume (folders made, not started); ``rawx_args`` come
+        last, so that a ``--max-bytes`` among them wins over the grid's volume size."""
+        capacity = ["--max-bytes", str(self.volume_bytes(cfg or self.config()))]
         node = []
         for v in range(1, volumes + 1):
             vol = self.data / f"node{n}" / f"vol{v}"
@@ -296,7 +315,7 @@ class LocalGrid:
             location = f"site1.rack1.node{n}.vol{v}"
             svc = LocalService(
                 f"rawx-node{n}-vol{v}", "rawx", "gridfs.storage",
-                ["--volume", str(vol), "--location", location, *(rawx_args or [])], location=location,
+                ["--volume", str(vol), "--location", location, *capacity, *(rawx_args or [])], location=location,
             )
             node.append(svc)
         return node
@@ -316,7 +335,7 @@ class LocalGrid:
         services = self.services(cfg)
         nodes = {s.location.split(".")[2] for s in services if s.type == "rawx"}
         n = max((int(x.removeprefix("node")) for x in nodes), default=0) + 1
-        new = self._node_services(n, volumes, rawx_args)
+        new = self._node_services(n, volumes, rawx_args, cfg)
         if any(s.type == "functions" for s in services):
             new.append(self._runner(n))
         started = self._start_many(new)

@@ -53,6 +53,9 @@ class RoleService:
         self.inflight = 0
         self.metrics = CollectorRegistry()  # served at /metrics
         self._stats: StatsCollector | None = None
+        # Disk space counted as this service's (None: the disk's). On a disk shared with other services
+        # (a local grid), the disk's used fraction says nothing of this one: see ``space``.
+        self.capacity: int | None = None
         self._peers: dict[str, CachedServices] = {}
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -131,14 +134,22 @@ class RoleService:
         app.add_routes([*self.routes(), web.get("/health", health), aiohttp_metrics_route(self.metrics, blocking=True)])
         return app
 
+    def space(self) -> tuple[int, int]:
+        """(free, total) bytes: the disk's, or at most ``capacity`` of them. The databases are small beside
+        the free space that matters, so free is the disk's up to the capacity, not the capacity less them."""
+        usage = shutil.disk_usage(self.data)
+        if self.capacity is None:
+            return usage.free, usage.total
+        return min(usage.free, self.capacity), self.capacity
+
     def heartbeat(self, addr: str, location: str) -> dict:
         """What the conscience hears every second: who, where, and real load figures."""
         if self._stats is None:
             self._stats = StatsCollector(self.data)
-        usage = shutil.disk_usage(self.data)
+        free, total = self.space()
         return {"type": self.kind, "id": self.service_id, "addr": addr, "location": location,
                 "tags": {"data": str(self.data)},
-                "stats": {**self._stats.sample(), "free_bytes": usage.free, "total_bytes": usage.total,
+                "stats": {**self._stats.sample(), "free_bytes": free, "total_bytes": total,
                           "inflight": self.inflight}}
 
 

@@ -28,6 +28,7 @@ async def serve(args: argparse.Namespace) -> None:
     log = setup_logging(args.role, args.log_level)
     cfg = GridConfig.load(args.config)
     service = ROLES[args.role](Path(args.data), cfg.secret, cfg.conscience_url)
+    service.capacity = args.capacity
     sock, url = bind(args.host, args.port)
     addr = url.removeprefix("http://")
     location = args.location or f"site1.rack1.host1.{service.service_id}"
@@ -47,4 +48,6 @@ def main() -> None:
     p.add_argument("--role", required=True, choices=sorted(ROLES))
     p.add_argument("--data", required=True)
     p.add_argument("--location", default="", help="site.rack.host.volume (default: site1.rack1.host1.<id>)")
+    p.add_argument("--capacity", type=int, default=None,
+                   help="bytes of the disk counted as this service's (default: the whole disk's)")
     asyncio.run(serve(p.parse_args()))
