@@ -23,8 +23,8 @@ from gridfs.common.http import SECRET_HEADER
 from gridfs.conscience.client import ConscienceClient
 
 GB = 1e9
-SUMMED = ("bytes_written", "write_calls", "fsyncs", "dir_fsyncs", "files_created", "xattr_writes", "renames",
-          "links", "unlinks", "bytes_read", "read_calls", "busy_seconds", "throttle_seconds")
+SUMMED = ("bytes_written", "direct_bytes_written", "write_calls", "fsyncs", "dir_fsyncs", "files_created",
+          "xattr_writes", "renames", "links", "unlinks", "bytes_read", "read_calls", "busy_seconds", "throttle_seconds")
 
 
 def info(cfg: GridConfig, addr: str) -> dict[str, Any]:

@@ -31,14 +31,18 @@ def stored(vol: Path) -> list[Path]:
     return [p for p in vol.glob("*/*") if p.is_file()]
 
 
-@pytest.fixture
-def rawx(grid_config: GridConfig, tmp_path: Path) -> Iterator[tuple[SpawnedService, Path]]:
+@pytest.fixture(params=["direct", "buffered"])
+def rawx(grid_config: GridConfig, tmp_path: Path,
+         request: pytest.FixtureRequest) -> Iterator[tuple[SpawnedService, Path]]:
     """A storage server keeping every chunk in a file of its own (these tests look at the files; packed
-    chunks: tests/test_batch.py)."""
+    chunks: tests/test_batch.py), once writing and reading them straight to and from the disk (O_DIRECT,
+    the default) and once through the page cache (``--buffered-writes``, whose large reads go out with
+    sendfile)."""
     vol = tmp_path / "vol"
     svc = spawn_service("gridfs.storage", ["--config", str(grid_config.path), "--volume", str(vol),
                                            "--location", "s.r.h.v", "--max-bytes", str(64 << 20),
-                                           "--pack-below", "0"],
+                                           "--pack-below", "0",
+                                           *(["--buffered-writes"] if request.param == "buffered" else [])],
                         tmp_path / "run", "rawx")
     yield svc, vol
     svc.stop()
@@ -149,7 +153,7 @@ def test_corrupt_chunk_is_refused_and_logged(rawx: tuple[SpawnedService, Path], 
     with pytest.raises(ChecksumMismatch):
         c.get(url, offset=(2 << 20) + 1, length=10)
     assert bytes(c.get(url, offset=0, length=1 << 20)) == data[: 1 << 20]  # untouched blocks still serve
-    # Ranges large enough to go out with sendfile: verified all the same, and the right bytes of the file.
+    # Ranges large enough to go out with sendfile (buffered volume): verified all the same, the right bytes.
     with pytest.raises(ChecksumMismatch):
         c.get(url, offset=(1 << 20) + 7, length=3 << 19)
     assert bytes(c.get(url, offset=7, length=(2 << 20) - 7)) == data[7 : 2 << 20]
@@ -230,10 +234,11 @@ def test_request_naming_another_service_id_is_refused_and_stores_nothing(
     assert requests.put(f"{svc.url}/chunk/{ID}", data=data, headers=headers, timeout=5).status_code == 201
 
 
-def test_a_reader_leaving_mid_sendfile_costs_the_server_nothing(rawx: tuple[SpawnedService, Path],
-                                                               grid_config: GridConfig) -> None:
-    """A large GET goes out with sendfile from the open chunk file: a client that reads a little and hangs
-    up must leave no file open behind it, and the server serves the next reader whole."""
+def test_a_reader_leaving_mid_send_costs_the_server_nothing(rawx: tuple[SpawnedService, Path],
+                                                            grid_config: GridConfig) -> None:
+    """A large GET goes out with sendfile from the open chunk file (buffered volume) or from a pooled
+    buffer (direct): a client that reads a little and hangs up must leave no file open and no buffer
+    held behind it, and the server serves the next reader whole."""
     svc, _ = rawx
     c = ChunkClient(grid_config.secret)
     data = os.urandom(24 << 20)  # more than the socket buffers take at once: the send is cut mid-file
@@ -252,3 +257,31 @@ def test_a_reader_leaving_mid_sendfile_costs_the_server_nothing(rawx: tuple[Spaw
         time.sleep(0.1)  # the server notices the hang-ups as its sends fail
     assert len(list(fds.iterdir())) <= before
     assert bytes(c.get(url)) == data
+
+
+@pytest.mark.parametrize("buffered", [False, True])
+def test_chunks_go_straight_to_the_disk_but_their_tail_and_ranges_stay_exact(
+        grid_config: GridConfig, tmp_path: Path, buffered: bool) -> None:
+    """Chunk files are written with O_DIRECT from the request's (page-aligned) buffer: every whole 4 KiB
+    block of the chunk, and its last partial block through the page cache; ``--buffered-writes`` writes
+    all of it through the cache. Either way the file holds exactly the bytes sent, and reads verify."""
+    vol = tmp_path / "vol"
+    svc = spawn_service("gridfs.storage", ["--config", str(grid_config.path), "--volume", str(vol),
+                                           "--location", "s.r.h.v", "--pack-below", "0",
+                                           *(["--buffered-writes"] if buffered else [])], tmp_path / "run", "rawx")
+    try:
+        c = ChunkClient(grid_config.secret)
+        sizes = [(3 << 20) + 777, 4096 * 5, 4095, (1 << 20) + 1]
+        bodies = {f"{i:064X}": os.urandom(n) for i, n in enumerate(sizes)}
+        for cid, body in bodies.items():
+            c.put(legacy_chunk_url(svc.addr, cid), body, chunk_hash=h(body))
+        io = requests.get(f"{svc.url}/info", headers={"X-Grid-Secret": grid_config.secret}, timeout=5).json()["io"]
+        assert io["bytes_written"] == sum(sizes)
+        assert io["direct_bytes_written"] == (0 if buffered else sum(n - n % 4096 for n in sizes))
+        for cid, body in bodies.items():
+            assert (vol / cid[:3] / cid).read_bytes() == body
+            url = legacy_chunk_url(svc.addr, cid)
+            assert bytes(c.get(url)) == body
+            assert bytes(c.get(url, offset=len(body) - 5, length=5)) == body[-5:]
+    finally:
+        svc.stop()

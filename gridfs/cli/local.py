@@ -171,14 +171,15 @@ class LocalGrid:
            s3_port: int | None = 0, s3_workers: int = 2, meta2: int = 1,
            webhdfs_port: int | None = 0, settings: dict[str, dict[str, Any]] | None = None,
            lifecycle: bool = False, functions: bool = False, console_port: int | None = None,
-           volume_bytes: int = LOCAL_VOLUME_BYTES) -> GridConfig:
+           volume_bytes: int = LOCAL_VOLUME_BYTES, rawx_args: list[str] | None = None) -> GridConfig:
         """Start everything; ``s3_port`` (``webhdfs_port``) None starts no S3 (WebHDFS) gateway, 0 one on any
         free port; ``meta2`` container services (meta1 spreads new containers over them by score);
         ``settings``: grid.toml sections (``{"heal": {...}}``) merged in before any service starts;
         ``lifecycle``: run the lifecycle worker (``grid up`` does; test grids only when they ask);
         ``functions``: a user-function runner per node (the same); ``console_port``: the web console's port
         (0: any free one; ``grid up`` starts it, test grids only when they ask); ``volume_bytes``: the
-        capacity of each storage server and directory service (see the module's docstring)."""
+        capacity of each storage server and directory service (see the module's docstring); ``rawx_args``:
+        more arguments for every storage server (benchmarks: ``--buffered-writes``)."""
         if nodes < 1 or volumes < 1:
             raise GridError("a grid needs at least one node with one volume")
         if volume_bytes < 1 << 20:
@@ -214,7 +215,7 @@ class LocalGrid:
             services.append(self._start(LocalService("rdir", "rdir", "gridfs.rdir", [
                 "--data", str(self.data / "rdir"), "--location", "site1.rack1.dir.rdir"])))
             self._record(cfg, services)
-            rawx = [svc for n in range(1, nodes + 1) for svc in self._node_services(n, volumes, cfg=cfg)]
+            rawx = [svc for n in range(1, nodes + 1) for svc in self._node_services(n, volumes, rawx_args, cfg)]
             named = {svc.name for svc in rawx}
             rawx += [LocalService(old.name, old.type, old.module, old.args, location=old.location)
                      for old in self._previous.values()  # nodes added to the earlier run come back too

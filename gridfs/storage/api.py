@@ -27,7 +27,7 @@ from gridfs.common.names import check_chunk_id
 from gridfs.storage.client import BATCH_MANIFEST, SERVICE_ID_HEADER
 from gridfs.storage.http1 import FileBody, Request, Response, Route
 from gridfs.storage.scrub import Scrubber, parse_rate
-from gridfs.storage.store import BLOCK, FileRange
+from gridfs.storage.store import BLOCK, Buffer, FileRange
 
 if TYPE_CHECKING:
     from gridfs.storage.server import RawxApp
@@ -190,7 +190,7 @@ class ChunkApi:
         return Response(status, headers, data, "application/octet-stream",
                         release=lambda: self.rawx.buffers.release(buf))
 
-    def _read(self, chunk_id: str, rng: str) -> tuple[dict[str, str], FileRange | tuple[memoryview, bytearray]]:
+    def _read(self, chunk_id: str, rng: str) -> tuple[dict[str, str], FileRange | tuple[memoryview, Buffer]]:
         """Record, range and verified bytes in one trip to a worker thread (two hand-offs cost a small
         GET about as much CPU as its read): a large range as the open file, to be sent with sendfile
         (verifying it reads it a block at a time into a buffer that stays in the CPU cache, where
@@ -201,7 +201,9 @@ class ChunkApi:
         if rng:
             start, end = parse_range(rng, meta["size"])
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{meta['size']}"
-        if end - start >= SENDFILE_MIN:
+        # sendfile sends from the page cache: for a volume written around it (O_DIRECT), a cold read
+        # through it cost more than reading straight into a buffer and sending that.
+        if end - start >= SENDFILE_MIN and not self.volume.direct:
             scratch = self.rawx.buffers.acquire(BLOCK)
             try:
                 opened = self.volume.open_verified(chunk_id, start, end - start, scratch)

@@ -45,7 +45,7 @@ from gridfs.common.errors import (
 from gridfs.common.http import PUBLIC_PATHS, SECRET_HEADER, check_secret
 from gridfs.common.metrics import INVALID, UNMATCHED
 from gridfs.common.service import install_stop_signals, write_ready_file
-from gridfs.storage.store import BufferPool
+from gridfs.storage.store import Buffer, BufferPool
 
 log = logging.getLogger("rawx.http")
 
@@ -231,7 +231,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
         self.scanned = 0  # head bytes already searched for the blank line
         self.req: Request | None = None
         self.route: Route | None = None
-        self.body: bytearray | None = None  # pooled
+        self.body: Buffer | None = None  # pooled
         self.body_view = memoryview(b"")
         self.body_pos = 0
         self.discard = 0  # body bytes of a refused request still to skip before the next request

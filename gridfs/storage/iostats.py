@@ -1,9 +1,9 @@
 """What one volume asks of its disk, how slowly the disk answers, and the test-mode throttle.
 
 :class:`IOStats` counts the I/O pattern of a :class:`~gridfs.storage.store.Volume` since the server
-started: bytes written and write calls (with a power-of-two histogram of the call sizes), file fsyncs,
-directory fsyncs (each timed, into a histogram of their seconds), files created, xattrs set, renames,
-hard links, unlinks, bytes read and read calls.
+started: bytes written (and how many of them went straight to the disk, O_DIRECT) and write calls (with a
+power-of-two histogram of the call sizes), file fsyncs, directory fsyncs (each timed, into a histogram of
+their seconds), files created, xattrs set, renames, hard links, unlinks, bytes read and read calls.
 These are what an HDD pays for: each fsync is a cache flush (a rotation or more), each file a metadata
 write, each small write a chance of a seek. ``GET /info`` (``io``), ``/metrics`` (``grid_rawx_io_*``) and
 the benchmarks (bench/iopattern.py) read them.
@@ -47,8 +47,8 @@ MiB = 1 << 20
 TIMED_MIN = 256 << 10  # transfers timed for io_ms_per_mib: large enough that bandwidth, not fsync latency, rules
 EWMA_WEIGHT = 0.3  # weight of the newest timed transfer
 HIST_MIN, HIST_MAX = 9, 26  # write-size buckets: up to 512 B, 1 KiB, ... 64 MiB, then larger
-COUNTERS = ("bytes_written", "write_calls", "fsyncs", "dir_fsyncs", "files_created", "xattr_writes", "renames",
-            "links", "unlinks", "bytes_read", "read_calls")
+COUNTERS = ("bytes_written", "direct_bytes_written", "write_calls", "fsyncs", "dir_fsyncs", "files_created",
+            "xattr_writes", "renames", "links", "unlinks", "bytes_read", "read_calls")
 
 
 def size_bucket(nbytes: int) -> int:
@@ -87,15 +87,17 @@ class IOStats:
             with self._lock:
                 self.throttle_seconds += time.monotonic() - t0
 
-    def write(self, fd: int, data: memoryview) -> None:
-        """All of ``data`` to ``fd`` in WRITE_STEP calls (each paced by the throttle), counted."""
+    def write(self, fd: int, data: memoryview, direct: bool = False) -> None:
+        """All of ``data`` to ``fd`` in WRITE_STEP calls (each paced by the throttle), counted; ``direct``: the
+        file is open with O_DIRECT."""
         for off in range(0, data.nbytes, WRITE_STEP):
             piece = data[off : off + WRITE_STEP]
             self._pace(piece.nbytes)
             write_all(fd, piece)
             with self._lock:
                 self.write_sizes[size_bucket(piece.nbytes)] += 1
-        self.count(bytes_written=data.nbytes, write_calls=-(-data.nbytes // WRITE_STEP))
+        self.count(bytes_written=data.nbytes, write_calls=-(-data.nbytes // WRITE_STEP),
+                   direct_bytes_written=data.nbytes if direct else 0)
 
     def read(self, fd: int, into: memoryview, offset: int) -> int:
         """``os.preadv`` of ``into`` at ``offset`` (paced by the throttle), counted."""

@@ -90,7 +90,7 @@ def heartbeat_payload(rawx: RawxApp, addr: str) -> Callable[[], dict]:
 async def serve(args: argparse.Namespace) -> None:
     setup_logging("rawx", args.log_level)
     cfg = GridConfig.load(args.config)
-    volume = Volume(args.volume, args.max_bytes, args.throttle, args.pack_below)
+    volume = Volume(args.volume, args.max_bytes, args.throttle, args.pack_below, direct=not args.buffered_writes)
     service_id = load_or_create_service_id(volume.root, "rawx")
     rawx = RawxApp(volume, args.location, service_id)
     api = ChunkApi(rawx, ThreadPoolExecutor(8, thread_name_prefix="rawx-io"))
@@ -113,6 +113,9 @@ def main() -> None:
     p.add_argument("--volume", required=True)
     p.add_argument("--location", required=True, help="site.rack.host.volume")
     p.add_argument("--max-bytes", type=int, default=None, help="volume capacity (default: the disk's)")
+    p.add_argument("--buffered-writes", action="store_true",
+                   help="write chunk files through the page cache (default: straight to the disk, O_DIRECT, where "
+                        "the file system takes it)")
     p.add_argument("--throttle", type=float, default=0.0, metavar="MB/s",
                    help="test mode: pace the volume's writes and reads to this rate, like a busy disk (0: off)")
     p.add_argument("--pack-below", type=int, default=PACK_BELOW, metavar="BYTES",
