@@ -83,6 +83,32 @@ def test_put_from_file_iterator_and_empty(client: GridClient, tmp_path: Path) ->
     ]
 
 
+def test_get_into_a_pipe_or_device_writes_into_it_and_leaves_it_in_place(client: GridClient, local_grid: LocalGrid,
+                                                                          tmp_path: Path) -> None:
+    """A download goes to a temporary file renamed over the target, so that a failed one leaves nothing
+    behind; but `grid get KEY /dev/null` renamed a regular file over /dev/null. A target that exists and is
+    not a regular file (a FIFO here, a device) is written into, and stays what it was."""
+    import stat
+    import threading
+
+    data = os.urandom(3 << 20)
+    client.put("lib", "to/pipe", data)
+    for via_cli in (False, True):
+        fifo = tmp_path / f"pipe-{via_cli}"
+        os.mkfifo(fifo)
+        got: list[bytes] = []
+        reader = threading.Thread(target=lambda f=fifo, out=got: out.append(f.read_bytes()), daemon=True)
+        reader.start()  # a daemon: if the FIFO is renamed over, it waits on the old one for ever
+        if via_cli:
+            run_grid_cli(local_grid.config_path, "get", "lib/to/pipe", str(fifo), timeout=60)
+        else:
+            client.get_file("lib", "to/pipe", fifo)
+        reader.join(timeout=10)
+        assert stat.S_ISFIFO(os.stat(fifo).st_mode), "the FIFO was replaced by a file"
+        assert got == [data]
+        assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
 def test_small_objects_get_copies_by_size_rule(client: GridClient) -> None:
     small, large = client.config.policy_for_size(1000), client.config.default_policy
     assert small != large

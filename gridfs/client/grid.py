@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import stat
 import tempfile
 import threading
 import time
@@ -430,22 +431,32 @@ class GridClient:
         version: int | None = None,
         progress: Progress = None,
     ) -> ObjectInfo:
-        """Download to ``path`` atomically: a failed download leaves no file behind."""
+        """Download to ``path`` atomically: a failed download leaves no file behind. A ``path`` that exists
+        and is not a regular file (a pipe, /dev/null, a device) is written into as it is, never replaced."""
         reader = self.reader(bucket, key, version=version)
         target = Path(path)
+        with contextlib.suppress(FileNotFoundError):
+            if not stat.S_ISREG(os.stat(target).st_mode) and not target.is_dir():
+                with open(target, "wb", buffering=0) as f:
+                    self._copy_out(reader, f, progress)
+                return reader.info
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent or ".")
         try:
             with os.fdopen(fd, "wb", buffering=0) as f:
-                for piece in reader.iter_range(0, reader.info.size):
-                    f.write(piece)
-                    if progress:
-                        progress(piece.nbytes)
+                self._copy_out(reader, f, progress)
             os.replace(tmp, target)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
         return reader.info
+
+    @staticmethod
+    def _copy_out(reader: ObjectReader, f: Any, progress: Progress) -> None:
+        for piece in reader.iter_range(0, reader.info.size):
+            f.write(piece)
+            if progress:
+                progress(piece.nbytes)
 
     def exists(self, bucket: str, key: str) -> bool:
         try:
