@@ -375,3 +375,31 @@ def test_a_local_grid_counts_its_own_capacity_not_the_shared_disks(local_grid: L
         assert s["stats"]["total_bytes"] == LOCAL_VOLUME_BYTES, s
         free = s["stats"]["free_bytes"]
         assert free <= min(LOCAL_VOLUME_BYTES, disk.f_bavail * disk.f_frsize + (256 << 20)), s
+
+
+def test_grid_up_buffered_writes_reaches_every_storage_server_and_later_nodes(tmp_path: Path) -> None:
+    """`grid up --buffered-writes` (chunk files through the page cache, docs/HDD.md) holds for the nodes
+    started with the grid and for those added after it; by default chunks go straight to the disk."""
+    import requests
+
+    from gridfs.storage.store import _supports_direct
+
+    grid = LocalGrid(tmp_path / "g")
+    run_grid_cli(grid.config_path, "up", "--data", str(grid.data), "--nodes", "1", "--volumes", "3",
+                 "--buffered-writes", "--s3-port", "-1", "--webhdfs-port", "-1", "--console-port", "-1")
+    try:
+        added = next(s for s in grid.add_node(volumes=1) if s.type == "rawx")  # (with the node's function runner)
+        client = GridClient(grid.config_path)
+        client.create_bucket("buf")
+        for i in range(8):
+            client.put("buf", f"k{i}", os.urandom(3 << 20), policy="THREECOPIES")
+        cfg = grid.config()
+        written = {}
+        for s in rawx_services(grid):
+            io = requests.get(f"{s.url}/info", headers={"X-Grid-Secret": cfg.secret}, timeout=5).json()["io"]
+            written[s.name] = (io["bytes_written"], io["direct_bytes_written"])
+        assert added.name in written and all(n > 0 for n, _ in written.values()), written
+        assert all(direct == 0 for _, direct in written.values()), written
+        assert _supports_direct(tmp_path)  # else this test would show nothing: the default is direct anyway
+    finally:
+        grid.down()

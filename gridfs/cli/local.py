@@ -179,7 +179,7 @@ class LocalGrid:
         ``functions``: a user-function runner per node (the same); ``console_port``: the web console's port
         (0: any free one; ``grid up`` starts it, test grids only when they ask); ``volume_bytes``: the
         capacity of each storage server and directory service (see the module's docstring); ``rawx_args``:
-        more arguments for every storage server (benchmarks: ``--buffered-writes``)."""
+        more arguments for every storage server, those of nodes added later too (``--buffered-writes``)."""
         if nodes < 1 or volumes < 1:
             raise GridError("a grid needs at least one node with one volume")
         if volume_bytes < 1 << 20:
@@ -193,7 +193,8 @@ class LocalGrid:
         for section, values in (settings or {}).items():
             cfg.extra[section] = {**cfg.extra.get(section, {}), **values}
         cfg.default_policy = policy or default_policy_for(nodes * volumes)
-        cfg.extra["local"] = {**cfg.extra.get("local", {}), "volume_bytes": volume_bytes}
+        cfg.extra["local"] = {**cfg.extra.get("local", {}), "volume_bytes": volume_bytes,
+                              "rawx_args": list(rawx_args or [])}  # nodes added later get them too
         self._master_key(cfg)
         if console_port is not None:
             self._console_token(cfg)
@@ -215,7 +216,7 @@ class LocalGrid:
             services.append(self._start(LocalService("rdir", "rdir", "gridfs.rdir", [
                 "--data", str(self.data / "rdir"), "--location", "site1.rack1.dir.rdir"])))
             self._record(cfg, services)
-            rawx = [svc for n in range(1, nodes + 1) for svc in self._node_services(n, volumes, rawx_args, cfg)]
+            rawx = [svc for n in range(1, nodes + 1) for svc in self._node_services(n, volumes, cfg=cfg)]
             named = {svc.name for svc in rawx}
             rawx += [LocalService(old.name, old.type, old.module, old.args, location=old.location)
                      for old in self._previous.values()  # nodes added to the earlier run come back too
@@ -308,7 +309,8 @@ class LocalGrid:
                        cfg: GridConfig | None = None) -> list[LocalService]:
         """Node ``n``'s storage servers, one per volume (folders made, not started); ``rawx_args`` come
         last, so that a ``--max-bytes`` among them wins over the grid's volume size."""
-        capacity = ["--max-bytes", str(self.volume_bytes(cfg or self.config()))]
+        cfg = cfg or self.config()
+        capacity = ["--max-bytes", str(self.volume_bytes(cfg)), *cfg.extra.get("local", {}).get("rawx_args", [])]
         node = []
         for v in range(1, volumes + 1):
             vol = self.data / f"node{n}" / f"vol{v}"

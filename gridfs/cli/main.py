@@ -92,6 +92,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                   s3_port=None if args.s3_port < 0 else args.s3_port, meta2=args.meta2,
                   webhdfs_port=None if args.webhdfs_port < 0 else args.webhdfs_port, lifecycle=True,
                   functions=True, console_port=None if args.console_port < 0 else args.console_port,
+                  rawx_args=["--buffered-writes"] if args.buffered_writes else None,
                   **({} if args.volume_size is None else {"volume_bytes": int(args.volume_size * (1 << 30))}))
     rawx = sum(1 for s in grid.services(cfg) if s.type == "rawx")
     meta2 = sum(1 for s in grid.services(cfg) if s.type == "meta2")
@@ -549,6 +550,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--volumes", type=int, default=3)
     up.add_argument("--volume-size", type=float, default=None, metavar="GiB",
                     help="capacity of each volume: they share this machine's disk (default 16 GiB)")
+    up.add_argument("--buffered-writes", action="store_true",
+                    help="storage servers keep chunks in the page cache (default: O_DIRECT; docs/HDD.md)")
     up.add_argument("--policy", default=None, help="default storage policy")
     up.add_argument("--meta2", type=int, default=1, help="meta2 (container database) services to run (default 1)")
     up.add_argument("--s3-port", type=int, default=9000,
