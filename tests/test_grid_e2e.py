@@ -401,5 +401,8 @@ def test_grid_up_buffered_writes_reaches_every_storage_server_and_later_nodes(tm
         assert added.name in written and all(n > 0 for n, _ in written.values()), written
         assert all(direct == 0 for _, direct in written.values()), written
         assert _supports_direct(tmp_path)  # else this test would show nothing: the default is direct anyway
+        # Started by the command line, the services run with one BLAS thread (gridfs/common/procenv.py).
+        for s in grid.services():
+            assert b"OPENBLAS_NUM_THREADS=1\0" in Path(f"/proc/{s.pid}/environ").read_bytes(), s.name
     finally:
         grid.down()

@@ -6,3 +6,7 @@ directory, event agent, one storage server per volume) and records them in
 
 SPDX-License-Identifier: LGPL-3.0-or-later
 """
+
+from gridfs.common.procenv import quiet_blas
+
+quiet_blas()  # before anything imports numpy (gridfs.common.procenv says why)

@@ -15,3 +15,7 @@ work), ``coordinator`` (the dynamic work queue), ``transport`` (MPI messaging),
 
 SPDX-License-Identifier: LGPL-3.0-or-later
 """
+
+from gridfs.common.procenv import quiet_blas
+
+quiet_blas()  # before anything imports numpy (gridfs.common.procenv says why)
