@@ -288,3 +288,56 @@ def test_chunks_go_straight_to_the_disk_but_their_tail_and_ranges_stay_exact(
             assert bytes(c.get(url, offset=len(body) - 5, length=5)) == body[-5:]
     finally:
         svc.stop()
+
+
+def test_a_volume_refusing_an_o_direct_write_falls_back_to_the_cache_and_loses_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Some file systems take O_DIRECT at open (and the start-up probe's one block) but refuse a later write
+    or read with EINVAL: the chunk is written (read) again through the page cache, whole, and so is every
+    later one."""
+    import errno
+    import fcntl
+    import mmap
+
+    from gridfs.storage import store
+
+    def aligned(n: int) -> tuple[memoryview, bytes]:
+        buf = mmap.mmap(-1, 4 << 20)  # page-aligned, as the server's pooled buffers are
+        body = os.urandom(n)
+        buf[:n] = body
+        return memoryview(buf)[:n], body
+
+    vol = store.Volume(tmp_path / "vol")
+    assert vol.direct
+    view, first = aligned(3 << 20)
+    vol.put("F" * 64, view, h(first), {})  # straight to the disk, before any refusal
+    assert vol.io.counts["direct_bytes_written"] == 3 << 20
+    real_open, real_write = os.open, os.write
+
+    def opening(path: object, flags: int, *args: object) -> int:
+        if flags & os.O_DIRECT and not flags & os.O_WRONLY:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flags, *args)
+
+    def writing(fd: int, data: object) -> int:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(store.os, "open", opening)
+    got, _, _ = vol.read("F" * 64, buffers=store.BufferPool())  # refused straight: through the cache, whole
+    assert bytes(got) == first and not vol.direct
+    vol.direct = True  # and now the writes
+    monkeypatch.setattr(store.os, "write", writing)
+    bodies = {}
+    for i, n in enumerate([(2 << 20) + 5, 3 << 20]):
+        view, body = aligned(n)
+        cid = f"{i:064X}"
+        vol.put(cid, view, h(body), {})
+        bodies[cid] = body
+    assert not vol.direct
+    assert vol.io.counts["direct_bytes_written"] == 3 << 20  # none since the refusals
+    for cid, body in bodies.items():
+        assert (tmp_path / "vol" / cid[:3] / cid).read_bytes() == body
+        got, size, _ = vol.read(cid)
+        assert bytes(got) == body and size == len(body)

@@ -291,9 +291,18 @@ class Volume:
             fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_DIRECT)
             try:
                 self.io.write(fd, data[:whole], direct=True)
+                data = data[whole:]
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                # The file system took the probe's write but not this one: the cache from now on, and this
+                # chunk again from its start (the file is ours alone, a temporary name).
+                log.warning("volume %s refused an O_DIRECT write (%s): writing through the page cache", self.root, exc)
+                self.direct = False
+                os.ftruncate(fd, 0)
+                os.lseek(fd, 0, os.SEEK_SET)
             finally:
                 fcntl.fcntl(fd, fcntl.F_SETFL, flags)
-            data = data[whole:]
         if data.nbytes:
             self.io.write(fd, data)  # in 1 MiB calls (gridfs.common.fileio), paced and counted
 
@@ -377,10 +386,22 @@ class Volume:
     ) -> tuple[memoryview, int, Buffer | None]:
         """Bytes [offset, offset+length) after verifying every block they touch, the chunk size, and the
         pooled buffer holding them (give it back to ``buffers`` once the bytes are sent)."""
-        path = self.path(chunk_id)
         # Into a pooled (page-aligned) buffer, a volume written around the page cache is read around it too:
         # filling the cache with a chunk cost more than the read itself (see _write_chunk).
-        direct = self.direct and buffers is not None
+        if self.direct and buffers is not None:
+            try:
+                return self._read_file(chunk_id, offset, length, buffers, direct=True)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                log.warning("volume %s refused an O_DIRECT read (%s): reading through the page cache", self.root, exc)
+                self.direct = False
+        return self._read_file(chunk_id, offset, length, buffers, direct=False)
+
+    def _read_file(
+        self, chunk_id: str, offset: int, length: int | None, buffers: BufferPool | None, direct: bool
+    ) -> tuple[memoryview, int, Buffer | None]:
+        path = self.path(chunk_id)
         try:
             fd = os.open(path, os.O_RDONLY | (os.O_DIRECT if direct else 0))
         except FileNotFoundError:
