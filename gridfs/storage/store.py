@@ -130,8 +130,11 @@ def _verified(chunk_id: str, data: memoryview, chunk_hash: str, crc: str) -> str
 
 
 def _aligned(data: memoryview) -> bool:
-    """Whether ``data`` starts on a DIRECT_ALIGN boundary (a pooled buffer, or a slice of one at such an offset)."""
-    return ctypes.addressof(ctypes.c_char.from_buffer(data)) % DIRECT_ALIGN == 0 if not data.readonly else False
+    """Whether ``data`` starts on a DIRECT_ALIGN boundary (a pooled buffer, or a slice of one at such an offset);
+    read-only views (``bytes``) are never taken as aligned: ctypes cannot give their address."""
+    if data.readonly:
+        return False
+    return ctypes.addressof(ctypes.c_char.from_buffer(data)) % DIRECT_ALIGN == 0
 
 
 def _supports_direct(root: Path) -> bool:
