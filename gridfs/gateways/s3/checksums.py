@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import crc32c
+from isal import isal_zlib
 
 from gridfs.gateways.s3.errors import S3Error
 
@@ -40,7 +40,7 @@ class _Crc:
 
 def new_checksum(algorithm: str) -> Any:
     if algorithm == "crc32":
-        return _Crc(zlib.crc32)
+        return _Crc(isal_zlib.crc32)  # zlib's, with ISA-L: 4-5x faster here (pyproject.toml)
     if algorithm == "crc32c":
         return _Crc(lambda data, value: crc32c.crc32c(data, value))
     return hashlib.new(algorithm)
