@@ -138,7 +138,10 @@ def _aligned(data: memoryview) -> bool:
 
 
 def _supports_direct(root: Path) -> bool:
-    """Whether files under ``root`` take O_DIRECT writes (tmpfs and some others refuse them)."""
+    """Whether files under ``root`` take O_DIRECT writes (tmpfs and some others refuse them). The probe file
+    of a server killed while probing is removed by the next start's probe."""
+    for stale in root.glob(".direct-probe-*"):
+        stale.unlink(missing_ok=True)
     probe = root / f".direct-probe-{secrets.token_hex(4)}"
     try:
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_DIRECT, 0o600)
