@@ -195,6 +195,32 @@ def test_owners_recorded_before_seals_are_sealed_once(grid: LocalGrid, s3_endpoi
     assert as_helen.get_object(Bucket="from-before", Key="k")["Body"].read() == b"old"
 
 
+def test_bucket_acls_recorded_before_seals_are_sealed_once(grid: LocalGrid, s3_endpoint: str) -> None:
+    """A public-read bucket ACL set by a gateway from before seals (gridfs/gateways/s3/sealed.py) stays in force
+    after the upgrade: the first gateway or admin command with the master key seals it, once."""
+    from botocore import UNSIGNED
+    from botocore.config import Config
+
+    from gridfs.gateways.s3 import grants
+    from gridfs.gateways.s3.admin import set_owner
+
+    create_user(grid, "ivan")
+    anon = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
+                        config=Config(signature_version=UNSIGNED))
+    key_file = Path(GridConfig.load(grid.config_path).extra["s3"]["master_key_file"])
+    done = key_file.with_name(key_file.name + ".props-sealed")
+    assert done.exists()  # the gateway's first use sealed the ACLs and policies of the day
+    with GridClient(grid.config_path) as c:  # as a gateway from before seals left it
+        c.create_bucket("public-before", properties={"s3.acl": grants.dump(grants.canned("public-read", "ivan"))})
+        c.put("public-before", "k", b"old")
+    set_owner(grid.config_path, "public-before", "ivan")
+    assert refused_code(lambda: anon.list_objects_v2(Bucket="public-before")) == "AccessDenied"  # unsealed
+    done.unlink()  # as on a grid upgraded from before seals
+    UserStore(grid.config_path).list()
+    assert done.exists()
+    assert [o["Key"] for o in anon.list_objects_v2(Bucket="public-before")["Contents"]] == ["k"]
+
+
 def test_a_gateway_with_another_master_key_opens_no_user(grid: LocalGrid, tmp_path: Path) -> None:
     user = create_user(grid, "erin")
     cfg = GridConfig.load(grid.config_path)  # its grid.toml names no key file: it makes one beside it, not the grid's

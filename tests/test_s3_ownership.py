@@ -106,3 +106,47 @@ def test_the_operator_names_the_s3_owner_of_buckets_made_outside(grid: LocalGrid
         assert refused(lambda: bob.get_object(Bucket="lake-backup", Key="secret.txt")) == "AccessDenied"
     finally:
         svc.stop()
+
+
+def test_a_bucket_acl_or_policy_written_outside_the_gateway_grants_nothing(grid: LocalGrid, tmp_path: Path) -> None:
+    """Bucket ACLs and policies are bucket properties, which any holder of the namespace secret may write with
+    the client library. The gateway counts them only with their seal (an HMAC under the master key that the
+    gateway writes with them): one forged outside opens nothing, while one set through S3 works as before."""
+    import json
+
+    from gridfs.gateways.s3 import grants
+
+    svc = gateway(grid, tmp_path / "gw")
+    try:
+        alice, anon = client_of(svc, grid, "alice"), client_of(svc, grid, None)
+        alice.create_bucket(Bucket="sealed-acl")
+        alice.put_object(Bucket="sealed-acl", Key="k", Body=b"alice's")
+        alice.put_object_acl(Bucket="sealed-acl", Key="k", ACL="public-read")  # the object may be read...
+        assert refused(lambda: anon.list_objects_v2(Bucket="sealed-acl")) == "AccessDenied"  # ...not listed
+        public = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*",
+                                                          "Action": "s3:*", "Resource": "arn:aws:s3:::sealed-acl*"}]}
+        with GridClient(grid.config_path) as c:  # the namespace secret, no master key
+            props = dict(c.bucket_info("sealed-acl", stats=False).properties)
+            forged = {**props, "s3.acl": grants.dump(grants.canned("public-read-write", "alice")),
+                      "s3.policy": json.dumps(public)}
+            c.set_bucket_properties("sealed-acl", forged)
+        assert refused(lambda: anon.list_objects_v2(Bucket="sealed-acl")) == "AccessDenied"
+        assert refused(lambda: anon.put_object(Bucket="sealed-acl", Key="x", Body=b"x")) == "AccessDenied"
+        assert refused(lambda: anon.delete_object(Bucket="sealed-acl", Key="k")) == "AccessDenied"
+        assert alice.get_object(Bucket="sealed-acl", Key="k")["Body"].read() == b"alice's"
+        # Through S3, by the owner: sealed, and in force.
+        alice.put_bucket_acl(Bucket="sealed-acl", ACL="public-read")
+        assert [o["Key"] for o in anon.list_objects_v2(Bucket="sealed-acl")["Contents"]] == ["k"]
+        alice.put_bucket_acl(Bucket="sealed-acl", ACL="private")
+        alice.put_bucket_policy(Bucket="sealed-acl", Policy=json.dumps(public))
+        assert [o["Key"] for o in anon.list_objects_v2(Bucket="sealed-acl")["Contents"]] == ["k"]
+        # A sealed value copied to another bucket does not hold there.
+        alice.create_bucket(Bucket="sealed-acl-2")
+        with GridClient(grid.config_path) as c:
+            sealed = c.bucket_info("sealed-acl", stats=False).properties
+            other = dict(c.bucket_info("sealed-acl-2", stats=False).properties)
+            c.set_bucket_properties("sealed-acl-2", {**other, **{k: v for k, v in sealed.items()
+                                                                   if k.startswith("s3.policy")}})
+        assert refused(lambda: anon.list_objects_v2(Bucket="sealed-acl-2")) == "AccessDenied"
+    finally:
+        svc.stop()

@@ -19,8 +19,8 @@ Modules, by job:
 - access control: ``access`` (who may do what), ``acl`` and ``grants`` (ACLs), ``policy`` and
   ``policy_conditions`` (bucket policies), ``access_settings`` (policy, PublicAccessBlock, ObjectOwnership).
 - keys and secrets: ``masterkey`` (the grid's master key), ``credentials`` and ``users`` (sealed access keys),
-  ``owners`` (sealed bucket owners), ``admin`` (the operator's commands), ``cipher`` and ``sse`` (SSE-S3 and
-  SSE-C), ``bucket_encryption`` (default encryption).
+  ``owners`` (sealed bucket owners), ``sealed`` (sealed bucket ACLs and policies), ``admin`` (the operator's
+  commands), ``cipher`` and ``sse`` (SSE-S3 and SSE-C), ``bucket_encryption`` (default encryption).
 
 SPDX-License-Identifier: AGPL-3.0-or-later
 """

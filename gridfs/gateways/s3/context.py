@@ -27,6 +27,7 @@ from gridfs.directory.model import ContainerInfo, ObjectInfo
 from gridfs.events.webhooks import Endpoints
 from gridfs.gateways.s3 import access, masterkey, owners, sigv4
 from gridfs.gateways.s3.errors import S3Error
+from gridfs.gateways.s3.sealed import SealingClient
 from gridfs.gateways.s3.users import User, UserStore
 
 log = logging.getLogger("gridfs.s3")
@@ -95,10 +96,11 @@ class Gateway:
         # The S3 user who owns buckets made outside S3 (grid mb, the client library, distcp): "" for nobody,
         # so that no S3 user may touch them unless the operator says so.
         self.unowned_owner = str(settings.get("unowned_owner", ""))
-        self.client = GridClient(self.config)
         # Wraps SSE-S3 data keys and seals users' secrets; read from its own file, never from grid.toml. A grid
         # from before it had one gets it beside grid.toml at the first start; a named file must exist.
         self.master_key = masterkey.load(self.config, create_missing=not settings.get(masterkey.SETTING))
+        # Bucket ACLs and policies sealed under the master key as they are written, checked as they are read.
+        self.client: GridClient = SealingClient(self.config, self.master_key)
         self.users = UserStore(self.config, self.master_key)
         # The operator's webhook endpoints, which notification configurations may name (read, never written here).
         self.webhooks = Endpoints(self.config)

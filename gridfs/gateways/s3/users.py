@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 
 from gridfs.client import GridClient
 from gridfs.common.errors import AlreadyExists, NoSuchContainer, NoSuchObject
-from gridfs.gateways.s3 import credentials, masterkey, owners
+from gridfs.gateways.s3 import credentials, masterkey, owners, sealed
 
 ACCOUNT = "s3system"
 BUCKET = "s3-users"
@@ -48,14 +48,15 @@ class UserStore:
         self._opened = False
 
     def open(self) -> None:
-        """Once: refuse a master key that is not the grid's, then seal the entries stored in clear and the
-        bucket owners recorded before owners were sealed."""
+        """Once: refuse a master key that is not the grid's, then seal the entries stored in clear, and the
+        bucket owners, ACLs and policies recorded before they were sealed."""
         if self._opened:
             return
         credentials.check_key(self.client, BUCKET, self.master)
         for access_key in self._keys():
             self._load(access_key)  # seals an entry it finds in clear
         owners.seal_recorded(self.config, self.master)
+        sealed.seal_recorded(self.config, self.master)
         self._opened = True
 
     def _keys(self) -> list[str]:
