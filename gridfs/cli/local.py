@@ -310,7 +310,8 @@ class LocalGrid:
         """Node ``n``'s storage servers, one per volume (folders made, not started); ``rawx_args`` come
         last, so that a ``--max-bytes`` among them wins over the grid's volume size."""
         cfg = cfg or self.config()
-        capacity = ["--max-bytes", str(self.volume_bytes(cfg)), *cfg.extra.get("local", {}).get("rawx_args", [])]
+        # The grid's own: its volume size and what grid up was given for every storage server.
+        grid_args = ["--max-bytes", str(self.volume_bytes(cfg)), *cfg.extra.get("local", {}).get("rawx_args", [])]
         node = []
         for v in range(1, volumes + 1):
             vol = self.data / f"node{n}" / f"vol{v}"
@@ -318,7 +319,7 @@ class LocalGrid:
             location = f"site1.rack1.node{n}.vol{v}"
             svc = LocalService(
                 f"rawx-node{n}-vol{v}", "rawx", "gridfs.storage",
-                ["--volume", str(vol), "--location", location, *capacity, *(rawx_args or [])], location=location,
+                ["--volume", str(vol), "--location", location, *grid_args, *(rawx_args or [])], location=location,
             )
             node.append(svc)
         return node

@@ -436,7 +436,8 @@ class GridClient:
         reader = self.reader(bucket, key, version=version)
         target = Path(path)
         with contextlib.suppress(FileNotFoundError):
-            if not stat.S_ISREG(os.stat(target).st_mode) and not target.is_dir():
+            mode = os.stat(target).st_mode
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
                 with open(target, "wb", buffering=0) as f:
                     self._copy_out(reader, f, progress)
                 return reader.info

@@ -40,9 +40,13 @@ def seal(key: MasterKey, bucket: str, name: str, value: str) -> str:
                     hashlib.sha256).hexdigest()
 
 
+def _without_seals(props: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in props.items() if not (k.endswith(SUFFIX) and k.removesuffix(SUFFIX) in SEALED)}
+
+
 def sealed(key: MasterKey, bucket: str, props: dict[str, str]) -> dict[str, str]:
     """``props`` with a fresh seal beside each sealed property, and no seal left without its property."""
-    out = {k: v for k, v in props.items() if not (k.endswith(SUFFIX) and k.removesuffix(SUFFIX) in SEALED)}
+    out = _without_seals(props)
     for name in SEALED:
         if name in out:
             out[name + SUFFIX] = seal(key, bucket, name, out[name])
@@ -51,7 +55,7 @@ def sealed(key: MasterKey, bucket: str, props: dict[str, str]) -> dict[str, str]
 
 def trusted(key: MasterKey, bucket: str, props: dict[str, str]) -> dict[str, str]:
     """``props`` without the sealed properties whose seal does not hold, and without the seals."""
-    out = {k: v for k, v in props.items() if not (k.endswith(SUFFIX) and k.removesuffix(SUFFIX) in SEALED)}
+    out = _without_seals(props)
     for name in SEALED:
         if name in out and not hmac.compare_digest(props.get(name + SUFFIX, ""), seal(key, bucket, name, out[name])):
             log.warning("bucket %s: its %s has no valid seal (written outside the gateway?): ignored", bucket, name)
