@@ -16,7 +16,8 @@ policy and objects in the rounds just before it. Each rebuilt byte of a 6+3 stri
 read and 1 written, each written user byte 1.5 bytes written; here every server shares the same two
 cores and one disk. So after each rebuild the disk's own O_DIRECT read rate is measured on the same file
 system (``odirect_probe.direct_read_rate``), and the report sets the rebuild against that ceiling (read
-rate / k) and gives the best rebuild / write ratio the disk would allow. Targets (issue 11): rebuild at least 50 % of the write rate; ingest slowed by at most 5 %.
+rate / k) and gives the best rebuild / write ratio the disk would allow. Targets (issue 11): rebuild at
+least 50 % of the write rate; ingest slowed by at most 5 %.
 
 Every phase reports its CPU budget per kind of process (bench/cpubudget.py), the rounds of each grid
 added up: CPU-s per GB for large objects, the write rounds and each rebuild (per GB rebuilt; `grid

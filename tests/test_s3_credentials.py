@@ -221,6 +221,38 @@ def test_bucket_acls_recorded_before_seals_are_sealed_once(grid: LocalGrid, s3_e
     assert [o["Key"] for o in anon.list_objects_v2(Bucket="public-before")["Contents"]] == ["k"]
 
 
+def test_object_acls_recorded_before_seals_are_sealed_once(grid: LocalGrid, s3_endpoint: str) -> None:
+    """A public-read object ACL (and the object's owner) set by a gateway from before object seals stays in force
+    after the upgrade: the first gateway or admin command with the master key seals every version's, once."""
+    from botocore import UNSIGNED
+    from botocore.config import Config
+
+    from gridfs.gateways.s3 import grants
+    from gridfs.gateways.s3.admin import set_owner
+
+    user = create_user(grid, "judy")
+    judy = s3_client(s3_endpoint, user["access_key"], user["secret_key"])
+    anon = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
+                        config=Config(signature_version=UNSIGNED))
+    key_file = Path(GridConfig.load(grid.config_path).extra["s3"]["master_key_file"])
+    done = key_file.with_name(key_file.name + ".object-props-sealed")
+    assert done.exists()
+    with GridClient(grid.config_path) as c:  # as a gateway from before object seals left them
+        c.create_bucket("objects-before")
+        c.set_versioning("objects-before", "enabled")
+        public = {"s3.owner": "judy", "s3.acl": grants.dump(grants.canned("public-read", "judy"))}
+        old = c.put("objects-before", "k", b"old", properties=public)
+        c.put("objects-before", "k", b"new", properties=public)
+    set_owner(grid.config_path, "objects-before", "judy")
+    assert refused_code(lambda: anon.get_object(Bucket="objects-before", Key="k")) == "AccessDenied"  # unsealed
+    done.unlink()  # as on a grid upgraded from before object seals
+    UserStore(grid.config_path).list()
+    assert done.exists()
+    assert anon.get_object(Bucket="objects-before", Key="k")["Body"].read() == b"new"
+    assert anon.get_object(Bucket="objects-before", Key="k", VersionId=str(old.version))["Body"].read() == b"old"
+    assert judy.get_object_acl(Bucket="objects-before", Key="k")["Owner"]["ID"] == "judy"
+
+
 def test_a_gateway_with_another_master_key_opens_no_user(grid: LocalGrid, tmp_path: Path) -> None:
     user = create_user(grid, "erin")
     cfg = GridConfig.load(grid.config_path)  # its grid.toml names no key file: it makes one beside it, not the grid's

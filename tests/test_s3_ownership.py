@@ -150,3 +150,57 @@ def test_a_bucket_acl_or_policy_written_outside_the_gateway_grants_nothing(grid:
         assert refused(lambda: anon.list_objects_v2(Bucket="sealed-acl-2")) == "AccessDenied"
     finally:
         svc.stop()
+
+
+def test_an_object_acl_or_owner_written_outside_the_gateway_grants_nothing(grid: LocalGrid, tmp_path: Path) -> None:
+    """An object's owner and ACL are object properties, which any holder of the namespace secret may write with
+    the client library (set_properties, or put with properties). The gateway counts them only with their seal,
+    an HMAC under the master key of the bucket, key, name and value: a forged public-read ACL or a forged owner
+    opens nothing, nor does a sealed value copied from another key; those set through S3 (PutObject with an ACL,
+    PutObjectAcl, CopyObject, a multipart upload) are in force as before."""
+    from gridfs.gateways.s3 import grants
+
+    svc = gateway(grid, tmp_path / "gw")
+    try:
+        alice, bob, anon = (client_of(svc, grid, n) for n in ("alice", "bob", None))
+        alice.create_bucket(Bucket="sealed-obj")
+        for key in ("mine", "copied-seal", "owned"):
+            alice.put_object(Bucket="sealed-obj", Key=key, Body=b"alice's " + key.encode())
+        alice.put_object(Bucket="sealed-obj", Key="public", Body=b"for all", ACL="public-read")
+        assert anon.get_object(Bucket="sealed-obj", Key="public")["Body"].read() == b"for all"
+        public_acl = grants.dump(grants.canned("public-read", "alice"))
+        with GridClient(grid.config_path) as c:  # the namespace secret, no master key
+            c.set_properties("sealed-obj", "mine", {"s3.acl": public_acl})
+            c.set_properties("sealed-obj", "owned", {"s3.owner": "bob"})
+            sealed_props = c.head("sealed-obj", "public").properties
+            c.set_properties("sealed-obj", "copied-seal", {k: v for k, v in sealed_props.items()
+                                                           if k.startswith("s3.acl")})
+            c.put("sealed-obj", "planted", b"planted", properties={"s3.acl": public_acl, "s3.owner": "bob"})
+        for key in ("mine", "copied-seal", "planted"):
+            assert refused(lambda key=key: anon.get_object(Bucket="sealed-obj", Key=key)) == "AccessDenied", key
+        for key in ("owned", "planted"):
+            assert refused(lambda key=key: bob.get_object(Bucket="sealed-obj", Key=key)) == "AccessDenied", key
+            assert refused(lambda key=key: bob.put_object_acl(Bucket="sealed-obj", Key=key,
+                                                              ACL="public-read")) == "AccessDenied", key
+        # The forged values are no owner and no grant: the bucket owner owns the object, privately.
+        acl = alice.get_object_acl(Bucket="sealed-obj", Key="owned")
+        assert acl["Owner"]["ID"] == "alice"
+        assert [g["Permission"] for g in acl["Grants"]] == ["FULL_CONTROL"]
+        assert alice.get_object(Bucket="sealed-obj", Key="owned")["Body"].read() == b"alice's owned"
+        # Through S3: PutObjectAcl, CopyObject and a multipart upload, each with its ACL in force.
+        alice.put_object_acl(Bucket="sealed-obj", Key="mine", ACL="public-read")
+        assert anon.get_object(Bucket="sealed-obj", Key="mine")["Body"].read() == b"alice's mine"
+        alice.copy_object(Bucket="sealed-obj", Key="copy", CopySource={"Bucket": "sealed-obj", "Key": "public"},
+                          ACL="public-read")
+        assert anon.get_object(Bucket="sealed-obj", Key="copy")["Body"].read() == b"for all"
+        up = alice.create_multipart_upload(Bucket="sealed-obj", Key="parts", ACL="public-read")
+        part = alice.upload_part(Bucket="sealed-obj", Key="parts", UploadId=up["UploadId"], PartNumber=1,
+                                 Body=b"in parts")
+        alice.complete_multipart_upload(Bucket="sealed-obj", Key="parts", UploadId=up["UploadId"],
+                                        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+        assert anon.get_object(Bucket="sealed-obj", Key="parts")["Body"].read() == b"in parts"
+        # A copy without an ACL is private, whatever its source's was (as in S3).
+        alice.copy_object(Bucket="sealed-obj", Key="copy-private", CopySource={"Bucket": "sealed-obj", "Key": "public"})
+        assert refused(lambda: anon.get_object(Bucket="sealed-obj", Key="copy-private")) == "AccessDenied"
+    finally:
+        svc.stop()

@@ -66,9 +66,8 @@ async def put_acl(ctx: Ctx) -> web.Response:
         props = {**ctx.container.properties, ACL_PROP: grants.dump(acl)}
         await ctx.run(ctx.gw.client.set_bucket_properties, ctx.bucket, props)
     else:
-        client = ctx.gw.client
-        await ctx.run(lambda: client.directory.set_properties(client.account, ctx.bucket, ctx.key,
-                                                              {ACL_PROP: grants.dump(acl)}, version=version))
+        await ctx.run(lambda: ctx.gw.client.set_properties(ctx.bucket, ctx.key, {ACL_PROP: grants.dump(acl)},
+                                                           version=version))
     return web.Response()
 
 
