@@ -59,10 +59,15 @@ class ObjectReader:
 
     def read_into(self, start: int, end: int, out: memoryview) -> None:
         """Fill ``out`` with bytes ``[start, end)``; metachunks are read in parallel."""
-        futures = [
-            self.ctx.meta_pool.submit(self._read_metachunk, mc, a, b, out[o : o + b - a])
-            for mc, a, b, o in self._spans(start, end)
-        ]
+        spans = list(self._spans(start, end))
+        if len(spans) == 1:
+            # One metachunk (every small object): read it on this thread. Handing it to a pool thread and
+            # waiting cost two thread wake-ups, which for a 4 KiB object is more CPU than the read.
+            mc, a, b, o = spans[0]
+            self._read_metachunk(mc, a, b, out[o : o + b - a])
+            return
+        futures = [self.ctx.meta_pool.submit(self._read_metachunk, mc, a, b, out[o : o + b - a])
+                   for mc, a, b, o in spans]
         for f in futures:
             f.result()
 
@@ -127,8 +132,12 @@ class ObjectReader:
         by_sub = {c.sub: c for c in mc.chunks}
         down = {sub for sub, c in by_sub.items() if self._down(c)}
         lost = [r for r in ranges if r.index not in by_sub or r.index in down]
-        reads = [(r, self.ctx.chunk_pool.submit(self._read_data_range, mc, by_sub[r.index], r, out))
-                 for r in ranges if r not in lost]
+        wanted = [r for r in ranges if r not in lost]
+        if len(wanted) == 1 and not lost:  # one chunk holds every byte asked: no pool thread either
+            reads = [(wanted[0], _done(self._read_data_range(mc, by_sub[wanted[0].index], wanted[0], out)))]
+        else:
+            reads = [(r, self.ctx.chunk_pool.submit(self._read_data_range, mc, by_sub[r.index], r, out))
+                     for r in wanted]
         early = None
         if lost:
             # Positions known lost now: fetch the shares that rebuild them beside the reads, not after.
@@ -225,6 +234,13 @@ class ObjectReader:
             )
         else:
             log.warning("%s: chunk %d.%d unreadable (%s): %s", self.name, mc.pos, chunk.sub, chunk.url, exc)
+
+
+def _done(value: Any) -> Future[Any]:
+    """A future that already holds ``value``: a read made on the calling thread, in a list of pool reads."""
+    fut: Future[Any] = Future()
+    fut.set_result(value)
+    return fut
 
 
 def _span(ranges: list[ChunkRange]) -> tuple[int, int]:
