@@ -7,7 +7,11 @@ kernel had free pages at hand (memory just given back by another run), but 374 M
 round that had to find its pages afresh. A storage server's cache fills with the chunks it keeps, so its
 writes drift toward the second figure as it runs (1.6 to 5 CPU-s per GB within four rounds of a grid).
 
-    flock /tmp/bench.lock .venv/bin/python bench/odirect_probe.py [FOLDER]
+With ``--sources``, the read side of an upload (gridfs.common.fileio.SourceFile, which `grid put` and
+grid-distcp read their files with): a 1 GiB file read in 48 MiB pieces, out of the page cache and in it,
+through the cache as before against SourceFile, three rounds alternated.
+
+    flock /tmp/bench.lock .venv/bin/python bench/odirect_probe.py [--sources] [FOLDER]
 
 SPDX-License-Identifier: AGPL-3.0-or-later
 """
@@ -93,10 +97,50 @@ def direct_read_rate(folder: str | os.PathLike[str], files: int = 48, threads: i
                 os.unlink(path)
 
 
+def source_round(path: str, view: memoryview, evict: bool, source_file: bool) -> str:
+    """Read ``path`` whole in ``view``-sized pieces: through the cache as uploads did, or with SourceFile."""
+    from gridfs.common.fileio import SourceFile
+
+    fd = os.open(path, os.O_RDONLY)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED if evict else os.POSIX_FADV_WILLNEED)
+    if not evict:
+        while os.read(fd, 1 << 24):
+            pass
+    os.close(fd)
+    f = SourceFile(path) if source_file else open(path, "rb", buffering=0)  # noqa: SIM115
+    t0, c0, total = time.perf_counter(), cpu_seconds(), 0
+    with f:
+        while n := f.readinto(view):
+            total += n
+    wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+    how = ("SourceFile " + ("(direct)" if getattr(f, "direct", False) else "(cache) ")) if source_file else "the cache "
+    return (f"{'out of the cache' if evict else 'in the cache    '}, {how:19} {total / wall / 1e6:6.0f} MB/s  "
+            f"{cpu / (total / 1e9):.3f} CPU-s/GB")
+
+
+def sources(folder: str) -> None:
+    path = os.path.join(folder, "source.bin")
+    block = os.urandom(16 << 20)
+    with open(path, "wb") as f:
+        for _ in range(64):
+            f.write(block)
+        f.flush()
+        os.fsync(f.fileno())
+    buf = mmap.mmap(-1, 48 << 20)  # the client's pooled buffers are page-aligned maps of a metachunk
+    for r in range(3):
+        for evict in (True, False):
+            for source_file in (False, True):
+                print(f"round {r + 1}: {source_round(path, memoryview(buf), evict, source_file)}", flush=True)
+
+
 def main() -> None:
-    buf = mmap.mmap(-1, SIZE)  # page-aligned, as O_DIRECT wants
-    buf.write(os.urandom(SIZE))
-    with tempfile.TemporaryDirectory(dir=sys.argv[1] if len(sys.argv) > 1 else ".") as folder:
+    args = [a for a in sys.argv[1:] if a != "--sources"]
+    with tempfile.TemporaryDirectory(dir=args[0] if args else ".") as folder:
+        if "--sources" in sys.argv:
+            sources(folder)
+            return
+        buf = mmap.mmap(-1, SIZE)  # page-aligned, as O_DIRECT wants
+        buf.write(os.urandom(SIZE))
         for r in range(3):
             for direct in (False, True):
                 print(f"round {r + 1}: {write_round(folder, memoryview(buf), direct, f'{direct}-{r}')}", flush=True)

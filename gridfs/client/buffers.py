@@ -1,13 +1,15 @@
 """Reusable metachunk buffers.
 
 A fresh 48 MiB buffer costs more in page faults than hashing and encoding it, so
-buffers are kept and handed out again (DESIGN.md section 3).
+buffers are kept and handed out again (DESIGN.md section 3). They are anonymous maps, page-aligned,
+so that a source file can be read into one straight from the disk (gridfs.common.fileio.SourceFile).
 
 SPDX-License-Identifier: LGPL-3.0-or-later
 """
 
 from __future__ import annotations
 
+import mmap
 import threading
 
 import numpy as np
@@ -26,7 +28,7 @@ class BufferPool:
             stack = self._free.get(size)
             if stack:
                 return stack.pop()
-        return np.empty(size, dtype=np.uint8)
+        return np.frombuffer(mmap.mmap(-1, size), dtype=np.uint8) if size else np.empty(0, dtype=np.uint8)
 
     def release(self, buf: np.ndarray) -> None:
         with self._lock:

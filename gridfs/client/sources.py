@@ -1,7 +1,8 @@
 """Turning what callers pass to ``put`` into a sequence of metachunk views.
 
 Bytes-like input is sliced without copying; files are read with ``readinto`` into
-reused buffers; iterators of unknown length are packed into buffers as they come.
+reused buffers (a path through :class:`SourceFile`: from the disk, not the page cache, when it is large
+and not cached); iterators of unknown length are packed into buffers as they come.
 
 SPDX-License-Identifier: LGPL-3.0-or-later
 """
@@ -17,6 +18,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from gridfs.client.buffers import BufferPool
+from gridfs.common.fileio import SourceFile
 
 Release = Callable[[], None]
 PutData = bytes | bytearray | memoryview | np.ndarray | BinaryIO | Iterable[bytes] | str | os.PathLike
@@ -102,7 +104,7 @@ class MetachunkSource:
         if isinstance(data, bytes | bytearray | memoryview | np.ndarray):
             yield from self._from_memory(np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8))
         elif isinstance(data, str | os.PathLike):
-            with open(data, "rb", buffering=0) as f:
+            with SourceFile(data) as f:  # straight from the disk when large and not in the page cache
                 yield from self._from_file(f)
         elif hasattr(data, "readinto"):
             yield from self._from_file(data)

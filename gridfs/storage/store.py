@@ -15,7 +15,6 @@ SPDX-License-Identifier: AGPL-3.0-or-later
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
 import heapq
@@ -35,6 +34,7 @@ import crc32c
 import xxhash
 
 from gridfs.common.errors import AlreadyExists, BadRequest, ChecksumMismatch, InvalidRange, NoSuchChunk, VolumeFull
+from gridfs.common.fileio import DIRECT_ALIGN, aligned
 from gridfs.common.names import CHUNK_ID_RE, check_chunk_id
 from gridfs.storage.iostats import IOStats
 from gridfs.storage.packs import MAX_PACKED, NewChunk, Packed, PackStore
@@ -43,7 +43,6 @@ log = logging.getLogger("rawx")
 BLOCK = 1 << 20
 X = "user.grid."
 Buffer = bytearray | mmap.mmap  # a pooled buffer (page-aligned), or a one-off bytearray
-DIRECT_ALIGN = 4096  # O_DIRECT wants buffer address, file offset and length in multiples of the block size
 
 
 class BufferPool:
@@ -127,14 +126,6 @@ def _verified(chunk_id: str, data: memoryview, chunk_hash: str, crc: str) -> str
         if body_crc != crc.lower():
             raise ChecksumMismatch(f"chunk {chunk_id}: body CRC32C {body_crc} != declared {crc}")
     return actual
-
-
-def _aligned(data: memoryview) -> bool:
-    """Whether ``data`` starts on a DIRECT_ALIGN boundary (a pooled buffer, or a slice of one at such an offset);
-    read-only views (``bytes``) are never taken as aligned: ctypes cannot give their address."""
-    if data.readonly:
-        return False
-    return ctypes.addressof(ctypes.c_char.from_buffer(data)) % DIRECT_ALIGN == 0
 
 
 def _supports_direct(root: Path) -> bool:
@@ -292,7 +283,7 @@ class Volume:
         rounds of writes here, against 0.07 straight from the buffer. A chunk is rarely read right after it
         is written (a scrub, a rebuild or a cold read comes later), so the cache gained nothing for it."""
         whole = data.nbytes - data.nbytes % DIRECT_ALIGN
-        if self.direct and whole and _aligned(data):
+        if self.direct and whole and aligned(data):
             flags = fcntl.fcntl(fd, fcntl.F_GETFL)
             fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_DIRECT)
             try:

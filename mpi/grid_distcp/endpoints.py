@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from grid_distcp.tasks import FileEntry
+from gridfs.common.fileio import SourceFile
 
 
 class JobError(Exception):
@@ -122,11 +123,12 @@ class LocalSource:
         return out
 
     def open(self, entry: FileEntry, offset: int = 0) -> BinaryIO:
-        f = open(entry.url, "rb", buffering=0)  # noqa: SIM115 - the caller closes it
-        if offset:
-            f.seek(offset)
-        with contextlib.suppress(OSError, AttributeError):
-            os.posix_fadvise(f.fileno(), offset, 0, os.POSIX_FADV_SEQUENTIAL)
+        # Straight from the disk when large and not in the page cache (gridfs.common.fileio): a backup reads
+        # each file once, and the host's cache is better left to what its own jobs read.
+        f = SourceFile(entry.url, offset)
+        if not f.direct:
+            with contextlib.suppress(OSError, AttributeError):
+                os.posix_fadvise(f.fileno(), offset, 0, os.POSIX_FADV_SEQUENTIAL)
         return f  # type: ignore[return-value]
 
 

@@ -1,0 +1,118 @@
+"""Upload sources read straight from the disk (gridfs.common.fileio.SourceFile): a large file that is not in
+the page cache is read with O_DIRECT, a cached one through the cache, and either way every byte arrives,
+whatever the buffers, offsets and tails; `grid put` and grid-distcp read their sources this way.
+
+Real files on the test's file system; `grid put`, `grid get` and the client library against a local grid.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_grid_cli
+
+from gridfs.cli.local import LocalGrid
+from gridfs.client import GridClient
+from gridfs.common.fileio import DIRECT_READ_MIN, SourceFile, cached
+from gridfs.storage.store import _supports_direct
+
+SIZE = DIRECT_READ_MIN + 3 * 4096 + 123  # whole blocks and a tail that is not one
+
+
+def written(path: Path, size: int = SIZE, *, evicted: bool) -> bytes:
+    """A file of random bytes, out of the page cache if ``evicted`` (clean pages are dropped on request)."""
+    data = np.random.default_rng(size).bytes(size)
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        if evicted:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        else:
+            os.pread(fd, size, 0)
+    finally:
+        os.close(fd)
+    return data
+
+
+def read_all(f: SourceFile, step: int, aligned: bool = True) -> bytes:
+    """Everything ``f`` gives, read ``step`` bytes at a time into a page-aligned buffer (or one byte past)."""
+    buf = mmap.mmap(-1, step + 4096)
+    view = memoryview(buf)[: step] if aligned else memoryview(buf)[1 : step + 1]
+    out = bytearray()
+    while n := f.readinto(view):
+        out += view[:n]
+    return bytes(out)
+
+
+@pytest.fixture
+def direct_ok(tmp_path: Path) -> bool:
+    return _supports_direct(tmp_path)
+
+
+def test_a_large_file_out_of_the_cache_is_read_straight_from_the_disk(tmp_path: Path, direct_ok: bool) -> None:
+    data = written(tmp_path / "cold", evicted=True)
+    fd = os.open(tmp_path / "cold", os.O_RDONLY)
+    try:
+        assert not cached(fd, 0)
+        # A read that may not wait starts the read-ahead of what it missed: out of the cache again.
+        time.sleep(0.2)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    with SourceFile(tmp_path / "cold") as f:
+        assert f.direct is direct_ok  # tmpfs and the like refuse O_DIRECT: the cache then
+        assert read_all(f, 1 << 20) == data  # the tail (not a whole block) comes too
+    # From an offset: a whole block is read direct, any other offset through the cache.
+    written(tmp_path / "cold", evicted=True)
+    with SourceFile(tmp_path / "cold", offset=8192) as f:
+        assert f.direct is direct_ok
+        assert read_all(f, 1 << 20) == data[8192:]
+    with SourceFile(tmp_path / "cold", offset=100) as f:
+        assert not f.direct
+        assert read_all(f, 1 << 20) == data[100:]
+
+
+def test_a_cached_or_small_file_is_read_through_the_cache(tmp_path: Path) -> None:
+    data = written(tmp_path / "warm", evicted=False)
+    with SourceFile(tmp_path / "warm") as f:
+        assert not f.direct  # memory is faster than any disk
+        assert f.read() == data
+    small = written(tmp_path / "small", DIRECT_READ_MIN - 4096, evicted=True)
+    with SourceFile(tmp_path / "small") as f:
+        assert not f.direct  # read-ahead is worth the copy for small files
+        assert f.read() == small
+
+
+def test_an_unaligned_buffer_turns_a_direct_read_to_the_cache_and_loses_nothing(tmp_path: Path,
+                                                                               direct_ok: bool) -> None:
+    data = written(tmp_path / "cold", evicted=True)
+    with SourceFile(tmp_path / "cold") as f:
+        assert f.direct is direct_ok
+        first = read_all_once(f, 1 << 20)
+        rest = read_all(f, 1 << 20, aligned=False)
+        assert not f.direct
+    assert first + rest == data
+
+
+def read_all_once(f: SourceFile, step: int) -> bytes:
+    buf = mmap.mmap(-1, step)
+    n = f.readinto(buf)
+    return bytes(buf[:n])
+
+
+def test_grid_put_of_a_file_out_of_the_cache_stores_it_exactly(local_grid: LocalGrid, tmp_path: Path) -> None:
+    """`grid put` of a large cold file (read with O_DIRECT into the client's pooled buffers), EC and copies."""
+    data = written(tmp_path / "cold.bin", evicted=True)
+    run_grid_cli(local_grid.config_path, "mb", "cold-sources")
+    for policy in ("EC63", "THREECOPIES"):
+        written(tmp_path / "cold.bin", evicted=True)
+        run_grid_cli(local_grid.config_path, "put", str(tmp_path / "cold.bin"), f"cold-sources/{policy}",
+                     "--policy", policy)
+        with GridClient(local_grid.config_path) as c:
+            assert c.get("cold-sources", policy) == data
