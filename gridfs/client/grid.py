@@ -36,6 +36,7 @@ from gridfs.client.writer import ObjectWriter, WriteResult
 from gridfs.coding.policies import StoragePolicy, all_policies, get_policy
 from gridfs.common.config import DEFAULT_ACCOUNT, GridConfig
 from gridfs.common.errors import GridError, NoSuchObject, NoSuchUpload
+from gridfs.common.fileio import SinkFile
 from gridfs.common.names import check_bucket, check_key, new_chunk_id
 from gridfs.conscience.client import CachedServices, ConscienceClient
 from gridfs.directory.client import DirectoryClient
@@ -443,8 +444,10 @@ class GridClient:
                 return reader.info
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent or ".")
         try:
-            with os.fdopen(fd, "wb", buffering=0) as f:
-                self._copy_out(reader, f, progress)
+            try:
+                self._copy_out(reader, SinkFile(fd, reader.info.size), progress)  # large: straight to the disk
+            finally:
+                os.close(fd)
             os.replace(tmp, target)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):

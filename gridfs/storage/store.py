@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import heapq
 import json
 import logging
@@ -34,7 +33,7 @@ import crc32c
 import xxhash
 
 from gridfs.common.errors import AlreadyExists, BadRequest, ChecksumMismatch, InvalidRange, NoSuchChunk, VolumeFull
-from gridfs.common.fileio import DIRECT_ALIGN, aligned
+from gridfs.common.fileio import DIRECT_ALIGN, aligned, set_direct
 from gridfs.common.names import CHUNK_ID_RE, check_chunk_id
 from gridfs.storage.iostats import IOStats
 from gridfs.storage.packs import MAX_PACKED, NewChunk, Packed, PackStore
@@ -283,9 +282,7 @@ class Volume:
         rounds of writes here, against 0.07 straight from the buffer. A chunk is rarely read right after it
         is written (a scrub, a rebuild or a cold read comes later), so the cache gained nothing for it."""
         whole = data.nbytes - data.nbytes % DIRECT_ALIGN
-        if self.direct and whole and aligned(data):
-            flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-            fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_DIRECT)
+        if self.direct and whole and aligned(data) and set_direct(fd, True):
             try:
                 self.io.write(fd, data[:whole], direct=True)
                 data = data[whole:]
@@ -299,7 +296,7 @@ class Volume:
                 os.ftruncate(fd, 0)
                 os.lseek(fd, 0, os.SEEK_SET)
             finally:
-                fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+                set_direct(fd, False)
         if data.nbytes:
             self.io.write(fd, data)  # in 1 MiB calls (gridfs.common.fileio), paced and counted
 

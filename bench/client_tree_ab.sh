@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Client-side A/B of `grid put`: alternates the put of one file between two source trees of gridfs (a commit's,
-# unpacked with git archive, and the working tree) against one running grid, with the file out of the page
-# cache ("cold": as a backup reads files written long ago) and in it ("warm"). Prints each run's client CPU
-# (user and system seconds, from /usr/bin/time) and wall time. Servers are the grid's own: only the client
-# differs.
+# Client-side A/B of `grid put` and `grid get`: alternates the put of one file between two source trees of
+# gridfs (a commit's, unpacked with git archive, and the working tree) against one running grid, with the file
+# out of the page cache ("cold": as a backup reads files written long ago) and in it ("warm"), then the get of
+# the object into a new file beside it. Prints each run's client CPU (user and system seconds, from
+# /usr/bin/time) and wall time. Servers are the grid's own: only the client differs.
 #
-#   flock /tmp/bench.lock bench/put_tree_ab.sh GRID_TOML FILE [BASE_COMMIT (default HEAD)] [POLICY] [ROUNDS]
+#   flock /tmp/bench.lock bench/client_tree_ab.sh GRID_TOML FILE [BASE_COMMIT (default HEAD)] [POLICY] [ROUNDS]
 #
 # SPDX-License-Identifier: AGPL-3.0-or-later
 set -euo pipefail
@@ -30,3 +30,12 @@ for temp in cold warm; do
     done
   done
 done
+for _ in $(seq "$rounds"); do
+  for tree in "$old" "$here"; do
+    name=$([ "$tree" = "$here" ] && echo "working tree" || echo "$base")
+    rm -f "$file.back"
+    PYTHONPATH=$tree /usr/bin/time -f "get into a file, $name: client %U user + %S system s, %e s wall" \
+      "$py" -m gridfs.cli.main --config "$config" get put-ab/object "$file.back" > /dev/null
+  done
+done
+rm -f "$file.back"

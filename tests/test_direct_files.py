@@ -1,6 +1,7 @@
 """Upload sources read straight from the disk (gridfs.common.fileio.SourceFile): a large file that is not in
 the page cache is read with O_DIRECT, a cached one through the cache, and either way every byte arrives,
-whatever the buffers, offsets and tails; `grid put` and grid-distcp read their sources this way.
+whatever the buffers, offsets and tails; `grid put` and grid-distcp read their sources this way. Large
+downloads are written straight to the disk (SinkFile, `grid get`), with the same care for every byte.
 
 Real files on the test's file system; `grid put`, `grid get` and the client library against a local grid.
 """
@@ -18,7 +19,7 @@ from conftest import run_grid_cli
 
 from gridfs.cli.local import LocalGrid
 from gridfs.client import GridClient
-from gridfs.common.fileio import DIRECT_READ_MIN, SourceFile, cached
+from gridfs.common.fileio import DIRECT_READ_MIN, DIRECT_WRITE_MIN, SinkFile, SourceFile, cached
 from gridfs.storage.store import _supports_direct
 
 SIZE = DIRECT_READ_MIN + 3 * 4096 + 123  # whole blocks and a tail that is not one
@@ -116,3 +117,86 @@ def test_grid_put_of_a_file_out_of_the_cache_stores_it_exactly(local_grid: Local
                      "--policy", policy)
         with GridClient(local_grid.config_path) as c:
             assert c.get("cold-sources", policy) == data
+
+
+def pieces_of(data: bytes, step: int) -> list[memoryview]:
+    """``data`` in page-aligned buffers of ``step`` bytes (the last one shorter), as a download yields it."""
+    out = []
+    for off in range(0, len(data), step):
+        buf = mmap.mmap(-1, step)
+        n = min(step, len(data) - off)
+        buf[:n] = data[off : off + n]
+        out.append(memoryview(buf)[:n])
+    return out
+
+
+def sink(path: Path, size: int, pieces: list) -> SinkFile:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        out = SinkFile(fd, size)
+        started = out.direct
+        for piece in pieces:
+            out.write(piece)
+        out.direct = started  # what it began with, for the caller to check
+        return out
+    finally:
+        os.close(fd)
+
+
+def test_a_large_download_is_written_straight_to_the_disk(tmp_path: Path, direct_ok: bool) -> None:
+    data = np.random.default_rng(1).bytes(SIZE)
+    assert sink(tmp_path / "out", SIZE, pieces_of(data, 1 << 20)).direct is direct_ok
+    fd = os.open(tmp_path / "out", os.O_RDONLY)
+    try:
+        assert cached(fd, 0) is not direct_ok  # written past the cache: nothing of it is there
+    finally:
+        os.close(fd)
+    assert (tmp_path / "out").read_bytes() == data
+    # Pieces that are not aligned (bytes) or not whole blocks go through the cache, the rest as before.
+    mixed = [bytes(p) if i % 3 == 1 else p for i, p in enumerate(pieces_of(data, (1 << 20) + 512))]
+    sink(tmp_path / "mixed", SIZE, mixed)
+    assert (tmp_path / "mixed").read_bytes() == data
+    small = data[: DIRECT_WRITE_MIN - 1]
+    assert not sink(tmp_path / "small", len(small), pieces_of(small, 1 << 20)).direct
+    assert (tmp_path / "small").read_bytes() == small
+
+
+def test_a_download_refused_straight_writes_goes_through_the_cache_and_loses_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file system that takes O_DIRECT but refuses a write with EINVAL: that piece, and the rest, through the
+    cache from the same offset."""
+    import errno
+    import fcntl
+
+    from gridfs.common import fileio
+
+    real_write, calls, refused = os.write, [], []
+
+    def refusing(fd: int, data: object) -> int:
+        calls.append(fd)
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT and len(calls) > 3:
+            refused.append(fd)
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(fileio.os, "write", refusing)
+    data = np.random.default_rng(2).bytes(SIZE)
+    out = sink(tmp_path / "out", SIZE, pieces_of(data, 2 << 20))
+    monkeypatch.undo()
+    assert (tmp_path / "out").read_bytes() == data
+    assert refused == [] if not out.direct else len(refused) == 1  # refused once, then never asked again
+
+
+def test_grid_get_of_a_large_object_writes_it_straight_to_the_disk(local_grid: LocalGrid, tmp_path: Path,
+                                                                   direct_ok: bool) -> None:
+    data = written(tmp_path / "big.bin", evicted=False)
+    run_grid_cli(local_grid.config_path, "mb", "direct-downloads")
+    run_grid_cli(local_grid.config_path, "put", str(tmp_path / "big.bin"), "direct-downloads/big")
+    run_grid_cli(local_grid.config_path, "get", "direct-downloads/big", str(tmp_path / "back.bin"))
+    fd = os.open(tmp_path / "back.bin", os.O_RDONLY)
+    try:
+        assert cached(fd, 0) is not direct_ok
+    finally:
+        os.close(fd)
+    assert (tmp_path / "back.bin").read_bytes() == data
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
