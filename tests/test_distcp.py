@@ -125,22 +125,34 @@ def test_backup_then_update_copies_nothing_then_applies_exactly_the_changes(
 
 
 def _rank_pids(parent: int) -> dict[int, int]:
-    """PMI rank -> pid of the rank processes started by one mpirun."""
-    ranks = {}
+    """PMI rank -> pid of the rank processes started by one mpirun (``parent``): only its descendants, since
+    another test's job may run beside this one (xdist) with ranks of the same numbers."""
+    found: list[tuple[int, int]] = []
+    parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
+            stat = (entry / "stat").read_text()
             env = (entry / "environ").read_bytes().split(b"\0")
             cmd = (entry / "cmdline").read_bytes()
         except OSError:
             continue
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
         if b"grid-distcp" not in cmd or b"mpirun" in cmd or b"hydra" in cmd:
             continue
         for var in env:
             if var.startswith(b"PMI_RANK="):
-                ranks[int(var.split(b"=")[1])] = int(entry.name)
-    return ranks
+                found.append((int(var.split(b"=")[1]), int(entry.name)))
+
+    def descends(pid: int) -> bool:
+        while pid > 1:
+            if pid == parent:
+                return True
+            pid = parents.get(pid, 0)
+        return False
+
+    return {rank: pid for rank, pid in found if descends(pid)}
 
 
 def test_sigkilled_rank_then_rerun_copies_only_what_remained(
@@ -185,14 +197,24 @@ def test_restore_from_the_grid_to_a_folder_with_one_rank_and_no_mpirun(
     local_grid: LocalGrid, client: GridClient, tmp_path: Path
 ) -> None:
     src = tmp_path / "src"
-    generate(str(src), small=20, small_size=8 << 10, medium=2, medium_size=2 * MiB, big=0)
+    # The big file (40 MiB) goes both ways straight from and to the disk (gridfs.common.fileio).
+    generate(str(src), small=20, small_size=8 << 10, medium=2, medium_size=2 * MiB, big=1, big_size=40 * MiB)
     assert distcp(local_grid, tmp_path, f"file://{src}", "grid://restore/t", "-p", ranks=2, name="in").returncode == 0
     info = client.head("restore", "t/customers/region=0/chunk-000.parquet")
     assert info.properties["distcp.mode"] and info.properties["distcp.owner"]
     out = tmp_path / "out"
     back = distcp(local_grid, tmp_path, "grid://restore/t", str(out), ranks=0, name="out")
     assert back.returncode == 0, back.stdout + back.stderr
-    assert report(tmp_path, "out")["files_verified"] == 22
+    assert report(tmp_path, "out")["files_verified"] == 23
+    from gridfs.common.fileio import DIRECT_WRITE_MIN, cached
+    from gridfs.storage.store import _supports_direct
+
+    (big,) = [p for p in tree(out).values() if p.stat().st_size >= DIRECT_WRITE_MIN]
+    fd = os.open(big, os.O_RDONLY)
+    try:  # written (and verified) past the page cache: none of it is there
+        assert cached(fd, 0) is not _supports_direct(out)
+    finally:
+        os.close(fd)
     assert {k: file_digest(p, xxhash.xxh3_128) for k, p in tree(out).items()} == {
         k: file_digest(p, xxhash.xxh3_128) for k, p in tree(src).items()}
 

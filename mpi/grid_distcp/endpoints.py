@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import grp
+import mmap
 import os
 import posixpath
 import pwd
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from grid_distcp.tasks import FileEntry
-from gridfs.common.fileio import SourceFile
+from gridfs.common.fileio import DIRECT_WRITE_MIN, SinkFile, SourceFile
 
 
 class JobError(Exception):
@@ -48,8 +49,10 @@ def _name_or_number(lookup: Any, number: int) -> str:
 
 
 def _pump(reader: Any, size: int, write: Any) -> None:
-    """Copy a source reader (which checksums what it reads) to ``write``, through one buffer."""
-    view = memoryview(bytearray(copy_buffer_size(size)))
+    """Copy a source reader (which checksums what it reads) to ``write``, through one buffer: for a large
+    file a page-aligned map, which a local destination writes straight to the disk (SinkFile)."""
+    n = copy_buffer_size(size)
+    view = memoryview(mmap.mmap(-1, n) if size >= DIRECT_WRITE_MIN else bytearray(n))
     while n := reader.readinto(view):
         write(view[:n])
 
@@ -397,11 +400,9 @@ class LocalDestination:
         """Written to a temporary name, fsynced, renamed. A folder keeps no checksum of its own: None."""
         path = self._path(key)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        from gridfs.common.fileio import write_all
-
         fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".distcp-tmp-", dir=os.path.dirname(path))
         try:
-            _pump(reader, size, lambda view: write_all(fd, view))
+            _pump(reader, size, SinkFile(fd, size).write)  # large: straight to the disk
             os.fsync(fd)
             os.close(fd)
             if MTIME_PROP in props:
