@@ -200,3 +200,23 @@ def test_grid_get_of_a_large_object_writes_it_straight_to_the_disk(local_grid: L
         os.close(fd)
     assert (tmp_path / "back.bin").read_bytes() == data
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
+
+
+def test_pooled_buffers_are_not_shared_with_a_forked_child() -> None:
+    """The client's buffers are anonymous maps (page-aligned, for O_DIRECT); a process that forks with some in
+    its pool (the S3 gateway forks its workers) must not share them: each process's writes stay its own."""
+    from gridfs.client.buffers import BufferPool
+
+    pool = BufferPool()
+    buf = pool.acquire(1 << 20)
+    buf[:] = 1
+    pool.release(buf)
+    pid = os.fork()
+    if pid == 0:  # the child takes the same pooled buffer and writes all of it
+        try:
+            child = pool.acquire(1 << 20)
+            child[:] = 2
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert int(pool.acquire(1 << 20).max()) == 1

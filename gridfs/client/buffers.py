@@ -9,10 +9,11 @@ SPDX-License-Identifier: LGPL-3.0-or-later
 
 from __future__ import annotations
 
-import mmap
 import threading
 
 import numpy as np
+
+from gridfs.common.fileio import private_map
 
 
 class BufferPool:
@@ -28,7 +29,7 @@ class BufferPool:
             stack = self._free.get(size)
             if stack:
                 return stack.pop()
-        return np.frombuffer(mmap.mmap(-1, size), dtype=np.uint8) if size else np.empty(0, dtype=np.uint8)
+        return np.frombuffer(private_map(size), dtype=np.uint8) if size else np.empty(0, dtype=np.uint8)
 
     def release(self, buf: np.ndarray) -> None:
         with self._lock:

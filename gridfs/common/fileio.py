@@ -43,6 +43,12 @@ def write_all(fd: int, data: memoryview | bytes | bytearray) -> int:
     return view.nbytes
 
 
+def private_map(size: int) -> mmap.mmap:
+    """A page-aligned anonymous buffer of this process alone: mmap's default is a shared map, which a forked
+    child (the S3 gateway forks its workers) would write into under its parent's and its siblings' feet."""
+    return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+
+
 def aligned(data: memoryview) -> bool:
     """Whether ``data`` starts on a DIRECT_ALIGN boundary (a pooled buffer, or a slice of one at such an offset);
     read-only views (``bytes``) are never taken as aligned: ctypes cannot give their address."""
@@ -64,7 +70,7 @@ def set_direct(fd: int, on: bool) -> bool:
 def cached(fd: int, offset: int) -> bool:
     """Whether the page at ``offset`` is in the page cache (a read that may not wait answers at once); a
     file system that cannot say counts as cached, so its files keep the usual way."""
-    probe = mmap.mmap(-1, DIRECT_ALIGN)
+    probe = private_map(DIRECT_ALIGN)
     try:
         os.preadv(fd, [probe], offset, os.RWF_NOWAIT)
         return True

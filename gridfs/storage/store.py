@@ -33,7 +33,7 @@ import crc32c
 import xxhash
 
 from gridfs.common.errors import AlreadyExists, BadRequest, ChecksumMismatch, InvalidRange, NoSuchChunk, VolumeFull
-from gridfs.common.fileio import DIRECT_ALIGN, aligned, set_direct
+from gridfs.common.fileio import DIRECT_ALIGN, aligned, private_map, set_direct
 from gridfs.common.names import CHUNK_ID_RE, check_chunk_id
 from gridfs.storage.iostats import IOStats
 from gridfs.storage.packs import MAX_PACKED, NewChunk, Packed, PackStore
@@ -61,7 +61,7 @@ class BufferPool:
             stack = self._free.get(cls)
             if stack:
                 return stack.pop()
-        return mmap.mmap(-1, cls)
+        return private_map(cls)
 
     def release(self, buf: mmap.mmap) -> None:
         with self._lock:
@@ -138,7 +138,7 @@ def _supports_direct(root: Path) -> bool:
     except OSError:
         return False
     try:
-        block = mmap.mmap(-1, DIRECT_ALIGN)
+        block = private_map(DIRECT_ALIGN)
         try:
             os.write(fd, block)
         except OSError:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import grp
-import mmap
 import os
 import posixpath
 import pwd
@@ -24,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from grid_distcp.tasks import FileEntry
-from gridfs.common.fileio import DIRECT_WRITE_MIN, SinkFile, SourceFile
+from gridfs.common.fileio import DIRECT_WRITE_MIN, SinkFile, SourceFile, private_map
 
 
 class JobError(Exception):
@@ -52,7 +51,7 @@ def _pump(reader: Any, size: int, write: Any) -> None:
     """Copy a source reader (which checksums what it reads) to ``write``, through one buffer: for a large
     file a page-aligned map, which a local destination writes straight to the disk (SinkFile)."""
     n = copy_buffer_size(size)
-    view = memoryview(mmap.mmap(-1, n) if size >= DIRECT_WRITE_MIN else bytearray(n))
+    view = memoryview(private_map(n) if size >= DIRECT_WRITE_MIN else bytearray(n))
     while n := reader.readinto(view):
         write(view[:n])
 
