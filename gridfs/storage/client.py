@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from gridfs.common.config import DEFAULT_CONNECT_TIMEOUT, GridConfig
 from gridfs.common.errors import GridError, InvalidName, ServiceUnavailable, WrongService, error_from_body
-from gridfs.common.http import SECRET_HEADER
+from gridfs.common.http import SECRET_HEADER, Connection
 from gridfs.common.names import SERVICE_ID_RE, check_chunk_id, check_service_id
 
 BufferLike = bytes | bytearray | memoryview | Any
@@ -92,22 +92,6 @@ class _Unreachable(ServiceUnavailable):
     """No connection could be made: nothing was sent, so the request may go elsewhere."""
 
 
-class _Connection(http.client.HTTPConnection):
-    """Connects within ``connect_timeout``, then waits up to ``timeout`` for each answer."""
-
-    def __init__(self, host: str, port: int, timeout: float, connect_timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout)
-        self.connect_timeout = connect_timeout
-
-    def connect(self) -> None:
-        answer_timeout, self.timeout = self.timeout, min(self.timeout, self.connect_timeout)
-        try:
-            super().connect()
-        finally:
-            self.timeout = answer_timeout
-        self.sock.settimeout(answer_timeout)
-
-
 class ChunkClient:
     def __init__(
         self, secret: str, timeout: float = 60.0, *, resolver: Resolver | None = None,
@@ -137,7 +121,7 @@ class ChunkClient:
         conn = conns.get(addr)
         if conn is None:
             host, _, port = addr.rpartition(":")
-            conn = conns[addr] = _Connection(host.strip("[]"), int(port), self.timeout, self.connect_timeout)
+            conn = conns[addr] = Connection(host.strip("[]"), int(port), self.timeout, self.connect_timeout)
         return conn
 
     def _drop(self, addr: str) -> None:
