@@ -282,3 +282,25 @@ def test_json_client_is_picklable_and_fork_safe(grid: tuple[LocalGrid, Path]) ->
     assert client.call("GET", "/v1/services", params={"type": "rawx"})  # the parent's pool still works
     copy = pickle.loads(pickle.dumps(client))
     assert copy.call("GET", "/v1/services", params={"type": "rawx"})
+
+
+def test_a_kept_connection_past_descriptor_1023_is_still_checked_and_reused(
+        grid: tuple[LocalGrid, Path]) -> None:
+    """A service holding more than 1023 descriptors (databases, chunk files, connections) still calls its
+    peers: the idle check of a kept connection must not use select(2), which refuses such descriptors."""
+    import resource
+
+    local, _ = grid
+    cfg = local.config()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]  # the next sockets get numbers past 1023
+    try:
+        client = JsonClient(cfg.conscience_url, cfg.secret)
+        for _ in range(3):  # the first call connects, the next ones check and reuse that connection
+            assert client.call("GET", "/v1/services", params={"type": "rawx"})
+        assert client._pool is not None and client._pool.get().sock.fileno() > 1023
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -100,8 +100,13 @@ class Connection(http.client.HTTPConnection):
 
 
 def _dropped(conn: http.client.HTTPConnection) -> bool:
-    """Whether a kept-alive connection was closed by the server meanwhile (readable while idle: its end)."""
-    return conn.sock is not None and bool(select.select([conn.sock], [], [], 0)[0])
+    """Whether a kept-alive connection was closed by the server meanwhile (readable while idle: its end).
+    poll, not select: select refuses descriptors past 1023, which a busy service holds."""
+    if conn.sock is None:
+        return False
+    idle = select.poll()
+    idle.register(conn.sock, select.POLLIN)
+    return bool(idle.poll(0))
 
 
 class _NotSent(Exception):
