@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import mmap
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -58,15 +57,7 @@ def direct_ok(tmp_path: Path) -> bool:
 
 def test_a_large_file_out_of_the_cache_is_read_straight_from_the_disk(tmp_path: Path, direct_ok: bool) -> None:
     data = written(tmp_path / "cold", evicted=True)
-    fd = os.open(tmp_path / "cold", os.O_RDONLY)
-    try:
-        assert not cached(fd, 0)
-        # A read that may not wait starts the read-ahead of what it missed: out of the cache again.
-        time.sleep(0.2)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-    with SourceFile(tmp_path / "cold") as f:
+    with SourceFile(tmp_path / "cold") as f:  # its probe found the first page out of the cache
         assert f.direct is direct_ok  # tmpfs and the like refuse O_DIRECT: the cache then
         assert read_all(f, 1 << 20) == data  # the tail (not a whole block) comes too
     # From an offset: a whole block is read direct, any other offset through the cache.
